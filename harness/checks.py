@@ -1,0 +1,187 @@
+"""Assertions the suites make, each one measured: how far off, against which tolerance.
+
+A Check is handed to every suite test. Each comparison it makes keeps the largest absolute error
+it saw and the tolerance it was held to, so the record of the check says not only pass or fail but
+by how much. A failed comparison raises CheckFailed with a message that names the tensor, the
+error, the tolerance and the first index where it was exceeded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from harness.case import Case
+from harness.contract import Outputs
+
+
+class CheckFailed(AssertionError):
+    """A conformance check found a difference from the expected behaviour."""
+
+
+class NotSupported(Exception):
+    """Raised inside a check when the case is outside what the implementation claims."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|actual - expected| <= atol + rtol * |expected|, elementwise."""
+
+    atol: float
+    rtol: float = 0.0
+
+    @classmethod
+    def for_case(cls, case: Case) -> Tolerance:
+        """float32 1e-5 and float64 1e-10 at the small sizes of the conformance grids; CUDA float32
+        is held to torch's own CPU-vs-cuDNN tolerance, 5e-5; half precisions to 1e-2."""
+        if case.dtype == "float64":
+            return cls(1e-10)
+        if case.dtype in ("float16", "bfloat16"):
+            return cls(1e-2, 1e-2)
+        return cls(5e-5) if case.device != "cpu" else cls(1e-5)
+
+    def scaled(self, *, rtol: float) -> Tolerance:
+        return Tolerance(self.atol, rtol)
+
+    def __str__(self) -> str:
+        return f"atol {self.atol:g}" + (f" + rtol {self.rtol:g}" if self.rtol else "")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The outcome of one elementwise comparison."""
+
+    max_abs_error: float
+    worst_excess: float  # max of |a - e| - (atol + rtol |e|); > 0 means out of tolerance
+    first_bad: tuple[int, ...] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.worst_excess <= 0
+
+
+def difference(actual: Tensor, expected: Tensor, tol: Tolerance) -> Difference:
+    """Compare two tensors of the same shape in float64 on the CPU; NaN or inf where the
+    expected value is finite counts as an infinite error."""
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    error = (a - e).abs()
+    same_nonfinite = (a == e) | (a.isnan() & e.isnan())  # inf == inf, nan where torch has nan
+    error = torch.where(same_nonfinite, torch.zeros_like(error), error)
+    error = torch.nan_to_num(error, nan=math.inf)
+    excess = error - (tol.atol + tol.rtol * e.abs().nan_to_num(posinf=0.0, neginf=0.0))
+    if error.numel() == 0:
+        return Difference(0.0, -math.inf, None)
+    bad = (excess > 0).nonzero()
+    first = tuple(int(i) for i in bad[0]) if len(bad) else None
+    return Difference(float(error.max()), float(excess.max()), first)
+
+
+class Check:
+    """The measuring assertions of one suite test; the plugin records what it saw."""
+
+    def __init__(self, tolerance: Tolerance, *, reference_name: str = "reference") -> None:
+        self.tolerance = tolerance
+        self.reference_name = reference_name
+        self.max_error: float | None = None  # the largest absolute error compared
+        self.tolerance_used: Tolerance | None = None
+        self.notes: list[str] = []
+
+    def _measure(self, diff: Difference, tol: Tolerance) -> None:
+        if self.max_error is None or diff.max_abs_error > self.max_error:
+            self.max_error = diff.max_abs_error
+            self.tolerance_used = tol
+        elif self.tolerance_used is None:
+            self.tolerance_used = tol
+
+    def note(self, text: str) -> None:
+        """A figure worth keeping in the record (e.g. how wrong the naive answer is)."""
+        self.notes.append(text)
+
+    def not_supported(self, why: str) -> None:
+        raise NotSupported(why)
+
+    def fail(self, message: str) -> None:
+        raise CheckFailed(message)
+
+    # Comparisons -----------------------------------------------------------------------------
+
+    def close(
+        self, what: str, actual: Tensor, expected: Tensor, tol: Tolerance | None = None
+    ) -> Difference:
+        """actual equals expected within the tolerance (the case's by default)."""
+        tol = tol or self.tolerance
+        if not isinstance(actual, Tensor):
+            raise CheckFailed(f"{what} is a {type(actual).__name__}; expected a Tensor")
+        if tuple(actual.shape) != tuple(expected.shape):
+            raise CheckFailed(
+                f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}"
+            )
+        diff = difference(actual, expected, tol)
+        self._measure(diff, tol)
+        if not diff.ok:
+            raise CheckFailed(
+                f"{what} differs: max abs error {diff.max_abs_error:.3g} > {tol} "
+                f"(first at index {list(diff.first_bad or ())})"
+            )
+        return diff
+
+    def outputs_close(
+        self, actual: Outputs, expected: Outputs, tol: Tolerance | None = None, *,
+        against: str | None = None,
+    ) -> None:
+        """output, h_n (and c_n) all equal the expected ones."""
+        who = against or self.reference_name
+        for name, want in expected.named().items():
+            got = actual.named().get(name)
+            if got is None:
+                raise CheckFailed(f"{name} is missing (expected as {who} returns it)")
+            self.close(f"{name} (vs {who})", got, want, tol)
+
+    def differs(self, what: str, a: Tensor, b: Tensor, *, at_least: float | None = None) -> float:
+        """a and b differ somewhere by more than ``at_least`` (default 100x the tolerance);
+        returns the largest difference."""
+        threshold = at_least if at_least is not None else 100 * self.tolerance.atol
+        gap = float((a.detach().double().cpu() - b.detach().double().cpu()).abs().max())
+        if not gap > threshold:
+            raise CheckFailed(f"{what}: largest difference {gap:.3g} is not above {threshold:g}")
+        return gap
+
+    def shape(self, what: str, tensor: object, expected: tuple[int, ...]) -> None:
+        if not isinstance(tensor, Tensor):
+            raise CheckFailed(f"{what} is a {type(tensor).__name__}; expected a Tensor")
+        if tuple(tensor.shape) != tuple(expected):
+            raise CheckFailed(f"{what} has shape {tuple(tensor.shape)}; expected {expected}")
+
+    def finite(self, what: str, tensor: Tensor) -> None:
+        bad = (~torch.isfinite(tensor.detach())).nonzero()
+        if len(bad):
+            index = [int(i) for i in bad[0]]
+            raise CheckFailed(
+                f"{what} has {len(bad)} non-finite values (first at index {index}: "
+                f"{float(tensor.detach()[tuple(index)])})"
+            )
+
+    def raises_like(self, what: str, reference: Callable[[], object],
+                    implementation: Callable[[], object]) -> str:
+        """The implementation raises what the reference raises (an instance of the same
+        exception type) rather than returning a silent answer; returns the reference's type."""
+        try:
+            reference()
+        except Exception as expected:
+            kind = type(expected)
+        else:
+            raise RuntimeError(f"{what}: the reference accepted this input; nothing to compare")
+        try:
+            implementation()
+        except kind:
+            return kind.__name__
+        except Exception as other:
+            raise CheckFailed(
+                f"{what}: raised {type(other).__name__} ({other}); torch raises {kind.__name__}"
+            ) from other
+        raise CheckFailed(f"{what}: returned a result; torch raises {kind.__name__}")

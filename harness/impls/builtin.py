@@ -1,0 +1,71 @@
+"""The built-in registry entries, each published through the ``seq_harness.impls`` entry-point
+group exactly as a third party would publish its own."""
+
+from __future__ import annotations
+
+import functools
+
+from torch import nn
+
+from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
+from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+from harness.spec import Capabilities, ImplSpec, load_with_method
+
+# The packed recipe always takes padded 3-D input plus lengths.
+PACKED_RECIPE = Capabilities(packed=False, lengths=True, unbatched=False)
+
+SCRATCH_RNN = ImplSpec(
+    name="scratch-rnn",
+    family="rnn_tanh",
+    factory=ScratchRNN,
+    load_weights=load_with_method,
+    description="the course's cell: Linear over [x_t, h_{t-1}], tanh, one step at a time",
+    origin="builtin",
+)
+SCRATCH_LSTM = ImplSpec(
+    name="scratch-lstm",
+    family="lstm",
+    factory=ScratchLSTM,
+    description="LSTM cell from scratch, torch's [i, f, g, o] layout, one step at a time",
+    origin="builtin",
+)
+SCRATCH_GRU = ImplSpec(
+    name="scratch-gru",
+    family="gru",
+    factory=ScratchGRU,
+    description="GRU cell from scratch, torch's [r, z, n] layout, one step at a time",
+    origin="builtin",
+)
+TORCH_RNN_TANH = ImplSpec(
+    name="torch-rnn-tanh", family="rnn_tanh", factory=nn.RNN,
+    description="torch.nn.RNN(nonlinearity='tanh')", origin="builtin",
+)
+TORCH_RNN_RELU = ImplSpec(
+    name="torch-rnn-relu", family="rnn_relu", factory=nn.RNN,
+    description="torch.nn.RNN(nonlinearity='relu')", origin="builtin",
+)
+TORCH_LSTM = ImplSpec(
+    name="torch-lstm", family="lstm", factory=nn.LSTM, description="torch.nn.LSTM",
+    origin="builtin",
+)
+TORCH_GRU = ImplSpec(
+    name="torch-gru", family="gru", factory=nn.GRU, description="torch.nn.GRU", origin="builtin",
+)
+
+_packed = functools.partial(ImplSpec, capabilities=PACKED_RECIPE, origin="builtin")
+TORCH_RNN_TANH_PACKED = _packed(
+    name="torch-rnn-tanh-packed", family="rnn_tanh", factory=PackedRNN,
+    description="pad -> pack_padded_sequence -> nn.RNN(tanh) -> pad_packed_sequence",
+)
+TORCH_RNN_RELU_PACKED = _packed(
+    name="torch-rnn-relu-packed", family="rnn_relu", factory=PackedRNN,
+    description="pad -> pack_padded_sequence -> nn.RNN(relu) -> pad_packed_sequence",
+)
+TORCH_LSTM_PACKED = _packed(
+    name="torch-lstm-packed", family="lstm", factory=PackedLSTM,
+    description="pad -> pack_padded_sequence -> nn.LSTM -> pad_packed_sequence",
+)
+TORCH_GRU_PACKED = _packed(
+    name="torch-gru-packed", family="gru", factory=PackedGRU,
+    description="pad -> pack_padded_sequence -> nn.GRU -> pad_packed_sequence",
+)

@@ -1,0 +1,380 @@
+"""From-scratch recurrent layers: torch's contract written out one time step at a time.
+
+These are the teaching entries of the registry (scratch-rnn, scratch-lstm, scratch-gru). They
+exist to be read: every step of torch's recurrence is spelled out in Python, including the parts
+people get wrong — masking padded steps so they never touch the state, starting the reverse
+direction at each sequence's last valid step, ordering h_n rows layer-major, applying dropout only
+between layers. They are checked against torch.nn like any third-party class would be.
+
+ScratchRNN keeps the course's cell literally: one Linear over [x_t, h_{t-1}] followed by tanh.
+ScratchLSTM and ScratchGRU keep torch's parameter names and gate layouts, so torch's weights load
+by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+State = tuple[Tensor, ...]  # (h,) or (h, c); each (B, features)
+
+
+class ScratchRecurrent(nn.Module):
+    """torch.nn.RNN/LSTM/GRU's constructor and forward contract around a per-step cell.
+
+    Subclasses define the parameters of each (layer, direction) and ``cell``: one time step.
+    Everything else — input layouts, packed sequences, masking, directions, layers, dropout, the
+    initial state and its validation — is shared here.
+    """
+
+    mode: ClassVar[str] = "RNN"  # the name torch's error messages use
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+            raise ValueError(f"proj_size must be 0 or in [1, hidden_size), got {proj_size!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self._factory = {"device": device, "dtype": dtype}
+
+    # Layout ----------------------------------------------------------------------------------
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def h_out(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def slots(self) -> list[tuple[int, str, int]]:
+        """(layer, torch's name suffix, input features) for every (layer, direction), in h_n's
+        row order: layer-major, forward before reverse."""
+        return [
+            (layer, f"_l{layer}" + ("_reverse" if d else ""), self.layer_input_size(layer))
+            for layer in range(self.num_layers)
+            for d in range(self.num_directions)
+        ]
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.num_directions * self.h_out
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """Feature size of each state tensor: (h,) or (h, c)."""
+        return (self.h_out,)
+
+    def reset_parameters(self) -> None:
+        """torch's default initialisation: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    # The recurrence --------------------------------------------------------------------------
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        """One time step of (layer, direction) number ``slot``: x_t (B, in) -> new state."""
+        raise NotImplementedError
+
+    def forward(self, input: Tensor | PackedSequence, hx: Tensor | State | None = None):
+        lengths = None
+        if isinstance(input, PackedSequence):
+            x, lengths = pad_packed_sequence(input)  # (T, B, in), lengths in the caller's order
+            batched = True
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(
+                    f"{self.mode}: Expected input to be 2D or 3D, got {input.dim()}D instead"
+                )
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {x.size(-1)}"
+            )
+        seq_len, batch = x.shape[0], x.shape[1]
+        if seq_len == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        state = self.initial_state(hx, batch=batch, batched=batched, like=x)
+
+        # mask[t, b] is True while step t is inside sequence b; padded steps leave the state alone.
+        mask = None
+        if lengths is not None:
+            steps = torch.arange(seq_len, device=x.device).unsqueeze(1)  # (T, 1)
+            mask = steps < lengths.to(x.device).unsqueeze(0)  # (T, B)
+
+        layer_input, finals = x, []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                slot = layer * self.num_directions + direction
+                start = tuple(s[slot] for s in state)
+                out, final = self.run_direction(slot, layer_input, start, mask, bool(direction))
+                outputs.append(out)
+                finals.append(final)
+            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        output = layer_input  # (T, B, D * h_out)
+        # Each state tensor stacks (layer, direction) rows: (L * D, B, features).
+        state_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(state)))
+
+        if lengths is not None:
+            output = repack(output, lengths, like=input)
+        elif not batched:
+            output = output.squeeze(1)
+            state_n = tuple(s.squeeze(1) for s in state_n)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, self.pack_state(state_n)
+
+    def run_direction(
+        self, slot: int, x: Tensor, state: State, mask: Tensor | None, reverse: bool
+    ) -> tuple[Tensor, State]:
+        """Run one (layer, direction) over x (T, B, in): outputs (T, B, h_out), final state.
+
+        The reverse direction walks t = T-1 .. 0; with a mask, its steps beyond a sequence's
+        length leave the state untouched, so it effectively starts at that sequence's last step.
+        """
+        seq_len = x.shape[0]
+        outputs: list[Tensor] = [x.new_empty(0)] * seq_len
+        for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
+            new = self.cell(slot, x[t], state)
+            if mask is None:
+                state = new
+                outputs[t] = new[0]
+            else:
+                valid = mask[t].unsqueeze(1)  # (B, 1)
+                state = tuple(torch.where(valid, n, s) for n, s in zip(new, state))
+                outputs[t] = torch.where(valid, new[0], torch.zeros_like(new[0]))
+        return torch.stack(outputs), state
+
+    # The state -------------------------------------------------------------------------------
+
+    def pack_state(self, state: State) -> Tensor | State:
+        """What forward returns as its second value: h_n, or (h_n, c_n) for LSTM."""
+        return state[0]
+
+    def unpack_hx(self, hx: Tensor | State) -> State:
+        return (hx,)
+
+    def initial_state(self, hx, *, batch: int, batched: bool, like: Tensor) -> State:
+        """The initial state as (L*D, B, features) tensors: zeros, or hx validated like torch."""
+        rows = self.num_layers * self.num_directions
+        if hx is None:
+            return tuple(like.new_zeros(rows, batch, size) for size in self.state_sizes())
+        state = self.unpack_hx(hx)
+        if not batched:
+            if any(s.dim() != 2 for s in state):
+                dims = ", ".join(f"{s.dim()}-D" for s in state)
+                raise RuntimeError(
+                    f"For unbatched 2-D input, hx should also be 2-D but got ({dims}) tensor"
+                )
+            state = tuple(s.unsqueeze(1) for s in state)
+        elif any(s.dim() != 3 for s in state):
+            dims = ", ".join(f"{s.dim()}-D" for s in state)
+            raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got ({dims})")
+        for i, (s, size) in enumerate(zip(state, self.state_sizes())):
+            expected = (rows, batch, size)
+            if tuple(s.shape) != expected:
+                raise RuntimeError(
+                    f"Expected hidden[{i}] size {expected}, got {list(s.shape)}"
+                )
+        return state
+
+
+def repack(output: Tensor, lengths: Tensor, *, like: PackedSequence) -> PackedSequence:
+    """Pack output (T, B, F) with the same batch order and indices as the input ``like``."""
+    order = like.sorted_indices
+    if order is not None:
+        output = output.index_select(1, order)
+        lengths = lengths.index_select(0, order.cpu())
+    packed = pack_padded_sequence(output, lengths.cpu(), enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+class TorchNamedParameters(ScratchRecurrent):
+    """Parameters named and shaped as torch's (weight_ih_l0, bias_hh_l1_reverse, weight_hr_l0),
+    so torch's state_dict loads by name."""
+
+    gates: ClassVar[int] = 1
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        rows, factory = self.gates * self.hidden_size, self._factory
+        self._suffixes = [suffix for _layer, suffix, _in in self.slots()]
+        for _layer, suffix, in_features in self.slots():
+            shapes = {
+                "weight_ih" + suffix: (rows, in_features),
+                "weight_hh" + suffix: (rows, self.h_out),
+            }
+            if self.bias:
+                shapes["bias_ih" + suffix] = (rows,)
+                shapes["bias_hh" + suffix] = (rows,)
+            if self.proj_size:
+                shapes["weight_hr" + suffix] = (self.proj_size, self.hidden_size)
+            for name, shape in shapes.items():
+                self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        self.reset_parameters()
+
+    def weights(self, slot: int) -> dict[str, Tensor | None]:
+        """This slot's parameters by role: ih, hh, b_ih, b_hh, hr (None where absent)."""
+        suffix = self._suffixes[slot]
+        return {
+            role: getattr(self, f"{prefix}{suffix}", None)
+            for role, prefix in (
+                ("ih", "weight_ih"),
+                ("hh", "weight_hh"),
+                ("b_ih", "bias_ih"),
+                ("b_hh", "bias_hh"),
+                ("hr", "weight_hr"),
+            )
+        }
+
+
+class ScratchLSTM(TorchNamedParameters):
+    """LSTM from scratch with torch's gate layout: weight rows [i, f, g, o]."""
+
+    mode = "LSTM"
+    gates = 4
+
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.h_out, self.hidden_size)  # h may be projected; c never is
+
+    def pack_state(self, state: State) -> State:
+        return state[0], state[1]
+
+    def unpack_hx(self, hx: Tensor | State) -> State:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise RuntimeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
+        return tuple(hx)
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])  # (B, 4H)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])  # (B, proj_size)
+        return h, c
+
+
+class ScratchGRU(TorchNamedParameters):
+    """GRU from scratch with torch's layout: rows [r, z, n], the reset gate applied after the
+    hidden matmul: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h."""
+
+    mode = "GRU"
+    gates = 3
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get("proj_size"):
+            raise ValueError("proj_size argument is only supported for LSTM, not GRU")
+        super().__init__(*args, **kwargs)
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        w = self.weights(slot)
+        (h,) = state
+        x_r, x_z, x_n = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)  # each (B, H)
+        h_r, h_z, h_n = F.linear(h, w["hh"], w["b_hh"]).chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+
+
+class CourseCell(nn.Module):
+    """The course's cell: one Linear over the concatenation [x_t, h_{t-1}], then tanh."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool, activation: nn.Module,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self.input_to_hidden = nn.Linear(
+            input_size + hidden_size, hidden_size, bias=bias, device=device, dtype=dtype
+        )
+        self.activation = activation
+
+    def forward(self, x: Tensor, hidden: Tensor) -> Tensor:
+        combined = torch.cat((x, hidden), dim=1)  # (B, in + H)
+        return self.activation(self.input_to_hidden(combined))
+
+
+class ScratchRNN(ScratchRecurrent):
+    """The course's from-scratch RNN cell driven over the sequence, one CourseCell per
+    (layer, direction). It keeps the course's layout, so torch's weights load through an adapter:
+    input_to_hidden.weight = [W_ih | W_hh], input_to_hidden.bias = b_ih + b_hh."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            device=device, dtype=dtype,
+        )
+        activations = {"tanh": nn.Tanh, "relu": nn.ReLU}
+        if nonlinearity not in activations:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        self.cells = nn.ModuleList(
+            CourseCell(in_features, hidden_size, bias=bias,
+                       activation=activations[nonlinearity](), **self._factory)
+            for _layer, _suffix, in_features in self.slots()
+        )
+        self.reset_parameters()
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        return (self.cells[slot](x_t, state[0]),)
+
+    def load_reference_weights(self, state: Mapping[str, Tensor]) -> None:
+        """Load nn.RNN's weights: [W_ih | W_hh] side by side, the two biases summed."""
+        with torch.no_grad():
+            for cell, (_layer, suffix, _) in zip(self.cells, self.slots()):
+                linear = cell.input_to_hidden
+                linear.weight.copy_(
+                    torch.cat((state["weight_ih" + suffix], state["weight_hh" + suffix]), dim=1)
+                )
+                if linear.bias is not None:
+                    linear.bias.copy_(state["bias_ih" + suffix] + state["bias_hh" + suffix])

@@ -1,0 +1,123 @@
+"""The registry: every implementation the harness can run, and how a selection is made.
+
+Entries come from the ``seq_harness.impls`` entry-point group (the built-ins are published there
+too) and from ``--impl-class MODULE:CLASS --family FAMILY`` for a class that is not packaged. An
+entry point that fails to load does not take the others down: it is kept as a broken entry and
+reported as a failed check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from harness.case import Case
+from harness.families import FAMILIES
+from harness.spec import ImplSpec, spec_from_class
+
+GROUP = "seq_harness.impls"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Entries by name, in display order, plus entry points that failed to load (name -> why)."""
+
+    specs: Mapping[str, ImplSpec]
+    broken: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, group: str = GROUP) -> Registry:
+        specs: dict[str, ImplSpec] = {}
+        broken: dict[str, str] = {}
+        for ep in entry_points(group=group):
+            try:
+                loaded = ep.load()
+                if callable(loaded) and not isinstance(loaded, ImplSpec):
+                    loaded = loaded()
+                found = [loaded] if isinstance(loaded, ImplSpec) else list(loaded)
+                for spec in found:
+                    if not isinstance(spec, ImplSpec):
+                        raise TypeError(f"expected ImplSpec, got {type(spec).__name__}")
+                    if spec.name in specs:
+                        raise ValueError(f"duplicate implementation name {spec.name!r}")
+                    specs[spec.name] = spec
+            except Exception as error:  # a broken plug-in must not hide the others
+                broken[ep.name] = f"entry point {ep.value!r} failed to load: {one_line(error)}"
+        order = list(FAMILIES)
+        ranked = sorted(specs.values(), key=lambda s: (order.index(s.family), s.name))
+        return cls({s.name: s for s in ranked}, broken)
+
+    def select(self, names: Iterable[str]) -> list[ImplSpec]:
+        """The named entries, in the order given; a ValueError names any unknown one."""
+        chosen = []
+        for name in names:
+            if name not in self.specs:
+                if name in self.broken:
+                    raise ValueError(f"implementation {name!r} is broken: {self.broken[name]}")
+                valid = ", ".join(self.specs) or "(none installed)"
+                raise ValueError(f"unknown implementation {name!r}; valid: {valid}")
+            if self.specs[name] not in chosen:
+                chosen.append(self.specs[name])
+        return chosen
+
+
+def one_line(error: BaseException) -> str:
+    """'TypeError: message' on a single line, for reports and usage errors."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def resolve_class(path: str) -> type:
+    """Import MODULE:CLASS. The current directory is importable, as with ``python -m``."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr or ":" in attr:
+        raise ValueError(
+            f"--impl-class {path!r} is malformed; expected MODULE:CLASS, e.g. mypkg.rnn:MyLSTM"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r}: module {module_name!r} does not import ({one_line(error)})"
+        ) from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--impl-class {path!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
+    """The registry entry for ``--impl-class MODULE:CLASS --family FAMILY``, checked to build.
+
+    Raises ValueError/TypeError with one line naming what is wrong: a malformed path, a module that
+    does not import, a missing family, something that is not an nn.Module class, or a class that
+    does not build with torch's constructor arguments.
+    """
+    if family_name is None:
+        raise ValueError(
+            f"--impl-class {path!r} needs --family; valid: {', '.join(FAMILIES)}"
+        )
+    if family_name not in FAMILIES:
+        raise ValueError(f"--family {family_name!r} is unknown; valid: {', '.join(FAMILIES)}")
+    cls = resolve_class(path)
+    try:
+        spec = spec_from_class(cls, family_name=family_name, origin=path)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"--impl-class {path!r}: {error}") from None
+    probe = Case(seq_len=2, batch=1, input_size=3, hidden_size=4)
+    try:
+        spec.build(probe)
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r} does not build with torch's constructor arguments "
+            f"{spec.constructor_kwargs(probe)} ({one_line(error)})"
+        ) from None
+    return spec

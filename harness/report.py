@@ -1,0 +1,219 @@
+"""The markdown report of one or more runs: what passed, what failed, by how much, and how to
+reproduce each failure.
+
+Records become a pandas DataFrame; every table is rendered by tabulate (DataFrame.to_markdown).
+Anything that came from an implementation (names, error messages) is escaped, so a ``|`` or a
+newline cannot break a table.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.records import (
+    FAILED,
+    NOT_SUPPORTED,
+    OUTCOMES,
+    PASSED,
+    SKIPPED,
+    RunInfo,
+    load_run,
+    record_rows,
+)
+
+
+def md(text: object) -> str:
+    """Text safe inside a markdown table cell: one line, pipes and backticks escaped."""
+    flat = " ".join(str(text).split())
+    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
+
+
+def code(text: object) -> str:
+    """Inline code that survives any content (one line, no backticks inside)."""
+    return f"`{' '.join(str(text).split()).replace('`', chr(39))}`"
+
+
+def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataFrame]:
+    """All records of the given run directories as one frame, with the run's machine attached."""
+    infos, rows = [], []
+    for directory in dirs:
+        info, records = load_run(directory)
+        infos.append(info)
+        for row in record_rows(records):
+            row["machine"] = info.machine
+            row["run_dir"] = str(directory)
+            rows.append(row)
+    columns = ["impl", "family", "suite", "check", "outcome", "case_id", "case", "max_error",
+               "tolerance", "rtol", "duration_s", "message", "nodeid", "origin", "metrics",
+               "run_id", "machine", "run_dir"]
+    return infos, pd.DataFrame(rows, columns=columns)
+
+
+def cell(group: pd.DataFrame) -> str:
+    """One matrix cell: passes out of checks run, failures flagged, not-supported counted."""
+    counts = group["outcome"].value_counts()
+    passed, failed = int(counts.get(PASSED, 0)), int(counts.get(FAILED, 0))
+    unsupported, skipped = int(counts.get(NOT_SUPPORTED, 0)), int(counts.get(SKIPPED, 0))
+    ran = passed + failed
+    parts = []
+    if failed:
+        parts.append(f"❌ {failed} of {ran} failed")
+    elif ran:
+        parts.append(f"✅ {passed}")
+    if unsupported:
+        parts.append(f"{unsupported} n/s")
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    return " · ".join(parts) or "—"
+
+
+def worst(series: pd.Series) -> str:
+    values = series.dropna()
+    return "—" if values.empty else f"{values.max():.1e}"
+
+
+def matrix(frame: pd.DataFrame) -> str:
+    """Implementations x suites: counts per cell, and the worst error of each implementation."""
+    suites = list(dict.fromkeys(frame["suite"]))
+    rows = []
+    for (impl, family), group in frame.groupby(["impl", "family"], sort=False):
+        row = {"implementation": md(impl), "family": md(family)}
+        for suite in suites:
+            in_suite = group[group["suite"] == suite]
+            row[suite] = cell(in_suite) if len(in_suite) else "—"
+        row["worst error"] = worst(group["max_error"])
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def errors_matrix(frame: pd.DataFrame) -> str:
+    """Worst absolute error per implementation x suite (checks that compare numbers)."""
+    measured = frame.dropna(subset=["max_error"])
+    if measured.empty:
+        return ""
+    table = measured.pivot_table(index="impl", columns="suite", values="max_error",
+                                 aggfunc="max", sort=False)
+    table = table.map(lambda v: "—" if pd.isna(v) else f"{v:.1e}")
+    table.index = [md(i) for i in table.index]
+    return table.to_markdown()
+
+
+def size_of(case: object) -> int:
+    if not isinstance(case, dict):
+        return 0
+    batch = case.get("batch") or 1
+    layers = case.get("num_layers", 1) * (2 if case.get("bidirectional") else 1)
+    return case.get("seq_len", 0) * batch * case.get("hidden_size", 0) * layers
+
+
+def reproduce(row: pd.Series) -> str:
+    """A command that runs exactly this check on exactly this case."""
+    test = row["nodeid"].split("::")[-1] if row["nodeid"] else ""
+    if row["origin"] and ":" in str(row["origin"]) and row["origin"] != "builtin":
+        target = ["--impl-class", row["origin"], "--family", row["family"]]
+    else:
+        target = ["--impl", row["impl"]]
+    command = ["seq-harness", "run", *target, "--suite", row["suite"]]
+    if test:
+        command += ["-k", test]
+    return shlex.join(command)
+
+
+def failures(frame: pd.DataFrame) -> list[str]:
+    """A section per failing check: the smallest failing case as the reproducer, the others
+    listed."""
+    failed = frame[frame["outcome"] == FAILED]
+    lines: list[str] = []
+    groups = failed.groupby(["impl", "suite", "check"], sort=False)
+    for number, ((impl, suite, check), group) in enumerate(groups, start=1):
+        ran = frame[(frame["impl"] == impl) & (frame["suite"] == suite)
+                    & (frame["check"] == check) & frame["outcome"].isin([PASSED, FAILED])]
+        group = group.assign(size=group["case"].map(size_of)).sort_values("size", kind="stable")
+        first = group.iloc[0]
+        lines += [
+            f"### {number}. {md(impl)} · {md(suite)} · {md(check)}",
+            "",
+            f"Failed on {len(group)} of {len(ran)} cases. Smallest: {code(first['case_id'])}.",
+            "",
+            f"> {md(first['message'] or 'no message')}",
+            "",
+            f"Reproduce: {code(reproduce(first))}",
+            "",
+        ]
+        if first["machine"]:
+            lines += [f"Machine: {md(first['machine'])}.", ""]
+        others = [code(c) for c in group["case_id"].iloc[1:] if c]
+        if others:
+            lines += ["<details><summary>Other failing cases</summary>", "",
+                      ", ".join(others), "", "</details>", ""]
+    return lines
+
+
+def header(infos: Sequence[RunInfo]) -> list[str]:
+    rows = [
+        {
+            "run": md(i.run_id),
+            "machine": md(i.machine),
+            "threads": i.threads,
+            "torch": md(i.torch),
+            "python": md(i.python),
+            "commit": md((i.git_commit or "—")[:12]),
+            "created": md(i.created),
+        }
+        for i in infos
+    ]
+    return [pd.DataFrame(rows).to_markdown(index=False), ""]
+
+
+def render(dirs: Sequence[str | os.PathLike]) -> str:
+    infos, frame = to_frame(dirs)
+    counts = frame["outcome"].value_counts()
+    summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
+    lines = ["# seq-harness report", "", *header(infos)]
+    lines += [
+        "## Summary",
+        "",
+        f"{len(frame)} checks over {frame['impl'].nunique()} implementations and "
+        f"{frame['suite'].nunique()} suites: {summary}.",
+        "",
+    ]
+    if frame.empty:
+        return "\n".join([*lines, "No checks were recorded.", ""])
+    lines += [
+        "## Conformance",
+        "",
+        "Each cell counts the checks of one suite on one implementation: ✅ all passed, "
+        "❌ failures out of those run; *n/s* are cases outside what the implementation claims "
+        "(not counted as passes). Worst error is the largest absolute difference from the torch "
+        "reference of the family with the same weights.",
+        "",
+        matrix(frame),
+        "",
+    ]
+    errors = errors_matrix(frame)
+    if errors:
+        lines += ["### Worst absolute error per suite", "", errors, ""]
+    failing = failures(frame)
+    lines += ["## Failures", ""]
+    lines += failing or ["None: every check that ran passed.", ""]
+    skipped = frame[frame["outcome"] == SKIPPED]
+    if not skipped.empty:
+        reasons = skipped["message"].fillna("").value_counts()
+        lines += ["## Skipped", ""]
+        lines += [f"- {int(n)} checks: {md(reason)}" for reason, n in reasons.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(dirs: Sequence[str | os.PathLike], output: str | os.PathLike) -> Path:
+    """Render the report of ``dirs`` into ``output`` (a markdown file)."""
+    path = Path(output)
+    text = render(dirs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

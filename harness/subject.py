@@ -1,0 +1,140 @@
+"""An implementation under test paired with its family's torch reference, for one case.
+
+A Subject draws the case's reference weights and data from a generator seeded by the case (never
+from torch's global RNG, which an implementation may touch), loads the same weights into the
+implementation and into torch's module, and runs either through the forward contract. The
+reference always runs on the CPU, so a CUDA implementation is compared against the CPU result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from harness.case import Case
+from harness.contract import Inputs, Outputs, call
+from harness.families import Family
+from harness.spec import Capabilities, ImplSpec
+
+
+def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
+    """torch's state_dict for the case's reference, drawn U(-1/sqrt(H), 1/sqrt(H)) as torch's
+    default initialisation does, from the case's own seed. CPU tensors in the case's dtype."""
+    module = fam.build_reference(
+        **case.torch_kwargs(), **fam.constructor_kwargs(case.proj_size), dtype=case.torch_dtype
+    )
+    generator = torch.Generator().manual_seed(case.data_seed)
+    bound = 1.0 / math.sqrt(case.hidden_size)
+    return {
+        name: (torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 - 1)
+        .mul_(bound)
+        .to(case.torch_dtype)
+        for name, value in module.state_dict().items()
+    }
+
+
+def make_inputs(
+    case: Case,
+    *,
+    has_cell: bool,
+    scale: float = 1.0,
+    pad_value: float | None = 0.0,
+    salt: int = 0,
+) -> Inputs:
+    """Random inputs for the case; hx is (h_0, c_0) when ``has_cell`` (LSTM), else h_0.
+
+    scale: multiplies x (e.g. 100 for large-magnitude checks).
+    pad_value: the value at padded steps; None fills them with large random noise instead.
+    salt: gives different data for the same case (two distinct inputs, two distinct hx).
+    """
+    generator = torch.Generator().manual_seed(case.data_seed + 7919 * (salt + 1))
+    batch = 1 if case.batch is None else case.batch
+    # Drawn in float64 so float32 and float64 cases see the same numbers.
+    x = torch.randn(case.seq_len, batch, case.input_size, generator=generator, dtype=torch.float64)
+    x = x * scale
+    hx = None
+    if case.with_hx:
+        rows = case.num_layers * case.num_directions
+        h = torch.randn(rows, batch, case.h_out, generator=generator, dtype=torch.float64)
+        c = torch.randn(rows, batch, case.hidden_size, generator=generator, dtype=torch.float64)
+        hx = (h, c) if has_cell else (h,)
+    lengths = None
+    if case.lengths is not None:
+        lengths = torch.tensor(case.lengths, dtype=torch.int64)
+        padded = torch.arange(case.seq_len).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
+        if pad_value is None:  # drawn last, so x and hx are the same as with a pad value
+            noise = 100 * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+            x = torch.where(padded.unsqueeze(2), noise, x)
+        else:
+            x = x.masked_fill(padded.unsqueeze(2), pad_value)
+    return layout(case, x, lengths, hx)
+
+
+def layout(case: Case, x: Tensor, lengths: Tensor | None, hx: tuple[Tensor, ...] | None) -> Inputs:
+    """Put time-major (T, B, I) data and (L*D, B, F) states into the case's layout, dtype and
+    device; hx is given as (h,) or (h, c)."""
+    dtype, device = case.torch_dtype, torch.device(case.device)
+    if case.unbatched:
+        x = x.squeeze(1)
+    elif case.batch_first:
+        x = x.transpose(0, 1).contiguous()
+    state = None
+    if hx is not None:
+        parts = tuple((s.squeeze(1) if case.unbatched else s).to(device, dtype) for s in hx)
+        state = parts if len(parts) == 2 else parts[0]
+    return Inputs(x.to(device, dtype), lengths, state)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The implementation ``spec`` and its family's torch reference, for ``case``."""
+
+    spec: ImplSpec
+    case: Case
+
+    @property
+    def fam(self) -> Family:
+        return self.spec.fam
+
+    def inputs(self, **kwargs) -> Inputs:
+        """Random inputs for the case (see make_inputs for the options)."""
+        return make_inputs(self.case, has_cell=self.fam.has_cell, **kwargs)
+
+    def weights(self) -> dict[str, Tensor]:
+        return reference_weights(self.case, self.fam)
+
+    def build(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
+        """The implementation, built for the case, holding the reference weights."""
+        module = self.spec.build(self.case)
+        state = self.weights() if weights is None else weights
+        device = torch.device(self.case.device)
+        self.spec.load_weights(module, {k: v.to(device) for k, v in state.items()})
+        return module
+
+    def reference(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
+        """torch's module of the family on the CPU, holding the reference weights."""
+        case = self.case
+        module = self.fam.build_reference(
+            **case.torch_kwargs(), **self.fam.constructor_kwargs(case.proj_size),
+            dtype=case.torch_dtype,
+        )
+        module.load_state_dict(self.weights() if weights is None else weights)
+        return module.train(case.training)
+
+    def run(self, module: nn.Module, inputs: Inputs, *, case: Case | None = None) -> Outputs:
+        """The implementation's outputs for ``inputs``, through the forward contract. ``case``
+        describes the inputs when they differ from the subject's (one step, one sequence)."""
+        case = case or self.case
+        return call(module, self.spec.capabilities, case, inputs, has_cell=self.fam.has_cell)
+
+    def run_reference(
+        self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None
+    ) -> Outputs:
+        """torch's outputs for the same inputs (on the CPU, fed packed when lengths are set)."""
+        reference = self.reference() if module is None else module
+        case = (case or self.case).with_(device="cpu")
+        # torch's module claims the whole contract: it is fed packed input when lengths are set.
+        return call(reference, Capabilities(), case, inputs.to("cpu"), has_cell=self.fam.has_cell)

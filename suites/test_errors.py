@@ -1,0 +1,110 @@
+"""errors: malformed input raises the same type of error torch raises — never a silent answer.
+
+Wrong input size, wrong hx shape (layers x directions, batch, features, cell state), hx of the
+wrong rank for the input, a zero-length sequence, input of the wrong rank. Each bad call is made
+on torch's module first; the implementation must raise an instance of the same exception type.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.contract import Inputs
+from harness.grids import BASE
+from harness.plugin import cases
+
+
+def grid(fam):
+    cases = [BASE, BASE.with_(bidirectional=True, num_layers=2),
+             BASE.with_(batch_first=True, num_layers=2), BASE.with_(batch=None),
+             BASE.with_(batch=None, bidirectional=True)]
+    if fam.supports_proj:
+        cases.append(BASE.with_(proj_size=4, num_layers=2))
+    return cases
+
+
+def state(case, fam, *, rows=0, batch=0, features=0, cell_features=0):
+    """A random h_0 (and c_0), with the given offsets added to its dimensions."""
+    generator = torch.Generator().manual_seed(case.data_seed)
+    lead = case.num_layers * case.num_directions + rows
+    middle = () if case.unbatched else (case.batch + batch,)
+    like = {"dtype": case.torch_dtype}
+    h = torch.randn(lead, *middle, case.h_out + features, generator=generator, **like)
+    if not fam.has_cell:
+        return h.to(case.device)
+    c = torch.randn(lead, *middle, case.hidden_size + cell_features, generator=generator, **like)
+    return h.to(case.device), c.to(case.device)
+
+
+def expect_same_error(subject, check, what, inputs, *, case=None):
+    module, reference = subject.build(), subject.reference()
+    kind = check.raises_like(
+        what,
+        lambda: subject.run_reference(inputs, reference, case=case),
+        lambda: subject.run(module, inputs, case=case),
+    )
+    check.note(f"{what}: raises {kind}")
+
+
+@cases(grid)
+def test_wrong_input_size(subject, check):
+    wider = subject.case.with_(input_size=subject.case.input_size + 1)
+    x = type(subject)(subject.spec, wider).inputs().x
+    expect_same_error(subject, check, "input with input_size + 1 features", Inputs(x))
+
+
+@cases(grid)
+def test_wrong_hx_layers(subject, check):
+    inputs = subject.inputs()
+    hx = state(subject.case, subject.fam, rows=1)
+    expect_same_error(subject, check, "hx with layers x directions + 1 rows",
+                      Inputs(inputs.x, None, hx))
+
+
+@cases(grid)
+def test_wrong_hx_batch(subject, check):
+    if subject.case.unbatched:
+        check.not_supported("unbatched input has no batch dimension")
+    inputs = subject.inputs()
+    for offset in (1, -1):
+        hx = state(subject.case, subject.fam, batch=offset)
+        expect_same_error(subject, check, f"hx with batch {offset:+d}",
+                          Inputs(inputs.x, None, hx))
+
+
+@cases(grid)
+def test_wrong_hx_features(subject, check):
+    inputs = subject.inputs()
+    expect_same_error(subject, check, "h_0 with hidden features + 1",
+                      Inputs(inputs.x, None, state(subject.case, subject.fam, features=1)))
+    if subject.fam.has_cell:
+        expect_same_error(subject, check, "c_0 with hidden_size + 1 features",
+                          Inputs(inputs.x, None,
+                                 state(subject.case, subject.fam, cell_features=1)))
+
+
+@cases(grid)
+def test_hx_rank_differs_from_input(subject, check):
+    """Unbatched input with a batched hx, or batched input with an unbatched hx."""
+    case = subject.case
+    inputs = subject.inputs()
+    other = case.with_(batch=1) if case.unbatched else case.with_(batch=None)
+    hx = state(other, subject.fam)
+    expect_same_error(subject, check, f"{'batched' if case.unbatched else 'unbatched'} hx",
+                      Inputs(inputs.x, None, hx))
+
+
+@cases(grid)
+def test_zero_length_sequence(subject, check):
+    case = subject.case
+    x = subject.inputs().x
+    time_dim = 1 if case.batch_first and not case.unbatched else 0
+    empty = x.narrow(time_dim, 0, 0)
+    expect_same_error(subject, check, "a sequence of length 0", Inputs(empty))
+
+
+@cases(grid)
+def test_input_of_wrong_rank(subject, check):
+    x = subject.inputs().x
+    four_d = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
+    expect_same_error(subject, check, "4-D input", Inputs(four_d))

@@ -1,0 +1,42 @@
+"""numerics: outputs stay finite, and equal torch's, on large-magnitude inputs (x100) and on long
+sequences (T=1000)."""
+
+from __future__ import annotations
+
+from harness.checks import Tolerance
+from harness.grids import BASE
+from harness.plugin import cases
+
+# Saturated gates and T=1000 recurrences accumulate float rounding: errors are held relative to
+# the size of the value as well (rtol), on top of the case's absolute tolerance.
+RTOL = {"float32": 1e-5, "float64": 1e-12}
+
+
+def large_grid(fam):
+    return [BASE, BASE.with_(num_layers=2, bidirectional=True, with_hx=True),
+            BASE.with_(lengths=(5, 2, 4)), BASE.with_(dtype="float64", num_layers=2)]
+
+
+def long_grid(fam):
+    long = BASE.with_(seq_len=1000, batch=2)
+    return [long, long.with_(num_layers=2, bidirectional=True),
+            long.with_(lengths=(1000, 613), with_hx=True)]
+
+
+def finite_and_close(subject, check, inputs):
+    got = subject.run(subject.build(), inputs)
+    for name, tensor in got.named().items():
+        check.finite(name, tensor)
+    tol = Tolerance.for_case(subject.case)
+    check.outputs_close(got, subject.run_reference(inputs),
+                        tol.scaled(rtol=RTOL.get(subject.case.dtype, tol.rtol)))
+
+
+@cases(large_grid)
+def test_large_inputs(subject, check):
+    finite_and_close(subject, check, subject.inputs(scale=100.0))
+
+
+@cases(long_grid)
+def test_long_sequence(subject, check):
+    finite_and_close(subject, check, subject.inputs())

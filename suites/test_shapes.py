@@ -1,0 +1,92 @@
+"""shapes: output, h_n and c_n have torch's shapes, dtype and device in every layout, and equal
+the reference's values; h_n is never batch-first and its rows are layer-major."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.grids import BASE, layouts
+from harness.plugin import cases
+
+
+def grid(fam):
+    cases = layouts() + [
+        BASE.with_(batch=1),
+        BASE.with_(seq_len=1),
+        BASE.with_(seq_len=1, batch=1, num_layers=2, bidirectional=True),
+        BASE.with_(batch=None),
+        BASE.with_(batch=None, num_layers=2, bidirectional=True, with_hx=True),
+        BASE.with_(batch=0),
+        BASE.with_(bias=False, num_layers=2),
+        BASE.with_(num_layers=2, bidirectional=True, dtype="float64"),
+        BASE.with_(batch_first=True, with_hx=True, num_layers=2),
+    ]
+    if fam.supports_proj:
+        cases += [
+            BASE.with_(proj_size=4),
+            BASE.with_(proj_size=4, num_layers=2, bidirectional=True, batch_first=True),
+            BASE.with_(proj_size=4, num_layers=3, with_hx=True, batch=None),
+        ]
+    return cases
+
+
+def expected_shapes(case, fam):
+    """torch's shapes: output in the input's layout; states (L*D, B, F), never batch-first."""
+    rows = case.num_layers * case.num_directions
+    features = case.num_directions * case.h_out
+    if case.unbatched:
+        shapes = {"output": (case.seq_len, features), "h_n": (rows, case.h_out)}
+        cell = (rows, case.hidden_size)
+    else:
+        time_major = (case.seq_len, case.batch, features)
+        batch_major = (case.batch, case.seq_len, features)
+        shapes = {
+            "output": batch_major if case.batch_first else time_major,
+            "h_n": (rows, case.batch, case.h_out),
+        }
+        cell = (rows, case.batch, case.hidden_size)
+    if fam.has_cell:
+        shapes["c_n"] = cell
+    return shapes
+
+
+@cases(grid)
+def test_output_and_state_shapes(subject, check):
+    case = subject.case
+    got = subject.run(subject.build(), subject.inputs())
+    named = got.named()
+    for name, shape in expected_shapes(case, subject.fam).items():
+        check.shape(name, named.get(name), shape)
+        if named[name].dtype != case.torch_dtype:
+            check.fail(f"{name} has dtype {named[name].dtype}; the input is {case.torch_dtype}")
+        if named[name].device.type != torch.device(case.device).type:
+            check.fail(f"{name} is on {named[name].device}; the input is on {case.device}")
+
+
+@cases(grid)
+def test_values_match_reference(subject, check):
+    inputs = subject.inputs()
+    check.outputs_close(subject.run(subject.build(), inputs), subject.run_reference(inputs))
+
+
+@cases(grid)
+def test_h_n_rows_are_layer_major(subject, check):
+    """The last layer's rows of h_n are its final outputs: forward at the last step, reverse at
+    the first. Needs no reference."""
+    case = subject.case
+    if case.batch == 0:
+        check.not_supported("an empty batch has no rows to compare")
+    got = subject.run(subject.build(), subject.inputs())
+    output, h_n = got.output, got.h_n
+    if case.unbatched:
+        output, h_n = output.unsqueeze(1), h_n.unsqueeze(1)
+    elif case.batch_first:
+        output = output.transpose(0, 1)
+    # output: (T, B, D * h_out); h_n: (L * D, B, h_out)
+    top = (case.num_layers - 1) * case.num_directions
+    check.shape("h_n", h_n, (case.num_layers * case.num_directions, case.batch or 1, case.h_out))
+    check.close("h_n[last layer, forward] vs output[T-1, :, :h_out]",
+                h_n[top], output[-1, :, : case.h_out])
+    if case.bidirectional:
+        check.close("h_n[last layer, reverse] vs output[0, :, h_out:]",
+                    h_n[top + 1], output[0, :, case.h_out:])

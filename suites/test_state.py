@@ -1,0 +1,113 @@
+"""state: hx=None means zeros, a given hx is used, calls do not leak state into each other, and
+dropout acts only between layers and only in training (evaluation is deterministic)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from harness.contract import Inputs
+from harness.grids import BASE, product
+from harness.plugin import cases
+
+
+def grid(fam):
+    cases = product(BASE, bidirectional=(False, True), num_layers=(1, 2))
+    cases += [BASE.with_(batch_first=True, num_layers=2), BASE.with_(batch=None, num_layers=2),
+              BASE.with_(lengths=(2, 5, 3), bidirectional=True)]
+    if fam.supports_proj:
+        cases.append(BASE.with_(proj_size=4, num_layers=2))
+    return cases
+
+
+def zero_state(case, fam):
+    """h_0 (and c_0) of zeros: (L*D, B, features), or (L*D, features) unbatched."""
+    rows = case.num_layers * case.num_directions
+    batch = () if case.unbatched else (case.batch,)
+    like = {"dtype": case.torch_dtype, "device": case.device}
+    h = torch.zeros(rows, *batch, case.h_out, **like)
+    return (h, torch.zeros(rows, *batch, case.hidden_size, **like)) if fam.has_cell else h
+
+
+@cases(grid)
+def test_hx_none_equals_zeros(subject, check):
+    module = subject.build()
+    inputs = subject.inputs()
+    zeros = Inputs(inputs.x, inputs.lengths, zero_state(subject.case, subject.fam))
+    check.outputs_close(subject.run(module, zeros), subject.run(module, inputs),
+                        against="hx=None")
+
+
+@cases(lambda fam: [c.with_(with_hx=True) for c in grid(fam)])
+def test_given_hx_is_used(subject, check):
+    """With a random hx the result equals torch's with that hx, and differs from hx=None."""
+    module = subject.build()
+    inputs = subject.inputs()
+    got = subject.run(module, inputs)
+    check.outputs_close(got, subject.run_reference(inputs))
+    without = subject.run(module, Inputs(inputs.x, inputs.lengths, None))
+    check.differs("h_n with a random hx vs hx=None", got.h_n, without.h_n)
+
+
+@cases(lambda fam: [c.with_(with_hx=w) for c in grid(fam) for w in (False, True)])
+def test_calls_do_not_leak_state(subject, check):
+    """f(x1); f(x2); f(x1) — the first and the last call agree exactly, and with torch."""
+    module = subject.build()
+    first_inputs, other_inputs = subject.inputs(), subject.inputs(salt=1)
+    first = subject.run(module, first_inputs).detach()
+    subject.run(module, other_inputs)
+    again = subject.run(module, first_inputs).detach()
+    check.outputs_close(again, first, against="the first call with the same input")
+    check.outputs_close(first, subject.run_reference(first_inputs))
+
+
+def dropout_grid(fam):
+    return [BASE.with_(num_layers=2, dropout=0.5), BASE.with_(num_layers=3, dropout=0.5,
+            bidirectional=True), BASE.with_(num_layers=2, dropout=0.5, lengths=(2, 5, 3),
+            bidirectional=True)]
+
+
+def run_in_mode(subject, module, inputs, *, training):
+    module.train(training)
+    return subject.run(module, inputs, case=subject.case.with_(training=training))
+
+
+@cases(dropout_grid)
+def test_dropout_only_between_layers_in_training(subject, check):
+    """Evaluation: deterministic and equal to torch's. Training: the first layer's final state is
+    untouched (dropout acts on its output only), the top layer's output is not dropped (its last
+    step still equals h_n), and the result does differ from evaluation."""
+    case = subject.case
+    module = subject.build()
+    inputs = subject.inputs()
+    evaluated = run_in_mode(subject, module, inputs, training=False).detach()
+    check.outputs_close(run_in_mode(subject, module, inputs, training=False).detach(), evaluated,
+                        against="the same call in eval mode")
+    check.outputs_close(evaluated, subject.run_reference(inputs))
+
+    torch.manual_seed(case.data_seed)
+    trained = run_in_mode(subject, module, inputs, training=True).detach()
+    first_layer = slice(0, case.num_directions)
+    check.close("first layer's h_n in training vs eval", trained.h_n[first_layer],
+                evaluated.h_n[first_layer])
+    check.differs("output in training vs eval (dropout between layers)", trained.output,
+                  evaluated.output)
+    if not case.varlen:
+        top = (case.num_layers - 1) * case.num_directions
+        output = trained.output.transpose(0, 1) if case.batch_first else trained.output
+        check.close("top layer's output at T-1 vs its h_n in training (no dropout on the output)",
+                    output[-1, :, : case.h_out], trained.h_n[top])
+
+
+@cases(lambda fam: [BASE.with_(dropout=0.5), BASE.with_(dropout=0.5,
+                                                                     bidirectional=True)])
+def test_single_layer_dropout_is_inert(subject, check):
+    """One layer has no 'between layers': dropout changes nothing, even in training."""
+    module = subject.build()
+    inputs = subject.inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns that dropout has no effect
+        evaluated = run_in_mode(subject, module, inputs, training=False).detach()
+        trained = run_in_mode(subject, module, inputs, training=True).detach()
+    check.outputs_close(trained, evaluated, against="eval mode")
