@@ -15,12 +15,12 @@ from harness.plugin import cases
 
 
 def grid(fam):
-    cases = [BASE, BASE.with_(bidirectional=True, num_layers=2),
+    chosen = [BASE, BASE.with_(bidirectional=True, num_layers=2),
              BASE.with_(batch_first=True, num_layers=2), BASE.with_(batch=None),
              BASE.with_(batch=None, bidirectional=True)]
     if fam.supports_proj:
-        cases.append(BASE.with_(proj_size=4, num_layers=2))
-    return cases
+        chosen.append(BASE.with_(proj_size=4, num_layers=2))
+    return chosen
 
 
 def state(case, fam, *, rows=0, batch=0, features=0, cell_features=0):

@@ -49,11 +49,11 @@ def test_per_step_head_matches_reference(subject, check):
 
 
 def step_grid(fam):
-    cases = product(BASE, batch_first=(False, True), num_layers=(1, 2), with_hx=(False, True))
-    cases += [BASE.with_(batch=None, num_layers=2), BASE.with_(dtype="float64", num_layers=3)]
+    chosen = product(BASE, batch_first=(False, True), num_layers=(1, 2), with_hx=(False, True))
+    chosen += [BASE.with_(batch=None, num_layers=2), BASE.with_(dtype="float64", num_layers=3)]
     if fam.supports_proj:
-        cases.append(BASE.with_(proj_size=4, num_layers=2, with_hx=True))
-    return cases
+        chosen.append(BASE.with_(proj_size=4, num_layers=2, with_hx=True))
+    return chosen
 
 
 def step_input(case, x, t):

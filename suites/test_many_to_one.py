@@ -15,7 +15,7 @@ OUTPUT_SIZE = 5
 
 def grid(fam):
     base = BASE.with_(seq_len=6, batch=4, lengths=(6, 2, 4, 1), batch_first=True)
-    cases = [
+    chosen = [
         base,
         base.with_(num_layers=2),
         base.with_(bidirectional=True),
@@ -24,8 +24,8 @@ def grid(fam):
         base.with_(dtype="float64"),
     ]
     if fam.supports_proj:
-        cases.append(base.with_(proj_size=3, bidirectional=True))
-    return cases
+        chosen.append(base.with_(proj_size=3, bidirectional=True))
+    return chosen
 
 
 def models(subject):

@@ -64,7 +64,8 @@ def test_each_sequence_alone(subject, check):
     batch = subject.run(module, inputs)
     out = time_major(case, batch.output)
     x = time_major(case, inputs.x)
-    states = () if inputs.hx is None else inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
+    hx = inputs.hx
+    states = () if hx is None else hx if isinstance(hx, tuple) else (hx,)
     for b, n in enumerate(case.effective_lengths):
         alone_case = case.with_(seq_len=n, batch=1, lengths=None)
         hx = tuple(rows(s, b) for s in states) if states else None

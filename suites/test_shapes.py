@@ -5,29 +5,31 @@ from __future__ import annotations
 
 import torch
 
+from harness.contract import Inputs
 from harness.grids import BASE, layouts
 from harness.plugin import cases
 
 
 def grid(fam):
-    cases = layouts() + [
+    chosen = layouts() + [
         BASE.with_(batch=1),
         BASE.with_(seq_len=1),
         BASE.with_(seq_len=1, batch=1, num_layers=2, bidirectional=True),
         BASE.with_(batch=None),
         BASE.with_(batch=None, num_layers=2, bidirectional=True, with_hx=True),
+        BASE.with_(batch=None, batch_first=True),  # unbatched ignores batch_first
         BASE.with_(batch=0),
         BASE.with_(bias=False, num_layers=2),
         BASE.with_(num_layers=2, bidirectional=True, dtype="float64"),
         BASE.with_(batch_first=True, with_hx=True, num_layers=2),
     ]
     if fam.supports_proj:
-        cases += [
+        chosen += [
             BASE.with_(proj_size=4),
             BASE.with_(proj_size=4, num_layers=2, bidirectional=True, batch_first=True),
             BASE.with_(proj_size=4, num_layers=3, with_hx=True, batch=None),
         ]
-    return cases
+    return chosen
 
 
 def expected_shapes(case, fam):
@@ -90,3 +92,27 @@ def test_h_n_rows_are_layer_major(subject, check):
     if case.bidirectional:
         check.close("h_n[last layer, reverse] vs output[0, :, h_out:]",
                     h_n[top + 1], output[0, :, case.h_out:])
+
+
+def strided(tensor):
+    """The same values in a non-contiguous layout (a permuted view of a permuted copy)."""
+    dims = list(range(tensor.dim()))
+    flipped = dims[::-1]
+    return tensor.permute(flipped).contiguous().permute(flipped)
+
+
+def strided_grid(fam):
+    return [BASE.with_(with_hx=True), BASE.with_(num_layers=2, bidirectional=True,
+            batch_first=True, with_hx=True), BASE.with_(lengths=(2, 5, 3), with_hx=True)]
+
+
+@cases(strided_grid)
+def test_non_contiguous_inputs(subject, check):
+    """Input and hx as non-contiguous views give the same result as contiguous ones."""
+    inputs = subject.inputs()
+    hx = inputs.hx
+    hx = tuple(strided(h) for h in hx) if isinstance(hx, tuple) else strided(hx)
+    views = Inputs(strided(inputs.x), inputs.lengths, hx)
+    if views.x.is_contiguous():
+        check.fail("the harness failed to build a non-contiguous input")
+    check.outputs_close(subject.run(subject.build(), views), subject.run_reference(inputs))

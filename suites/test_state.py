@@ -1,5 +1,7 @@
-"""state: hx=None means zeros, a given hx is used, calls do not leak state into each other, and
-dropout acts only between layers and only in training (evaluation is deterministic)."""
+"""state: hx=None means zeros, a given hx is used, calls do not leak state into each other (no
+stored state, no in-place updates of the caller's tensors, no reused output buffers, no stale
+cached weights), and dropout acts only between layers and only in training (evaluation is
+deterministic)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,20 @@ import warnings
 
 import torch
 
+from harness.checks import Tolerance
 from harness.contract import Inputs
 from harness.grids import BASE, product
 from harness.plugin import cases
+from harness.subject import reference_weights
 
 
 def grid(fam):
-    cases = product(BASE, bidirectional=(False, True), num_layers=(1, 2))
-    cases += [BASE.with_(batch_first=True, num_layers=2), BASE.with_(batch=None, num_layers=2),
+    chosen = product(BASE, bidirectional=(False, True), num_layers=(1, 2))
+    chosen += [BASE.with_(batch_first=True, num_layers=2), BASE.with_(batch=None, num_layers=2),
               BASE.with_(lengths=(2, 5, 3), bidirectional=True)]
     if fam.supports_proj:
-        cases.append(BASE.with_(proj_size=4, num_layers=2))
-    return cases
+        chosen.append(BASE.with_(proj_size=4, num_layers=2))
+    return chosen
 
 
 def zero_state(case, fam):
@@ -60,6 +64,57 @@ def test_calls_do_not_leak_state(subject, check):
     again = subject.run(module, first_inputs).detach()
     check.outputs_close(again, first, against="the first call with the same input")
     check.outputs_close(first, subject.run_reference(first_inputs))
+
+
+EXACT = Tolerance(0.0)
+
+
+def snapshot(outputs_or_inputs):
+    """Clones of every tensor, to compare against after later calls."""
+    return [t.detach().clone() for t in tensors(outputs_or_inputs)]
+
+
+def tensors(value):
+    if isinstance(value, Inputs):
+        hx = value.hx
+        return [value.x, *(hx if isinstance(hx, tuple) else () if hx is None else (hx,))]
+    return list(value.named().values())
+
+
+@cases(lambda fam: [c.with_(with_hx=True) for c in grid(fam)])
+def test_inputs_are_not_modified(subject, check):
+    """The call leaves the caller's input and hx untouched (no in-place updates)."""
+    inputs = subject.inputs()
+    before = snapshot(inputs)
+    subject.run(subject.build(), inputs)
+    for name, was, now in zip(("input", "h_0", "c_0"), before, tensors(inputs)):
+        check.close(f"{name} after the call", now, was, EXACT)
+
+
+@cases(grid)
+def test_results_survive_the_next_call(subject, check):
+    """What a call returned is not overwritten by the next call (no reused output buffers)."""
+    module = subject.build()
+    first = subject.run(module, subject.inputs())
+    kept = snapshot(first)
+    subject.run(module, subject.inputs(salt=1))
+    for (name, now), was in zip(first.named().items(), kept):
+        check.close(f"{name} of the first call, after a second call", now, was, EXACT)
+
+
+@cases(grid)
+def test_parameter_updates_are_seen(subject, check):
+    """After new weights are loaded into a module that has already run (as an optimiser step
+    would change them), the next call uses the new weights — nothing stale is cached."""
+    module = subject.build()
+    inputs = subject.inputs()
+    subject.run(module, inputs)
+    updated = reference_weights(subject.case.with_(seed=subject.case.seed + 1), subject.fam)
+    with torch.no_grad():
+        subject.spec.load_weights(module, updated)
+    check.outputs_close(subject.run(module, inputs),
+                        subject.run_reference(inputs, subject.reference(updated)),
+                        against="torch with the updated weights")
 
 
 def dropout_grid(fam):

@@ -105,9 +105,17 @@ class ScratchRecurrent(nn.Module):
         """One time step of (layer, direction) number ``slot``: x_t (B, in) -> new state."""
         raise NotImplementedError
 
-    def forward(self, input: Tensor | PackedSequence, hx: Tensor | State | None = None):
-        lengths = None
-        if isinstance(input, PackedSequence):
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | State | None = None,
+        *,
+        lengths: Tensor | None = None,
+    ):
+        """torch's forward, plus an optional ``lengths`` (B,) for padded 3-D input: padded steps
+        then leave the state alone and output zeros, as with a PackedSequence."""
+        packed = isinstance(input, PackedSequence)
+        if packed:
             x, lengths = pad_packed_sequence(input)  # (T, B, in), lengths in the caller's order
             batched = True
         else:
@@ -119,6 +127,13 @@ class ScratchRecurrent(nn.Module):
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
+            if lengths is not None:
+                lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
+                if not batched or lengths.shape != (x.shape[1],):
+                    raise ValueError(
+                        f"lengths must be a (batch,) tensor for 3-D input, got shape "
+                        f"{tuple(lengths.shape)} for input {tuple(input.shape)}"
+                    )
         if x.size(-1) != self.input_size:
             raise RuntimeError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
@@ -151,7 +166,7 @@ class ScratchRecurrent(nn.Module):
         # Each state tensor stacks (layer, direction) rows: (L * D, B, features).
         state_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(state)))
 
-        if lengths is not None:
+        if packed:
             output = repack(output, lengths, like=input)
         elif not batched:
             output = output.squeeze(1)

@@ -1,0 +1,187 @@
+"""The ``seq-harness`` command: list the registry, run the suites, render reports.
+
+Exit codes: 0 every check passed; 1 a check failed; 2 bad input (one line on stderr naming the bad
+value and the valid choices); 3 the harness itself broke. ``run`` drives pytest in-process
+through the same plugin a plain ``pytest`` run uses, so both accept the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+USAGE_ERROR = 2
+INTERNAL_ERROR = 3
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the bad value (and exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="seq-harness", description="Conformance and benchmark kit for RNNs.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    commands.add_parser("list", help="the registry: implementations, families, capabilities")
+
+    run = commands.add_parser("run", help="run the suites; write records and a report")
+    run.add_argument("--impl", action="append", default=[], metavar="NAME",
+                     help="registry entry (repeatable); default: the whole registry")
+    run.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
+                     help="your nn.Module class with torch's RNN/LSTM/GRU contract")
+    run.add_argument("--family", metavar="FAMILY",
+                     help="family of --impl-class: rnn_tanh, rnn_relu, lstm, gru")
+    run.add_argument("--suite", action="append", default=[], metavar="NAME",
+                     help="suite to run (repeatable); default: all")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="device the implementations run on (default: cpu)")
+    run.add_argument("--out", metavar="DIR", help="results directory (default: results/RUN_ID)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the records of an earlier run in --out")
+    run.add_argument("--report", metavar="PATH",
+                     help="also write the markdown report here (it is always in DIR/report.md)")
+    run.add_argument("-k", dest="keyword", metavar="EXPR",
+                     help="only checks whose pytest id matches EXPR (as pytest -k)")
+    run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
+
+    report = commands.add_parser("report", help="render the markdown report of results")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
+    report.add_argument("--output", metavar="PATH",
+                        help="markdown file to write (default: DIR/report.md for one DIR)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        command = {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command]
+        return command(args, argv)
+    except UsageError as error:
+        print(f"seq-harness: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    from tabulate import tabulate
+
+    from harness.registry import Registry
+
+    registry = Registry.load()
+    rows = []
+    for spec in registry.specs.values():
+        caps = spec.capabilities
+        claims = [name for name in ("packed", "lengths", "bidirectional", "multi_layer",
+                                    "batch_first", "proj_size", "dropout", "unbatched")
+                  if getattr(caps, name) and (name != "proj_size" or spec.fam.supports_proj)]
+        rows.append([spec.name, spec.family, ", ".join(claims),
+                     ", ".join(sorted(caps.dtypes)), ", ".join(sorted(caps.devices)),
+                     spec.description])
+    print(tabulate(rows, headers=["name", "family", "capabilities", "dtypes", "devices",
+                                  "description"]))
+    for name, why in registry.broken.items():
+        print(f"broken entry point {name}: {why}")
+    return 0
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> None:
+    from harness.records import RECORDS_FILE, RUN_FILE
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; expected a directory")
+    if (out / RECORDS_FILE).exists() or (out / RUN_FILE).exists():
+        if not overwrite:
+            raise UsageError(
+                f"--out {str(out)!r} already holds a run; choose another directory or "
+                "pass --overwrite"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    import pytest
+
+    from harness.records import RunInfo, iter_records, write_run_info
+    from harness.report import write_report
+    from harness.selection import choose, suite_files
+
+    try:
+        files = suite_files(args.suite)
+        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    if not chosen.specs and not chosen.broken:
+        raise UsageError("no implementations are installed in the seq_harness.impls group")
+
+    info = RunInfo.collect(argv=["seq-harness", *argv])
+    out = Path(args.out) if args.out else Path("results") / info.run_id
+    prepare_out(out, overwrite=args.overwrite)
+    write_run_info(out, info)
+
+    pytest_args = [str(f) for f in files]
+    pytest_args += ["--results-dir", str(out), "--device", args.device,
+                    "-p", "no:cacheprovider", "--tb=no", "-q" if not args.verbose else "-v"]
+    for name in args.impl:
+        pytest_args += ["--impl", name]
+    for path in args.impl_class:
+        pytest_args += ["--impl-class", path]
+    if args.family:
+        pytest_args += ["--family", args.family]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    code = int(pytest.main(pytest_args))
+
+    records = list(iter_records(out))
+    if args.report:
+        write_report([out], args.report)
+    print(summary_line(records, out, args.report))
+    if code == int(pytest.ExitCode.NO_TESTS_COLLECTED) or (code == 0 and not records):
+        print("seq-harness: error: no checks matched the selection", file=sys.stderr)
+        return USAGE_ERROR
+    if code == int(pytest.ExitCode.USAGE_ERROR):
+        return USAGE_ERROR
+    if code in (int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)):
+        failed = any(r.outcome == "failed" for r in records)
+        return 1 if failed or code == int(pytest.ExitCode.TESTS_FAILED) else 0
+    return INTERNAL_ERROR
+
+
+def summary_line(records, out: Path, extra_report: str | None) -> str:
+    from collections import Counter
+
+    from harness.records import OUTCOMES
+
+    counts = Counter(r.outcome for r in records)
+    parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
+    report = out / "report.md"
+    where = f"{report}" + (f" and {extra_report}" if extra_report else "")
+    return f"seq-harness: {len(records)} checks ({parts}); report: {where}"
+
+
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.records import ResultsError, read_run_info
+    from harness.report import write_report
+
+    if args.output is None and len(args.dirs) > 1:
+        raise UsageError("several results directories need --output PATH for the merged report")
+    try:
+        for directory in args.dirs:
+            read_run_info(directory)
+        output = Path(args.output) if args.output else Path(args.dirs[0]) / "report.md"
+        path = write_report(args.dirs, output)
+    except ResultsError as error:
+        raise UsageError(str(error)) from None
+    print(f"seq-harness: report written to {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Implementations with one realistic bug each, for proving that the suites catch them."""

@@ -1,0 +1,391 @@
+"""Implementations with one realistic bug each, the kind people ship in custom RNN code.
+
+Each class is the from-scratch implementation with a single method rewritten the wrong way.
+tests/test_mutants.py runs the shared suites on every one of them through ``--impl-class`` and
+asserts that the check written for that bug fails — proof that each suite catches what it is for.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+
+# --- gate maths ---------------------------------------------------------------------------------
+
+
+class SwappedGatesLSTM(ScratchLSTM):
+    """Reads torch's [i, f, g, o] rows as [f, i, g, o]: the input and forget gates swapped."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        f, i, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
+
+
+class SigmoidCandidateLSTM(ScratchLSTM):
+    """The candidate g goes through a sigmoid instead of tanh."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.sigmoid(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
+
+
+class ResetBeforeMatmulGRU(ScratchGRU):
+    """The reset gate applied before the hidden matmul: n = tanh(W_in x + W_hn (r * h) + b),
+    the original Cho et al. form, not torch's r * (W_hn h + b_hn)."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        x_r, x_z, x_n = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)
+        w_hr, w_hz, w_hn = w["hh"].chunk(3, dim=0)
+        b_hr, b_hz, b_hn = w["b_hh"].chunk(3) if w["b_hh"] is not None else (None,) * 3
+        r = torch.sigmoid(x_r + F.linear(h, w_hr, b_hr))
+        z = torch.sigmoid(x_z + F.linear(h, w_hz, b_hz))
+        n = torch.tanh(x_n + F.linear(r * h, w_hn, b_hn))
+        return ((1 - z) * n + z * h,)
+
+
+class SwappedUpdateGRU(ScratchGRU):
+    """h' = z * n + (1 - z) * h: the update gate's roles exchanged."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        x_r, x_z, x_n = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)
+        h_r, h_z, h_n = F.linear(h, w["hh"], w["b_hh"]).chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return (z * n + (1 - z) * h,)
+
+
+class OneBiasRNN(ScratchRNN):
+    """The weight adapter loads b_ih and forgets b_hh."""
+
+    def load_reference_weights(self, state):
+        with torch.no_grad():
+            for cell, (_layer, suffix, _) in zip(self.cells, self.slots()):
+                linear = cell.input_to_hidden
+                linear.weight.copy_(torch.cat((state["weight_ih" + suffix],
+                                               state["weight_hh" + suffix]), dim=1))
+                if linear.bias is not None:
+                    linear.bias.copy_(state["bias_ih" + suffix])
+
+
+class ExpTanhRNN(ScratchRNN):
+    """tanh written out as (e^a - e^-a) / (e^a + e^-a): inf / inf = NaN once |a| > ~89."""
+
+    def cell(self, slot, x_t, state):
+        a = self.cells[slot].input_to_hidden(torch.cat((x_t, state[0]), dim=1))
+        return ((torch.exp(a) - torch.exp(-a)) / (torch.exp(a) + torch.exp(-a)),)
+
+
+class Float32AccumulatingLSTM(ScratchLSTM):
+    """Computes in float32 whatever the input dtype, and casts back at the end."""
+
+    def cell(self, slot, x_t, state):
+        dtype = x_t.dtype
+        w = {k: None if v is None else v.float() for k, v in self.weights(slot).items()}
+        h, c = (s.float() for s in state)
+        gates = F.linear(x_t.float(), w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h.to(dtype), c.to(dtype)
+
+
+# --- variable-length batches ---------------------------------------------------------------------
+
+
+def run_unmasked_state(module, slot, x, state, mask, reverse):
+    """The state runs through padded steps too; only the outputs are masked."""
+    outputs = [None] * x.shape[0]
+    for t in range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0]):
+        state = module.cell(slot, x[t], state)
+        out = state[0]
+        if mask is not None:
+            out = torch.where(mask[t].unsqueeze(1), out, torch.zeros_like(out))
+        outputs[t] = out
+    return torch.stack(outputs), state
+
+
+class PaddingLeaksGRU(ScratchGRU):
+    """Padded steps update the state (only outputs are masked): h_n has seen the padding, and
+    the reverse direction starts in it."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        return run_unmasked_state(self, slot, x, state, mask, reverse)
+
+
+class ReverseIgnoresLengthsLSTM(ScratchLSTM):
+    """Masks the forward direction correctly, but the reverse direction starts at step T-1 for
+    every sequence, running through the padding first."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if reverse:
+            return run_unmasked_state(self, slot, x, state, mask, reverse)
+        return super().run_direction(slot, x, state, mask, reverse)
+
+
+class LastPaddedStepLSTM(ScratchLSTM):
+    """h_n read from the output at the last padded step (output[-1]), not the last valid one."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        outputs, final = super().run_direction(slot, x, state, mask, reverse)
+        last = outputs[0] if reverse else outputs[-1]
+        return outputs, (last, *final[1:])
+
+
+class CarriedPaddingGRU(ScratchGRU):
+    """Takes padded input plus lengths (no packing) and fills the outputs at padded steps with
+    the last valid output instead of zeros — so the naive output[:, -1] looks right."""
+
+    harness_capabilities: ClassVar[dict] = {"packed": False, "lengths": True, "unbatched": False}
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        outputs, final = super().run_direction(slot, x, state, mask, reverse)
+        if mask is not None and not reverse:
+            for t in range(1, x.shape[0]):
+                outputs[t] = torch.where(mask[t].unsqueeze(1), outputs[t], outputs[t - 1])
+        return outputs, final
+
+
+class BarePackedLSTM(torch.nn.LSTM):
+    """The course's recipe with nothing else: pack -> nn.LSTM -> unpack. torch's LSTM does not
+    validate a PackedSequence call, so a wrong input size or hx shape passes silently."""
+
+    harness_capabilities: ClassVar[dict] = {"packed": False, "lengths": True, "unbatched": False}
+
+    def forward(self, input, hx=None, *, lengths=None):
+        time_dim = 1 if self.batch_first else 0
+        if lengths is None:
+            lengths = torch.full((input.size(1 - time_dim),), input.size(time_dim))
+        packed = pack_padded_sequence(input, torch.as_tensor(lengths).cpu(),
+                                      batch_first=self.batch_first, enforce_sorted=False)
+        output, state = super().forward(packed, hx)
+        output, _ = pad_packed_sequence(output, batch_first=self.batch_first,
+                                        total_length=input.size(time_dim))
+        return output, state
+
+
+class SortedOrderLSTM(ScratchLSTM):
+    """Given an unsorted PackedSequence, returns h_n in the packed (length-sorted) order and
+    forgets to restore the caller's order."""
+
+    def forward(self, input, hx=None):
+        output, (h, c) = super().forward(input, hx)
+        order = getattr(input, "sorted_indices", None)
+        if order is not None:
+            h, c = h.index_select(1, order), c.index_select(1, order)
+        return output, (h, c)
+
+
+# --- the state -----------------------------------------------------------------------------------
+
+
+class IgnoresHxRNN(ScratchRNN):
+    """Accepts hx and validates it, then starts from zeros anyway."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        super().initial_state(hx, batch=batch, batched=batched, like=like)
+        return super().initial_state(None, batch=batch, batched=batched, like=like)
+
+
+class StatefulLSTM(ScratchLSTM):
+    """Keeps the last final state and uses it as the next call's default hx (state leaking
+    between calls, as in a stateful Keras RNN)."""
+
+    def forward(self, input, hx=None):
+        saved = getattr(self, "_saved", None)
+        if hx is None and saved is not None and saved[0].shape[1:] == self._batch_shape(input):
+            hx = saved
+        output, state = super().forward(input, hx)
+        self._saved = tuple(s.detach() for s in state)
+        return output, state
+
+    def _batch_shape(self, input):
+        if isinstance(input, torch.nn.utils.rnn.PackedSequence):
+            return (int(input.batch_sizes[0]), self.h_out)
+        batch = input.shape[0] if self.batch_first else input.shape[1]
+        return (batch, self.h_out) if input.dim() == 3 else (self.h_out,)
+
+
+class EvalDropoutGRU(ScratchGRU):
+    """Dropout between layers applied in eval mode too (F.dropout with training=True)."""
+
+    def forward(self, input, hx=None):
+        was_training = self.training
+        self.training = True
+        try:
+            return super().forward(input, hx)
+        finally:
+            self.training = was_training
+
+
+class OutputDropoutLSTM(ScratchLSTM):
+    """Dropout after every layer, the last one included."""
+
+    def forward(self, input, hx=None):
+        output, state = super().forward(input, hx)
+        if self.training and self.dropout and isinstance(output, Tensor):
+            output = F.dropout(output, self.dropout, training=True)
+        return output, state
+
+
+# --- layouts -------------------------------------------------------------------------------------
+
+
+class BatchFirstStateGRU(ScratchGRU):
+    """With batch_first=True, h_n is returned batch-first too: (B, L*D, H)."""
+
+    def forward(self, input, hx=None):
+        output, h_n = super().forward(input, hx)
+        if self.batch_first and h_n.dim() == 3:
+            h_n = h_n.transpose(0, 1)
+        return output, h_n
+
+
+class DirectionMajorGRU(ScratchGRU):
+    """h_n rows ordered direction-major (every forward layer, then every reverse layer)."""
+
+    def pack_state(self, state):
+        (h,) = state
+        if self.bidirectional:
+            h = torch.cat((h[0::2], h[1::2]))
+        return h
+
+
+class ReverseNotRealignedRNN(ScratchRNN):
+    """The reverse direction's outputs are stored in processing order, not time order."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        outputs, final = super().run_direction(slot, x, state, mask, reverse)
+        return (outputs.flip(0) if reverse else outputs), final
+
+
+class UnbatchedKeepsBatchRNN(ScratchRNN):
+    """Unbatched (T, I) input comes back as (T, 1, F): the batch dimension is never squeezed."""
+
+    def forward(self, input, hx=None):
+        if isinstance(input, Tensor) and input.dim() == 2:
+            hx = None if hx is None else hx.unsqueeze(1)
+            return super().forward(input.unsqueeze(1) if not self.batch_first
+                                   else input.unsqueeze(0), hx)
+        return super().forward(input, hx)
+
+
+class ValueErrorLSTM(ScratchLSTM):
+    """Validates hx itself, raising ValueError where torch raises RuntimeError."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        try:
+            return super().initial_state(hx, batch=batch, batched=batched, like=like)
+        except RuntimeError as error:
+            raise ValueError(str(error)) from None
+
+
+class BroadcastingHxGRU(ScratchGRU):
+    """Skips hx validation; a one-row hx broadcasts silently over every layer and sequence."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        if hx is None:
+            return super().initial_state(hx, batch=batch, batched=batched, like=like)
+        h = hx if batched else hx.unsqueeze(1)
+        rows = self.num_layers * self.num_directions
+        return (h.expand(rows, batch, self.h_out) if h.shape[0] == 1 else h,)
+
+
+class SqueezingRNN(ScratchRNN):
+    """Drops size-1 dimensions with .squeeze(): a batch of one loses its batch dimension."""
+
+    def forward(self, input, hx=None, **kwargs):
+        output, h_n = super().forward(input, hx, **kwargs)
+        if isinstance(output, Tensor):
+            output, h_n = output.squeeze(), h_n.squeeze()
+        return output, h_n
+
+
+class TransposesUnbatchedGRU(ScratchGRU):
+    """Applies batch_first to unbatched (T, I) input too, transposing it to (I, T)."""
+
+    def forward(self, input, hx=None, **kwargs):
+        if isinstance(input, Tensor) and input.dim() == 2 and self.batch_first:
+            input = input.transpose(0, 1)
+        return super().forward(input, hx, **kwargs)
+
+
+class ViewingLSTM(ScratchLSTM):
+    """Flattens time and batch with .view(), which raises on a non-contiguous input."""
+
+    def forward(self, input, hx=None, **kwargs):
+        if isinstance(input, Tensor):
+            input = input.view(-1, input.shape[-1]).view(input.shape)
+        return super().forward(input, hx, **kwargs)
+
+
+class InPlaceHxGRU(ScratchGRU):
+    """Updates the caller's h_0 in place as it runs (the state buffer is hx itself)."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        state = super().initial_state(hx, batch=batch, batched=batched, like=like)
+        self._buffer = state
+        return state
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        outputs, final = super().run_direction(slot, x, state, mask, reverse)
+        with torch.no_grad():
+            for buffer, value in zip(self._buffer, final):
+                buffer[slot].copy_(value)
+        return outputs, final
+
+
+class ReusedBufferLSTM(ScratchLSTM):
+    """Writes every result into one preallocated output buffer, returned by each call."""
+
+    def forward(self, input, hx=None, **kwargs):
+        output, (h, c) = super().forward(input, hx, **kwargs)
+        if not isinstance(output, Tensor):
+            return output, (h, c)
+        buffers = getattr(self, "_buffers_out", None)
+        if buffers is None or buffers[0].shape != output.shape or buffers[1].shape != h.shape:
+            buffers = (torch.empty_like(output), torch.empty_like(h), torch.empty_like(c))
+            self._buffers_out = buffers
+        with torch.no_grad():
+            for buffer, value in zip(buffers, (output, h, c)):
+                buffer.copy_(value)
+        return buffers[0], (buffers[1], buffers[2])
+
+
+class CachedWeightsRNN(ScratchRNN):
+    """Fuses its weights once, on the first call, and never notices that they changed."""
+
+    def cell(self, slot, x_t, state):
+        cache = self.__dict__.setdefault("_fused", {})
+        if slot not in cache:
+            linear = self.cells[slot].input_to_hidden
+            cache[slot] = (linear.weight.detach().clone(),
+                           None if linear.bias is None else linear.bias.detach().clone())
+        weight, bias = cache[slot]
+        return (torch.tanh(F.linear(torch.cat((x_t, state[0]), dim=1), weight, bias)),)
