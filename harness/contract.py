@@ -88,7 +88,9 @@ def call(
             lengths = torch.full((x.size(1 - time_dim),), x.size(time_dim), dtype=torch.int64)
         result = module(*args, lengths=lengths)
     elif lengths is not None:
-        packed = pack_padded_sequence(x, lengths, batch_first=case.batch_first, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            x, lengths, batch_first=case.batch_first, enforce_sorted=False
+        )
         result = module(packed) if hx is None else module(packed, hx)
     else:
         result = module(*args)

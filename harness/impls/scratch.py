@@ -237,7 +237,9 @@ def repack(output: Tensor, lengths: Tensor, *, like: PackedSequence) -> PackedSe
         output = output.index_select(1, order)
         lengths = lengths.index_select(0, order.cpu())
     packed = pack_padded_sequence(output, lengths.cpu(), enforce_sorted=True)
-    return PackedSequence(packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices)
+    return PackedSequence(
+        packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices
+    )
 
 
 class TorchNamedParameters(ScratchRecurrent):
@@ -371,7 +373,9 @@ class ScratchRNN(ScratchRecurrent):
         )
         activations = {"tanh": nn.Tanh, "relu": nn.ReLU}
         if nonlinearity not in activations:
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
         self.nonlinearity = nonlinearity
         self.cells = nn.ModuleList(
             CourseCell(in_features, hidden_size, bias=bias,
