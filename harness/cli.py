@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     pytest_args = [str(f) for f in files]
     pytest_args += ["--results-dir", str(out), "--device", args.device,
-                    "-p", "no:cacheprovider", "--tb=no", "-q" if not args.verbose else "-v"]
+                    "-p", "no:cacheprovider"]
+    pytest_args += ["-v", "--tb=short"] if args.verbose else ["-q", "--tb=no", "-rN"]
     for name in args.impl:
         pytest_args += ["--impl", name]
     for path in args.impl_class:
@@ -146,6 +147,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     records = list(iter_records(out))
     if args.report:
         write_report([out], args.report)
+    print(failure_lines(records), end="")
     print(summary_line(records, out, args.report))
     if code == int(pytest.ExitCode.NO_TESTS_COLLECTED) or (code == 0 and not records):
         print("seq-harness: error: no checks matched the selection", file=sys.stderr)
@@ -156,6 +158,18 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         failed = any(r.outcome == "failed" for r in records)
         return 1 if failed or code == int(pytest.ExitCode.TESTS_FAILED) else 0
     return INTERNAL_ERROR
+
+
+def failure_lines(records, limit: int = 15) -> str:
+    """The failing checks, one line each (implementation, suite, check, how many cases)."""
+    from collections import Counter
+
+    failing = Counter((r.impl, r.suite, r.check) for r in records if r.outcome == "failed")
+    lines = [f"FAILED {impl} · {suite} · {check}: {n} case{'s' if n > 1 else ''}"
+             for (impl, suite, check), n in list(failing.items())[:limit]]
+    if len(failing) > limit:
+        lines.append(f"... and {len(failing) - limit} more failing checks (see the report)")
+    return "".join(line + "\n" for line in lines)
 
 
 def summary_line(records, out: Path, extra_report: str | None) -> str:

@@ -71,13 +71,19 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def resolve_class(path: str) -> type:
-    """Import MODULE:CLASS. The current directory is importable, as with ``python -m``."""
+def split_class_path(path: str) -> tuple[str, str]:
+    """'pkg.mod:Cls' -> ('pkg.mod', 'Cls'); a ValueError for anything else."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr or ":" in attr:
         raise ValueError(
             f"--impl-class {path!r} is malformed; expected MODULE:CLASS, e.g. mypkg.rnn:MyLSTM"
         )
+    return module_name, attr
+
+
+def resolve_class(path: str) -> type:
+    """Import MODULE:CLASS. The current directory is importable, as with ``python -m``."""
+    module_name, attr = split_class_path(path)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -101,6 +107,7 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
     does not import, a missing family, something that is not an nn.Module class, or a class that
     does not build with torch's constructor arguments.
     """
+    split_class_path(path)
     if family_name is None:
         raise ValueError(
             f"--impl-class {path!r} needs --family; valid: {', '.join(FAMILIES)}"

@@ -1,0 +1,39 @@
+"""Implementations that break outright rather than compute wrongly: they raise, return the
+wrong type, or return NaN. A run must record each as failed checks and carry on."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.impls.scratch import ScratchGRU
+
+
+class RaisingGRU(ScratchGRU):
+    """Builds fine, raises on every call."""
+
+    def forward(self, input, hx=None, **kwargs):
+        raise RuntimeError("kernel launch failed | code 7\nsecond line")
+
+
+class WrongTypeGRU(ScratchGRU):
+    """Returns the output alone instead of (output, h_n)."""
+
+    def forward(self, input, hx=None, **kwargs):
+        return super().forward(input, hx, **kwargs)[0]
+
+
+class NanGRU(ScratchGRU):
+    """Returns NaN everywhere, with the right shapes."""
+
+    def forward(self, input, hx=None, **kwargs):
+        output, h_n = super().forward(input, hx, **kwargs)
+        if isinstance(output, torch.Tensor):
+            output = torch.full_like(output, float("nan"))
+        return output, torch.full_like(h_n, float("nan"))
+
+
+class UnbuildableGRU(torch.nn.Module):
+    """Does not accept torch's constructor arguments."""
+
+    def __init__(self, width):
+        super().__init__()

@@ -1,0 +1,118 @@
+"""The command line end to end: exit codes, one-line usage errors, broken implementations as
+failed checks, records and report on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["run", "--impl", "nope"], ["'nope'", "torch-lstm"]),
+        (["run", "--suite", "nope"], ["'nope'", "padding"]),
+        (["run", "--impl-class", "no_colon"], ["'no_colon'", "MODULE:CLASS"]),
+        (["run", "--impl-class", "no_such_module_xyz:Cls", "--family", "gru"],
+         ["no_such_module_xyz", "does not import"]),
+        (["run", "--impl-class", "tests.mutants.broken:Missing", "--family", "gru"],
+         ["Missing"]),
+        (["run", "--impl-class", "tests.mutants.broken:RaisingGRU"], ["--family", "lstm"]),
+        (["run", "--impl-class", "tests.mutants.broken:RaisingGRU", "--family", "gruu"],
+         ["'gruu'", "rnn_tanh"]),
+        (["run", "--impl-class", "tests.mutants.broken:UnbuildableGRU", "--family", "gru"],
+         ["does not build", "hidden_size"]),
+        (["run", "--device", "gpu"], ["'gpu'", "cuda"]),
+        (["report", "/nonexistent/dir"], ["/nonexistent/dir", "not a results directory"]),
+        (["frobnicate"], ["'frobnicate'", "run"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, names, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for name in names:
+        assert name in err
+
+
+def test_run_of_a_correct_class_passes(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--impl-class", "harness.impls.scratch:ScratchGRU", "--family", "gru",
+                 "--suite", "shapes", "--out", str(out), "--report", str(tmp_path / "r.md")])
+    assert code == 0
+    got = records(out)
+    assert {r["impl"] for r in got} == {"scratch-gru"}
+    outcomes = [r["outcome"] for r in got]
+    assert "failed" not in outcomes and outcomes.count("passed") > 50
+    assert (out / "run.json").is_file() and (out / "report.md").is_file()
+    assert "scratch-gru" in (tmp_path / "r.md").read_text()
+
+
+def test_broken_implementations_are_failed_checks_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--impl", "torch-gru", "--family", "gru", "--suite", "shapes",
+            "--out", str(out)]
+    for name in ("RaisingGRU", "WrongTypeGRU", "NanGRU"):
+        argv += ["--impl-class", f"tests.mutants.broken:{name}"]
+    assert main(argv) == 1
+    by_impl = {}
+    for r in records(out):
+        by_impl.setdefault(r["impl"], []).append(r)
+    assert "failed" not in {r["outcome"] for r in by_impl["torch-gru"]}
+    for impl, hint in (("raising-gru", "kernel launch failed"), ("wrong-type-gru", "expected"),
+                       ("nan-gru", "differs")):
+        for check in ("values_match_reference", "h_n_rows_are_layer_major"):
+            outcomes = {r["outcome"] for r in by_impl[impl]
+                        if r["check"] == check and r["case"]["batch"] != 0}  # empty: no values
+            assert outcomes <= {"failed", "not supported"} and "failed" in outcomes, impl
+        assert any(hint in (r["message"] or "") for r in by_impl[impl]), impl
+    report = (out / "report.md").read_text()
+    assert "kernel launch failed \\| code 7 second line" in report
+    assert "--impl-class tests.mutants.broken:RaisingGRU --family gru" in report
+
+
+def test_out_holding_a_run_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_keyword_that_matches_nothing_is_a_usage_error(tmp_path, capsys):
+    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--out", str(tmp_path / "r"),
+            "-k", "no_such_check_anywhere"]
+    assert main(argv) == 2
+    assert "no checks matched" in capsys.readouterr().err
+
+
+def test_report_command_rerenders(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--impl", "torch-lstm", "--suite", "state", "--out", str(out)]) == 0
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "torch-lstm" in (out / "report.md").read_text()
+
+
+def test_list_shows_the_registry(capsys):
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("scratch-rnn", "torch-lstm-packed", "torch-rnn-relu"):
+        assert name in listing
+
+
+def test_python_dash_m_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--impl", "nope"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown implementation 'nope'" in done.stderr

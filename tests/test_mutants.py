@@ -1,0 +1,84 @@
+"""Each suite catches the bug it exists for: every mutant in tests/mutants fails its check, and the
+correct class it was derived from passes the same suites."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+
+# mutant class (tests.mutants.bugs), family, the suite and check written to catch it
+MUTANTS = [
+    ("SwappedGatesLSTM", "lstm", "shapes", "values_match_reference"),
+    ("SigmoidCandidateLSTM", "lstm", "shapes", "values_match_reference"),
+    ("ResetBeforeMatmulGRU", "gru", "shapes", "values_match_reference"),
+    ("SwappedUpdateGRU", "gru", "shapes", "values_match_reference"),
+    ("OneBiasRNN", "rnn_tanh", "shapes", "values_match_reference"),
+    ("Float32AccumulatingLSTM", "lstm", "shapes", "values_match_reference"),
+    ("BatchFirstStateGRU", "gru", "shapes", "output_and_state_shapes"),
+    ("UnbatchedKeepsBatchRNN", "rnn_tanh", "shapes", "output_and_state_shapes"),
+    ("SqueezingRNN", "rnn_tanh", "shapes", "output_and_state_shapes"),
+    ("TransposesUnbatchedGRU", "gru", "shapes", "output_and_state_shapes"),
+    ("DirectionMajorGRU", "gru", "shapes", "h_n_rows_are_layer_major"),
+    ("ReverseNotRealignedRNN", "rnn_tanh", "shapes", "h_n_rows_are_layer_major"),
+    ("ViewingLSTM", "lstm", "shapes", "non_contiguous_inputs"),
+    ("PaddingLeaksGRU", "gru", "padding", "each_sequence_alone"),
+    ("ReverseIgnoresLengthsLSTM", "lstm", "padding", "each_sequence_alone"),
+    ("LastPaddedStepLSTM", "lstm", "padding", "each_sequence_alone"),
+    ("LastPaddedStepLSTM", "lstm", "many-to-one", "last_valid_step_is_the_final_state"),
+    ("SortedOrderLSTM", "lstm", "padding", "each_sequence_alone"),
+    ("CarriedPaddingGRU", "gru", "padding", "padded_steps_output_zero"),
+    ("CarriedPaddingGRU", "gru", "many-to-one", "naive_last_step_is_wrong_on_padded_input"),
+    ("IgnoresHxRNN", "rnn_tanh", "state", "given_hx_is_used"),
+    ("IgnoresHxRNN", "rnn_tanh", "many-to-many", "stepwise_equals_full_sequence"),
+    ("StatefulLSTM", "lstm", "state", "calls_do_not_leak_state"),
+    ("StatefulLSTM", "lstm", "state", "hx_none_equals_zeros"),
+    ("InPlaceHxGRU", "gru", "state", "inputs_are_not_modified"),
+    ("ReusedBufferLSTM", "lstm", "state", "results_survive_the_next_call"),
+    ("CachedWeightsRNN", "rnn_tanh", "state", "parameter_updates_are_seen"),
+    ("EvalDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),
+    ("OutputDropoutLSTM", "lstm", "state", "dropout_only_between_layers_in_training"),
+    ("ValueErrorLSTM", "lstm", "errors", "wrong_hx_layers"),
+    ("BroadcastingHxGRU", "gru", "errors", "wrong_hx_layers"),
+    ("BarePackedLSTM", "lstm", "errors", "wrong_input_size"),
+    ("BarePackedLSTM", "lstm", "errors", "wrong_hx_batch"),
+    ("ExpTanhRNN", "rnn_tanh", "numerics", "large_inputs"),
+]
+
+CORRECT = {
+    "lstm": "harness.impls.scratch:ScratchLSTM",
+    "gru": "harness.impls.scratch:ScratchGRU",
+    "rnn_tanh": "harness.impls.scratch:ScratchRNN",
+}
+
+
+def run_suite(target: str, family: str, suite: str, out) -> tuple[int, list[dict]]:
+    code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
+                 "--out", str(out)])
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    return code, records
+
+
+@pytest.mark.parametrize(("mutant", "family", "suite", "check"), MUTANTS,
+                         ids=[f"{m}-{c}" for m, _, _, c in MUTANTS])
+def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
+    code, records = run_suite(f"tests.mutants.bugs:{mutant}", family, suite, tmp_path)
+    failed = [r for r in records if r["check"] == check and r["outcome"] == "failed"]
+    assert code == 1
+    assert failed, f"{suite}::{check} did not catch {mutant}"
+    assert all(r["message"] for r in failed)
+
+
+@pytest.mark.parametrize("suite", sorted({s for _, _, s, _ in MUTANTS}))
+@pytest.mark.parametrize("family", sorted(CORRECT))
+def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
+    """The control: the classes the mutants were derived from pass, so each failure above is the
+    bug's doing."""
+    code, records = run_suite(CORRECT[family], family, suite, tmp_path)
+    failed = [f"{r['check']}[{r['case_id']}]: {r['message']}" for r in records
+              if r["outcome"] == "failed"]
+    assert failed == []
+    assert code == 0
+    assert any(r["outcome"] == "passed" for r in records)

@@ -1,0 +1,76 @@
+"""The pytest plugin on its own: a plain ``pytest`` run over the installed suites takes the same
+options as ``seq-harness run`` and writes the same records."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run(pytester, monkeypatch):
+    """pytest in a subprocess, in a scratch directory, with this repository importable (the
+    mutant classes live in its tests package)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+
+    def runner(*args):
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+    return runner
+
+
+def test_pyargs_run_writes_records_and_report(pytester, run):
+    out = pytester.path / "results"
+    result = run("--pyargs", "harness.suites", "--impl", "torch-gru",
+                 "--suite", "state", "--results-dir", str(out), "-q")
+    assert result.ret == 0
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert records and {r["impl"] for r in records} == {"torch-gru"}
+    assert {r["suite"] for r in records} == {"state"}
+    assert all(r["nodeid"] and r["case_id"] and r["schema_version"] == 1 for r in records)
+    passed = [r for r in records if r["outcome"] == "passed"]
+    assert len(passed) == result.parseoutcomes()["passed"]
+    info = json.loads((out / "run.json").read_text())
+    assert info["torch"] and info["threads"] >= 1 and info["run_id"]
+    assert "torch-gru" in (out / "report.md").read_text()
+
+
+def test_impl_class_under_plain_pytest_fails_the_mutant(pytester, run):
+    result = run("--pyargs", "harness.suites", "--impl-class",
+                 "tests.mutants.bugs:SwappedGatesLSTM", "--family", "lstm", "--suite", "shapes",
+                 "-q", "-k", "values_match_reference")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) > 0
+    result.stdout.fnmatch_lines(["*swapped-gates-lstm*"])
+
+
+def test_unknown_implementation_is_a_usage_error(pytester, run):
+    result = run("--pyargs", "harness.suites", "--impl", "nope")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*unknown implementation 'nope'; valid: *torch-lstm*"])
+
+
+def test_plugin_leaves_unrelated_test_runs_alone(pytester, run):
+    pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
+    result = run("-q")
+    result.assert_outcomes(passed=1)
+
+
+def test_cuda_device_skips_cleanly_without_cuda(pytester, run):
+    import torch
+
+    out = pytester.path / "gpu"
+    result = run("--pyargs", "harness.suites", "--impl", "torch-lstm", "--suite",
+                 "shapes", "--device", "cuda", "--results-dir", str(out), "-q")
+    if torch.cuda.is_available():
+        assert result.ret == 0
+        return
+    assert result.ret == 0
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert records and {r["outcome"] for r in records} <= {"skipped", "not supported"}
+    assert any(r["message"] == "CUDA is not available" for r in records)
