@@ -72,7 +72,7 @@ def difference(actual: Tensor, expected: Tensor, tol: Tolerance) -> Difference:
     e = expected.detach().to("cpu", torch.float64)
     error = (a - e).abs()
     error = torch.where(a == e, torch.zeros_like(error), error)  # inf - inf would be nan
-    error = torch.nan_to_num(error, nan=math.inf)
+    error = torch.nan_to_num(error, nan=math.inf, posinf=math.inf)
     excess = error - (tol.atol + tol.rtol * e.abs().nan_to_num(posinf=0.0, neginf=0.0))
     if error.numel() == 0:
         return Difference(0.0, -math.inf, None)

@@ -83,7 +83,7 @@ def call(
     x, lengths, hx = inputs.x, inputs.lengths, inputs.hx
     args = (x,) if hx is None else (x, hx)
     time_dim = 1 if case.batch_first else 0
-    if capabilities.lengths:
+    if capabilities.lengths and not case.unbatched:
         if lengths is None:
             lengths = torch.full((x.size(1 - time_dim),), x.size(time_dim), dtype=torch.int64)
         result = module(*args, lengths=lengths)

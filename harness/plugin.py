@@ -109,7 +109,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(("spec", "case"), params)
 
 
+# Warnings torch raises by design for cases the suites build on purpose.
+EXPECTED_WARNINGS = (
+    "ignore:dropout option adds dropout after all but last recurrent layer:UserWarning",
+    "ignore:LSTM with projections is not supported with oneDNN:UserWarning",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "subject" in getattr(item, "fixturenames", ()):
+            for expected in EXPECTED_WARNINGS:
+                item.add_marker(pytest.mark.filterwarnings(expected))
     suites = config.getoption("suite")
     if not suites:
         return

@@ -25,6 +25,7 @@ from harness.records import (
     load_run,
     record_rows,
 )
+from harness.selection import suite_names, suite_rank
 
 
 def md(text: object) -> str:
@@ -79,7 +80,7 @@ def worst(series: pd.Series) -> str:
 
 def matrix(frame: pd.DataFrame) -> str:
     """Implementations x suites: counts per cell, and the worst error of each implementation."""
-    suites = list(dict.fromkeys(frame["suite"]))
+    suites = sorted(dict.fromkeys(frame["suite"]), key=suite_rank)
     rows = []
     for (impl, family), group in frame.groupby(["impl", "family"], sort=False):
         row = {"implementation": md(impl), "family": md(family)}
@@ -88,7 +89,7 @@ def matrix(frame: pd.DataFrame) -> str:
             row[suite] = cell(in_suite) if len(in_suite) else "—"
         row["worst error"] = worst(group["max_error"])
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def errors_matrix(frame: pd.DataFrame) -> str:
@@ -98,9 +99,10 @@ def errors_matrix(frame: pd.DataFrame) -> str:
         return ""
     table = measured.pivot_table(index="impl", columns="suite", values="max_error",
                                  aggfunc="max", sort=False)
+    table = table[sorted(table.columns, key=suite_rank)]
     table = table.map(lambda v: "—" if pd.isna(v) else f"{v:.1e}")
     table.index = [md(i) for i in table.index]
-    return table.to_markdown()
+    return table.to_markdown(disable_numparse=True)
 
 
 def size_of(case: object) -> int:
@@ -113,6 +115,8 @@ def size_of(case: object) -> int:
 
 def reproduce(row: pd.Series) -> str:
     """A command that runs exactly this check on exactly this case."""
+    if row["suite"] not in suite_names():  # e.g. an entry point that failed to load
+        return "seq-harness list"
     test = row["nodeid"].split("::")[-1] if row["nodeid"] else ""
     if row["origin"] and ":" in str(row["origin"]) and row["origin"] != "builtin":
         target = ["--impl-class", row["origin"], "--family", row["family"]]
@@ -140,7 +144,7 @@ def failures(frame: pd.DataFrame) -> list[str]:
             "",
             f"Failed on {len(group)} of {len(ran)} cases. Smallest: {code(first['case_id'])}.",
             "",
-            f"> {md(first['message'] or 'no message')}",
+            f"> {md(first['message'] if isinstance(first['message'], str) else 'no message')}",
             "",
             f"Reproduce: {code(reproduce(first))}",
             "",
@@ -167,7 +171,7 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
         }
         for i in infos
     ]
-    return [pd.DataFrame(rows).to_markdown(index=False), ""]
+    return [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
 
 
 def render(dirs: Sequence[str | os.PathLike]) -> str:

@@ -16,6 +16,8 @@ from harness.registry import Registry, spec_for_class_path
 from harness.spec import ImplSpec
 
 SUITES_PACKAGE = "harness.suites"
+# The order suites run and appear in reports: from the contract's surface to its corners.
+SUITE_ORDER = ("shapes", "padding", "many-to-one", "many-to-many", "state", "errors", "numerics")
 
 
 def suite_dir() -> Path:
@@ -35,16 +37,20 @@ def suite_name(module_name: str) -> str:
     return stem.removeprefix("test_").replace("_", "-")
 
 
+def suite_rank(name: str) -> tuple[int, str]:
+    """Sort key: known suites in SUITE_ORDER, any others after them by name."""
+    return (SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER), name)
+
+
 def suite_names() -> list[str]:
-    return sorted(suite_name(p.stem) for p in suite_dir().glob("test_*.py"))
+    return sorted((suite_name(p.stem) for p in suite_dir().glob("test_*.py")), key=suite_rank)
 
 
 def suite_files(names: Sequence[str]) -> list[Path]:
-    """The files of the named suites (all of them for an empty selection)."""
+    """The files of the named suites (all of them, in SUITE_ORDER, for an empty selection)."""
     directory = suite_dir()
-    if not names:
-        return sorted(directory.glob("test_*.py"))
     valid = suite_names()
+    names = names or valid
     for name in names:
         if name not in valid:
             raise ValueError(f"unknown suite {name!r}; valid: {', '.join(valid)}")

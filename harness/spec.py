@@ -81,8 +81,9 @@ class Capabilities:
 
     def why_not(self, case: Case, fam: Family) -> str | None:
         """None when the case is inside the claimed contract, else the reason it is not."""
+        lengths = case.lengths is not None
         checks = (
-            (case.varlen and not (self.packed or self.lengths), "variable-length input"),
+            (lengths and not (self.packed or self.lengths), "variable-length input"),
             (case.bidirectional and not self.bidirectional, "bidirectional"),
             (case.num_layers > 1 and not self.multi_layer, "num_layers > 1"),
             (case.batch_first and not self.batch_first, "batch_first"),
