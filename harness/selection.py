@@ -21,14 +21,18 @@ SUITE_ORDER = ("shapes", "padding", "many-to-one", "many-to-many", "state", "err
 
 
 def suite_dir() -> Path:
-    """Where the shared suites are installed (they ship in the wheel as harness.suites)."""
+    """Where the shared suites are: installed with the wheel as harness.suites, or, when
+    ``harness`` itself is imported from a source checkout, the checkout's suites/ folder."""
     found = importlib.util.find_spec(SUITES_PACKAGE)
-    if found is None or not found.submodule_search_locations:
-        raise ValueError(
-            f"the suites package {SUITES_PACKAGE!r} is not installed; install seq-harness "
-            "(pip install .) rather than running from a source tree"
-        )
-    return Path(next(iter(found.submodule_search_locations)))
+    if found is not None and found.submodule_search_locations:
+        return Path(next(iter(found.submodule_search_locations)))
+    checkout = Path(importlib.util.find_spec("harness").origin).parent.parent / "suites"
+    if (checkout / "__init__.py").is_file():
+        return checkout
+    raise ValueError(
+        f"the suites package {SUITES_PACKAGE!r} is not installed; install seq-harness "
+        "(pip install .)"
+    )
 
 
 def suite_name(module_name: str) -> str:

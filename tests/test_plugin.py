@@ -4,7 +4,6 @@ options as ``seq-harness run`` and writes the same records."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def run(pytester, monkeypatch):
-    """pytest in a subprocess, in a scratch directory, with this repository importable (the
-    mutant classes live in its tests package)."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+def run(pytester):
+    """pytest in a subprocess, in a scratch directory: the installed harness and suites, as a
+    user has them."""
 
     def runner(*args):
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
@@ -41,9 +39,10 @@ def test_pyargs_run_writes_records_and_report(pytester, run):
 
 
 def test_impl_class_under_plain_pytest_fails_the_mutant(pytester, run):
-    result = run("--pyargs", "harness.suites", "--impl-class",
-                 "tests.mutants.bugs:SwappedGatesLSTM", "--family", "lstm", "--suite", "shapes",
-                 "-q", "-k", "values_match_reference")
+    # A user's module in the directory pytest starts from, as with `python -m pytest`.
+    pytester.makepyfile(user_rnn=(REPO / "tests" / "mutants" / "bugs.py").read_text())
+    result = run("--pyargs", "harness.suites", "--impl-class", "user_rnn:SwappedGatesLSTM",
+                 "--family", "lstm", "--suite", "shapes", "-q", "-k", "values_match_reference")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) > 0
     result.stdout.fnmatch_lines(["*swapped-gates-lstm*"])
