@@ -132,7 +132,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     pytest_args = [str(f) for f in files]
     pytest_args += ["--results-dir", str(out), "--device", args.device,
-                    "-p", "no:cacheprovider"]
+                    "-p", "no:cacheprovider",
+                    # harness is imported before pytest starts, so its plugin is not rewritten.
+                    "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     pytest_args += ["-v", "--tb=short"] if args.verbose else ["-q", "--tb=no", "-rN"]
     for name in args.impl:
         pytest_args += ["--impl", name]

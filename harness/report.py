@@ -159,6 +159,7 @@ def failures(frame: pd.DataFrame) -> list[str]:
 
 
 def header(infos: Sequence[RunInfo]) -> list[str]:
+    commands = [f"Produced by {code(shlex.join(i.argv))}." for i in infos if i.argv]
     rows = [
         {
             "run": md(i.run_id),
@@ -171,7 +172,8 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
         }
         for i in infos
     ]
-    return [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return [*commands, "", table, ""] if commands else [table, ""]
 
 
 def render(dirs: Sequence[str | os.PathLike]) -> str:
