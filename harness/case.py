@@ -38,6 +38,8 @@ class Case:
     with_hx: pass a random initial state instead of None.
     training: module mode (dropout only acts in training).
     dtype, device: where and in which precision the implementation runs.
+    radius: rescale every recurrent gate block of the reference weights to this spectral radius
+        (None keeps torch's default initialisation).
     seed: varies the data of an otherwise identical case.
     """
 
@@ -56,6 +58,7 @@ class Case:
     training: bool = False
     dtype: str = "float32"
     device: str = "cpu"
+    radius: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +82,10 @@ class Case:
             raise ValueError(f"device={self.device!r} is invalid; valid: {', '.join(DEVICES)}")
         if self.lengths is not None:
             self._check_lengths()
+        if self.radius is not None and not (
+            isinstance(self.radius, (int, float)) and 0 < self.radius < float("inf")
+        ):
+            raise ValueError(f"radius={self.radius!r} is invalid; expected a positive number")
 
     def _check_lengths(self) -> None:
         lengths = self.lengths
@@ -164,6 +171,8 @@ class Case:
             parts.append({"float64": "f64", "float16": "f16", "bfloat16": "bf16"}[self.dtype])
         if self.device != "cpu":
             parts.append(self.device)
+        if self.radius is not None:
+            parts.append(f"rho{self.radius:g}")
         if self.seed:
             parts.append(f"s{self.seed}")
         return "-".join(parts)

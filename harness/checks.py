@@ -90,6 +90,7 @@ class Check:
         self.max_error: float | None = None  # the largest absolute error compared
         self.tolerance_used: Tolerance | None = None
         self.notes: list[str] = []
+        self.metrics: dict[str, object] = {}  # figures a check measures (kept in its record)
 
     def _measure(self, diff: Difference, tol: Tolerance) -> None:
         if self.max_error is None or diff.max_abs_error > self.max_error:

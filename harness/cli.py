@@ -46,6 +46,10 @@ def build_parser() -> Parser:
                      help="suite to run (repeatable); default: all")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                      help="device the implementations run on (default: cpu)")
+    run.add_argument("--scale", default="ci", choices=("ci", "full"),
+                     help="ci: quick grids (default); full: also the heavy variants")
+    run.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="torch threads (default 1, recorded in run.json)")
     run.add_argument("--out", metavar="DIR", help="results directory (default: results/RUN_ID)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the records of an earlier run in --out")
@@ -112,6 +116,7 @@ def prepare_out(out: Path, *, overwrite: bool) -> None:
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import pytest
+    import torch
 
     from harness.records import RunInfo, iter_records, write_run_info
     from harness.report import write_report
@@ -125,13 +130,17 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if not chosen.specs and not chosen.broken:
         raise UsageError("no implementations are installed in the seq_harness.impls group")
 
+    if args.threads < 1:
+        raise UsageError(f"--threads {args.threads} is invalid; expected 1 or more")
+    torch.set_num_threads(args.threads)
     info = RunInfo.collect(argv=["seq-harness", *argv])
     out = Path(args.out) if args.out else Path("results") / info.run_id
     prepare_out(out, overwrite=args.overwrite)
     write_run_info(out, info)
 
     pytest_args = [str(f) for f in files]
-    pytest_args += ["--results-dir", str(out), "--device", args.device,
+    pytest_args += ["--results-dir", str(out), "--device", args.device, "--scale", args.scale,
+                    "--threads", str(args.threads),
                     "-p", "no:cacheprovider",
                     # harness is imported before pytest starts, so its plugin is not rewritten.
                     "-W", "ignore::pytest.PytestAssertRewriteWarning"]

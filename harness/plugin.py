@@ -18,10 +18,11 @@ WRITER = pytest.StashKey["object"]()
 RUN_ID = pytest.StashKey[str]()
 
 
-def cases(grid):
+def cases(grid, *, full=None):
     """Decorator: the Case grid of a suite test — a list of Cases, or a function of the Family
-    returning one (so LSTM-only cases such as proj_size appear only for LSTMs)."""
-    return pytest.mark.cases.with_args(grid)
+    returning one (so LSTM-only cases such as proj_size appear only for LSTMs). ``full`` is the
+    grid at ``--scale full`` (the heavy variants of the main run), when it differs."""
+    return pytest.mark.cases.with_args(grid, full=full)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +37,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run only this suite (repeatable), e.g. padding")
     group.addoption("--device", default="cpu", choices=("cpu", "cuda"),
                     help="device the implementations run on (the reference stays on the CPU)")
+    group.addoption("--scale", default="ci", choices=("ci", "full"),
+                    help="ci: the quick grids; full: also the heavy variants (e.g. adding at "
+                    "T=100, 200)")
+    group.addoption("--threads", type=int, default=1, metavar="N",
+                    help="torch threads while suites run (default 1: on shared machines two "
+                    "threads per process gave rare 700x outliers)")
     group.addoption("--results-dir", default=None, metavar="DIR",
                     help="write a record per check to DIR/records.jsonl and DIR/report.md")
 
@@ -93,6 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None or not marker.args:
         raise pytest.UsageError(f"{metafunc.definition.nodeid} needs @pytest.mark.cases(grid)")
     grid = marker.args[0]
+    if metafunc.config.getoption("scale") == "full" and marker.kwargs.get("full") is not None:
+        grid = marker.kwargs["full"]
     device = metafunc.config.getoption("device")
     params = []
     for spec in selection(metafunc.config).specs:
@@ -117,10 +126,17 @@ EXPECTED_WARNINGS = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if "subject" in getattr(item, "fixturenames", ()):
-            for expected in EXPECTED_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(expected))
+    suite_items = [i for i in items if "subject" in getattr(i, "fixturenames", ())]
+    for item in suite_items:
+        for expected in EXPECTED_WARNINGS:
+            item.add_marker(pytest.mark.filterwarnings(expected))
+    if suite_items:
+        import torch
+
+        threads = config.getoption("threads")
+        if threads < 1:
+            raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
+        torch.set_num_threads(threads)
     suites = config.getoption("suite")
     if not suites:
         return
@@ -179,6 +195,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def recorded_metrics(measured) -> dict:
+    if measured is None:
+        return {}
+    metrics = dict(getattr(measured, "metrics", {}))
+    if getattr(measured, "notes", None):
+        metrics["notes"] = list(measured.notes)
+    return metrics
+
+
 def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo,
                        run_id: str):
     """The Record of one suite test, from pytest's report of it and the Check it used."""
@@ -222,7 +247,7 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
         message=None if message is None else message[:2000],
         nodeid=item.nodeid,
         origin=spec.origin,
-        metrics={"notes": measured.notes} if getattr(measured, "notes", None) else {},
+        metrics=recorded_metrics(measured),
         run_id=run_id,
     )
 

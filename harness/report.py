@@ -176,7 +176,9 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
     return [*commands, "", table, ""] if commands else [table, ""]
 
 
-def render(dirs: Sequence[str | os.PathLike]) -> str:
+def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str:
+    """The report's markdown. With ``output`` (where it will be written), sections that draw
+    plots save them beside it and link them relatively."""
     infos, frame = to_frame(dirs)
     counts = frame["outcome"].value_counts()
     summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
@@ -204,6 +206,9 @@ def render(dirs: Sequence[str | os.PathLike]) -> str:
     errors = errors_matrix(frame)
     if errors:
         lines += ["### Worst absolute error per suite", "", errors, ""]
+    if output is not None:
+        for section in SECTIONS:
+            lines += section(frame, Path(output))
     failing = failures(frame)
     lines += ["## Failures", ""]
     lines += failing or ["None: every check that ran passed.", ""]
@@ -216,10 +221,23 @@ def render(dirs: Sequence[str | os.PathLike]) -> str:
     return "\n".join(lines)
 
 
+def measurement_sections(frame: pd.DataFrame, output: Path) -> list[str]:
+    """Sections of suites that measure more than pass or fail (their modules render them)."""
+    from harness import adding, stability
+
+    lines: list[str] = []
+    for module in (stability, adding):
+        lines += module.report_section(frame, output)
+    return lines
+
+
+SECTIONS = (measurement_sections,)
+
+
 def write_report(dirs: Sequence[str | os.PathLike], output: str | os.PathLike) -> Path:
     """Render the report of ``dirs`` into ``output`` (a markdown file)."""
     path = Path(output)
-    text = render(dirs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = render(dirs, path)
     path.write_text(text)
     return path

@@ -17,7 +17,8 @@ from harness.spec import ImplSpec
 
 SUITES_PACKAGE = "harness.suites"
 # The order suites run and appear in reports: from the contract's surface to its corners.
-SUITE_ORDER = ("shapes", "padding", "many-to-one", "many-to-many", "state", "errors", "numerics")
+SUITE_ORDER = ("shapes", "padding", "many-to-one", "many-to-many", "state", "errors", "numerics",
+               "gradients", "stability", "adding")
 
 
 def suite_dir() -> Path:

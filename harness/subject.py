@@ -22,18 +22,43 @@ from harness.spec import Capabilities, ImplSpec
 
 def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
     """torch's state_dict for the case's reference, drawn U(-1/sqrt(H), 1/sqrt(H)) as torch's
-    default initialisation does, from the case's own seed. CPU tensors in the case's dtype."""
+    default initialisation does, from the case's own seed, with the recurrent blocks rescaled
+    to ``case.radius`` when it is set. CPU tensors in the case's dtype."""
     module = fam.build_reference(
         **case.torch_kwargs(), **fam.constructor_kwargs(case.proj_size), dtype=case.torch_dtype
     )
     generator = torch.Generator().manual_seed(case.data_seed)
     bound = 1.0 / math.sqrt(case.hidden_size)
-    return {
+    drawn = {
         name: (torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 - 1)
         .mul_(bound)
-        .to(case.torch_dtype)
         for name, value in module.state_dict().items()
     }
+    if case.radius is not None:
+        drawn = rescaled(drawn, fam, case.radius)
+    return {name: value.to(case.torch_dtype) for name, value in drawn.items()}
+
+
+def spectral_radius(matrix: Tensor) -> float:
+    return float(torch.linalg.eigvals(matrix.double()).abs().max())
+
+
+def rescaled(weights: dict[str, Tensor], fam: Family, radius: float) -> dict[str, Tensor]:
+    """The weights with every (H, H) gate block of each weight_hh scaled to spectral radius
+    ``radius`` (with proj_size the blocks are (H, P) and are scaled by their largest singular
+    value instead)."""
+    out = dict(weights)
+    for name, weight in weights.items():
+        if name.startswith("weight_hh"):
+            blocks = weight.chunk(fam.gates, dim=0)  # each (H, h_out)
+            out[name] = torch.cat([b * (radius / size(b)) for b in blocks])
+    return out
+
+
+def size(block: Tensor) -> float:
+    if block.shape[0] == block.shape[1]:
+        return spectral_radius(block)
+    return float(torch.linalg.matrix_norm(block.double(), ord=2))
 
 
 def make_inputs(

@@ -45,6 +45,13 @@ MUTANTS = [
     ("BarePackedLSTM", "lstm", "errors", "wrong_input_size"),
     ("BarePackedLSTM", "lstm", "errors", "wrong_hx_batch"),
     ("ExpTanhRNN", "rnn_tanh", "numerics", "large_inputs"),
+    ("TruncatedBackpropGRU", "gru", "gradients", "gradients_match_reference"),
+    ("TruncatedBackpropGRU", "gru", "gradients", "gradcheck"),
+    ("TruncatedBackpropGRU", "gru", "stability", "gradient_norms_over_time"),
+    ("WrongGateDerivativeLSTM", "lstm", "gradients", "gradients_match_reference"),
+    ("WrongGateDerivativeLSTM", "lstm", "gradients", "gradcheck"),
+    ("WrongTanhDerivativeRNN", "rnn_tanh", "gradients", "gradients_match_reference"),
+    ("Float32AccumulatingLSTM", "lstm", "gradients", "gradcheck"),
 ]
 
 CORRECT = {

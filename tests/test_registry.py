@@ -24,6 +24,9 @@ BUILTINS = {
     "torch-rnn-relu-packed": "rnn_relu",
     "torch-lstm-packed": "lstm",
     "torch-gru-packed": "gru",
+    "fast-rnn": "rnn_tanh",
+    "fast-lstm": "lstm",
+    "fast-gru": "gru",
 }
 FIXTURES = "tests.fixtures_impls"
 

@@ -7,6 +7,7 @@ import functools
 
 from torch import nn
 
+from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
 from harness.spec import Capabilities, ImplSpec, load_with_method
@@ -68,4 +69,22 @@ TORCH_LSTM_PACKED = _packed(
 TORCH_GRU_PACKED = _packed(
     name="torch-gru-packed", family="gru", factory=PackedGRU,
     description="pad -> pack_padded_sequence -> nn.GRU -> pad_packed_sequence",
+)
+
+# Optimised from-scratch layers: the input projection hoisted out of the time loop, one W_hh
+# matmul per step, preallocated outputs without autograd.
+FAST_RNN = ImplSpec(
+    name="fast-rnn", family="rnn_tanh", factory=FastRNN,
+    description="Elman RNN from scratch, input projection hoisted out of the loop (one GEMM)",
+    origin="builtin",
+)
+FAST_LSTM = ImplSpec(
+    name="fast-lstm", family="lstm", factory=FastLSTM,
+    description="LSTM from scratch, input projection hoisted out of the loop (one GEMM)",
+    origin="builtin",
+)
+FAST_GRU = ImplSpec(
+    name="fast-gru", family="gru", factory=FastGRU,
+    description="GRU from scratch, input projection hoisted out of the loop (one GEMM)",
+    origin="builtin",
 )

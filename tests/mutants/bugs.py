@@ -389,3 +389,66 @@ class CachedWeightsRNN(ScratchRNN):
                            None if linear.bias is None else linear.bias.detach().clone())
         weight, bias = cache[slot]
         return (torch.tanh(F.linear(torch.cat((x_t, state[0]), dim=1), weight, bias)),)
+
+
+# --- gradients (forward passes are right; only backward is wrong) -------------------------------
+
+
+class TruncatedBackpropGRU(ScratchGRU):
+    """Detaches the state between steps (truncated backprop through time, one step long)."""
+
+    def cell(self, slot, x_t, state):
+        return super().cell(slot, x_t, tuple(s.detach() for s in state))
+
+
+class LeakySigmoid(torch.autograd.Function):
+    """sigmoid with a wrong derivative: s instead of s * (1 - s)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        s = torch.sigmoid(a)
+        ctx.save_for_backward(s)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_tensors
+        return grad * s
+
+
+class WrongGateDerivativeLSTM(ScratchLSTM):
+    """The forget gate goes through a custom sigmoid whose backward is wrong."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = LeakySigmoid.apply(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
+
+
+class SloppyTanh(torch.autograd.Function):
+    """tanh whose backward forgets the square: 1 - tanh instead of 1 - tanh^2."""
+
+    @staticmethod
+    def forward(ctx, a):
+        y = torch.tanh(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y)
+
+
+class WrongTanhDerivativeRNN(ScratchRNN):
+    """The course's cell with a hand-written tanh whose derivative is wrong."""
+
+    def cell(self, slot, x_t, state):
+        a = self.cells[slot].input_to_hidden(torch.cat((x_t, state[0]), dim=1))
+        return (SloppyTanh.apply(a),)

@@ -1,0 +1,27 @@
+"""adding: the adding problem (Hochreiter & Schmidhuber 1997) as a measurement — best test MSE
+and steps to solve, for every implementation with the same seeds and step budget. T=50 by
+default; T=100 and 200 at ``--scale full``. The check fails only if training breaks (an error or
+a non-finite loss); what is learned is reported, whatever it is."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from harness.adding import adding_case, budget_for, train
+from harness.plugin import cases
+
+
+@cases(lambda fam: [adding_case(50)],
+       full=lambda fam: [adding_case(50), adding_case(100), adding_case(200)])
+def test_adding_problem(subject, check):
+    case = subject.case
+    budget = budget_for(case.seq_len)
+    result = train(subject, budget)
+    check.metrics.update(
+        seq_len=case.seq_len, hidden_size=case.hidden_size, batch=case.batch,
+        best_mse=result.best_mse, steps_to_solve=result.steps_to_solve,
+        steps_run=result.steps_run, seconds=result.seconds, seed=case.data_seed,
+        curve=[list(point) for point in result.curve], **asdict(budget),
+    )
+    if not result.finite:
+        check.fail(f"training diverged: test MSE became non-finite by step {result.steps_run}")

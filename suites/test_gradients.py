@@ -1,0 +1,115 @@
+"""gradients: backward passes equal torch's — with respect to the input, hx (and cx) and every
+parameter, for the same weights and the same random upstream gradients into output, h_n and c_n;
+torch.autograd.gradcheck passes in float64; padded steps get exactly zero gradient."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.checks import Tolerance
+from harness.contract import Inputs
+from harness.gradients import (
+    backward,
+    directional_derivatives,
+    padded_mask,
+    uses_torch_names,
+)
+from harness.grids import BASE, layouts, varlen
+from harness.plugin import cases
+
+
+def grid(fam):
+    chosen = [c.with_(with_hx=True) for c in layouts() if c.num_layers < 3]
+    chosen += varlen(fam)
+    chosen += [BASE.with_(batch=None, num_layers=2, with_hx=True),
+               BASE.with_(dtype="float64", num_layers=2, bidirectional=True, with_hx=True),
+               BASE.with_(bias=False, with_hx=True)]
+    if fam.supports_proj:
+        chosen.append(BASE.with_(proj_size=4, num_layers=2, bidirectional=True, with_hx=True))
+    return chosen
+
+
+def gradient_tolerance(case):
+    """Backward sums over every step and row: float32 gets 1e-4 at these sizes."""
+    return Tolerance(1e-10) if case.dtype == "float64" else Tolerance(1e-4)
+
+
+@cases(grid)
+def test_gradients_match_reference(subject, check):
+    case = subject.case
+    module, reference = subject.build(), subject.reference()
+    inputs = subject.inputs()
+    got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
+                             seed=case.data_seed)
+    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
+                       inputs.to("cpu"), upstream, seed=case.data_seed)
+    tol = gradient_tolerance(case)
+    for name, expected in want.wrt.items():
+        check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
+    if uses_torch_names(module, reference):
+        for name, expected in want.params.items():
+            check.close(f"d loss / d {name}", got.params[name], expected, tol)
+        return
+    for along_impl, along_torch, l1 in directional_derivatives(subject, got, want):
+        check.close("parameter gradient along a random direction (through the weight loader)",
+                    torch.tensor(along_impl), torch.tensor(along_torch), Tolerance(tol.atol * l1))
+
+
+@cases(lambda fam: [c for c in varlen(fam)])
+def test_padded_steps_get_zero_gradient(subject, check):
+    module = subject.build()
+    got, _ = backward(lambda i: subject.run(module, i), module, subject.inputs(pad_value=None),
+                      None, seed=subject.case.data_seed)
+    mask = padded_mask(subject).to(got.wrt["input"].device)
+    at_padding = got.wrt["input"].masked_select(mask)
+    check.close("d loss / d input at padded steps", at_padding, torch.zeros_like(at_padding),
+                Tolerance(0.0))
+
+
+def gradcheck_grid(fam):
+    tiny = BASE.with_(seq_len=3, batch=2, input_size=2, hidden_size=3, dtype="float64",
+                      with_hx=True)
+    chosen = [tiny, tiny.with_(num_layers=2, bidirectional=True),
+              tiny.with_(lengths=(3, 1), bidirectional=True), tiny.with_(batch_first=True)]
+    if fam.supports_proj:
+        chosen.append(tiny.with_(proj_size=2))
+    return chosen
+
+
+@cases(gradcheck_grid)
+def test_gradcheck(subject, check):
+    """Analytic gradients equal finite differences (torch.autograd.gradcheck, float64) with
+    respect to the input, hx and every parameter of the implementation itself."""
+    module = subject.build()
+    inputs = subject.inputs()
+    names = [n for n, _ in module.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for _, p in module.named_parameters()]
+    states = inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
+    leaves = [inputs.x.detach().clone().requires_grad_(True),
+              *(s.detach().clone().requires_grad_(True) for s in states)]
+
+    class Called(torch.nn.Module):
+        """The implementation called through the contract, so functional_call can swap in the
+        parameters gradcheck perturbs."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, x, hx):
+            return tuple(subject.run(self.inner, Inputs(x, inputs.lengths, hx)).named().values())
+
+    called = Called()
+
+    def forward(x, *rest):
+        hx = rest[: len(states)]
+        weights = {f"inner.{n}": p for n, p in zip(names, rest[len(states):])}
+        return torch.func.functional_call(called, weights, (x, hx if len(hx) == 2 else hx[0]))
+
+    try:
+        ok = torch.autograd.gradcheck(forward, (*leaves, *params), eps=1e-6, atol=1e-6,
+                                      rtol=1e-4, raise_exception=True)
+    except RuntimeError as error:
+        check.fail(f"gradcheck: {' '.join(str(error).split())[:600]}")
+    if not ok:
+        check.fail("gradcheck returned False")

@@ -1,0 +1,168 @@
+"""Unit tests of harness/impls/fast.py against torch.nn with equal weights: outputs, final states
+and gradients, through both of its loops (autograd, and the in-place one used without it)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from harness.impls.fast import FastGRU, FastLSTM, FastRNN
+
+ATOL = 1e-10  # float64 throughout: the fast loops must reproduce torch's maths, not approximate it
+LENGTHS = torch.tensor([3, 6, 1, 4])  # unsorted: torch must reorder and restore
+CASES = [
+    pytest.param(FastRNN, nn.RNN, {"nonlinearity": "tanh"}, id="rnn-tanh"),
+    pytest.param(FastRNN, nn.RNN, {"nonlinearity": "relu"}, id="rnn-relu"),
+    pytest.param(FastLSTM, nn.LSTM, {}, id="lstm"),
+    pytest.param(FastLSTM, nn.LSTM, {"proj_size": 3}, id="lstm-proj"),
+    pytest.param(FastGRU, nn.GRU, {}, id="gru"),
+    pytest.param(FastGRU, nn.GRU, {"bias": False}, id="gru-no-bias"),
+]
+
+
+def assert_close(actual, expected):
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
+
+
+def states(result):
+    """(h_n,) or (h_n, c_n) from a forward result."""
+    state = result[1]
+    return state if isinstance(state, tuple) else (state,)
+
+
+def padded(output):
+    return pad_packed_sequence(output)[0] if isinstance(output, PackedSequence) else output
+
+
+def pair(fast_cls, torch_cls, **kwargs):
+    torch.manual_seed(0)
+    reference = torch_cls(3, 5, dtype=torch.float64, **kwargs)
+    fast = fast_cls(3, 5, dtype=torch.float64, **kwargs)
+    fast.load_state_dict(reference.state_dict())  # torch's names: loads by name, strictly
+    return fast, reference
+
+
+def initial_state(module, batch):
+    rows = module.num_layers * (2 if module.bidirectional else 1)
+    h_size = module.proj_size or module.hidden_size
+    h = torch.randn(rows, batch, h_size, dtype=torch.float64)
+    if isinstance(module, (FastLSTM, nn.LSTM)):
+        return h, torch.randn(rows, batch, module.hidden_size, dtype=torch.float64)
+    return h
+
+
+def run_with_grads(module, x, hx, *, packed):
+    """Forward and backward of a fixed function of every output; returns the outputs and the
+    gradients of the input, the initial state and every parameter (by name)."""
+    x = x.clone().requires_grad_(True)
+    hx_leaves = tuple(s.clone().requires_grad_(True) for s in (hx if isinstance(hx, tuple)
+                                                                 else (hx,)))
+    hx_arg = hx_leaves if isinstance(hx, tuple) else hx_leaves[0]
+    inputs = pack_padded_sequence(x, LENGTHS, enforce_sorted=False) if packed else x
+    result = module(inputs, hx_arg)
+    output = padded(result[0])
+    weights = torch.linspace(-1, 1, output.numel(), dtype=output.dtype).view_as(output)
+    loss = (output * weights).sum() + sum((s * s).sum() for s in states(result))
+    module.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = {"input": x.grad, **{f"hx{i}": s.grad for i, s in enumerate(hx_leaves)}}
+    grads.update({name: p.grad for name, p in module.named_parameters()})
+    return output, states(result), grads
+
+
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_bidirectional_two_layer_outputs_and_gradients_match_torch(
+    fast_cls, torch_cls, kwargs, packed
+):
+    fast, reference = pair(fast_cls, torch_cls, num_layers=2, bidirectional=True, **kwargs)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    hx = initial_state(fast, 4)
+    got = run_with_grads(fast, x, hx, packed=packed)
+    want = run_with_grads(reference, x, hx, packed=packed)
+    assert_close(got[0], want[0])
+    for g, w in zip(got[1], want[1], strict=True):
+        assert_close(g, w)
+    assert got[2].keys() == want[2].keys()
+    for name, grad in want[2].items():
+        assert got[2][name] is not None, name
+        assert_close(got[2][name], grad)
+
+
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_inference_loop_matches_torch(fast_cls, torch_cls, kwargs, packed):
+    """Without autograd the in-place loop runs; it must give torch's answer too."""
+    fast, reference = pair(fast_cls, torch_cls, num_layers=2, bidirectional=True, **kwargs)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    hx = initial_state(fast, 4)
+    before = tuple(s.clone() for s in (hx if isinstance(hx, tuple) else (hx,)))
+    inputs = pack_padded_sequence(x, LENGTHS, enforce_sorted=False) if packed else x
+    with torch.no_grad():
+        got, want = fast(inputs, hx), reference(inputs, hx)
+    assert type(got[0]) is type(want[0])
+    assert_close(padded(got[0]), padded(want[0]))
+    for g, w in zip(states(got), states(want), strict=True):
+        assert_close(g, w)
+    # The caller's hx is never updated in place, although the loop updates its state in place.
+    for s, b in zip(hx if isinstance(hx, tuple) else (hx,), before, strict=True):
+        assert torch.equal(s, b)
+
+
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_lengths_keyword_in_both_loops_equals_torch_packed(fast_cls, torch_cls, kwargs,
+                                                           batch_first):
+    fast, reference = pair(fast_cls, torch_cls, bidirectional=True, batch_first=batch_first,
+                           **kwargs)
+    x = torch.randn(4, 6, 3, dtype=torch.float64)
+    if not batch_first:
+        x = x.transpose(0, 1)  # a non-contiguous (T, B, in) input
+    packed = pack_padded_sequence(x, LENGTHS, batch_first=batch_first, enforce_sorted=False)
+    want = reference(packed)
+    want_output, _ = pad_packed_sequence(want[0], batch_first=batch_first, total_length=6)
+    for grad_enabled in (True, False):
+        with torch.set_grad_enabled(grad_enabled):
+            got = fast(x, lengths=LENGTHS)
+        assert_close(got[0], want_output)  # padded steps are zeros, as unpacking gives
+        for g, w in zip(states(got), states(want), strict=True):
+            assert_close(g, w)
+
+
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("grad_enabled", [True, False], ids=["autograd", "inference"])
+def test_returned_outputs_are_distinct_tensors(fast_cls, torch_cls, kwargs, grad_enabled):
+    fast, _ = pair(fast_cls, torch_cls, **kwargs)
+    with torch.set_grad_enabled(grad_enabled):
+        first = fast(torch.randn(6, 4, 3, dtype=torch.float64))
+        kept = [first[0].clone(), *(s.clone() for s in states(first))]
+        second = fast(torch.randn(6, 4, 3, dtype=torch.float64))
+    assert first[0].data_ptr() != second[0].data_ptr()
+    assert not torch.equal(first[0], second[0])
+    for now, then in zip([first[0], *states(first)], kept, strict=True):
+        assert torch.equal(now, then)  # the second call left the first call's results alone
+
+
+def test_parameter_names_are_torchs():
+    for fast_cls, torch_cls, kwargs in [
+        (FastRNN, nn.RNN, {}), (FastLSTM, nn.LSTM, {"proj_size": 2}), (FastGRU, nn.GRU, {})
+    ]:
+        fast = fast_cls(3, 5, num_layers=2, bidirectional=True, **kwargs)
+        reference = torch_cls(3, 5, num_layers=2, bidirectional=True, **kwargs)
+        assert [(n, p.shape) for n, p in fast.named_parameters()] == [
+            (n, p.shape) for n, p in reference.named_parameters()
+        ]
+
+
+def test_constructor_rejects_what_torch_rejects():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        FastRNN(3, 5, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="proj_size"):
+        FastGRU(3, 5, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size"):
+        FastLSTM(3, 5, proj_size=5)
