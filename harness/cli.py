@@ -8,6 +8,7 @@ through the same plugin a plain ``pytest`` run uses, so both accept the same opt
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,40 @@ def build_parser() -> Parser:
                      help="only checks whose pytest id matches EXPR (as pytest -k)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
 
+    bench = commands.add_parser("bench", help="time implementations in fresh worker processes")
+    bench.add_argument("--impl", action="append", default=[], metavar="NAME",
+                       help="registry entry (repeatable); default: the whole registry")
+    bench.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
+                       help="your nn.Module class with torch's RNN/LSTM/GRU contract")
+    bench.add_argument("--family", metavar="FAMILY", help="family of --impl-class")
+    bench.add_argument("--grid", default="smoke", metavar="NAME|FILE",
+                       help="smoke (default), standard, deepbench, varlen, or a JSON grid file")
+    bench.add_argument("--phase", action="append", default=[], metavar="PHASE",
+                       help="inference, forward, forward_backward (repeatable; default: the "
+                       "grid's)")
+    bench.add_argument("--workers", type=int, metavar="N",
+                       help="fresh worker processes, each timing every task (default: the grid's)")
+    bench.add_argument("--min-run-time", type=float, metavar="S",
+                       help="seconds of timing per task per worker (default: the grid's)")
+    bench.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="torch threads per worker (default 1)")
+    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    bench.add_argument("--cudnn-benchmark", default="on", choices=("on", "off", "both"),
+                       help="torch.backends.cudnn.benchmark on CUDA (both: a factor)")
+    bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    bench.add_argument("--job-timeout", type=float, default=600.0, metavar="S",
+                       help="a timing that takes longer is recorded as a timeout")
+    bench.add_argument("--selfcheck", type=int, metavar="ROUNDS",
+                       help="instead of a run: time the first task with a plain Timer and with "
+                       "the harness, interleaved ROUNDS times each in one process, and print "
+                       "both medians and their IQR")
+    bench.add_argument("--out", metavar="DIR", help="results directory (default: "
+                       "results/bench-RUN_ID)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="replace the records of an earlier run in --out")
+    bench.add_argument("--report", metavar="PATH",
+                       help="also write the markdown report here (it is always in DIR/report.md)")
+
     report = commands.add_parser("report", help="render the markdown report of results")
     report.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     report.add_argument("--output", metavar="PATH",
@@ -70,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        command = {"list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command]
+        command = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench,
+                   "report": cmd_report}[args.command]
         return command(args, argv)
     except UsageError as error:
         print(f"seq-harness: error: {error}", file=sys.stderr)
@@ -193,6 +229,93 @@ def summary_line(records, out: Path, extra_report: str | None) -> str:
     report = out / "report.md"
     where = f"{report}" + (f" and {extra_report}" if extra_report else "")
     return f"seq-harness: {len(records)} checks ({parts}); report: {where}"
+
+
+def positive(name: str, value, *, integer: bool = True) -> None:
+    if value is not None and (value <= 0 or (integer and int(value) != value)):
+        kind = "an integer >= 1" if integer else "a positive number"
+        raise UsageError(f"{name} {value} is invalid; expected {kind}")
+
+
+def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    from harness import bench
+    from harness.records import RunInfo, write_run_info
+    from harness.report import write_report
+    from harness.selection import choose
+    from harness.timing import PHASES
+
+    for name in ("workers", "threads"):
+        positive(f"--{name}", getattr(args, name))
+    positive("--min-run-time", args.min_run_time, integer=False)
+    positive("--job-timeout", args.job_timeout, integer=False)
+    for phase in args.phase:
+        if phase not in PHASES:
+            raise UsageError(f"--phase {phase!r} is invalid; valid: {', '.join(PHASES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine")
+    try:
+        grid = bench.load_grid(args.grid)
+        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    flags = {"on": (True,), "off": (False,), "both": (True, False)}[args.cudnn_benchmark]
+    plan = bench.Plan(
+        specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
+        workers=args.workers or grid.workers, min_run_time=args.min_run_time or grid.min_run_time,
+        threads=args.threads, device=args.device, cudnn_benchmark=flags,
+        memory=not args.no_memory,
+    )
+    if not plan.tasks():
+        raise UsageError(f"nothing to time: grid {grid.name!r} covers none of the selected "
+                         "implementations (see its families and their capabilities)")
+    torch.set_num_threads(args.threads)
+    if args.selfcheck is not None:
+        positive("--selfcheck", args.selfcheck)
+        return selfcheck(plan, rounds=args.selfcheck)
+    info = RunInfo.collect(argv=["seq-harness", *argv])
+    out = Path(args.out) if args.out else Path("results") / f"bench-{info.run_id}"
+    prepare_out(out, overwrite=args.overwrite)
+    write_run_info(out, info)
+    print(f"seq-harness bench: {len(plan.tasks())} tasks x {plan.workers} worker processes, "
+          f"grid {grid.name}, {plan.threads} thread(s); records in {out / 'records.jsonl'}")
+    records = bench.run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
+                        progress=print)
+    (out / "benchmark.json").write_text(json.dumps(bench.pytest_benchmark_json(records, info),
+                                                   indent=1))
+    write_report([out], out / "report.md")
+    if args.report:
+        write_report([out], args.report)
+    failed = [r for r in records if r.outcome == "failed"]
+    print(f"seq-harness bench: {len(records)} timings, {len(failed)} failed; report: "
+          f"{out / 'report.md'}; pytest-benchmark JSON: {out / 'benchmark.json'}")
+    return 1 if failed else 0
+
+
+def selfcheck(plan, *, rounds: int) -> int:
+    """Does the harness measure what a plain Timer measures? Prints the figures."""
+    import statistics
+
+    from harness.timing import timer_agreement
+
+    spec, task = plan.tasks()[0]
+    if task.case.lengths is not None:
+        raise UsageError("--selfcheck needs a fixed-length shape (the plain call is unpacked)")
+    figures = timer_agreement(spec, task, rounds=rounds, threads=plan.threads,
+                              min_run_time=plan.min_run_time)
+    plain = statistics.median(figures["plain_median_s"])
+    harness = statistics.median(figures["harness_median_s"])
+    print(f"selfcheck {spec.name} {task.phase} {task.case.id}, {rounds} interleaved rounds, "
+          f"{plan.threads} thread(s), min_run_time {plan.min_run_time:g} s")
+    for name in ("plain", "harness"):
+        medians = ", ".join(f"{m * 1e3:.3f}" for m in figures[f"{name}_median_s"])
+        iqr = ", ".join(f"{r:.1%}" for r in figures[f"{name}_iqr_ratio"])
+        print(f"  {name:8s} medians ms: {medians}   IQR/median: {iqr}")
+    print(f"  harness / plain (median of medians): {harness / plain:.4f}")
+    spread = max(figures["harness_median_s"]) / min(figures["harness_median_s"])
+    print(f"  harness run-to-run spread of medians: {spread - 1:.2%}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:

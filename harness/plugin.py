@@ -127,30 +127,37 @@ EXPECTED_WARNINGS = (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     suite_items = [i for i in items if "subject" in getattr(i, "fixturenames", ())]
+    if not suite_items:
+        return
+    import torch
+
+    from harness.selection import OPT_IN, suite_name, suite_names
+
     for item in suite_items:
         for expected in EXPECTED_WARNINGS:
             item.add_marker(pytest.mark.filterwarnings(expected))
-    if suite_items:
-        import torch
-
-        threads = config.getoption("threads")
-        if threads < 1:
-            raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
-        torch.set_num_threads(threads)
-    suites = config.getoption("suite")
-    if not suites:
-        return
-    from harness.selection import suite_name, suite_names
+    threads = config.getoption("threads")
+    if threads < 1:
+        raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
+    torch.set_num_threads(threads)
 
     valid = suite_names()
-    for name in suites:
+    named = config.getoption("suite")
+    for name in named:
         if name not in valid:
             raise pytest.UsageError(f"unknown suite {name!r}; valid: {', '.join(valid)}")
+    # No --suite: every suite but the opt-in ones (--benchmark-only: only those).
+    if named:
+        wanted = set(named)
+    elif config.getoption("benchmark_only", False):
+        wanted = set(OPT_IN)
+    else:
+        wanted = set(valid) - set(OPT_IN)
     keep, drop = [], []
     for item in items:
         is_suite = "subject" in getattr(item, "fixturenames", ())
-        wanted = not is_suite or suite_name(item.module.__name__) in suites
-        (keep if wanted else drop).append(item)
+        chosen = not is_suite or suite_name(item.module.__name__) in wanted
+        (keep if chosen else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -78,8 +78,12 @@ def worst(series: pd.Series) -> str:
     return "—" if values.empty else f"{values.max():.1e}"
 
 
+MEASURED_ONLY = ("latency",)  # suites with their own section and no place in the matrix
+
+
 def matrix(frame: pd.DataFrame) -> str:
     """Implementations x suites: counts per cell, and the worst error of each implementation."""
+    frame = frame[~frame["suite"].isin(MEASURED_ONLY)]
     suites = sorted(dict.fromkeys(frame["suite"]), key=suite_rank)
     rows = []
     for (impl, family), group in frame.groupby(["impl", "family"], sort=False):
@@ -186,24 +190,27 @@ def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str
     lines += [
         "## Summary",
         "",
-        f"{len(frame)} checks over {frame['impl'].nunique()} implementations and "
+        f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
         f"{frame['suite'].nunique()} suites: {summary}.",
         "",
     ]
     if frame.empty:
         return "\n".join([*lines, "No checks were recorded.", ""])
-    lines += [
-        "## Conformance",
-        "",
-        "Each cell counts the checks of one suite on one implementation: ✅ all passed, "
-        "❌ failures out of those run; *n/s* are cases outside what the implementation claims "
-        "(not counted as passes). Worst error is the largest absolute difference from the torch "
-        "reference of the family with the same weights.",
-        "",
-        matrix(frame),
-        "",
-    ]
-    errors = errors_matrix(frame)
+    if frame["suite"].isin(MEASURED_ONLY).all():
+        lines += ["## Conformance", "", "This run has timings only.", ""]
+    else:
+        lines += [
+            "## Conformance",
+            "",
+            "Each cell counts the checks of one suite on one implementation: ✅ all passed, "
+            "❌ failures out of those run; *n/s* are cases outside what the implementation "
+            "claims (not counted as passes). Worst error is the largest absolute difference "
+            "from the torch reference of the family with the same weights.",
+            "",
+            matrix(frame),
+            "",
+        ]
+    errors = errors_matrix(frame[~frame["suite"].isin(MEASURED_ONLY)])
     if errors:
         lines += ["### Worst absolute error per suite", "", errors, ""]
     if output is not None:
@@ -223,10 +230,10 @@ def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str
 
 def measurement_sections(frame: pd.DataFrame, output: Path) -> list[str]:
     """Sections of suites that measure more than pass or fail (their modules render them)."""
-    from harness import adding, stability
+    from harness import adding, bench, stability
 
     lines: list[str] = []
-    for module in (stability, adding):
+    for module in (stability, adding, bench):
         lines += module.report_section(frame, output)
     return lines
 

@@ -18,7 +18,9 @@ from harness.spec import ImplSpec
 SUITES_PACKAGE = "harness.suites"
 # The order suites run and appear in reports: from the contract's surface to its corners.
 SUITE_ORDER = ("shapes", "padding", "many-to-one", "many-to-many", "state", "errors", "numerics",
-               "gradients", "stability", "adding")
+               "gradients", "stability", "adding", "latency")
+# Suites that run only when named: timings must not share the machine with other checks.
+OPT_IN = ("latency",)
 
 
 def suite_dir() -> Path:

@@ -27,6 +27,8 @@ BUILTINS = {
     "fast-rnn": "rnn_tanh",
     "fast-lstm": "lstm",
     "fast-gru": "gru",
+    "fast-lstm-cudagraph": "lstm",
+    "fast-gru-cudagraph": "gru",
 }
 FIXTURES = "tests.fixtures_impls"
 

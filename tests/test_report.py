@@ -139,7 +139,7 @@ def test_matrix_counts_each_cell(report):
 
 
 def test_summary_counts_outcomes(report):
-    assert "12 checks over 2 implementations and 2 suites" in report
+    assert "12 records over 2 implementations and 2 suites" in report
     assert "4 passed, 3 failed, 3 not supported, 2 skipped" in report
 
 
@@ -205,7 +205,7 @@ def test_md_gives_one_line_without_unescaped_pipes_or_backticks(text):
 def test_render_with_zero_records(tmp_path):
     make_run(tmp_path, records=[])
     text = render([tmp_path])
-    assert "0 checks over 0 implementations" in text
+    assert "0 records over 0 implementations" in text
     assert "No checks were recorded." in text
     path = write_report([tmp_path], tmp_path / "out" / "report.md")
     assert path.read_text() == text
@@ -215,7 +215,7 @@ def test_render_merges_runs(tmp_path):
     first = make_run(tmp_path / "a", RECORDS[:3])
     second = make_run(tmp_path / "b", RECORDS[3:6], replace(INFO, run_id="run-2"))
     text = render([first, second])
-    assert "6 checks over 1 implementations" in text
+    assert "6 records over 1 implementations" in text
     runs = [cells(line)[0] for line in tables(text)[0][2:]]
     assert runs == ["run-1", "run-2"]
 

@@ -7,6 +7,7 @@ import functools
 
 from torch import nn
 
+from harness.impls.cudagraph import CudaGraphGRU, CudaGraphLSTM
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
@@ -86,5 +87,20 @@ FAST_LSTM = ImplSpec(
 FAST_GRU = ImplSpec(
     name="fast-gru", family="gru", factory=FastGRU,
     description="GRU from scratch, input projection hoisted out of the loop (one GEMM)",
+    origin="builtin",
+)
+
+# CUDA graphs of the fast LSTM and GRU: inference forward on CUDA captured once and replayed as
+# one launch. The entries claim only what is graphed — CUDA, padded fixed-length input, no
+# dropout; the classes fall back to the eager fast layers for the rest (see cudagraph.py).
+CUDA_GRAPHED = Capabilities(packed=False, lengths=False, dropout=False, devices={"cuda"})
+FAST_LSTM_CUDAGRAPH = ImplSpec(
+    name="fast-lstm-cudagraph", family="lstm", factory=CudaGraphLSTM, capabilities=CUDA_GRAPHED,
+    description="fast-lstm with its forward captured as a CUDA graph and replayed (CUDA only)",
+    origin="builtin",
+)
+FAST_GRU_CUDAGRAPH = ImplSpec(
+    name="fast-gru-cudagraph", family="gru", factory=CudaGraphGRU, capabilities=CUDA_GRAPHED,
+    description="fast-gru with its forward captured as a CUDA graph and replayed (CUDA only)",
     origin="builtin",
 )

@@ -37,3 +37,21 @@ class UnbuildableGRU(torch.nn.Module):
 
     def __init__(self, width):
         super().__init__()
+
+
+class CrashingGRU(ScratchGRU):
+    """Takes its interpreter down (as a fault in a C extension would)."""
+
+    def forward(self, input, hx=None, **kwargs):
+        import os
+
+        os._exit(3)
+
+
+class HangingGRU(ScratchGRU):
+    """Never returns."""
+
+    def forward(self, input, hx=None, **kwargs):
+        import time
+
+        time.sleep(3600)

@@ -1,0 +1,462 @@
+"""Latency benchmarks: shape grids, interleaved runs in fresh worker processes, records, a
+pytest-benchmark export, and the latency section of the report.
+
+Every (implementation, shape, phase) task is timed once in each of several fresh worker
+processes, one process at a time (benchmarks never run beside anything else of ours), each
+process taking the tasks in a different rotation so slow drift spreads over all of them. Next to
+the tasks, each process times a reference GEMM of every shape, which gives the fraction of this
+machine's matmul throughput an implementation reaches (the roofline column).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case import Case
+from harness.records import FAILED, PASSED, Record, RecordWriter
+from harness.spec import ImplSpec
+from harness.timing import PHASES, Task, analytic_flops, gemm_flops
+
+SUITE = "latency"
+GEMM = "gemm"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named set of shapes, the families they are meant for, and default settings."""
+
+    name: str
+    cases: tuple[Case, ...]
+    families: frozenset[str] | None = None  # None: every family
+    phases: tuple[str, ...] = PHASES
+    min_run_time: float = 0.5
+    workers: int = 3
+
+    def covers(self, spec: ImplSpec) -> bool:
+        return self.families is None or spec.family in self.families
+
+
+def varlen_cases(seq_len: int, batch: int, size: int) -> tuple[Case, ...]:
+    """Lengths uniform in [T/3, T] (seeded), fed packed; and the same batch padded to T."""
+    generator = np.random.default_rng(seq_len * 1000 + batch)
+    lengths = tuple(int(n) for n in generator.integers(seq_len // 3, seq_len + 1, batch))
+    lengths = (seq_len, *lengths[1:])  # the longest is the padded length
+    padded = Case(seq_len=seq_len, batch=batch, input_size=size, hidden_size=size)
+    return (padded.with_(lengths=lengths), padded)
+
+
+GRIDS: dict[str, Grid] = {
+    "smoke": Grid("smoke", (Case(seq_len=10, batch=4, input_size=32, hidden_size=32),),
+                  min_run_time=0.05, workers=2),
+    "standard": Grid("standard", (Case(seq_len=100, batch=64, input_size=512, hidden_size=512),),
+                     min_run_time=1.0, workers=3),
+    "deepbench": Grid(
+        "deepbench",
+        tuple(Case(seq_len=t, batch=b, input_size=h, hidden_size=h)
+              for h in (256, 512) for b in (1, 4, 16, 64) for t in (25, 50)),
+        families=frozenset({"lstm", "gru"}), phases=("inference", "forward_backward"),
+        min_run_time=0.2, workers=2,
+    ),
+    "varlen": Grid("varlen", varlen_cases(100, 16, 128) + varlen_cases(200, 16, 128),
+                   min_run_time=0.3, workers=2),
+}
+
+
+def load_grid(name_or_path: str) -> Grid:
+    """A built-in grid by name, or a JSON file {"name", "cases": [Case fields...], "families",
+    "phases", "min_run_time", "workers"}; ValueError naming what is wrong."""
+    if name_or_path in GRIDS:
+        return GRIDS[name_or_path]
+    path = Path(name_or_path)
+    if not path.suffix == ".json" and not path.exists():
+        raise ValueError(f"unknown grid {name_or_path!r}; valid: {', '.join(GRIDS)} or a "
+                         "JSON grid file")
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"grid file {str(path)!r} cannot be read ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"grid file {str(path)!r} does not parse: {error.msg} at line "
+                         f"{error.lineno}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
+        raise ValueError(f"grid file {str(path)!r} needs a non-empty \"cases\" list")
+    try:
+        cases = tuple(Case.from_dict(c) for c in data["cases"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"grid file {str(path)!r}: {error}") from None
+    phases = tuple(data.get("phases", PHASES))
+    for phase in phases:
+        if phase not in PHASES:
+            raise ValueError(f"grid file {str(path)!r}: phase {phase!r} is invalid; valid: "
+                             f"{', '.join(PHASES)}")
+    families = data.get("families")
+    return Grid(str(data.get("name", path.stem)), cases,
+                None if families is None else frozenset(families), phases,
+                float(data.get("min_run_time", 0.5)), int(data.get("workers", 3)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one benchmark run measures."""
+
+    specs: tuple[ImplSpec, ...]
+    grid: Grid
+    phases: tuple[str, ...]
+    workers: int
+    min_run_time: float
+    threads: int
+    device: str = "cpu"
+    cudnn_benchmark: tuple[bool, ...] = (True,)
+    memory: bool = True
+
+    def tasks(self) -> list[tuple[ImplSpec, Task]]:
+        out = []
+        for case in self.grid.cases:
+            case = case.with_(device=self.device)
+            for spec in self.specs:
+                if not self.grid.covers(spec) or spec.why_not(case) is not None:
+                    continue
+                for phase in self.phases:
+                    flags = self.cudnn_benchmark if self.device == "cuda" else (None,)
+                    out += [(spec, Task(spec.name, case, phase, flag)) for flag in flags]
+        return out
+
+    def shapes(self) -> list[Case]:
+        return [c.with_(device=self.device) for c in self.grid.cases]
+
+
+def job_payload(spec: ImplSpec, task: Task, plan: Plan) -> dict[str, Any]:
+    return {
+        "impl": spec.name, "origin": spec.origin, "family": spec.family,
+        "case": task.case.to_dict(), "phase": task.phase, "cudnn_benchmark": task.cudnn_benchmark,
+        "min_run_time": plan.min_run_time, "threads": plan.threads, "memory": plan.memory,
+    }
+
+
+def resolve_spec(impl: str, origin: str, family: str) -> ImplSpec:
+    """The spec a worker times: a --impl-class path, or a registry entry by name."""
+    from harness.registry import Registry, spec_for_class_path
+
+    if origin and ":" in origin:
+        return spec_for_class_path(origin, family)
+    return Registry.load().select([impl])[0]
+
+
+def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs inside a worker process."""
+    from harness.timing import measure, measure_gemm
+
+    case = Case.from_dict(payload["case"])
+    if kind == GEMM:
+        timed = measure_gemm(case, threads=payload["threads"],
+                             min_run_time=payload["min_run_time"])
+    else:
+        spec = resolve_spec(payload["impl"], payload["origin"], payload["family"])
+        task = Task(spec.name, case, payload["phase"], payload["cudnn_benchmark"])
+        timed = measure(spec, task, threads=payload["threads"],
+                        min_run_time=payload["min_run_time"], memory=payload["memory"])
+    return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
+            "peak_bytes": timed.peak_bytes}
+
+
+def rotated(items: Sequence, k: int) -> list:
+    """The k-th rotation, reversed on odd k: every worker sees a different order."""
+    k = k % len(items) if items else 0
+    order = list(items[k:]) + list(items[:k])
+    return order[::-1] if k % 2 else order
+
+
+def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
+        progress: Callable[[str], None] | None = None) -> list[Record]:
+    """Measure the plan; every result is appended to out/records.jsonl as it arrives."""
+    from harness.worker import Job, run_jobs
+
+    writer = RecordWriter(out)
+    specs = {s.name: s for s in plan.specs}
+    records: list[Record] = []
+    tasks = plan.tasks()
+    try:
+        for worker in range(plan.workers):
+            jobs = [Job(f"{worker}:gemm:{c.id}", GEMM,
+                        {"case": c.to_dict(), "threads": plan.threads,
+                         "min_run_time": plan.min_run_time})
+                    for c in plan.shapes()]
+            jobs += [Job(f"{worker}:{i}", "time", job_payload(spec, task, plan))
+                     for i, (spec, task) in enumerate(tasks)]
+            for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
+                                        job_timeout_s=job_timeout_s):
+                record = to_record(job.kind, job.payload, result, specs, worker=worker,
+                                   run_id=run_id, threads=plan.threads)
+                writer.write(record)
+                records.append(record)
+                if progress is not None:
+                    progress(progress_line(record))
+    finally:
+        writer.close()
+    return records
+
+
+def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
+              worker: int, run_id: str, threads: int) -> Record:
+    case = Case.from_dict(payload["case"])
+    if kind == GEMM:
+        impl, family, check, origin = GEMM, GEMM, GEMM, ""
+        flops = gemm_flops(case)
+    else:
+        spec = specs[payload["impl"]]
+        impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
+        flops = analytic_flops(case, spec.fam, payload["phase"])
+    error = result.get("error")
+    samples = result.get("block_s") or []
+    metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
+               "worker": worker, "threads": threads, "flops": flops,
+               "peak_bytes": result.get("peak_bytes"),
+               "cudnn_benchmark": payload.get("cudnn_benchmark")}
+    return Record(
+        impl=impl, family=family, suite=SUITE, check=check,
+        outcome=FAILED if error else PASSED, case_id=case.id, case=case.to_dict(),
+        duration_s=sum(samples) * (result.get("number_per_run") or 0),
+        message=error, origin=origin, metrics=metrics, run_id=run_id,
+    )
+
+
+def progress_line(record: Record) -> str:
+    samples = record.metrics.get("samples_s") or []
+    figure = f"{statistics.median(samples) * 1e3:9.3f} ms" if samples else "   failed  "
+    return (f"worker {record.metrics['worker']}  {figure}  {record.impl:24s} "
+            f"{record.check:17s} {record.case_id}"
+            + (f"  ({record.message})" if record.message else ""))
+
+
+# Statistics ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """All samples of one (implementation, shape, phase), per worker process. Statistics are
+    computed from the raw samples, never stored."""
+
+    per_process: tuple[tuple[float, ...], ...]
+    flops: int = 0
+    peak_bytes: int | None = None
+    tokens: int = 0  # B * T of the shape (valid steps for variable lengths)
+    case: Case | None = None
+
+    @property
+    def samples(self) -> list[float]:
+        return [s for block in self.per_process for s in block]
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def q1_s(self) -> float:
+        return float(np.percentile(self.samples, 25))
+
+    @property
+    def q3_s(self) -> float:
+        return float(np.percentile(self.samples, 75))
+
+    @property
+    def iqr_s(self) -> float:
+        return self.q3_s - self.q1_s
+
+    @property
+    def min_s(self) -> float:
+        return min(self.samples)
+
+    @property
+    def process_medians(self) -> list[float]:
+        return [float(np.median(p)) for p in self.per_process if p]
+
+    @property
+    def process_spread(self) -> float:
+        """Largest over smallest per-process median (1.0 = processes agree)."""
+        medians = self.process_medians
+        return max(medians) / min(medians) if medians else math.nan
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.median_s
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.median_s / 1e9
+
+
+def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], Timing]:
+    """(impl, case_id, phase) -> Timing, from passed latency records."""
+    grouped: dict[tuple[str, str, str], list[Record]] = {}
+    for r in records:
+        if r.suite == SUITE and r.outcome == PASSED and r.metrics.get("samples_s"):
+            grouped.setdefault((r.impl, r.case_id, r.check), []).append(r)
+    out = {}
+    for key, group in grouped.items():
+        case = Case.from_dict(group[0].case)
+        peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
+        out[key] = Timing(
+            tuple(tuple(r.metrics["samples_s"]) for r in group),
+            flops=int(group[0].metrics.get("flops") or 0),
+            peak_bytes=max(peaks) if peaks else None,
+            tokens=sum(case.effective_lengths),
+            case=case,
+        )
+    return out
+
+
+def reference_impl(family: str) -> str:
+    """The torch.nn entry each family's timings are compared with."""
+    return "torch-" + family.replace("_", "-")
+
+
+# pytest-benchmark export -------------------------------------------------------------------------
+
+
+def pytest_benchmark_json(records: list[Record], info) -> dict[str, Any]:
+    """The results in pytest-benchmark's JSON format (``pytest-benchmark compare`` reads it):
+    one benchmark per (implementation, shape, phase), its data the per-iteration samples."""
+    from pytest_benchmark import __version__ as pb_version
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+    from pytest_benchmark.stats import Stats
+
+    benchmarks = []
+    by_key = {(r.impl, r.case_id, r.check): r for r in records if r.suite == SUITE}
+    for (impl, case_id, phase), timing in timings(records).items():
+        stats = Stats()
+        for sample in timing.samples:
+            stats.update(sample)
+        record = by_key[(impl, case_id, phase)]
+        data = stats.as_dict()
+        data.update(data=timing.samples, iterations=1)
+        benchmarks.append({
+            "group": f"{phase} {case_id}",
+            "name": f"test_{phase}[{impl}:{case_id}]",
+            "fullname": f"seq-harness::test_{phase}[{impl}:{case_id}]",
+            "params": {"impl": impl, "case": case_id, "phase": phase},
+            "param": f"{impl}:{case_id}",
+            "extra_info": {"family": record.family, "tokens_per_s": timing.tokens_per_s,
+                           "gflops": timing.gflops, "peak_bytes": timing.peak_bytes,
+                           "processes": len(timing.per_process),
+                           "process_spread": timing.process_spread},
+            "options": {"disable_gc": False, "timer": "torch.utils.benchmark.Timer",
+                        "min_rounds": len(timing.samples), "max_time": None, "min_time": None,
+                        "precision": None, "confidence": None, "warmup": True},
+            "stats": data,
+        })
+    return {
+        "machine_info": {**pytest_benchmark_generate_machine_info(), "torch": info.torch,
+                         "threads": info.threads, "cuda": info.cuda},
+        "commit_info": {"id": info.git_commit, "project": "seq-harness"},
+        "benchmarks": benchmarks,
+        "datetime": info.created,
+        "version": pb_version,
+    }
+
+
+# Report -------------------------------------------------------------------------------------------
+
+
+def report_section(frame, output: Path) -> list[str]:
+    """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
+    roofline fraction and peak memory; plots of latency against hidden size and length."""
+    import pandas as pd
+
+    from harness.report import md
+
+    records = [Record.from_dict({k: v for k, v in row.items() if k in Record.__dataclass_fields__})
+               for row in frame[frame["suite"] == SUITE].to_dict("records")]
+    if not records:
+        return []
+    measured = timings(records)
+    gemm = {case_id: t for (impl, case_id, _), t in measured.items() if impl == GEMM}
+    families = {r.impl: r.family for r in records}
+    lines = ["## Latency", "",
+             "Medians over every timed block of every worker process (torch.utils.benchmark "
+             "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
+             "the median; *spread* the largest over the smallest per-process median; *ratio* is "
+             "the median over the torch.nn module of the same family; *% peak* is GFLOP/s "
+             "(analytic matmul FLOPs) over a GEMM of the shape's size measured in the same run; "
+             "*peak MB* is the tensor memory high-water mark of one call.", ""]
+    for phase in PHASES:
+        rows = []
+        for (impl, case_id, p), t in measured.items():
+            if p != phase or impl == GEMM:
+                continue
+            reference = measured.get((reference_impl(families[impl]), case_id, phase))
+            peak = gemm.get(case_id)
+            rows.append({
+                "implementation": md(impl),
+                "shape": case_id,
+                "median ms": f"{t.median_s * 1e3:.3f}",
+                "IQR": f"{t.iqr_s / t.median_s:.1%}",
+                "spread": f"{t.process_spread:.3f}",
+                "ratio": f"{t.median_s / reference.median_s:.2f}x" if reference else "—",
+                "tokens/s": f"{t.tokens_per_s:,.0f}",
+                "GFLOP/s": f"{t.gflops:.2f}",
+                "% peak": f"{t.gflops / peak.gflops:.0%}" if peak else "—",
+                "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
+            })
+        if not rows:
+            continue
+        table = pd.DataFrame(rows).sort_values(["shape", "implementation"], kind="stable")
+        lines += [f"### {phase.replace('_', '+')}", "",
+                  table.to_markdown(index=False, disable_numparse=True), ""]
+    if gemm:
+        lines += ["Reference GEMM (T*B x I) @ (I x 4H) per shape: " + ", ".join(
+            f"{case_id}: {t.gflops:.1f} GFLOP/s" for case_id, t in gemm.items()) + ".", ""]
+    for png, what in plot_latency(measured, families, output):
+        lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
+    return lines
+
+
+def plot_latency(measured: dict, families: dict, output: Path) -> list[tuple[Path, str]]:
+    """Median latency against hidden size and against sequence length, where the grid varies
+    them (other dimensions held at their most common value); one line per implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    # (impl, phase, case, median) of fixed-length shapes: packed ones are compared in the tables.
+    rows = [(impl, phase, t.case, t.median_s) for (impl, _, phase), t in measured.items()
+            if impl != GEMM and t.case is not None and t.case.lengths is None]
+    made = []
+    for axis, label in (("hidden_size", "hidden size"), ("seq_len", "sequence length")):
+        values = {getattr(c, axis) for _, _, c, _ in rows}
+        if len(values) < 2:
+            continue
+        others = [k for k in ("seq_len", "batch", "hidden_size") if k != axis]
+        common = {k: statistics.mode([getattr(c, k) for _, _, c, _ in rows]) for k in others}
+        phases = [p for p in PHASES if any(r[1] == p for r in rows)]
+        fig, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 3.8), squeeze=False)
+        for ax, phase in zip(axes[0], phases):
+            for impl in sorted({r[0] for r in rows}):
+                points = sorted((getattr(c, axis), m) for i, p, c, m in rows
+                                if i == impl and p == phase
+                                and all(getattr(c, k) == common[k] for k in others))
+                if len(points) >= 2:
+                    ax.plot(*zip(*points), marker="o", label=impl, linewidth=1)
+            ax.set_yscale("log")
+            ax.set_title(phase.replace("_", "+"))
+            ax.set_xlabel(label)
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel("median seconds")
+        axes[0][-1].legend(fontsize=6)
+        fixed = ", ".join(f"{k}={v}" for k, v in common.items())
+        fig.suptitle(f"latency against {label} ({fixed})", fontsize=9)
+        fig.tight_layout()
+        path = output.parent / f"{output.stem}-latency-{axis}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append((path, label))
+    return made

@@ -1,0 +1,241 @@
+"""Timing one implementation on one shape in one phase, honestly, with torch.utils.benchmark.
+
+A Task names what is timed (implementation, shape, phase). ``measure`` builds the module and its
+inputs exactly as the conformance suites do, warms it up, and lets Timer.blocked_autorange choose
+block sizes; every block's per-iteration time is kept (raw samples, never only a summary). The
+thread count is set explicitly. On CUDA, Timer synchronises per block, every shape is warmed up
+first, and cudnn.benchmark is part of the task; peak memory comes from
+torch.cuda.max_memory_allocated. On the CPU, peak memory is the high-water mark of tensor memory
+allocated by torch's CPU allocator during one call, replayed from the profiler's per-operator
+allocation records (profile_memory=True): tensors only, not the interpreter or the allocator's
+own overhead.
+
+FLOP counts are analytic and count matrix multiplications only (2*M*N*K each); elementwise gate
+arithmetic is left out. Per layer and direction, every step does x_t @ W_ih^T and h @ W_hh^T:
+2 * B * gates * H * (in_features + h_out) per step, plus 2 * B * H * proj_size for LSTM's
+projection. The backward pass does two matmuls per forward one (input and weight gradients), so
+forward+backward counts three times the forward.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.case import Case
+from harness.families import Family
+from harness.spec import ImplSpec
+from harness.subject import Subject
+
+PHASES = ("inference", "forward", "forward_backward")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one timing measures.
+
+    phase: inference (eval, inference_mode), forward (train mode, graph built), or
+        forward_backward (train mode, forward then backward of the summed outputs).
+    cudnn_benchmark: torch.backends.cudnn.benchmark during the timing (CUDA only; None on CPU).
+    """
+
+    impl: str
+    case: Case
+    phase: str
+    cudnn_benchmark: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase {self.phase!r} is invalid; valid: {', '.join(PHASES)}")
+
+
+@dataclass(frozen=True)
+class Timed:
+    """Raw data of one timing in one process."""
+
+    block_s: tuple[float, ...]  # per-iteration time of each block, seconds
+    number_per_run: int  # iterations per block, chosen by blocked_autorange
+    peak_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def analytic_flops(case: Case, fam: Family, phase: str) -> int:
+    """Matrix-multiply FLOPs of one call (see the module docstring for what is counted)."""
+    batch = case.batch or 1
+    per_step = 0
+    for layer in range(case.num_layers):
+        in_features = case.input_size if layer == 0 else case.num_directions * case.h_out
+        per_direction = 2 * batch * fam.gates * case.hidden_size * (in_features + case.h_out)
+        if case.proj_size:
+            per_direction += 2 * batch * case.hidden_size * case.proj_size
+        per_step += case.num_directions * per_direction
+    steps = sum(case.effective_lengths) / (case.batch or 1)  # mean valid length
+    forward = int(per_step * steps)
+    return 3 * forward if phase == "forward_backward" else forward
+
+
+def gemm_flops(case: Case) -> int:
+    """FLOPs of the reference GEMM of a shape: (T*B, I) @ (I, 4H), the size of an LSTM's hoisted
+    input projection, the most efficient matmul a recurrent layer of this shape can do."""
+    return 2 * case.seq_len * (case.batch or 1) * case.input_size * 4 * case.hidden_size
+
+
+def gemm_callable(case: Case) -> Callable[[], None]:
+    generator = torch.Generator().manual_seed(0)
+    device = torch.device(case.device)
+    a = torch.randn(case.seq_len * (case.batch or 1), case.input_size, generator=generator)
+    b = torch.randn(case.input_size, 4 * case.hidden_size, generator=generator)
+    a, b = a.to(device, case.torch_dtype), b.to(device, case.torch_dtype)
+    return lambda: torch.mm(a, b)
+
+
+def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
+    """The call a task times, built like the conformance suites build it."""
+    subject = Subject(spec, task.case)
+    module = subject.build()
+    inputs = subject.inputs()
+    if task.phase == "inference":
+        module.eval()
+
+        def call() -> None:
+            with torch.inference_mode():
+                subject.run(module, inputs)
+
+        return call
+    module.train()
+    if task.phase == "forward":
+        return lambda: subject.run(module, inputs)
+    params = list(module.parameters())
+
+    def forward_backward() -> None:
+        for p in params:
+            p.grad = None
+        out = subject.run(module, inputs)
+        loss = out.output.sum() + out.h_n.sum()
+        if out.c_n is not None:
+            loss = loss + out.c_n.sum()
+        loss.backward()
+
+    return forward_backward
+
+
+def peak_bytes(call: Callable[[], None], device: str) -> int:
+    """High-water mark of tensor memory during one call (see the module docstring)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        call()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    changes = sorted(
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in prof.events()
+        if e.self_cpu_memory_usage
+    )
+    running = peak = 0
+    for _, change in changes:
+        running += change
+        peak = max(peak, running)
+    return int(peak)
+
+
+def time_callable(
+    call: Callable[[], None], *, threads: int, min_run_time: float, warmup: int = 3,
+    label: str = "",
+) -> Timed:
+    """Warm up, then Timer.blocked_autorange; every block's per-iteration time."""
+    from torch.utils.benchmark import Timer
+
+    for _ in range(warmup):
+        call()
+    gc.collect()
+    timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads, label=label)
+    measured = timer.blocked_autorange(min_run_time=min_run_time)
+    per_iteration = tuple(t / measured.number_per_run for t in measured.raw_times)
+    return Timed(per_iteration, int(measured.number_per_run))
+
+
+def measure(
+    spec: ImplSpec, task: Task, *, threads: int, min_run_time: float, memory: bool = True
+) -> Timed:
+    """Time one task in this process."""
+    torch.set_num_threads(threads)
+    if task.case.device == "cuda":
+        torch.backends.cudnn.benchmark = bool(task.cudnn_benchmark)
+    call = task_callable(spec, task)
+    timed = time_callable(call, threads=threads, min_run_time=min_run_time,
+                          label=f"{spec.name} {task.phase} {task.case.id}")
+    peak = peak_bytes(call, task.case.device) if memory else None
+    return Timed(timed.block_s, timed.number_per_run, peak)
+
+
+def measure_gemm(case: Case, *, threads: int, min_run_time: float) -> Timed:
+    torch.set_num_threads(threads)
+    return time_callable(gemm_callable(case), threads=threads, min_run_time=min_run_time,
+                         label=f"gemm {case.id}")
+
+
+def plain_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
+    """The same computation as task_callable, written the way one would time it by hand:
+    the module called directly, no harness in between (fixed-length input only)."""
+    subject = Subject(spec, task.case)
+    module = subject.build()
+    x = subject.inputs().x
+    if task.phase == "inference":
+        module.eval()
+
+        def call() -> None:
+            with torch.inference_mode():
+                module(x)
+
+        return call
+    module.train()
+    if task.phase == "forward":
+        return lambda: module(x)
+    params = list(module.parameters())
+
+    def forward_backward() -> None:
+        for p in params:
+            p.grad = None
+        output, state = module(x)
+        states = state if isinstance(state, tuple) else (state,)
+        sum([output.sum(), *(s.sum() for s in states)]).backward()
+
+    return forward_backward
+
+
+def timer_agreement(
+    spec: ImplSpec, task: Task, *, rounds: int, threads: int, min_run_time: float
+) -> dict[str, list[float]]:
+    """Interleaved in this process: a plain Timer on ``plain_callable`` and the harness'
+    timing of the task, ``rounds`` times each (A B A B ...). Per round, each one's median and
+    its IQR over median."""
+    from torch.utils.benchmark import Timer
+
+    torch.set_num_threads(threads)
+    plain, harness = plain_callable(spec, task), task_callable(spec, task)
+    figures: dict[str, list[float]] = {"plain_median_s": [], "harness_median_s": [],
+                                       "plain_iqr_ratio": [], "harness_iqr_ratio": []}
+    for _ in range(3):
+        plain()
+    for _ in range(rounds):
+        measured = Timer(stmt="call()", globals={"call": plain},
+                         num_threads=threads).blocked_autorange(min_run_time=min_run_time)
+        figures["plain_median_s"].append(measured.median)
+        figures["plain_iqr_ratio"].append(measured.iqr / measured.median)
+        timed = time_callable(harness, threads=threads, min_run_time=min_run_time)
+        median = float(np.median(timed.block_s))
+        q1, q3 = np.percentile(timed.block_s, [25, 75])
+        figures["harness_median_s"].append(median)
+        figures["harness_iqr_ratio"].append(float(q3 - q1) / median)
+    return figures

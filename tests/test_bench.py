@@ -1,0 +1,142 @@
+"""The latency machinery: FLOP counts, grids, plans, worker isolation, statistics, the
+pytest-benchmark export and the bench command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import bench
+from harness.case import Case
+from harness.cli import main
+from harness.families import FAMILIES
+from harness.registry import Registry
+from harness.timing import analytic_flops, gemm_flops
+from harness.worker import Job, run_jobs
+
+SMALL = Case(seq_len=5, batch=2, input_size=3, hidden_size=4)
+
+
+def test_flops_count_both_matmuls_of_every_step():
+    lstm = FAMILIES["lstm"]
+    # T * 2 * B * 4H * (I + H), by hand: 5 * 2 * 2 * 16 * (3 + 4)
+    assert analytic_flops(SMALL, lstm, "forward") == 5 * 2 * 2 * 16 * 7
+    assert analytic_flops(SMALL, lstm, "forward_backward") == 3 * 5 * 2 * 2 * 16 * 7
+    two = SMALL.with_(num_layers=2, bidirectional=True)
+    layer0 = 2 * (2 * 2 * 16 * (3 + 4))
+    layer1 = 2 * (2 * 2 * 16 * (8 + 4))
+    assert analytic_flops(two, lstm, "inference") == 5 * (layer0 + layer1)
+    varlen = SMALL.with_(lengths=(5, 1))  # 6 valid steps instead of 10
+    assert analytic_flops(varlen, lstm, "forward") * 10 == analytic_flops(SMALL, lstm,
+                                                                          "forward") * 6
+    assert gemm_flops(SMALL) == 2 * 10 * 3 * 16
+
+
+def test_grids_by_name_and_from_files(tmp_path):
+    assert bench.load_grid("standard").cases[0].hidden_size == 512
+    with pytest.raises(ValueError, match=r"'nope'.*smoke"):
+        bench.load_grid("nope")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"cases": [')
+    with pytest.raises(ValueError, match="does not parse"):
+        bench.load_grid(str(bad))
+    bad.write_text('{"cases": [{"seq_len": 5, "batch": 2, "input_size": 3, "hidden": 4}]}')
+    with pytest.raises(ValueError, match="hidden"):
+        bench.load_grid(str(bad))
+    bad.write_text('{"cases": [{"seq_len": 5, "batch": 2, "input_size": 3, "hidden_size": 4}],'
+                   ' "phases": ["backward"]}')
+    with pytest.raises(ValueError, match="'backward'"):
+        bench.load_grid(str(bad))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"name": "mine", "cases": [SMALL.to_dict()],
+                                "families": ["gru"], "workers": 1}))
+    grid = bench.load_grid(str(good))
+    assert grid.name == "mine" and grid.cases == (SMALL,) and grid.workers == 1
+
+
+def test_plan_keeps_the_grid_families_and_the_capabilities():
+    registry = Registry.load()
+    plan = bench.Plan(specs=tuple(registry.specs.values()), grid=bench.load_grid("deepbench"),
+                      phases=("inference",), workers=1, min_run_time=0.01, threads=1)
+    families = {spec.family for spec, _ in plan.tasks()}
+    assert families == {"lstm", "gru"}
+    assert not any(spec.name.endswith("cudagraph") for spec, _ in plan.tasks())
+
+
+def test_rotations_differ_per_worker():
+    items = list(range(5))
+    orders = [bench.rotated(items, k) for k in range(4)]
+    assert all(sorted(o) == items for o in orders)
+    assert len({tuple(o) for o in orders}) == 4
+
+
+def time_job(job_id, target, family="gru"):
+    return Job(job_id, "time", {
+        "impl": "x", "origin": target, "family": family, "case": SMALL.to_dict(),
+        "phase": "inference", "cudnn_benchmark": None, "min_run_time": 0.01, "threads": 1,
+        "memory": False,
+    })
+
+
+def test_a_crash_or_a_hang_costs_only_its_own_job():
+    jobs = [time_job("a", "harness.impls.scratch:ScratchGRU"),
+            time_job("b", "tests.mutants.broken:CrashingGRU"),
+            time_job("c", "tests.mutants.broken:HangingGRU"),
+            time_job("d", "harness.impls.scratch:ScratchGRU")]
+    results = dict((job.id, result) for job, result in
+                   run_jobs(jobs, threads=1, job_timeout_s=20))
+    assert list(results) == ["a", "b", "c", "d"]
+    assert results["a"]["block_s"] and results["d"]["block_s"]
+    assert results["b"]["status"] == "crashed" and "exit code 3" in results["b"]["error"]
+    assert results["c"]["status"] == "timeout"
+
+
+def test_timing_statistics_come_from_the_samples():
+    timing = bench.Timing(((1.0, 2.0, 3.0), (2.0, 4.0)), flops=10**9, tokens=100)
+    assert timing.median_s == 2.0
+    assert timing.min_s == 1.0
+    assert timing.process_medians == [2.0, 3.0]
+    assert timing.process_spread == pytest.approx(1.5)
+    assert timing.tokens_per_s == 50.0
+    assert timing.gflops == pytest.approx(0.5)
+
+
+def test_bench_end_to_end_with_pytest_benchmark_compare(tmp_path, capsys):
+    out = tmp_path / "b"
+    code = main(["bench", "--impl", "torch-gru", "--impl", "scratch-gru", "--grid", "smoke",
+                 "--workers", "2", "--min-run-time", "0.01", "--phase", "inference",
+                 "--out", str(out)])
+    assert code == 0
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    timed = [r for r in records if r["impl"] != "gemm"]
+    assert {(r["impl"], r["metrics"]["worker"]) for r in timed} == {
+        ("torch-gru", 0), ("torch-gru", 1), ("scratch-gru", 0), ("scratch-gru", 1)}
+    assert all(r["metrics"]["samples_s"] and r["metrics"]["threads"] == 1 for r in records)
+    report = (out / "report.md").read_text()
+    assert "## Latency" in report and "scratch-gru" in report and "1.00x" in report
+    exported = json.loads((out / "benchmark.json").read_text())
+    assert {b["params"]["impl"] for b in exported["benchmarks"]} == {"torch-gru", "scratch-gru",
+                                                                      "gemm"}
+    script = Path(sys.executable).parent / "pytest-benchmark"  # pytest-benchmark's own CLI
+    compared = subprocess.run([str(script), "compare", str(out / "benchmark.json")],
+                              capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    assert "scratch-gru" in compared.stdout
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["bench", "--grid", "nope"], ["'nope'", "smoke"]),
+    (["bench", "--phase", "backward"], ["'backward'", "forward_backward"]),
+    (["bench", "--workers", "0"], ["--workers 0"]),
+    (["bench", "--min-run-time", "-1"], ["--min-run-time -1"]),
+    (["bench", "--impl", "nope"], ["'nope'"]),
+])
+def test_bench_bad_input_is_one_line(argv, names, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert all(name in err for name in names)
