@@ -15,14 +15,14 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.case import Case
-from harness.records import FAILED, PASSED, Record, RecordWriter
+from harness.records import FAILED, PASSED, SKIPPED, Record, RecordWriter
 from harness.spec import ImplSpec
 from harness.timing import PHASES, Task, analytic_flops, gemm_flops
 
@@ -190,7 +190,9 @@ def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
                         {"case": c.to_dict(), "threads": plan.threads,
                          "min_run_time": plan.min_run_time})
                     for c in plan.shapes()]
-            jobs += [Job(f"{worker}:{i}", "time", job_payload(spec, task, plan))
+            # Peak memory does not vary between processes: the first one measures it.
+            plan_w = plan if worker == 0 else replace(plan, memory=False)
+            jobs += [Job(f"{worker}:{i}", "time", job_payload(spec, task, plan_w))
                      for i, (spec, task) in enumerate(tasks)]
             for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
                                         job_timeout_s=job_timeout_s):
@@ -200,6 +202,24 @@ def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
                 records.append(record)
                 if progress is not None:
                     progress(progress_line(record))
+    finally:
+        writer.close()
+    return records
+
+
+def skip_all(plans: Sequence[Plan], out: Path, *, run_id: str, why: str) -> list[Record]:
+    """A skipped record for every task of the plans (the environment lacks what they need)."""
+    writer = RecordWriter(out)
+    records = []
+    try:
+        for plan in plans:
+            for spec, task in plan.tasks():
+                record = Record(impl=spec.name, family=spec.family, suite=SUITE,
+                                check=task.phase, outcome=SKIPPED, case_id=task.case.id,
+                                case=task.case.to_dict(), message=why, origin=spec.origin,
+                                run_id=run_id)
+                writer.write(record)
+                records.append(record)
     finally:
         writer.close()
     return records

@@ -66,8 +66,9 @@ def build_parser() -> Parser:
     bench.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
                        help="your nn.Module class with torch's RNN/LSTM/GRU contract")
     bench.add_argument("--family", metavar="FAMILY", help="family of --impl-class")
-    bench.add_argument("--grid", default="smoke", metavar="NAME|FILE",
-                       help="smoke (default), standard, deepbench, varlen, or a JSON grid file")
+    bench.add_argument("--grid", action="append", default=[], metavar="NAME|FILE",
+                       help="smoke (default), standard, deepbench, varlen, or a JSON grid file "
+                       "(repeatable: grids run one after the other)")
     bench.add_argument("--phase", action="append", default=[], metavar="PHASE",
                        help="inference, forward, forward_backward (repeatable; default: the "
                        "grid's)")
@@ -94,10 +95,40 @@ def build_parser() -> Parser:
     bench.add_argument("--report", metavar="PATH",
                        help="also write the markdown report here (it is always in DIR/report.md)")
 
+    profiler = commands.add_parser(
+        "profile", help="profile one implementation on one case: traces and the top operators")
+    profiler.add_argument("impl", nargs="?", metavar="IMPL",
+                          help="registry entry (see seq-harness list); or --impl-class")
+    profiler.add_argument("--impl-class", metavar="MODULE:CLASS",
+                          help="your nn.Module class with torch's RNN/LSTM/GRU contract")
+    profiler.add_argument("--family", metavar="FAMILY",
+                          help="family of --impl-class: rnn_tanh, rnn_relu, lstm, gru")
+    profiler.add_argument("--shape", default="100,64,512,512", metavar="T,B,I,H[,L]",
+                          help="seq_len, batch, input_size, hidden_size[, num_layers] "
+                          "(default: 100,64,512,512)")
+    profiler.add_argument("--phase", default="inference", metavar="PHASE",
+                          help="inference (default), forward or forward_backward")
+    profiler.add_argument("--steps", type=int, default=5, metavar="N",
+                          help="profiled steps (default 5)")
+    profiler.add_argument("--warmup", type=int, default=2, metavar="N",
+                          help="steps run before the profiler starts (default 2)")
+    profiler.add_argument("--top", type=int, default=20, metavar="N",
+                          help="rows of the operator tables (default 20)")
+    profiler.add_argument("--threads", type=int, default=1, metavar="N",
+                          help="torch threads (default 1)")
+    profiler.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                          help="device the implementation runs on (default: cpu)")
+    profiler.add_argument("--out", metavar="DIR",
+                          help="profile directory (default: results/profile-RUN_ID)")
+    profiler.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier profile in --out")
+
     report = commands.add_parser("report", help="render the markdown report of results")
     report.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     report.add_argument("--output", metavar="PATH",
                         help="markdown file to write (default: DIR/report.md for one DIR)")
+    report.add_argument("--strict", action="store_true",
+                        help="exit 1 when a record in the results failed")
     return parser
 
 
@@ -106,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench,
-                   "report": cmd_report}[args.command]
+                   "profile": cmd_profile, "report": cmd_report}[args.command]
         return command(args, argv)
     except UsageError as error:
         print(f"seq-harness: error: {error}", file=sys.stderr)
@@ -253,35 +284,44 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     for phase in args.phase:
         if phase not in PHASES:
             raise UsageError(f"--phase {phase!r} is invalid; valid: {', '.join(PHASES)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine")
     try:
-        grid = bench.load_grid(args.grid)
+        grids = [bench.load_grid(name) for name in dict.fromkeys(args.grid or ["smoke"])]
         chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     flags = {"on": (True,), "off": (False,), "both": (True, False)}[args.cudnn_benchmark]
-    plan = bench.Plan(
+    plans = [bench.Plan(
         specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
         workers=args.workers or grid.workers, min_run_time=args.min_run_time or grid.min_run_time,
         threads=args.threads, device=args.device, cudnn_benchmark=flags,
         memory=not args.no_memory,
-    )
-    if not plan.tasks():
-        raise UsageError(f"nothing to time: grid {grid.name!r} covers none of the selected "
-                         "implementations (see its families and their capabilities)")
+    ) for grid in grids]
+    for plan in plans:
+        if not plan.tasks():
+            raise UsageError(f"nothing to time: grid {plan.grid.name!r} covers none of the "
+                             "selected implementations (see its families and their "
+                             "capabilities)")
     torch.set_num_threads(args.threads)
     if args.selfcheck is not None:
         positive("--selfcheck", args.selfcheck)
-        return selfcheck(plan, rounds=args.selfcheck)
+        return selfcheck(plans[0], rounds=args.selfcheck)
     info = RunInfo.collect(argv=["seq-harness", *argv])
     out = Path(args.out) if args.out else Path("results") / f"bench-{info.run_id}"
     prepare_out(out, overwrite=args.overwrite)
     write_run_info(out, info)
-    print(f"seq-harness bench: {len(plan.tasks())} tasks x {plan.workers} worker processes, "
-          f"grid {grid.name}, {plan.threads} thread(s); records in {out / 'records.jsonl'}")
-    records = bench.run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
-                        progress=print)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        records = bench.skip_all(plans, out, run_id=info.run_id, why="CUDA is not available")
+        write_report([out], out / "report.md")
+        print(f"seq-harness bench: skipped {len(records)} timings: CUDA is not available; "
+              f"report: {out / 'report.md'}")
+        return 0
+    records = []
+    for plan in plans:
+        print(f"seq-harness bench: grid {plan.grid.name}, {len(plan.tasks())} tasks x "
+              f"{plan.workers} worker processes, {plan.threads} thread(s); records in "
+              f"{out / 'records.jsonl'}")
+        records += bench.run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
+                             progress=print)
     (out / "benchmark.json").write_text(json.dumps(bench.pytest_benchmark_json(records, info),
                                                    indent=1))
     write_report([out], out / "report.md")
@@ -291,6 +331,28 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"seq-harness bench: {len(records)} timings, {len(failed)} failed; report: "
           f"{out / 'report.md'}; pytest-benchmark JSON: {out / 'benchmark.json'}")
     return 1 if failed else 0
+
+
+def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.profiling import ProfileError, ProfileRequest, parse_shape, profile, resolve_spec
+    from harness.records import new_run_id
+
+    try:
+        spec = resolve_spec(args.impl, args.impl_class, args.family)
+        request = ProfileRequest(
+            spec, parse_shape(args.shape, device=args.device), phase=args.phase,
+            steps=args.steps, warmup=args.warmup, threads=args.threads, top=args.top,
+        )
+        out = Path(args.out) if args.out else Path("results") / f"profile-{new_run_id()}"
+        result = profile(request, out, overwrite=args.overwrite, argv=["seq-harness", *argv])
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    except ProfileError as error:  # the implementation failed: one line, exit 1
+        print(f"seq-harness: error: {error}", file=sys.stderr)
+        return 1
+    print(f"seq-harness: profile of {spec.name} ({request.phase}, {request.case.id}) in "
+          f"{result.report}; traces: {result.trace} (Perfetto) and {result.tb_dir} (TensorBoard)")
+    return 0
 
 
 def selfcheck(plan, *, rounds: int) -> int:
@@ -332,4 +394,11 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     except ResultsError as error:
         raise UsageError(str(error)) from None
     print(f"seq-harness: report written to {path}")
+    if args.strict:
+        from harness.records import iter_records
+
+        failed = sum(r.outcome == "failed" for d in args.dirs for r in iter_records(d))
+        if failed:
+            print(f"seq-harness: {failed} failed records", file=sys.stderr)
+            return 1
     return 0

@@ -20,9 +20,9 @@ forward+backward counts three times the forward.
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,7 +61,6 @@ class Timed:
     block_s: tuple[float, ...]  # per-iteration time of each block, seconds
     number_per_run: int  # iterations per block, chosen by blocked_autorange
     peak_bytes: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def analytic_flops(case: Case, fam: Family, phase: str) -> int:
@@ -153,11 +152,15 @@ def time_callable(
     call: Callable[[], None], *, threads: int, min_run_time: float, warmup: int = 3,
     label: str = "",
 ) -> Timed:
-    """Warm up, then Timer.blocked_autorange; every block's per-iteration time."""
+    """Warm up (at least once, up to ``warmup`` calls or 0.2 s), then Timer.blocked_autorange;
+    every block's per-iteration time."""
     from torch.utils.benchmark import Timer
 
-    for _ in range(warmup):
+    started = time.perf_counter()
+    for done in range(warmup):
         call()
+        if done and time.perf_counter() - started > 0.2:
+            break
     gc.collect()
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads, label=label)
     measured = timer.blocked_autorange(min_run_time=min_run_time)

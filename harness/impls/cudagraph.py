@@ -31,12 +31,12 @@ load_state_dict, copy_) are seen by the next replay. A parameter replaced by ano
 (module.to(), load_state_dict(assign=True), a new nn.Parameter assigned, functional_call) is
 detected by its address, shape, stride and dtype, and every graph is dropped and captured again.
 
-Limits: one module's graphs share static buffers, so call a module from one stream (and thread)
-at a time. At most ``max_graphs`` keys are kept per module, least recently used dropped first.
-The registry entries claim only the graphed contract (CUDA, padded fixed-length input, no
-dropout). The harness suites call forward with grad enabled and trainable parameters, so on a GPU
-most of their checks of these entries go through the eager fallback; tests/test_cudagraph.py
-checks the graphs themselves, under torch.no_grad.
+Limits: every call with the same key goes through the same static buffers, so call a module
+from one stream (and thread) at a time. At most ``max_graphs`` keys are kept per module, the least
+recently used dropped first. The registry entries claim only the graphed contract (CUDA, padded
+fixed-length input, no dropout). The harness suites call forward with grad enabled and trainable
+parameters, so on a GPU most of their checks of these entries go through the eager fallback;
+tests/test_cudagraph.py checks the graphs themselves, under torch.no_grad.
 """
 
 from __future__ import annotations
