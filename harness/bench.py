@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case
+from harness.families import FAMILIES
 from harness.records import FAILED, PASSED, SKIPPED, Record, RecordWriter
 from harness.spec import ImplSpec
 from harness.timing import PHASES, Task, analytic_flops, gemm_flops
@@ -66,6 +67,8 @@ GRIDS: dict[str, Grid] = {
         families=frozenset({"lstm", "gru"}), phases=("inference", "forward_backward"),
         min_run_time=0.2, workers=2,
     ),
+    "gate": Grid("gate", (Case(seq_len=50, batch=8, input_size=128, hidden_size=128),),
+                 phases=("inference", "forward_backward"), min_run_time=0.3, workers=10),
     "varlen": Grid("varlen", varlen_cases(100, 16, 128) + varlen_cases(200, 16, 128),
                    min_run_time=0.3, workers=2),
 }
@@ -163,7 +166,8 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         spec = resolve_spec(payload["impl"], payload["origin"], payload["family"])
         task = Task(spec.name, case, payload["phase"], payload["cudnn_benchmark"])
         timed = measure(spec, task, threads=payload["threads"],
-                        min_run_time=payload["min_run_time"], memory=payload["memory"])
+                        min_run_time=payload["min_run_time"], memory=payload["memory"],
+                        slowdown=payload.get("slowdown", 0.0))
     return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
             "peak_bytes": timed.peak_bytes}
 
@@ -175,35 +179,61 @@ def rotated(items: Sequence, k: int) -> list:
     return order[::-1] if k % 2 else order
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of an interleaved measurement: what it times, where its records go, and the
+    environment of its worker processes (e.g. PYTHONPATH at another commit)."""
+
+    plan: Plan
+    out: Path
+    run_id: str
+    env: dict[str, str] | None = None
+    gemm: bool = True
+    slowdown: float = 0.0
+
+
 def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
         progress: Callable[[str], None] | None = None) -> list[Record]:
     """Measure the plan; every result is appended to out/records.jsonl as it arrives."""
+    return run_sides([Side(plan, out, run_id)], workers=plan.workers,
+                     job_timeout_s=job_timeout_s, progress=progress)
+
+
+def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600.0,
+              progress: Callable[[str], None] | None = None) -> list[Record]:
+    """For each worker index, one fresh process per side, sides alternating (A B A B ...);
+    every result is appended to its side's records as it arrives."""
     from harness.worker import Job, run_jobs
 
-    writer = RecordWriter(out)
-    specs = {s.name: s for s in plan.specs}
+    writers = [RecordWriter(side.out) for side in sides]
     records: list[Record] = []
-    tasks = plan.tasks()
     try:
-        for worker in range(plan.workers):
-            jobs = [Job(f"{worker}:gemm:{c.id}", GEMM,
-                        {"case": c.to_dict(), "threads": plan.threads,
-                         "min_run_time": plan.min_run_time})
-                    for c in plan.shapes()]
-            # Peak memory does not vary between processes: the first one measures it.
-            plan_w = plan if worker == 0 else replace(plan, memory=False)
-            jobs += [Job(f"{worker}:{i}", "time", job_payload(spec, task, plan_w))
-                     for i, (spec, task) in enumerate(tasks)]
-            for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
-                                        job_timeout_s=job_timeout_s):
-                record = to_record(job.kind, job.payload, result, specs, worker=worker,
-                                   run_id=run_id, threads=plan.threads)
-                writer.write(record)
-                records.append(record)
-                if progress is not None:
-                    progress(progress_line(record))
+        for worker in range(workers):
+            for index in range(len(sides)):
+                side = sides[(index + worker) % len(sides)] if worker % 2 else sides[index]
+                writer = writers[sides.index(side)]
+                plan = side.plan
+                jobs = [Job(f"{worker}:gemm:{c.id}", GEMM,
+                            {"case": c.to_dict(), "threads": plan.threads,
+                             "min_run_time": plan.min_run_time})
+                        for c in plan.shapes()] if side.gemm else []
+                # Peak memory does not vary between processes: the first one measures it.
+                plan_w = plan if worker == 0 else replace(plan, memory=False)
+                jobs += [Job(f"{worker}:{i}", "time",
+                             {**job_payload(spec, task, plan_w), "slowdown": side.slowdown})
+                         for i, (spec, task) in enumerate(plan.tasks())]
+                specs = {s.name: s for s in plan.specs}
+                for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
+                                            job_timeout_s=job_timeout_s, env=side.env):
+                    record = to_record(job.kind, job.payload, result, specs, worker=worker,
+                                       run_id=side.run_id, threads=plan.threads)
+                    writer.write(record)
+                    records.append(record)
+                    if progress is not None:
+                        progress(progress_line(record))
     finally:
-        writer.close()
+        for writer in writers:
+            writer.close()
     return records
 
 
@@ -230,15 +260,13 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
     case = Case.from_dict(payload["case"])
     if kind == GEMM:
         impl, family, check, origin = GEMM, GEMM, GEMM, ""
-        flops = gemm_flops(case)
     else:
         spec = specs[payload["impl"]]
         impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
-        flops = analytic_flops(case, spec.fam, payload["phase"])
     error = result.get("error")
     samples = result.get("block_s") or []
     metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
-               "worker": worker, "threads": threads, "flops": flops,
+               "worker": worker, "threads": threads,
                "peak_bytes": result.get("peak_bytes"),
                "cudnn_benchmark": payload.get("cudnn_benchmark")}
     return Record(
@@ -324,9 +352,13 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], Timing]:
     for key, group in grouped.items():
         case = Case.from_dict(group[0].case)
         peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
+        impl, _, phase = key
+        family = FAMILIES.get(group[0].family)
+        flops = (gemm_flops(case) if impl == GEMM
+                 else analytic_flops(case, family, phase) if family else 0)
         out[key] = Timing(
             tuple(tuple(r.metrics["samples_s"]) for r in group),
-            flops=int(group[0].metrics.get("flops") or 0),
+            flops=flops,
             peak_bytes=max(peaks) if peaks else None,
             tokens=sum(case.effective_lengths),
             case=case,
@@ -399,13 +431,15 @@ def report_section(frame, output: Path) -> list[str]:
         return []
     measured = timings(records)
     gemm = {case_id: t for (impl, case_id, _), t in measured.items() if impl == GEMM}
+    peak = max((t.gflops for t in gemm.values()), default=None)  # this machine's matmul peak
     families = {r.impl: r.family for r in records}
     lines = ["## Latency", "",
              "Medians over every timed block of every worker process (torch.utils.benchmark "
              "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
              "the median; *spread* the largest over the smallest per-process median; *ratio* is "
              "the median over the torch.nn module of the same family; *% peak* is GFLOP/s "
-             "(analytic matmul FLOPs) over a GEMM of the shape's size measured in the same run; "
+             "(analytic matmul FLOPs) over this machine's matmul peak, the fastest reference GEMM "
+             "(one per shape, the size of the shape's input projection) timed in the same run; "
              "*peak MB* is the tensor memory high-water mark of one call.", ""]
     for phase in PHASES:
         rows = []
@@ -413,17 +447,16 @@ def report_section(frame, output: Path) -> list[str]:
             if p != phase or impl == GEMM:
                 continue
             reference = measured.get((reference_impl(families[impl]), case_id, phase))
-            peak = gemm.get(case_id)
             rows.append({
                 "implementation": md(impl),
-                "shape": case_id,
+                "shape": md(case_id),
                 "median ms": f"{t.median_s * 1e3:.3f}",
                 "IQR": f"{t.iqr_s / t.median_s:.1%}",
                 "spread": f"{t.process_spread:.3f}",
                 "ratio": f"{t.median_s / reference.median_s:.2f}x" if reference else "—",
                 "tokens/s": f"{t.tokens_per_s:,.0f}",
                 "GFLOP/s": f"{t.gflops:.2f}",
-                "% peak": f"{t.gflops / peak.gflops:.0%}" if peak else "—",
+                "% peak": f"{t.gflops / peak:.0%}" if peak else "—",
                 "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
             })
         if not rows:
@@ -431,12 +464,48 @@ def report_section(frame, output: Path) -> list[str]:
         table = pd.DataFrame(rows).sort_values(["shape", "implementation"], kind="stable")
         lines += [f"### {phase.replace('_', '+')}", "",
                   table.to_markdown(index=False, disable_numparse=True), ""]
+    lines += packed_versus_padded(measured)
     if gemm:
         lines += ["Reference GEMM (T*B x I) @ (I x 4H) per shape: " + ", ".join(
             f"{case_id}: {t.gflops:.1f} GFLOP/s" for case_id, t in gemm.items()) + ".", ""]
     for png, what in plot_latency(measured, families, output):
         lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
+
+
+def packed_versus_padded(measured: dict) -> list[str]:
+    """Where a grid times a variable-length batch (fed packed) and the same batch padded to its
+    longest sequence, the cost of each way per valid token."""
+    import pandas as pd
+
+    from harness.report import md
+
+    rows = []
+    for (impl, _, phase), packed in measured.items():
+        case = packed.case
+        if impl == GEMM or case is None or not case.varlen:
+            continue
+        padded = measured.get((impl, case.with_(lengths=None).id, phase))
+        if padded is None:
+            continue
+        valid = sum(case.lengths)
+        rows.append({
+            "implementation": md(impl), "phase": phase.replace("_", "+"),
+            "shape": md(case.id),
+            "padded ms": f"{padded.median_s * 1e3:.3f}",
+            "packed ms": f"{packed.median_s * 1e3:.3f}",
+            "packed / padded": f"{packed.median_s / padded.median_s:.2f}x",
+            "valid tokens/s padded": f"{valid / padded.median_s:,.0f}",
+            "valid tokens/s packed": f"{valid / packed.median_s:,.0f}",
+        })
+    if not rows:
+        return []
+    table = pd.DataFrame(rows).sort_values(["shape", "phase", "implementation"], kind="stable")
+    return ["### Variable lengths: packed versus padded", "",
+            "The same batch (lengths uniform in [T/3, T]) fed packed (or with lengths=, for "
+            "entries that pack internally) and padded to its longest sequence. Packing skips "
+            "the padded steps and pays for sorting and bookkeeping; below 1.00x it wins.", "",
+            table.to_markdown(index=False, disable_numparse=True), ""]
 
 
 def plot_latency(measured: dict, families: dict, output: Path) -> list[tuple[Path, str]]:
@@ -457,15 +526,20 @@ def plot_latency(measured: dict, families: dict, output: Path) -> list[tuple[Pat
             continue
         others = [k for k in ("seq_len", "batch", "hidden_size") if k != axis]
         common = {k: statistics.mode([getattr(c, k) for _, _, c, _ in rows]) for k in others}
-        phases = [p for p in PHASES if any(r[1] == p for r in rows)]
+        lines: dict[str, dict[str, list]] = {}  # phase -> implementation -> (x, median) points
+        for impl, phase, case, median in rows:
+            if all(getattr(case, k) == common[k] for k in others):
+                lines.setdefault(phase, {}).setdefault(impl, []).append(
+                    (getattr(case, axis), median))
+        phases = [p for p in PHASES
+                  if any(len(points) >= 2 for points in lines.get(p, {}).values())]
+        if not phases:
+            continue
         fig, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 3.8), squeeze=False)
         for ax, phase in zip(axes[0], phases):
-            for impl in sorted({r[0] for r in rows}):
-                points = sorted((getattr(c, axis), m) for i, p, c, m in rows
-                                if i == impl and p == phase
-                                and all(getattr(c, k) == common[k] for k in others))
+            for impl, points in sorted(lines[phase].items()):
                 if len(points) >= 2:
-                    ax.plot(*zip(*points), marker="o", label=impl, linewidth=1)
+                    ax.plot(*zip(*sorted(points)), marker="o", label=impl, linewidth=1)
             ax.set_yscale("log")
             ax.set_title(phase.replace("_", "+"))
             ax.set_xlabel(label)

@@ -51,6 +51,13 @@ def build_parser() -> Parser:
                      help="ci: quick grids (default); full: also the heavy variants")
     run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="torch threads (default 1, recorded in run.json)")
+    run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
+                     help="worker processes running the checks (pytest-xdist; default 1). A "
+                     "crashing implementation costs only its check; 0 runs in this process")
+    run.add_argument("--check-timeout", type=float, default=120.0, metavar="S",
+                     help="time limit of one check in seconds (default 120; 0: none)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the interrupted run in DIR with its own options")
     run.add_argument("--out", metavar="DIR", help="results directory (default: results/RUN_ID)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the records of an earlier run in --out")
@@ -123,6 +130,56 @@ def build_parser() -> Parser:
     profiler.add_argument("--overwrite", action="store_true",
                           help="replace an earlier profile in --out")
 
+    compare = commands.add_parser("compare", help="regressions between two result sets")
+    compare.add_argument("base", metavar="BASE", help="results directory of the baseline")
+    compare.add_argument("head", metavar="HEAD", help="results directory of the change")
+    add_verdict_options(compare)
+    compare.add_argument("--allow-mismatch", action="store_true",
+                         help="compare runs from different machines or software (flagged)")
+
+    gate = commands.add_parser(
+        "gate", help="time base and head interleaved in fresh processes; exit 1 on regression")
+    side = gate.add_argument_group("what is compared (one base option, one head option)")
+    side.add_argument("--base-impl", metavar="NAME", help="registry entry as the baseline")
+    side.add_argument("--base-impl-class", metavar="MODULE:CLASS", help="class as the baseline")
+    side.add_argument("--base-ref", metavar="GIT_REF",
+                      help="the head implementation as it is at GIT_REF (a temporary worktree)")
+    side.add_argument("--head-impl", metavar="NAME", help="registry entry under test")
+    side.add_argument("--head-impl-class", metavar="MODULE:CLASS", help="class under test")
+    side.add_argument("--family", metavar="FAMILY", help="family of the --*-impl-class classes")
+    gate.add_argument("--grid", default="gate", metavar="NAME|FILE",
+                      help="shapes to time (default: gate, T=50 B=8 I=H=128)")
+    gate.add_argument("--phase", action="append", default=[], metavar="PHASE",
+                      help="inference, forward, forward_backward (default: the grid's)")
+    gate.add_argument("--workers", type=int, default=10, metavar="N",
+                      help="fresh worker processes per side (default 10)")
+    gate.add_argument("--min-run-time", type=float, default=0.3, metavar="S",
+                      help="seconds of timing per task per process (default 0.3)")
+    gate.add_argument("--threads", type=int, default=1, metavar="N")
+    gate.add_argument("--out", metavar="DIR", help="where base/ and head/ records go "
+                      "(default: results/gate-RUN_ID)")
+    add_verdict_options(gate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="false-alarm and detection rates of the gate on this machine")
+    calibrate.add_argument("--impl", default="torch-gru", metavar="NAME")
+    calibrate.add_argument("--grid", default="gate", metavar="NAME|FILE")
+    calibrate.add_argument("--phase", default="inference", metavar="PHASE")
+    calibrate.add_argument("--processes", type=int, default=30, metavar="N",
+                           help="fresh worker processes measured per variant (default 30)")
+    calibrate.add_argument("--per-side", type=int, default=10, metavar="K",
+                           help="processes per side in each simulated gate (default 10)")
+    calibrate.add_argument("--repetitions", type=int, default=1000, metavar="R",
+                           help="simulated gates per variant (default 1000)")
+    calibrate.add_argument("--slowdown", action="append", type=float, default=[],
+                           metavar="FRACTION", help="injected slowdowns (default 0.02 0.05 0.10)")
+    calibrate.add_argument("--min-run-time", type=float, default=0.3, metavar="S")
+    calibrate.add_argument("--threads", type=int, default=1, metavar="N")
+    calibrate.add_argument("--out", metavar="DIR",
+                           help="records and calibration.md (default: results/calibration)")
+    calibrate.add_argument("--overwrite", action="store_true")
+    add_verdict_options(calibrate)
+
     report = commands.add_parser("report", help="render the markdown report of results")
     report.add_argument("dirs", nargs="+", metavar="DIR", help="results directories")
     report.add_argument("--output", metavar="PATH",
@@ -132,12 +189,21 @@ def build_parser() -> Parser:
     return parser
 
 
+def add_verdict_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alpha", type=float, default=0.01, metavar="P",
+                        help="significance level after Holm's correction (default 0.01)")
+    parser.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
+                        help="smallest change that counts (default 0.03: 3%%)")
+    parser.add_argument("--output", metavar="PATH", help="also write the markdown summary here")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         command = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench,
-                   "profile": cmd_profile, "report": cmd_report}[args.command]
+                   "profile": cmd_profile, "compare": cmd_compare, "gate": cmd_gate,
+                   "calibrate": cmd_calibrate, "report": cmd_report}[args.command]
         return command(args, argv)
     except UsageError as error:
         print(f"seq-harness: error: {error}", file=sys.stderr)
@@ -181,6 +247,25 @@ def prepare_out(out: Path, *, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def resumed(args: argparse.Namespace, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The options of the interrupted run in ``--resume DIR``, read from its run.json."""
+    from harness.records import ResultsError, read_run_info
+
+    if argv != ["run", "--resume", args.resume]:
+        raise UsageError("--resume DIR takes no other options: the run continues with its own")
+    try:
+        info = read_run_info(args.resume)
+    except ResultsError as error:
+        raise UsageError(f"--resume: {error}") from None
+    original = list(info.argv[1:])
+    if not original or original[0] != "run" or "--resume" in original:
+        raise UsageError(f"--resume {args.resume!r}: run.json records no `seq-harness run` "
+                         f"command (it has {' '.join(info.argv)!r})")
+    again = build_parser().parse_args(original)
+    again.out, again.overwrite, again.resume = args.resume, False, args.resume
+    return again, original
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import pytest
     import torch
@@ -188,6 +273,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.records import RunInfo, iter_records, write_run_info
     from harness.report import write_report
     from harness.selection import choose, suite_files
+
+    if args.resume:
+        args, argv = resumed(args, argv)
 
     try:
         files = suite_files(args.suite)
@@ -199,15 +287,24 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.threads < 1:
         raise UsageError(f"--threads {args.threads} is invalid; expected 1 or more")
+    if args.workers < 0:
+        raise UsageError(f"--workers {args.workers} is invalid; expected 0 or more")
+    if args.check_timeout < 0:
+        raise UsageError(f"--check-timeout {args.check_timeout:g} is invalid; expected 0 "
+                         "(no limit) or more seconds")
     torch.set_num_threads(args.threads)
-    info = RunInfo.collect(argv=["seq-harness", *argv])
-    out = Path(args.out) if args.out else Path("results") / info.run_id
-    prepare_out(out, overwrite=args.overwrite)
-    write_run_info(out, info)
+    if args.resume:
+        out = Path(args.resume)
+    else:
+        info = RunInfo.collect(argv=["seq-harness", *argv])
+        out = Path(args.out) if args.out else Path("results") / info.run_id
+        prepare_out(out, overwrite=args.overwrite)
+        write_run_info(out, info)
 
     pytest_args = [str(f) for f in files]
     pytest_args += ["--results-dir", str(out), "--device", args.device, "--scale", args.scale,
                     "--threads", str(args.threads),
+                    "--check-timeout", str(args.check_timeout),
                     "-p", "no:cacheprovider",
                     # harness is imported before pytest starts, so its plugin is not rewritten.
                     "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -220,6 +317,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         pytest_args += ["--family", args.family]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.workers:
+        # Checks run in worker processes: a crash costs the check it happened in.
+        pytest_args += ["-n", str(args.workers), "--max-worker-restart", "100000"]
+    if args.resume:
+        pytest_args += ["--resume"]
     code = int(pytest.main(pytest_args))
 
     records = list(iter_records(out))
@@ -227,6 +329,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         write_report([out], args.report)
     print(failure_lines(records), end="")
     print(summary_line(records, out, args.report))
+    if args.resume and code == int(pytest.ExitCode.NO_TESTS_COLLECTED) and records:
+        code = int(pytest.ExitCode.OK)  # everything was recorded before: nothing left to run
     if code == int(pytest.ExitCode.NO_TESTS_COLLECTED) or (code == 0 and not records):
         print("seq-harness: error: no checks matched the selection", file=sys.stderr)
         return USAGE_ERROR
@@ -321,7 +425,7 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
               f"{plan.workers} worker processes, {plan.threads} thread(s); records in "
               f"{out / 'records.jsonl'}")
         records += bench.run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
-                             progress=print)
+                             progress=lambda line: print(line, flush=True))
     (out / "benchmark.json").write_text(json.dumps(bench.pytest_benchmark_json(records, info),
                                                    indent=1))
     write_report([out], out / "report.md")
@@ -377,6 +481,195 @@ def selfcheck(plan, *, rounds: int) -> int:
     print(f"  harness / plain (median of medians): {harness / plain:.4f}")
     spread = max(figures["harness_median_s"]) / min(figures["harness_median_s"])
     print(f"  harness run-to-run spread of medians: {spread - 1:.2%}")
+    return 0
+
+
+def check_verdict_options(args: argparse.Namespace) -> None:
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha {args.alpha:g} is invalid; expected 0 < alpha < 1")
+    if not 0 <= args.min_effect < 1:
+        raise UsageError(f"--min-effect {args.min_effect:g} is invalid; expected 0 <= it < 1")
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.gate import compare_dirs, publish
+    from harness.records import ResultsError
+
+    check_verdict_options(args)
+    try:
+        text, regressed = compare_dirs(args.base, args.head, alpha=args.alpha,
+                                       min_effect=args.min_effect,
+                                       allow_mismatch=args.allow_mismatch)
+    except (ResultsError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    publish(text, args.output)
+    return 1 if regressed else 0
+
+
+def gate_sides(args: argparse.Namespace):
+    """(base spec, head spec, base git ref or None) from the gate's options."""
+    from harness.selection import choose
+
+    bases = [o for o in ("base_impl", "base_impl_class", "base_ref") if getattr(args, o)]
+    heads = [o for o in ("head_impl", "head_impl_class") if getattr(args, o)]
+    if len(bases) != 1 or len(heads) != 1:
+        raise UsageError("gate needs exactly one of --base-impl, --base-impl-class, --base-ref "
+                         "and one of --head-impl, --head-impl-class")
+    needs_family = args.base_impl_class or args.head_impl_class
+    if args.family and not needs_family:
+        raise UsageError(f"--family {args.family!r} is only meaningful with an --*-impl-class")
+    try:
+        head = choose(impls=[args.head_impl] if args.head_impl else [],
+                      impl_classes=[args.head_impl_class] if args.head_impl_class else [],
+                      family=args.family if args.head_impl_class else None).specs[0]
+        if args.base_ref:
+            return head, head, args.base_ref
+        base = choose(impls=[args.base_impl] if args.base_impl else [],
+                      impl_classes=[args.base_impl_class] if args.base_impl_class else [],
+                      family=args.family if args.base_impl_class else None).specs[0]
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    return base, head, None
+
+
+def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
+    import contextlib
+
+    from harness import bench
+    from harness.gate import compare_dirs, publish
+    from harness.records import RunInfo, write_run_info
+    from harness.timing import PHASES
+    from harness.worktree import checkout
+
+    check_verdict_options(args)
+    positive("--workers", args.workers)
+    positive("--threads", args.threads)
+    positive("--min-run-time", args.min_run_time, integer=False)
+    if args.workers < 3:
+        raise UsageError(f"--workers {args.workers} is too few; a verdict needs 3 or more "
+                         "processes per side")
+    for phase in args.phase:
+        if phase not in PHASES:
+            raise UsageError(f"--phase {phase!r} is invalid; valid: {', '.join(PHASES)}")
+    base, head, ref = gate_sides(args)
+    try:
+        grid = bench.load_grid(args.grid)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+    def plan(spec):
+        return bench.Plan(specs=(spec,), grid=grid, phases=tuple(args.phase) or grid.phases,
+                          workers=args.workers, min_run_time=args.min_run_time,
+                          threads=args.threads, memory=False)
+
+    if not plan(head).tasks() or not plan(base).tasks():
+        raise UsageError(f"grid {grid.name!r} has no shape both implementations support")
+    info = RunInfo.collect(argv=["seq-harness", *argv])
+    out = Path(args.out) if args.out else Path("results") / f"gate-{info.run_id}"
+    for side in ("base", "head"):
+        prepare_out(out / side, overwrite=True)
+    with contextlib.ExitStack() as stack:
+        env = None
+        if ref:
+            try:
+                worktree, commit = stack.enter_context(checkout(ref))
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+            env = worktree_env(worktree)
+            write_run_info(out / "base", replace_commit(info, commit, "base"))
+        else:
+            write_run_info(out / "base", replace_commit(info, info.git_commit, "base"))
+        write_run_info(out / "head", replace_commit(info, info.git_commit, "head"))
+        print(f"seq-harness gate: base {base.name}{f' at {ref}' if ref else ''}, head "
+              f"{head.name}; {args.workers} fresh processes per side, interleaved", flush=True)
+        bench.run_sides(
+            [bench.Side(plan(base), out / "base", info.run_id + "-base", env=env, gemm=False),
+             bench.Side(plan(head), out / "head", info.run_id + "-head", gemm=False)],
+            workers=args.workers, progress=lambda line: print(line, flush=True))
+    title = f"seq-harness gate: {base.name}{f' at {ref}' if ref else ''} → {head.name}"
+    try:
+        text, regressed = compare_dirs(out / "base", out / "head", alpha=args.alpha,
+                                       min_effect=args.min_effect, allow_mismatch=False,
+                                       title=title)
+    except ValueError as error:  # e.g. an implementation failed every timing
+        print(f"seq-harness: error: {error}", file=sys.stderr)
+        return 1
+    publish(text, args.output or str(out / "summary.md"))
+    return 1 if regressed else 0
+
+
+def worktree_env(worktree: Path) -> dict[str, str]:
+    """Worker environment where the repository at the worktree's commit is imported first."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(worktree), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def replace_commit(info, commit, side: str):
+    from dataclasses import replace
+
+    return replace(info, run_id=f"{info.run_id}-{side}", git_commit=commit)
+
+
+def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness import bench, calibration
+    from harness.records import RunInfo, iter_records, write_run_info
+    from harness.selection import choose
+    from harness.timing import PHASES
+
+    check_verdict_options(args)
+    for name in ("processes", "per_side", "repetitions", "threads"):
+        positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    positive("--min-run-time", args.min_run_time, integer=False)
+    if args.phase not in PHASES:
+        raise UsageError(f"--phase {args.phase!r} is invalid; valid: {', '.join(PHASES)}")
+    if args.per_side > args.processes:
+        raise UsageError(f"--per-side {args.per_side} exceeds --processes {args.processes}")
+    slowdowns = args.slowdown or [0.02, 0.05, 0.10]
+    for s in slowdowns:
+        if not 0 < s < 10:
+            raise UsageError(f"--slowdown {s:g} is invalid; expected a fraction such as 0.05")
+    try:
+        spec = choose(impls=[args.impl]).specs[0]
+        grid = bench.load_grid(args.grid)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    labels = {"A": 0.0, "A'": 0.0, **{f"+{s:.0%}": s for s in slowdowns}}
+    info = RunInfo.collect(argv=["seq-harness", *argv])
+    out = Path(args.out) if args.out else Path("results") / "calibration"
+    for label in labels:
+        prepare_out(out / label, overwrite=args.overwrite)
+        write_run_info(out / label, info)
+
+    def plan(slowdown):
+        return bench.Plan(specs=(spec,), grid=bench.Grid(grid.name, grid.cases[:1]),
+                          phases=(args.phase,), workers=args.processes,
+                          min_run_time=args.min_run_time, threads=args.threads, memory=False)
+
+    _, seconds = calibration.measure_pools(
+        spec, plan, labels, out, processes=args.processes, run_id=info.run_id,
+        progress=lambda line: print(line, flush=True))
+    pools = calibration.pools_from_records(
+        {label: list(iter_records(out / label)) for label in labels}, labels)
+    base = pools[0]
+    rates = [calibration.simulate(base, pool, per_side=args.per_side,
+                                  repetitions=args.repetitions, alpha=args.alpha,
+                                  min_effect=args.min_effect, seed=i)
+             for i, pool in enumerate(pools[1:])]
+    context = (f"`{' '.join(['seq-harness', *argv])}` on {info.machine}, torch {info.torch}, "
+               f"{args.threads} thread(s), {info.created}: {spec.name}, {args.phase}, "
+               f"{grid.cases[0].id}.")
+    text = calibration.render(rates, pools, per_side=args.per_side,
+                              repetitions=args.repetitions, alpha=args.alpha,
+                              min_effect=args.min_effect, measure_s=seconds,
+                              process_s=seconds / (args.processes * len(labels)),
+                              context=context)
+    (out / "calibration.md").write_text(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
     return 0
 
 

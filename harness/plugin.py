@@ -16,6 +16,10 @@ import pytest
 SELECTION = pytest.StashKey["object"]()
 WRITER = pytest.StashKey["object"]()
 RUN_ID = pytest.StashKey[str]()
+STRIKES = pytest.StashKey["object"]()
+MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
+# fail at once (a hanging or crashing implementation must not hold the run for hours)
+STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
 
 
 def cases(grid, *, full=None):
@@ -45,12 +49,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "threads per process gave rare 700x outliers)")
     group.addoption("--results-dir", default=None, metavar="DIR",
                     help="write a record per check to DIR/records.jsonl and DIR/report.md")
+    group.addoption("--resume", action="store_true",
+                    help="with --results-dir: skip the checks already recorded there and append "
+                    "the rest")
+    group.addoption("--check-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="time limit of one check (default 120; 0: none); a check past it fails "
+                    "as a timeout and the run goes on")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cases(grid): the Case grid of a suite test, a list or a function of the family"
     )
+    config.addinivalue_line(
+        "markers", "time_limit(factor): this check may take factor x --check-timeout"
+    )
+    from harness.isolation import Strikes
+
+    directory = config.getoption("results_dir")
+    config.stash[STRIKES] = Strikes(None if directory is None else Path(directory))
     options = ("impl", "impl_class", "family", "suite")
     if any(config.getoption(name) for name in options):
         selection(config)  # bad input is a usage error before anything is collected
@@ -153,14 +170,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         wanted = set(OPT_IN)
     else:
         wanted = set(valid) - set(OPT_IN)
+    recorded = already_recorded(config)
     keep, drop = [], []
     for item in items:
         is_suite = "subject" in getattr(item, "fixturenames", ())
-        chosen = not is_suite or suite_name(item.module.__name__) in wanted
+        chosen = not is_suite or (suite_name(item.module.__name__) in wanted
+                                  and item.nodeid not in recorded)
         (keep if chosen else drop).append(item)
+        if chosen and is_suite and suite_name(item.module.__name__) in OPT_IN:
+            workers = getattr(config, "workerinput", {}).get("workercount", 1)
+            if workers > 1:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"latency is never measured in parallel with other work ({workers} "
+                    "workers); rerun without -n"))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def already_recorded(config: pytest.Config) -> set[str]:
+    """With --resume, the node ids the results directory already has records for."""
+    directory = config.getoption("results_dir")
+    if not config.getoption("resume") or directory is None:
+        return set()
+    from harness.records import iter_records
+
+    return {r.nodeid for r in iter_records(directory) if r.nodeid}
 
 
 @pytest.fixture
@@ -192,6 +227,83 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Suite checks run under a time limit, and torch's global settings are put back after
+    each, so no implementation can change another one's results."""
+    if "subject" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    from harness.isolation import CheckTimeout, TorchState, deadline
+
+    config = item.config
+    impl = item.callspec.params["spec"].name
+    strikes = config.stash[STRIKES]
+    if strikes.count(impl) >= MAX_STRIKES:
+        pytest.fail(f"not run: {MAX_STRIKES} earlier checks of {impl} timed out or crashed "
+                    f"({strikes.describe(impl)})", pytrace=False)
+    marker = item.get_closest_marker("time_limit")
+    limit = config.getoption("check_timeout") * (marker.args[0] if marker else 1)
+    in_worker = hasattr(config, "workerinput")
+    on_stuck = (lambda: end_stuck_worker(item, limit)) if in_worker else None
+    state = TorchState.capture()
+    try:
+        with deadline(limit, on_stuck=on_stuck):
+            return (yield)
+    except CheckTimeout:
+        strikes.add(impl, "timeout")
+        raise
+    finally:
+        state.restore()
+
+
+def end_stuck_worker(item: pytest.Item, limit: float) -> None:
+    """Called by the watchdog when a check is stuck where Python cannot interrupt it: record
+    the timeout, then end this worker process (pytest-xdist starts a new one)."""
+    import os
+
+    from harness.records import FAILED
+
+    item.config.stash[STRIKES].add(item.callspec.params["spec"].name, "timeout")
+    writer = item.config.stash.get(WRITER, None)
+    if writer is not None:
+        writer.write(suite_record(
+            item, outcome=FAILED, duration_s=limit, run_id=item.config.stash[RUN_ID],
+            message=f"timeout: the check ran longer than {limit:g} s and did not return to "
+                    "Python; its worker process was ended",
+        ))
+    os._exit(STUCK_EXIT)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
+    """pytest-xdist: the worker running ``crashitem`` died. Record the check as crashed (unless
+    the watchdog already recorded it as a timeout); the run goes on in a new worker."""
+    config = sched.config
+    writer = config.stash.get(WRITER, None)
+    if writer is None:
+        return
+    from harness.records import FAILED, Record, iter_records
+    from harness.selection import suite_name
+
+    directory = config.getoption("results_dir")
+    if any(r.nodeid == crashitem for r in iter_records(directory)):
+        return
+    path, _, test = crashitem.partition("::")
+    name, _, param = test.partition("[")
+    impl, _, case_id = param.rstrip("]").partition(":")
+    config.stash[STRIKES].add(impl, "crash")
+    families = {s.name: s.family for s in selection(config).specs}
+    origins = {s.name: s.origin for s in selection(config).specs}
+    writer.write(Record(
+        impl=impl, family=families.get(impl, "unknown"),
+        suite=suite_name(Path(path).stem), check=name.removeprefix("test_"), outcome=FAILED,
+        case_id=case_id, nodeid=crashitem, origin=origins.get(impl, ""),
+        message="crashed: the worker process died while running this check (a fault in native "
+                "code, os._exit, or out of memory)",
+        run_id=config.stash[RUN_ID],
+    ))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     writer = item.config.stash.get(WRITER, None)
@@ -215,11 +327,10 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
                        run_id: str):
     """The Record of one suite test, from pytest's report of it and the Check it used."""
     from harness.checks import CheckFailed
-    from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED, Record
+    from harness.isolation import CheckTimeout
+    from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED
     from harness.registry import one_line
-    from harness.selection import suite_name
 
-    spec, case = item.callspec.params["spec"], item.callspec.params["case"]
     measured = item.funcargs.get("check") if hasattr(item, "funcargs") else None
     message = None
     if report.passed:
@@ -231,7 +342,7 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
     else:
         outcome = FAILED
         error = call.excinfo.value if call.excinfo is not None else None
-        if isinstance(error, CheckFailed):
+        if isinstance(error, (CheckFailed, CheckTimeout, pytest.fail.Exception)):
             message = str(error)
         elif error is not None:
             where = "setting up the check" if report.when == "setup" else "the check"
@@ -239,6 +350,22 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
         else:
             message = str(report.longrepr).splitlines()[-1]
     tol = getattr(measured, "tolerance_used", None)
+    return suite_record(
+        item, outcome=outcome, message=message, duration_s=report.duration, run_id=run_id,
+        max_error=getattr(measured, "max_error", None),
+        tolerance=None if tol is None else tol.atol,
+        rtol=None if tol is None else tol.rtol,
+        metrics=recorded_metrics(measured),
+    )
+
+
+def suite_record(item: pytest.Item, *, outcome: str, message: str | None, duration_s: float,
+                 run_id: str, **measured):
+    """A Record naming the suite test ``item`` (implementation, suite, check, case)."""
+    from harness.records import Record
+    from harness.selection import suite_name
+
+    spec, case = item.callspec.params["spec"], item.callspec.params["case"]
     return Record(
         impl=spec.name,
         family=spec.family,
@@ -247,15 +374,12 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
         outcome=outcome,
         case_id=case.id,
         case=case.to_dict(),
-        max_error=getattr(measured, "max_error", None),
-        tolerance=None if tol is None else tol.atol,
-        rtol=None if tol is None else tol.rtol,
-        duration_s=report.duration,
+        duration_s=duration_s,
         message=None if message is None else message[:2000],
         nodeid=item.nodeid,
         origin=spec.origin,
-        metrics=recorded_metrics(measured),
         run_id=run_id,
+        **measured,
     )
 
 
@@ -265,9 +389,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     writer = config.stash.get(WRITER, None)
     if writer is None or hasattr(config, "workerinput"):
         return
-    from harness.records import FAILED, Record
+    from harness.records import FAILED, Record, iter_records
 
+    done = set()
+    if config.getoption("resume"):
+        done = {r.impl for r in iter_records(config.getoption("results_dir"))
+                if r.suite == "registry"}
     for name, why in selection(config).broken.items():
+        if name in done:
+            continue
         writer.write(Record(impl=name, family="unknown", suite="registry", check="load",
                             outcome=FAILED, message=why, run_id=config.stash[RUN_ID]))
 

@@ -163,6 +163,7 @@ class RecordWriter:
     def __init__(self, directory: str | os.PathLike) -> None:
         self.path = Path(directory) / RECORDS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        drop_partial_line(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: Record) -> None:
@@ -172,6 +173,19 @@ class RecordWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def drop_partial_line(path: Path) -> None:
+    """A writer killed mid-line leaves a last line without its newline: cut it off, so that
+    appending resumes on a line of its own (the check it belonged to runs again)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        data = handle.seek(0) or handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
 
 
 def write_run_info(directory: str | os.PathLike, info: RunInfo) -> Path:

@@ -90,7 +90,7 @@ def matrix(frame: pd.DataFrame) -> str:
         row = {"implementation": md(impl), "family": md(family)}
         for suite in suites:
             in_suite = group[group["suite"] == suite]
-            row[suite] = cell(in_suite) if len(in_suite) else "—"
+            row[md(suite)] = cell(in_suite) if len(in_suite) else "—"
         row["worst error"] = worst(group["max_error"])
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
@@ -106,6 +106,7 @@ def errors_matrix(frame: pd.DataFrame) -> str:
     table = table[sorted(table.columns, key=suite_rank)]
     table = table.map(lambda v: "—" if pd.isna(v) else f"{v:.1e}")
     table.index = [md(i) for i in table.index]
+    table.columns = [md(c) for c in table.columns]
     return table.to_markdown(disable_numparse=True)
 
 

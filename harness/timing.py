@@ -13,8 +13,9 @@ own overhead.
 FLOP counts are analytic and count matrix multiplications only (2*M*N*K each); elementwise gate
 arithmetic is left out. Per layer and direction, every step does x_t @ W_ih^T and h @ W_hh^T:
 2 * B * gates * H * (in_features + h_out) per step, plus 2 * B * H * proj_size for LSTM's
-projection. The backward pass does two matmuls per forward one (input and weight gradients), so
-forward+backward counts three times the forward.
+projection. The backward pass computes every weight gradient (as many FLOPs as the forward), the
+gradient flowing back through h (the recurrent and projection matmuls once more) and the gradient
+of each layer's input except the first one's (the timed input does not require grad).
 """
 
 from __future__ import annotations
@@ -66,16 +67,20 @@ class Timed:
 def analytic_flops(case: Case, fam: Family, phase: str) -> int:
     """Matrix-multiply FLOPs of one call (see the module docstring for what is counted)."""
     batch = case.batch or 1
-    per_step = 0
+    forward = backward = 0  # per step, all layers and directions
     for layer in range(case.num_layers):
         in_features = case.input_size if layer == 0 else case.num_directions * case.h_out
-        per_direction = 2 * batch * fam.gates * case.hidden_size * (in_features + case.h_out)
+        input_part = 2 * batch * fam.gates * case.hidden_size * in_features
+        recurrent = 2 * batch * fam.gates * case.hidden_size * case.h_out
         if case.proj_size:
-            per_direction += 2 * batch * case.hidden_size * case.proj_size
-        per_step += case.num_directions * per_direction
-    steps = sum(case.effective_lengths) / (case.batch or 1)  # mean valid length
-    forward = int(per_step * steps)
-    return 3 * forward if phase == "forward_backward" else forward
+            recurrent += 2 * batch * case.hidden_size * case.proj_size
+        forward += case.num_directions * (input_part + recurrent)
+        # weight gradients + the gradient through h + (beyond layer 0) the input's gradient
+        backward += case.num_directions * (
+            input_part + recurrent + recurrent + (input_part if layer else 0))
+    steps = sum(case.effective_lengths) / batch  # mean valid length
+    per_step = forward + backward if phase == "forward_backward" else forward
+    return int(per_step * steps)
 
 
 def gemm_flops(case: Case) -> int:
@@ -168,14 +173,31 @@ def time_callable(
     return Timed(per_iteration, int(measured.number_per_run))
 
 
+def slowed(call: Callable[[], None], fraction: float) -> Callable[[], None]:
+    """The call plus a known fraction of extra work: after each call, busy-wait for ``fraction``
+    of the time that call took (a slowdown of exactly that fraction, noise included)."""
+
+    def call_slowed() -> None:
+        started = time.perf_counter()
+        call()
+        until = started + (time.perf_counter() - started) * (1 + fraction)
+        while time.perf_counter() < until:
+            pass
+
+    return call_slowed
+
+
 def measure(
-    spec: ImplSpec, task: Task, *, threads: int, min_run_time: float, memory: bool = True
+    spec: ImplSpec, task: Task, *, threads: int, min_run_time: float, memory: bool = True,
+    slowdown: float = 0.0,
 ) -> Timed:
-    """Time one task in this process."""
+    """Time one task in this process (``slowdown``: see ``slowed``; for calibration)."""
     torch.set_num_threads(threads)
     if task.case.device == "cuda":
         torch.backends.cudnn.benchmark = bool(task.cudnn_benchmark)
     call = task_callable(spec, task)
+    if slowdown:
+        call = slowed(call, slowdown)
     timed = time_callable(call, threads=threads, min_run_time=min_run_time,
                           label=f"{spec.name} {task.phase} {task.case.id}")
     peak = peak_bytes(call, task.case.device) if memory else None

@@ -43,7 +43,7 @@ def describe_exit(code: int) -> str:
 
 
 def run_jobs(
-    jobs: list[Job], *, threads: int, job_timeout_s: float
+    jobs: list[Job], *, threads: int, job_timeout_s: float, env: dict[str, str] | None = None
 ) -> Iterator[tuple[Job, dict[str, Any]]]:
     """Run ``jobs`` in order in fresh workers; yield (job, result) as each finishes.
 
@@ -53,17 +53,18 @@ def run_jobs(
     pending = list(jobs)
     while pending:
         for job, result in _one_worker(list(pending), threads=threads,
-                                       job_timeout_s=job_timeout_s):
+                                       job_timeout_s=job_timeout_s, env=env):
             pending.remove(job)
             yield job, result
 
 
-def _one_worker(jobs, *, threads, job_timeout_s):
+def _one_worker(jobs, *, threads, job_timeout_s, env):
     request = {"threads": threads,
                "jobs": [{"id": j.id, "kind": j.kind, "payload": j.payload} for j in jobs]}
     process = subprocess.Popen(
         [sys.executable, "-m", "harness.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     errors: list[str] = []

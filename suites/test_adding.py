@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import pytest
+
 from harness.adding import adding_case, budget_for, train
 from harness.plugin import cases
 
 
+@pytest.mark.time_limit(10)
 @cases(lambda fam: [adding_case(50)],
        full=lambda fam: [adding_case(50), adding_case(100), adding_case(200)])
 def test_adding_problem(subject, check):

@@ -14,7 +14,7 @@ import torch
 
 from harness.case import Case
 from harness.plugin import cases
-from harness.timing import Task, analytic_flops, task_callable, time_callable
+from harness.timing import Task, task_callable, time_callable
 
 SMOKE = Case(seq_len=10, batch=4, input_size=32, hidden_size=32)
 STANDARD = Case(seq_len=100, batch=64, input_size=512, hidden_size=512)
@@ -38,8 +38,7 @@ def timed_benchmark(subject, check, benchmark, phase):
     benchmark.pedantic(call, iterations=timed.number_per_run,
                        rounds=max(5, len(timed.block_s)), warmup_rounds=1)
     check.metrics.update(samples_s=list(timed.block_s), number_per_run=timed.number_per_run,
-                         threads=torch.get_num_threads(), worker=0,
-                         flops=analytic_flops(case, subject.fam, phase))
+                         threads=torch.get_num_threads(), worker=0)
 
 
 @cases([SMOKE], full=[SMOKE, STANDARD])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from harness.checks import Tolerance
@@ -29,6 +30,7 @@ def run_torch(subject):
     return lambda module, inputs, case: subject.run_reference(inputs, module, case=case)
 
 
+@pytest.mark.time_limit(3)
 @cases(curve_grid)
 def test_gradient_norms_over_time(subject, check):
     case = subject.case
@@ -54,6 +56,7 @@ def exploding_grid(fam):
     return [large, large.with_(seq_len=1000)]
 
 
+@pytest.mark.time_limit(3)
 @cases(exploding_grid)
 def test_large_recurrent_weights_finite_or_flagged(subject, check):
     """Parameter gradients of a loss on the last step: finite in float32, or non-finite exactly

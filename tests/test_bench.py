@@ -25,11 +25,17 @@ def test_flops_count_both_matmuls_of_every_step():
     lstm = FAMILIES["lstm"]
     # T * 2 * B * 4H * (I + H), by hand: 5 * 2 * 2 * 16 * (3 + 4)
     assert analytic_flops(SMALL, lstm, "forward") == 5 * 2 * 2 * 16 * 7
-    assert analytic_flops(SMALL, lstm, "forward_backward") == 3 * 5 * 2 * 2 * 16 * 7
+    # backward: weight gradients (3 + 4) and the gradient through h (4) again; the first
+    # layer's input gradient is not computed.
+    assert analytic_flops(SMALL, lstm, "forward_backward") == 5 * 2 * 2 * 16 * (7 + 7 + 4)
     two = SMALL.with_(num_layers=2, bidirectional=True)
     layer0 = 2 * (2 * 2 * 16 * (3 + 4))
     layer1 = 2 * (2 * 2 * 16 * (8 + 4))
     assert analytic_flops(two, lstm, "inference") == 5 * (layer0 + layer1)
+    backward0 = 2 * (2 * 2 * 16 * (3 + 4 + 4))
+    backward1 = 2 * (2 * 2 * 16 * (8 + 4 + 4 + 8))
+    assert analytic_flops(two, lstm, "forward_backward") == 5 * (layer0 + layer1 + backward0
+                                                                 + backward1)
     varlen = SMALL.with_(lengths=(5, 1))  # 6 valid steps instead of 10
     assert analytic_flops(varlen, lstm, "forward") * 10 == analytic_flops(SMALL, lstm,
                                                                           "forward") * 6

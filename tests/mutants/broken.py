@@ -55,3 +55,14 @@ class HangingGRU(ScratchGRU):
         import time
 
         time.sleep(3600)
+
+
+class GlobalStateGRU(ScratchGRU):
+    """Changes torch's process-wide settings on every call and never puts them back."""
+
+    def forward(self, input, hx=None, **kwargs):
+        result = super().forward(input, hx, **kwargs)
+        torch.set_grad_enabled(False)
+        torch.set_default_dtype(torch.float64)
+        torch.manual_seed(1234)
+        return result

@@ -1,0 +1,250 @@
+"""Regression verdicts a CI job can block a merge on: statistics over fresh worker processes.
+
+A one-run-against-one-run percentage (pytest-benchmark's --benchmark-compare-fail) mistakes the
+noise between processes for change. Here every side of a comparison is several fresh worker
+processes; each process contributes one number, the minimum of its per-iteration block times
+(the statistic that varies least between processes: per-process medians vary several times more
+on shared machines). A timing has regressed only when both
+- a one-sided Mann-Whitney U test over those per-process numbers says head > base at p < alpha,
+  after Holm's correction across all comparisons of the run, and
+- the ratio of the medians of the per-process numbers, head over base, exceeds 1 + min_effect;
+improvement is the mirror image. The ratio gets a bootstrap 95% confidence interval (resampling
+processes). A conformance or gradient check that passed in BASE and fails in HEAD is a regression
+whatever the timings say. Results from different machines, torch versions, thread counts or
+devices are refused unless explicitly allowed, and then flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from harness.records import FAILED, PASSED, Record, RunInfo
+
+REGRESSION, IMPROVEMENT, UNCHANGED = "regression", "improvement", "no significant change"
+MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " "}
+CHECK_REGRESSION = "check regression"
+
+
+def process_statistic(samples: Sequence[float]) -> float:
+    """One number per worker process: its fastest block (per-iteration seconds)."""
+    return float(min(samples))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (len(p_values) - rank) * p_values[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One (implementation, shape, phase) timed on both sides."""
+
+    key: tuple[str, str, str]  # (implementation, case id, phase); implementation as in HEAD
+    base: tuple[float, ...]  # per-process statistics
+    head: tuple[float, ...]
+    base_name: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return float(np.median(self.head) / np.median(self.base))
+
+    @property
+    def p_slower(self) -> float:
+        return float(stats.mannwhitneyu(self.head, self.base, alternative="greater").pvalue)
+
+    @property
+    def p_faster(self) -> float:
+        return float(stats.mannwhitneyu(self.head, self.base, alternative="less").pvalue)
+
+    def interval(self, *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap percentile interval of the ratio of medians, resampling processes."""
+        if len(self.base) < 2 or len(self.head) < 2:
+            return (math.nan, math.nan)
+        result = stats.bootstrap(
+            (np.asarray(self.head), np.asarray(self.base)),
+            lambda h, b, axis: np.median(h, axis=axis) / np.median(b, axis=axis),
+            vectorized=True, paired=False, n_resamples=2000, confidence_level=confidence,
+            method="percentile", random_state=np.random.default_rng(seed),
+        )
+        return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    comparison: Comparison
+    p_slower_holm: float
+    p_faster_holm: float
+    verdict: str
+    interval: tuple[float, float]
+
+
+def judge(comparisons: Sequence[Comparison], *, alpha: float, min_effect: float) -> list[Verdict]:
+    """Verdicts for all comparisons of a run (Holm's correction across them)."""
+    slower = holm([c.p_slower for c in comparisons])
+    faster = holm([c.p_faster for c in comparisons])
+    verdicts = []
+    for c, p_up, p_down in zip(comparisons, slower, faster):
+        if p_up < alpha and c.ratio > 1 + min_effect:
+            verdict = REGRESSION
+        elif p_down < alpha and c.ratio < 1 / (1 + min_effect):
+            verdict = IMPROVEMENT
+        else:
+            verdict = UNCHANGED
+        verdicts.append(Verdict(c, p_up, p_down, verdict, c.interval()))
+    return verdicts
+
+
+def per_process(records: Iterable[Record]) -> dict[tuple[str, str, str], list[float]]:
+    """(implementation, case id, phase) -> one statistic per worker process."""
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for r in records:
+        samples = r.metrics.get("samples_s") if r.outcome == PASSED else None
+        if r.suite == "latency" and r.impl != "gemm" and samples:
+            out.setdefault((r.impl, r.case_id, r.check), []).append(process_statistic(samples))
+    return out
+
+
+def pair(base: dict, head: dict) -> tuple[list[Comparison], list[str]]:
+    """Comparisons of the keys both sides timed, and a line per key only one side has. When
+    each side times exactly one implementation under different names (base A, head B), they are
+    compared with each other."""
+    base_impls = {k[0] for k in base}
+    head_impls = {k[0] for k in head}
+    rename = {}
+    if len(base_impls) == 1 and len(head_impls) == 1 and base_impls != head_impls:
+        rename = {next(iter(base_impls)): next(iter(head_impls))}
+    base = {(rename.get(k[0], k[0]), k[1], k[2]): v for k, v in base.items()}
+    base_name = {v: k for k, v in rename.items()}
+    comparisons, unmatched = [], []
+    for key in sorted(set(base) | set(head)):
+        if key in base and key in head:
+            comparisons.append(Comparison(key, tuple(base[key]), tuple(head[key]),
+                                          base_name.get(key[0], key[0])))
+        else:
+            side = "BASE" if key in base else "HEAD"
+            unmatched.append(f"{key[0]} {key[2]} {key[1]}: timed only in {side}, not compared")
+    return comparisons, unmatched
+
+
+def check_regressions(base: Iterable[Record], head: Iterable[Record]) -> list[Record]:
+    """Checks (not timings) that passed in BASE and fail in HEAD."""
+    passed = {r.key for r in base if r.suite != "latency" and r.outcome == PASSED}
+    return [r for r in head if r.suite != "latency" and r.outcome == FAILED and r.key in passed]
+
+
+def mismatches(base: RunInfo, head: RunInfo) -> list[str]:
+    """What differs between the two runs' machines and software, each as one phrase."""
+    out = []
+    for field, what in (("processor", "machine"), ("cuda", "GPU"), ("torch", "torch version"),
+                        ("threads", "thread count"), ("python", "Python version")):
+        if getattr(base, field) != getattr(head, field):
+            out.append(f"{what}: {getattr(base, field)!r} vs {getattr(head, field)!r}")
+    return out
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return float(math.exp(sum(math.log(v) for v in values) / len(values))) if values else math.nan
+
+
+def render(verdicts: Sequence[Verdict], regressions: Sequence[Record], unmatched: Sequence[str],
+           flags: Sequence[str], *, alpha: float, min_effect: float, title: str) -> str:
+    """The markdown summary: asv-style change marks, ratio, interval, p-value, geometric mean."""
+    from harness.report import md
+
+    lines = [f"## {md(title)}", ""]
+    if flags:
+        lines += ["**Compared across different environments** (allowed explicitly): "
+                  + "; ".join(md(f) for f in flags) + ".", ""]
+    if verdicts:
+        lines += ["|  | implementation | shape | phase | base ms | head ms | ratio | 95% CI | "
+                  "p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for v in verdicts:
+            c = v.comparison
+            impl = c.key[0] if c.base_name == c.key[0] else f"{c.base_name} → {c.key[0]}"
+            p = v.p_slower_holm if c.ratio >= 1 else v.p_faster_holm
+            low, high = v.interval
+            lines.append(
+                f"| {MARKS[v.verdict]} | {md(impl)} | {md(c.key[1])} | {c.key[2]} | "
+                f"{np.median(c.base) * 1e3:.3f} | {np.median(c.head) * 1e3:.3f} | "
+                f"{c.ratio:.3f} | {low:.3f}–{high:.3f} | {p:.2g} | {v.verdict} |")
+        mean = geometric_mean([v.comparison.ratio for v in verdicts])
+        lines.append(f"|  | **geometric mean** |  |  |  |  | **{mean:.3f}** |  |  |  |")
+        lines += ["", f"Each side: one number per fresh worker process (its fastest block); "
+                  f"regression = one-sided Mann-Whitney U p < {alpha:g} after Holm's correction "
+                  f"over {len(verdicts)} comparisons and a ratio above {1 + min_effect:.2f}. "
+                  "`+` slower, `-` faster.", ""]
+    if regressions:
+        lines += [f"**{len(regressions)} checks passed in BASE and fail in HEAD:**", ""]
+        lines += [f"- {md(r.impl)} · {md(r.suite)} · {md(r.check)} · `{md(r.case_id)}`: "
+                  f"{md(r.message or '')}" for r in regressions[:50]]
+        lines.append("")
+    if unmatched:
+        lines += ["Not compared:", ""] + [f"- {md(u)}" for u in unmatched] + [""]
+    slower = sum(v.verdict == REGRESSION for v in verdicts)
+    faster = sum(v.verdict == IMPROVEMENT for v in verdicts)
+    status = "REGRESSION" if slower or regressions else "OK"
+    lines += [f"**{status}**: {slower} slower, {faster} faster, "
+              f"{len(verdicts) - slower - faster} unchanged of {len(verdicts)} timings; "
+              f"{len(regressions)} check regressions.", ""]
+    return "\n".join(lines)
+
+
+def compare_dirs(base_dir, head_dir, *, alpha: float, min_effect: float, allow_mismatch: bool,
+                 title: str | None = None) -> tuple[str, bool]:
+    """The markdown summary of BASE against HEAD, and whether HEAD regressed. ValueError for
+    unusable input (not results, different environments without allow_mismatch, nothing to
+    compare)."""
+    from harness.records import load_run
+
+    base_info, base_records = load_run(base_dir)
+    head_info, head_records = load_run(head_dir)
+    flags = mismatches(base_info, head_info)
+    if flags and not allow_mismatch:
+        raise ValueError(
+            f"{base_dir} and {head_dir} come from different environments ("
+            + "; ".join(flags) + "); timings are only compared on one machine with the same "
+            "software (--allow-mismatch compares them anyway, flagged)"
+        )
+    comparisons, unmatched = pair(per_process(base_records), per_process(head_records))
+    too_few = [c for c in comparisons if min(len(c.base), len(c.head)) < 3]
+    if too_few:
+        c = too_few[0]
+        raise ValueError(f"{c.key[0]} {c.key[2]} {c.key[1]}: {len(c.base)} base and "
+                         f"{len(c.head)} head worker processes; a verdict needs 3 or more each")
+    regressions = check_regressions(base_records, head_records)
+    has_checks = any(r.suite != "latency" for r in base_records)
+    if not comparisons and not has_checks:
+        raise ValueError(f"nothing to compare: {base_dir} and {head_dir} share no timings "
+                         "and hold no checks")
+    verdicts = judge(comparisons, alpha=alpha, min_effect=min_effect) if comparisons else []
+    text = render(verdicts, regressions, unmatched, flags if allow_mismatch else [],
+                  alpha=alpha, min_effect=min_effect,
+                  title=title or f"seq-harness compare: {base_dir} → {head_dir}")
+    regressed = bool(regressions) or any(v.verdict == REGRESSION for v in verdicts)
+    return text, regressed
+
+
+def publish(text: str, output: str | None) -> None:
+    """Print the summary, write it to ``output``, and append it to $GITHUB_STEP_SUMMARY."""
+    import os
+    from pathlib import Path
+
+    print(text)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as handle:
+            handle.write(text + "\n")

@@ -1,0 +1,160 @@
+"""The regression gate: statistics on synthetic timings, compare on hand-made result sets, and
+gate end to end (A/A passes, a 10% slower class fails)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.gate import (
+    IMPROVEMENT,
+    REGRESSION,
+    UNCHANGED,
+    Comparison,
+    check_regressions,
+    holm,
+    judge,
+    pair,
+)
+from harness.records import Record, RecordWriter, RunInfo, write_run_info
+
+INFO = RunInfo("run", "2026-01-01T00:00:00+00:00", "0.1.0", "2.13.0+cpu", "3.11.7", "linux",
+               "AMD EPYC", 1, None, "abc", ["seq-harness", "bench"])
+
+
+def test_holm_steps_down_and_stays_monotone():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    adjusted = holm([0.001, 0.2, 0.04, 0.03])
+    order = np.argsort([0.001, 0.2, 0.04, 0.03])
+    assert list(np.array(adjusted)[order]) == sorted(adjusted)
+
+
+def processes(center, n=10, spread=0.004, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(center * (1 + spread * rng.standard_normal(n)))
+
+
+def test_verdicts_need_significance_and_size():
+    base = processes(1.0)
+    slower = Comparison(("x", "s", "inference"), base, processes(1.10, seed=1))
+    faster = Comparison(("y", "s", "inference"), base, processes(0.90, seed=2))
+    same = Comparison(("z", "s", "inference"), base, processes(1.0, seed=3))
+    tiny = Comparison(("w", "s", "inference"), base, processes(1.015, spread=0.0005, seed=4))
+    verdicts = judge([slower, faster, same, tiny], alpha=0.01, min_effect=0.03)
+    assert [v.verdict for v in verdicts] == [REGRESSION, IMPROVEMENT, UNCHANGED, UNCHANGED]
+    low, high = verdicts[0].interval
+    assert low < slower.ratio < high and low > 1.05
+
+
+def test_pairing_matches_keys_and_one_renamed_implementation():
+    base = {("torch-gru", "T5", "inference"): [1.0] * 3, ("torch-gru", "T9", "inference"): [1.0]}
+    head = {("my-gru", "T5", "inference"): [1.0] * 3}
+    comparisons, unmatched = pair(base, head)
+    assert [c.key for c in comparisons] == [("my-gru", "T5", "inference")]
+    assert comparisons[0].base_name == "torch-gru"
+    assert unmatched == ["my-gru inference T9: timed only in BASE, not compared"]
+
+
+def test_a_check_that_passed_and_now_fails_is_a_regression():
+    ok = Record(impl="a", family="gru", suite="shapes", check="c", outcome="passed", case_id="T5")
+    bad = replace(ok, outcome="failed")
+    assert check_regressions([ok], [bad]) == [bad]
+    assert check_regressions([bad], [bad]) == []
+    assert check_regressions([ok], [ok]) == []
+
+
+def results(directory, centers, *, info=INFO, checks=()):
+    write_run_info(directory, info)
+    writer = RecordWriter(directory)
+    for impl, center in centers.items():
+        for worker, value in enumerate(processes(center, n=8, seed=hash(impl) % 100)):
+            samples = [value * (1 + 0.01 * k) for k in range(5)]
+            writer.write(Record(impl=impl, family="gru", suite="latency", check="inference",
+                                outcome="passed", case_id="T50-B8-I128-H128",
+                                metrics={"samples_s": samples, "worker": worker}))
+    for record in checks:
+        writer.write(record)
+    writer.close()
+    return directory
+
+
+def test_compare_exit_codes(tmp_path, capsys):
+    base = results(tmp_path / "base", {"torch-gru": 1.0})
+    same = results(tmp_path / "same", {"torch-gru": 1.0})
+    slow = results(tmp_path / "slow", {"torch-gru": 1.1})
+    assert main(["compare", str(base), str(same)]) == 0
+    assert "**OK**" in capsys.readouterr().out
+    assert main(["compare", str(base), str(slow), "--output", str(tmp_path / "s.md")]) == 1
+    out = capsys.readouterr().out
+    assert "| + | torch-gru |" in out and "regression" in out
+    assert "geometric mean" in (tmp_path / "s.md").read_text()
+
+
+def test_compare_refuses_other_machines_unless_allowed(tmp_path, capsys):
+    base = results(tmp_path / "base", {"torch-gru": 1.0})
+    other = results(tmp_path / "other", {"torch-gru": 1.0},
+                    info=replace(INFO, processor="Intel Xeon", torch="2.14.0"))
+    assert main(["compare", str(base), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'AMD EPYC' vs 'Intel Xeon'" in err and "2.14.0" in err
+    assert main(["compare", str(base), str(other), "--allow-mismatch"]) == 0
+    assert "Compared across different environments" in capsys.readouterr().out
+
+
+def test_compare_fails_on_a_new_check_failure_whatever_the_timings(tmp_path, capsys):
+    check = Record(impl="torch-gru", family="gru", suite="padding", check="each_sequence_alone",
+                   outcome="passed", case_id="T5-B3", message=None)
+    base = results(tmp_path / "base", {"torch-gru": 1.0}, checks=[check])
+    head = results(tmp_path / "head", {"torch-gru": 0.9},
+                   checks=[replace(check, outcome="failed", message="h_n differs")])
+    assert main(["compare", str(base), str(head)]) == 1
+    assert "1 checks passed in BASE and fail in HEAD" in capsys.readouterr().out
+
+
+def test_compare_writes_the_github_step_summary(tmp_path, monkeypatch, capsys):
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    base = results(tmp_path / "base", {"torch-gru": 1.0})
+    assert main(["compare", str(base), str(base)]) == 0
+    assert "seq-harness compare" in summary.read_text()
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["compare", "/no/such/dir", "/no/such/dir"], ["/no/such/dir"]),
+    (["gate", "--head-impl", "torch-gru"], ["--base-impl", "--head-impl"]),
+    (["gate", "--base-impl", "torch-gru", "--head-impl", "nope"], ["'nope'"]),
+    (["gate", "--base-ref", "no-such-ref-xyz", "--head-impl", "torch-gru"],
+     ["'no-such-ref-xyz'"]),
+    (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--workers", "2"],
+     ["--workers 2"]),
+    (["compare", "a", "b", "--alpha", "2"], ["--alpha 2"]),
+])
+def test_gate_and_compare_bad_input(argv, names, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert all(n in err for n in names)
+
+
+GATE = ["gate", "--family", "gru", "--workers", "5", "--phase", "inference",
+        "--min-run-time", "0.1"]
+
+
+def test_gate_a_a_passes_and_ten_percent_more_work_fails(tmp_path):
+    same = main(["gate", "--workers", "5", "--phase", "inference", "--min-run-time", "0.1",
+                 "--base-impl", "torch-gru", "--head-impl", "torch-gru",
+                 "--out", str(tmp_path / "aa")])
+    assert same == 0
+    slower = main([*GATE, "--base-impl", "torch-gru",
+                   "--head-impl-class", "tests.mutants.slow:SlowerGRU",
+                   "--out", str(tmp_path / "slow")])
+    assert slower == 1
+    summary = (tmp_path / "slow" / "summary.md").read_text()
+    assert "torch-gru → slower-gru" in summary and "regression" in summary
+    base = [json.loads(x) for x in (tmp_path / "slow" / "base" / "records.jsonl").open()]
+    assert len({r["metrics"]["worker"] for r in base}) == 5

@@ -1,0 +1,115 @@
+"""Untrusted implementations cannot take a run down: raising, NaN, hanging and crashing ones
+become failed checks while every other result stays; a run killed with kill -9 resumes to exactly
+the records of a clean run; serial and parallel runs agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from harness.cli import main
+
+BROKEN = "tests.mutants.broken"
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def outcomes(out):
+    return sorted((r["nodeid"], r["outcome"]) for r in records(out))
+
+
+def test_raising_nan_hanging_and_crashing_implementations(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--impl", "torch-gru", "--family", "gru", "--suite", "numerics",
+            "--workers", "1", "--check-timeout", "2", "--out", str(out)]
+    for name in ("RaisingGRU", "NanGRU", "HangingGRU", "CrashingGRU"):
+        argv += ["--impl-class", f"{BROKEN}:{name}"]
+    assert main(argv) == 1
+    by_impl: dict[str, list[dict]] = {}
+    for r in records(out):
+        by_impl.setdefault(r["impl"], []).append(r)
+
+    clean = tmp_path / "clean"
+    assert main(["run", "--impl", "torch-gru", "--suite", "numerics", "--workers", "0",
+                 "--out", str(clean)]) == 0
+    assert sorted(r["nodeid"] for r in by_impl["torch-gru"]) == [r["nodeid"] for r in
+                                                                  sorted(records(clean),
+                                                                         key=lambda r: r["nodeid"])]
+    assert {r["outcome"] for r in by_impl["torch-gru"]} <= {"passed", "not supported"}
+
+    def messages(impl):
+        return [r["message"] or "" for r in by_impl[impl] if r["outcome"] == "failed"]
+
+    every = len(by_impl["torch-gru"])
+    for impl in ("raising-gru", "nan-gru", "hanging-gru", "crashing-gru"):
+        assert len(by_impl[impl]) == every, impl  # each check recorded, once
+        assert len(messages(impl)) == every, impl  # and failed
+    assert all("kernel launch failed" in m for m in messages("raising-gru"))
+    assert all("non-finite" in m for m in messages("nan-gru"))
+    hanging = messages("hanging-gru")
+    assert sum(m.startswith("timeout: the check ran longer than 2 s") for m in hanging) == 3
+    assert all(m.startswith(("timeout", "not run: 3 earlier checks")) for m in hanging)
+    crashing = messages("crashing-gru")
+    assert sum(m.startswith("crashed: the worker process died") for m in crashing) == 3
+    assert all(m.startswith(("crashed", "not run: 3 earlier checks")) for m in crashing)
+    counts = Counter(r["nodeid"] for r in records(out))
+    assert max(counts.values()) == 1  # no check recorded twice
+
+
+def test_global_torch_state_changes_do_not_leak_into_other_implementations(tmp_path):
+    out = tmp_path / "run"
+    # In one process, the implementation that turns gradients off (and more) runs between
+    # torch-gru's checks: its own checks fail, torch-gru's must not.
+    main(["run", "--impl", "torch-gru", "--impl-class", f"{BROKEN}:GlobalStateGRU",
+          "--family", "gru", "--suite", "gradients", "--workers", "0", "--out", str(out)])
+    mine = [r for r in records(out) if r["impl"] == "global-state-gru"]
+    theirs = [r for r in records(out) if r["impl"] == "torch-gru"]
+    assert any(r["outcome"] == "failed" for r in mine)
+    assert theirs and {r["outcome"] for r in theirs} == {"passed"}
+
+
+def test_kill_9_then_resume_gives_exactly_the_records_of_a_clean_run(tmp_path):
+    args = ["run", "--impl", "torch-gru", "--impl", "scratch-gru", "--suite", "shapes",
+            "--suite", "state", "--workers", "1"]
+    clean = tmp_path / "clean"
+    assert main([*args, "--out", str(clean)]) == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    path = killed / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().count("\n") >= 60:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = path.read_text().count("\n")
+    assert 60 <= partial < len(records(clean))
+
+    assert main(["run", "--resume", str(killed)]) == 0
+    assert outcomes(killed) == outcomes(clean)
+
+
+def test_serial_and_parallel_runs_give_the_same_outcomes(tmp_path):
+    args = ["run", "--impl", "torch-lstm", "--impl", "fast-lstm", "--suite", "padding",
+            "--suite", "errors"]
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    assert outcomes(tmp_path / "one") == outcomes(tmp_path / "two")
+
+
+def test_resume_refuses_other_options_and_non_runs(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path), "--impl", "torch-gru"]) == 2
+    assert "takes no other options" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a results directory" in capsys.readouterr().err
