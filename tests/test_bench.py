@@ -94,7 +94,7 @@ def test_a_crash_or_a_hang_costs_only_its_own_job():
             time_job("c", "tests.mutants.broken:HangingGRU"),
             time_job("d", "harness.impls.scratch:ScratchGRU")]
     results = dict((job.id, result) for job, result in
-                   run_jobs(jobs, threads=1, job_timeout_s=20))
+                   run_jobs(jobs, threads=1, job_timeout_s=8))
     assert list(results) == ["a", "b", "c", "d"]
     assert results["a"]["block_s"] and results["d"]["block_s"]
     assert results["b"]["status"] == "crashed" and "exit code 3" in results["b"]["error"]

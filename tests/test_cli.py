@@ -47,7 +47,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, names, capsys):
 def test_run_of_a_correct_class_passes(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["run", "--impl-class", "harness.impls.scratch:ScratchGRU", "--family", "gru",
-                 "--suite", "shapes", "--out", str(out), "--report", str(tmp_path / "r.md")])
+                 "--suite", "shapes", "--workers", "0", "--out", str(out),
+                 "--report", str(tmp_path / "r.md")])
     assert code == 0
     got = records(out)
     assert {r["impl"] for r in got} == {"scratch-gru"}
@@ -82,7 +83,7 @@ def test_broken_implementations_are_failed_checks_and_the_run_goes_on(tmp_path):
 
 def test_out_holding_a_run_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--out", str(out)]
+    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--workers", "0", "--out", str(out)]
     assert main(argv) == 0
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -90,15 +91,16 @@ def test_out_holding_a_run_needs_overwrite(tmp_path, capsys):
 
 
 def test_keyword_that_matches_nothing_is_a_usage_error(tmp_path, capsys):
-    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--out", str(tmp_path / "r"),
-            "-k", "no_such_check_anywhere"]
+    argv = ["run", "--impl", "torch-gru", "--suite", "errors", "--workers", "0",
+            "--out", str(tmp_path / "r"), "-k", "no_such_check_anywhere"]
     assert main(argv) == 2
     assert "no checks matched" in capsys.readouterr().err
 
 
 def test_report_command_rerenders(tmp_path):
     out = tmp_path / "run"
-    assert main(["run", "--impl", "torch-lstm", "--suite", "state", "--out", str(out)]) == 0
+    assert main(["run", "--impl", "torch-lstm", "--suite", "state", "--workers", "0",
+                 "--out", str(out)]) == 0
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0
     assert "torch-lstm" in (out / "report.md").read_text()

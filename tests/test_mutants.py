@@ -63,7 +63,7 @@ CORRECT = {
 
 def run_suite(target: str, family: str, suite: str, out) -> tuple[int, list[dict]]:
     code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
-                 "--out", str(out)])
+                 "--workers", "0", "--out", str(out)])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return code, records
 
