@@ -175,7 +175,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         is_suite = "subject" in getattr(item, "fixturenames", ())
         chosen = not is_suite or (suite_name(item.module.__name__) in wanted
-                                  and item.nodeid not in recorded)
+                                  and record_key(item) not in recorded)
         (keep if chosen else drop).append(item)
         if chosen and is_suite and suite_name(item.module.__name__) in OPT_IN:
             workers = getattr(config, "workerinput", {}).get("workercount", 1)
@@ -188,14 +188,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def already_recorded(config: pytest.Config) -> set[str]:
-    """With --resume, the node ids the results directory already has records for."""
+def already_recorded(config: pytest.Config) -> set[tuple[str, str, str, str]]:
+    """With --resume, the checks the results directory already has records for, by
+    (implementation, suite, check, case id): the same wherever the suites are installed."""
     directory = config.getoption("results_dir")
     if not config.getoption("resume") or directory is None:
         return set()
     from harness.records import iter_records
 
-    return {r.nodeid for r in iter_records(directory) if r.nodeid}
+    return {r.key for r in iter_records(directory)}
+
+
+def record_key(item: pytest.Item) -> tuple[str, str, str, str]:
+    """The Record.key a suite test's record will have."""
+    from harness.selection import suite_name
+
+    params = item.callspec.params
+    return (params["spec"].name, suite_name(item.module.__name__),
+            item.originalname.removeprefix("test_"), params["case"].id)
 
 
 @pytest.fixture
