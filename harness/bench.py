@@ -419,21 +419,34 @@ def pytest_benchmark_json(records: list[Record], info) -> dict[str, Any]:
 
 
 def report_section(frame, output: Path) -> list[str]:
+    """The latency section; timings from different machines are never merged: a section each."""
+    latency = frame[frame["suite"] == SUITE]
+    machines = list(dict.fromkeys(latency["machine"]))
+    lines = []
+    for number, machine in enumerate(machines):
+        rows = latency[latency["machine"] == machine]
+        records = [Record.from_dict({k: v for k, v in row.items()
+                                     if k in Record.__dataclass_fields__})
+                   for row in rows.to_dict("records")]
+        title = f"Latency on {machine}" if len(machines) > 1 else "Latency"
+        lines += machine_section(records, output, title=title,
+                                 suffix=f"-{number}" if len(machines) > 1 else "")
+    return lines
+
+
+def machine_section(records: list[Record], output: Path, *, title: str,
+                    suffix: str) -> list[str]:
     """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
     roofline fraction and peak memory; plots of latency against hidden size and length."""
     import pandas as pd
 
     from harness.report import md
 
-    records = [Record.from_dict({k: v for k, v in row.items() if k in Record.__dataclass_fields__})
-               for row in frame[frame["suite"] == SUITE].to_dict("records")]
-    if not records:
-        return []
     measured = timings(records)
     gemm = {case_id: t for (impl, case_id, _), t in measured.items() if impl == GEMM}
     peak = max((t.gflops for t in gemm.values()), default=None)  # this machine's matmul peak
     families = {r.impl: r.family for r in records}
-    lines = ["## Latency", "",
+    lines = [f"## {md(title)}", "",
              "Medians over every timed block of every worker process (torch.utils.benchmark "
              "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
              "the median; *spread* the largest over the smallest per-process median; *ratio* is "
@@ -468,7 +481,7 @@ def report_section(frame, output: Path) -> list[str]:
     if gemm:
         lines += ["Reference GEMM (T*B x I) @ (I x 4H) per shape: " + ", ".join(
             f"{case_id}: {t.gflops:.1f} GFLOP/s" for case_id, t in gemm.items()) + ".", ""]
-    for png, what in plot_latency(measured, families, output):
+    for png, what in plot_latency(measured, families, output, suffix=suffix):
         lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
 
@@ -508,7 +521,8 @@ def packed_versus_padded(measured: dict) -> list[str]:
             table.to_markdown(index=False, disable_numparse=True), ""]
 
 
-def plot_latency(measured: dict, families: dict, output: Path) -> list[tuple[Path, str]]:
+def plot_latency(measured: dict, families: dict, output: Path,
+                 suffix: str = "") -> list[tuple[Path, str]]:
     """Median latency against hidden size and against sequence length, where the grid varies
     them (other dimensions held at their most common value); one line per implementation."""
     import matplotlib
@@ -549,7 +563,7 @@ def plot_latency(measured: dict, families: dict, output: Path) -> list[tuple[Pat
         fixed = ", ".join(f"{k}={v}" for k, v in common.items())
         fig.suptitle(f"latency against {label} ({fixed})", fontsize=9)
         fig.tight_layout()
-        path = output.parent / f"{output.stem}-latency-{axis}.png"
+        path = output.parent / f"{output.stem}-latency-{axis}{suffix}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append((path, label))

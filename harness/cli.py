@@ -37,12 +37,7 @@ def build_parser() -> Parser:
     commands.add_parser("list", help="the registry: implementations, families, capabilities")
 
     run = commands.add_parser("run", help="run the suites; write records and a report")
-    run.add_argument("--impl", action="append", default=[], metavar="NAME",
-                     help="registry entry (repeatable); default: the whole registry")
-    run.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
-                     help="your nn.Module class with torch's RNN/LSTM/GRU contract")
-    run.add_argument("--family", metavar="FAMILY",
-                     help="family of --impl-class: rnn_tanh, rnn_relu, lstm, gru")
+    add_selection_options(run)
     run.add_argument("--suite", action="append", default=[], metavar="NAME",
                      help="suite to run (repeatable); default: all")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
@@ -68,11 +63,7 @@ def build_parser() -> Parser:
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
 
     bench = commands.add_parser("bench", help="time implementations in fresh worker processes")
-    bench.add_argument("--impl", action="append", default=[], metavar="NAME",
-                       help="registry entry (repeatable); default: the whole registry")
-    bench.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
-                       help="your nn.Module class with torch's RNN/LSTM/GRU contract")
-    bench.add_argument("--family", metavar="FAMILY", help="family of --impl-class")
+    add_selection_options(bench)
     bench.add_argument("--grid", action="append", default=[], metavar="NAME|FILE",
                        help="smoke (default), standard, deepbench, varlen, or a JSON grid file "
                        "(repeatable: grids run one after the other)")
@@ -178,6 +169,9 @@ def build_parser() -> Parser:
     calibrate.add_argument("--out", metavar="DIR",
                            help="records and calibration.md (default: results/calibration)")
     calibrate.add_argument("--overwrite", action="store_true")
+    calibrate.add_argument("--analyze", action="store_true",
+                           help="judge the pools already measured in --out again (e.g. with "
+                           "another --alpha or --min-effect) without measuring")
     add_verdict_options(calibrate)
 
     report = commands.add_parser("report", help="render the markdown report of results")
@@ -187,6 +181,16 @@ def build_parser() -> Parser:
     report.add_argument("--strict", action="store_true",
                         help="exit 1 when a record in the results failed")
     return parser
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """--impl, --impl-class and --family, as run and bench (and pytest) take them."""
+    parser.add_argument("--impl", action="append", default=[], metavar="NAME",
+                        help="registry entry (repeatable); default: the whole registry")
+    parser.add_argument("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
+                        help="your nn.Module class with torch's RNN/LSTM/GRU contract")
+    parser.add_argument("--family", metavar="FAMILY",
+                        help="family of --impl-class: rnn_tanh, rnn_relu, lstm, gru")
 
 
 def add_verdict_options(parser: argparse.ArgumentParser) -> None:
@@ -614,8 +618,10 @@ def replace_commit(info, commit, side: str):
 
 
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    import math
+
     from harness import bench, calibration
-    from harness.records import RunInfo, iter_records, write_run_info
+    from harness.records import ResultsError, RunInfo, iter_records, read_run_info, write_run_info
     from harness.selection import choose
     from harness.timing import PHASES
 
@@ -637,20 +643,30 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     labels = {"A": 0.0, "A'": 0.0, **{f"+{s:.0%}": s for s in slowdowns}}
-    info = RunInfo.collect(argv=["seq-harness", *argv])
     out = Path(args.out) if args.out else Path("results") / "calibration"
-    for label in labels:
-        prepare_out(out / label, overwrite=args.overwrite)
-        write_run_info(out / label, info)
+    if args.analyze:
+        try:
+            info = read_run_info(out / "A")
+        except ResultsError as error:
+            raise UsageError(f"--analyze: {error}") from None
+        saved = out / "calibration.json"
+        seconds = json.loads(saved.read_text())["seconds"] if saved.is_file() else math.nan
+    else:
+        info = RunInfo.collect(argv=["seq-harness", *argv])
+        for label in labels:
+            prepare_out(out / label, overwrite=args.overwrite)
+            write_run_info(out / label, info)
 
-    def plan(slowdown):
-        return bench.Plan(specs=(spec,), grid=bench.Grid(grid.name, grid.cases[:1]),
-                          phases=(args.phase,), workers=args.processes,
-                          min_run_time=args.min_run_time, threads=args.threads, memory=False)
+        def plan(slowdown):
+            return bench.Plan(specs=(spec,), grid=bench.Grid(grid.name, grid.cases[:1]),
+                              phases=(args.phase,), workers=args.processes,
+                              min_run_time=args.min_run_time, threads=args.threads,
+                              memory=False)
 
-    _, seconds = calibration.measure_pools(
-        spec, plan, labels, out, processes=args.processes, run_id=info.run_id,
-        progress=lambda line: print(line, flush=True))
+        _, seconds = calibration.measure_pools(
+            spec, plan, labels, out, processes=args.processes, run_id=info.run_id,
+            progress=lambda line: print(line, flush=True))
+        (out / "calibration.json").write_text(json.dumps({"seconds": seconds}) + "\n")
     pools = calibration.pools_from_records(
         {label: list(iter_records(out / label)) for label in labels}, labels)
     base = pools[0]
@@ -658,13 +674,13 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
                                   repetitions=args.repetitions, alpha=args.alpha,
                                   min_effect=args.min_effect, seed=i)
              for i, pool in enumerate(pools[1:])]
-    context = (f"`{' '.join(['seq-harness', *argv])}` on {info.machine}, torch {info.torch}, "
+    context = (f"`{' '.join(info.argv)}` on {info.machine}, torch {info.torch}, "
                f"{args.threads} thread(s), {info.created}: {spec.name}, {args.phase}, "
                f"{grid.cases[0].id}.")
     text = calibration.render(rates, pools, per_side=args.per_side,
                               repetitions=args.repetitions, alpha=args.alpha,
                               min_effect=args.min_effect, measure_s=seconds,
-                              process_s=seconds / (args.processes * len(labels)),
+                              process_s=seconds / sum(len(p.minimums) for p in pools),
                               context=context)
     (out / "calibration.md").write_text(text)
     if args.output:

@@ -21,6 +21,7 @@ from harness.records import (
     OUTCOMES,
     PASSED,
     SKIPPED,
+    ResultsError,
     RunInfo,
     load_run,
     record_rows,
@@ -40,10 +41,15 @@ def code(text: object) -> str:
 
 
 def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataFrame]:
-    """All records of the given run directories as one frame, with the run's machine attached."""
-    infos, rows = [], []
+    """All records of the given run directories as one frame, with the run's machine attached.
+    A run given twice (the same run id in two directories) is refused: it would count twice."""
+    infos, rows, seen = [], [], {}
     for directory in dirs:
         info, records = load_run(directory)
+        if info.run_id in seen:
+            raise ResultsError(f"{directory}: run {info.run_id} is already given as "
+                               f"{seen[info.run_id]}; each run may be merged once")
+        seen[info.run_id] = directory
         infos.append(info)
         for row in record_rows(records):
             row["machine"] = info.machine
@@ -85,9 +91,13 @@ def matrix(frame: pd.DataFrame) -> str:
     """Implementations x suites: counts per cell, and the worst error of each implementation."""
     frame = frame[~frame["suite"].isin(MEASURED_ONLY)]
     suites = sorted(dict.fromkeys(frame["suite"]), key=suite_rank)
+    by_machine = frame["machine"].nunique() > 1  # several machines: a row per machine
+    keys = ["machine", "impl", "family"] if by_machine else ["impl", "family"]
     rows = []
-    for (impl, family), group in frame.groupby(["impl", "family"], sort=False):
-        row = {"implementation": md(impl), "family": md(family)}
+    for values, group in frame.groupby(keys, sort=False):
+        named = dict(zip(keys, values))
+        row = {"machine": md(named["machine"])} if by_machine else {}
+        row.update({"implementation": md(named["impl"]), "family": md(named["family"])})
         for suite in suites:
             in_suite = group[group["suite"] == suite]
             row[md(suite)] = cell(in_suite) if len(in_suite) else "—"

@@ -238,3 +238,29 @@ def test_failure_without_message_says_no_message(tmp_path):
 
 def test_worst_error_keeps_its_scientific_format(report):
     assert matrix_rows(report)["torch-gru"]["worst error"] == "5.0e-01"
+
+
+def test_runs_of_several_machines_are_grouped_not_merged(tmp_path):
+    from harness.cli import main
+
+    first = make_run(tmp_path / "a", RECORDS[:3])
+    second = make_run(tmp_path / "b", RECORDS[:3],
+                      replace(INFO, run_id="run-2", processor="Intel Xeon"))
+    text = render([first, second])
+    header, _, *rows = tables(text)[1]
+    assert cells(header)[0] == "machine"
+    machines = [cells(row)[0] for row in rows]
+    assert set(machines) == {md(INFO.processor), "Intel Xeon"}
+    assert main(["report", str(first), str(first), "--output", str(tmp_path / "r.md")]) == 2
+
+
+def test_latency_of_several_machines_gets_a_section_each(tmp_path):
+    timing = Record(impl="torch-gru", family="gru", suite="latency", check="inference",
+                    outcome="passed", case_id="T5-B2-I3-H4",
+                    case={"seq_len": 5, "batch": 2, "input_size": 3, "hidden_size": 4},
+                    metrics={"samples_s": [0.001, 0.002], "worker": 0})
+    first = make_run(tmp_path / "a", [timing])
+    second = make_run(tmp_path / "b", [timing], replace(INFO, run_id="run-2",
+                                                          processor="Intel Xeon"))
+    text = render([first, second], tmp_path / "report.md")
+    assert f"## Latency on {md(INFO.processor)}" in text and "## Latency on Intel Xeon" in text
