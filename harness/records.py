@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -224,9 +224,12 @@ def read_run_info(directory: str | os.PathLike) -> RunInfo:
         raise ResultsError(f"{path}: {error}") from None
 
 
-def iter_records(directory: str | os.PathLike) -> Iterator[Record]:
+def iter_records(
+    directory: str | os.PathLike, *, on_partial: Callable[[str], None] | None = None
+) -> Iterator[Record]:
     """Records of a run, in the order written. A partial last line (a run killed mid-write) is
-    skipped; any other malformed line is a ResultsError naming file and line."""
+    skipped, and ``on_partial`` told where; any other malformed line is a ResultsError naming
+    file and line."""
     path = Path(directory) / RECORDS_FILE
     if not path.is_file():
         return
@@ -239,6 +242,10 @@ def iter_records(directory: str | os.PathLike) -> Iterator[Record]:
             data = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):  # no newline yet: the writer was killed mid-line
+                if on_partial is not None:
+                    on_partial(f"{where}: incomplete last line ignored (the run was "
+                               f"interrupted; `seq-harness run --resume {directory}` completes "
+                               "it)")
                 continue
             raise ResultsError(f"{where}: malformed JSON ({error.msg})") from None
         if not isinstance(data, dict):
@@ -250,8 +257,10 @@ def iter_records(directory: str | os.PathLike) -> Iterator[Record]:
             raise ResultsError(f"{where}: {error}") from None
 
 
-def load_run(directory: str | os.PathLike) -> tuple[RunInfo, list[Record]]:
-    return read_run_info(directory), list(iter_records(directory))
+def load_run(
+    directory: str | os.PathLike, *, on_partial: Callable[[str], None] | None = None
+) -> tuple[RunInfo, list[Record]]:
+    return read_run_info(directory), list(iter_records(directory, on_partial=on_partial))
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:

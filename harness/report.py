@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
     A run given twice (the same run id in two directories) is refused: it would count twice."""
     infos, rows, seen = [], [], {}
     for directory in dirs:
-        info, records = load_run(directory)
+        info, records = load_run(directory, on_partial=warn)
         if info.run_id in seen:
             raise ResultsError(f"{directory}: run {info.run_id} is already given as "
                                f"{seen[info.run_id]}; each run may be merged once")
@@ -59,6 +60,10 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
                "tolerance", "rtol", "duration_s", "message", "nodeid", "origin", "metrics",
                "run_id", "machine", "run_dir"]
     return infos, pd.DataFrame(rows, columns=columns)
+
+
+def warn(message: str) -> None:
+    print(f"seq-harness: warning: {message}", file=sys.stderr)
 
 
 def cell(group: pd.DataFrame) -> str:

@@ -73,3 +73,16 @@ def test_cuda_device_skips_cleanly_without_cuda(pytester, run):
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert records and {r["outcome"] for r in records} <= {"skipped", "not supported"}
     assert any(r["message"] == "CUDA is not available" for r in records)
+
+
+def test_latency_suite_is_opt_in_and_speaks_pytest_benchmark(pytester, run):
+    quiet = run("--pyargs", "harness.suites", "--impl", "torch-gru", "-q", "--co")
+    assert "test_latency.py" not in quiet.stdout.str()
+    result = run("--pyargs", "harness.suites", "--suite", "latency", "--impl", "torch-gru",
+                 "--benchmark-json", "bench.json", "-q")
+    assert result.ret == 0
+    saved = json.loads((pytester.path / "bench.json").read_text())
+    names = sorted(b["name"] for b in saved["benchmarks"])
+    assert names == [f"test_{p}[torch-gru:T10-B4-I32-H32]"
+                     for p in ("forward", "forward_backward", "inference")]
+    assert all(b["stats"]["rounds"] >= 5 for b in saved["benchmarks"])
