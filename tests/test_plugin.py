@@ -12,9 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def run(pytester):
+def run(pytester, monkeypatch):
     """pytest in a subprocess, in a scratch directory: the installed harness and suites, as a
-    user has them."""
+    user has them (and not an xdist worker, even when these tests run in one)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
 
     def runner(*args):
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
