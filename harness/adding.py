@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from harness.case import Case
 from harness.contract import Inputs
+from harness.gradients import NoGradient
 from harness.subject import Subject
 
 SOLVED_MSE = 0.01
@@ -107,6 +108,9 @@ def train(subject: Subject, budget: Budget) -> Result:
         loss = ((predict(x.to(device, dtype), case) - y.to(device, dtype)) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
+        if step == 1 and not any(p.grad is not None for p in module.parameters()):
+            raise NoGradient("no gradient reaches the recurrent layer's parameters: it cannot "
+                             "learn the task (its output was computed without autograd)")
         torch.nn.utils.clip_grad_norm_(params, budget.clip)
         optimiser.step()
         if step % budget.eval_every == 0 or not math.isfinite(float(loss)):

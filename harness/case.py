@@ -129,11 +129,17 @@ class Case:
         return DTYPES[self.dtype]
 
     @property
+    def rows(self) -> int:
+        """Sequences fed: the batch size, 1 for unbatched input, 0 for an empty batch."""
+        return 1 if self.batch is None else self.batch
+
+    @property
     def effective_lengths(self) -> tuple[int, ...]:
-        """Valid length of each sequence (seq_len for all when no lengths were given)."""
+        """Valid length of each sequence (seq_len for all when no lengths were given); empty
+        for a batch of 0."""
         if self.lengths is not None:
             return self.lengths
-        return (self.seq_len,) * (self.batch or 1)
+        return (self.seq_len,) * self.rows
 
     @property
     def data_seed(self) -> int:

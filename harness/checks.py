@@ -4,6 +4,10 @@ A Check is handed to every suite test. Each comparison it makes keeps the larges
 it saw and the tolerance it was held to, so the record of the check says not only pass or fail but
 by how much. A failed comparison raises CheckFailed with a message that names the tensor, the
 error, the tolerance and the first index where it was exceeded.
+
+Every comparison also counts the values it compared. A check that ends having compared nothing
+(an empty mask, a zero-size tensor, a case whose lengths leave no padded step) has not passed:
+the plugin records it as *not supported*, naming what was empty.
 """
 
 from __future__ import annotations
@@ -91,6 +95,24 @@ class Check:
         self.tolerance_used: Tolerance | None = None
         self.notes: list[str] = []
         self.metrics: dict[str, object] = {}  # figures a check measures (kept in its record)
+        self.compared = 0  # values compared so far; 0 at the end means nothing was checked
+        self.empty: list[str] = []  # comparisons that had no values to compare
+
+    def count(self, what: str, values: int) -> None:
+        """Count values compared by something other than this class's methods (e.g. the
+        Jacobian entries torch.autograd.gradcheck compared)."""
+        self.compared += values
+        if values == 0:
+            self.empty.append(what)
+
+    @property
+    def vacuous_reason(self) -> str | None:
+        """Why a check that passed compared nothing (None when it compared something)."""
+        if self.compared:
+            return None
+        if self.empty:
+            return "compared nothing: " + "; ".join(f"{w} has no values" for w in self.empty)
+        return "compared nothing: the check made no comparison"
 
     def _measure(self, diff: Difference, tol: Tolerance) -> None:
         if self.max_error is None or diff.max_abs_error > self.max_error:
@@ -123,6 +145,7 @@ class Check:
                 f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}"
             )
         diff = difference(actual, expected, tol)
+        self.count(what, expected.numel())
         self._measure(diff, tol)
         if not diff.ok:
             raise CheckFailed(
@@ -147,6 +170,9 @@ class Check:
         """a and b differ somewhere by more than ``at_least`` (default 100x the tolerance);
         returns the largest difference."""
         threshold = at_least if at_least is not None else 100 * self.tolerance.atol
+        self.count(what, a.numel())
+        if a.numel() == 0:
+            raise NotSupported(f"compared nothing: {what} has no values")
         gap = float((a.detach().double().cpu() - b.detach().double().cpu()).abs().max())
         if not gap > threshold:
             raise CheckFailed(f"{what}: largest difference {gap:.3g} is not above {threshold:g}")
@@ -155,10 +181,19 @@ class Check:
     def shape(self, what: str, tensor: object, expected: tuple[int, ...]) -> None:
         if not isinstance(tensor, Tensor):
             raise CheckFailed(f"{what} is a {type(tensor).__name__}; expected a Tensor")
+        self.count(f"shape of {what}", len(expected) + 1)  # every dimension, and the rank
         if tuple(tensor.shape) != tuple(expected):
             raise CheckFailed(f"{what} has shape {tuple(tensor.shape)}; expected {expected}")
 
+    def holds(self, what: str, condition: bool, failure: str) -> None:
+        """One property of one value holds (counted as one compared value); CheckFailed with
+        ``failure`` when it does not."""
+        self.count(what, 1)
+        if not condition:
+            raise CheckFailed(failure)
+
     def finite(self, what: str, tensor: Tensor) -> None:
+        self.count(what, tensor.numel())
         bad = (~torch.isfinite(tensor.detach())).nonzero()
         if len(bad):
             index = [int(i) for i in bad[0]]
@@ -177,6 +212,7 @@ class Check:
             kind = type(expected)
         else:
             raise RuntimeError(f"{what}: the reference accepted this input; nothing to compare")
+        self.count(what, 1)
         try:
             implementation()
         except kind:

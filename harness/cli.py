@@ -501,13 +501,23 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
     check_verdict_options(args)
     try:
-        text, regressed = compare_dirs(args.base, args.head, alpha=args.alpha,
-                                       min_effect=args.min_effect,
-                                       allow_mismatch=args.allow_mismatch)
+        summary = compare_dirs(args.base, args.head, alpha=args.alpha,
+                               min_effect=args.min_effect, allow_mismatch=args.allow_mismatch)
     except (ResultsError, ValueError) as error:
         raise UsageError(str(error)) from None
-    publish(text, args.output)
-    return 1 if regressed else 0
+    publish(summary.text, args.output)
+    return verdict_exit(summary)
+
+
+def verdict_exit(summary) -> int:
+    """Exit 1 on a regression; 2, with one line naming the minimum processes per side, when a
+    timing could not be judged; 0 otherwise."""
+    if summary.status == "REGRESSION":
+        return 1
+    if summary.status == "INCONCLUSIVE":
+        print(f"seq-harness: error: {summary.unjudged}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0
 
 
 def gate_sides(args: argparse.Namespace):
@@ -540,7 +550,7 @@ def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
     import contextlib
 
     from harness import bench
-    from harness.gate import compare_dirs, publish
+    from harness.gate import attainable_p, compare_dirs, publish, undetectable_message
     from harness.records import RunInfo, write_run_info
     from harness.timing import PHASES
     from harness.worktree import checkout
@@ -549,9 +559,6 @@ def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
     positive("--workers", args.workers)
     positive("--threads", args.threads)
     positive("--min-run-time", args.min_run_time, integer=False)
-    if args.workers < 3:
-        raise UsageError(f"--workers {args.workers} is too few; a verdict needs 3 or more "
-                         "processes per side")
     for phase in args.phase:
         if phase not in PHASES:
             raise UsageError(f"--phase {phase!r} is invalid; valid: {', '.join(PHASES)}")
@@ -568,6 +575,11 @@ def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
 
     if not plan(head).tasks() or not plan(base).tasks():
         raise UsageError(f"grid {grid.name!r} has no shape both implementations support")
+    comparisons = len(plan(head).tasks())
+    if attainable_p(args.workers, args.workers, comparisons) >= args.alpha:
+        raise UsageError(f"--workers {args.workers}: "
+                         + undetectable_message(args.workers, args.workers, comparisons,
+                                                args.alpha))
     info = RunInfo.collect(argv=["seq-harness", *argv])
     out = Path(args.out) if args.out else Path("results") / f"gate-{info.run_id}"
     for side in ("base", "head"):
@@ -592,14 +604,13 @@ def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
             workers=args.workers, progress=lambda line: print(line, flush=True))
     title = f"seq-harness gate: {base.name}{f' at {ref}' if ref else ''} → {head.name}"
     try:
-        text, regressed = compare_dirs(out / "base", out / "head", alpha=args.alpha,
-                                       min_effect=args.min_effect, allow_mismatch=False,
-                                       title=title)
+        summary = compare_dirs(out / "base", out / "head", alpha=args.alpha,
+                               min_effect=args.min_effect, allow_mismatch=False, title=title)
     except ValueError as error:  # e.g. an implementation failed every timing
         print(f"seq-harness: error: {error}", file=sys.stderr)
         return 1
-    publish(text, args.output or str(out / "summary.md"))
-    return 1 if regressed else 0
+    publish(summary.text, args.output or str(out / "summary.md"))
+    return verdict_exit(summary)
 
 
 def worktree_env(worktree: Path) -> dict[str, str]:
@@ -621,6 +632,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     import math
 
     from harness import bench, calibration
+    from harness.gate import attainable_p, undetectable_message
     from harness.records import ResultsError, RunInfo, iter_records, read_run_info, write_run_info
     from harness.selection import choose
     from harness.timing import PHASES
@@ -633,6 +645,9 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--phase {args.phase!r} is invalid; valid: {', '.join(PHASES)}")
     if args.per_side > args.processes:
         raise UsageError(f"--per-side {args.per_side} exceeds --processes {args.processes}")
+    if attainable_p(args.per_side, args.per_side, 1) >= args.alpha:
+        raise UsageError(f"--per-side {args.per_side}: "
+                         + undetectable_message(args.per_side, args.per_side, 1, args.alpha))
     slowdowns = args.slowdown or [0.02, 0.05, 0.10]
     for s in slowdowns:
         if not 0 < s < 10:

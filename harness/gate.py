@@ -26,13 +26,47 @@ from scipy import stats
 from harness.records import FAILED, PASSED, Record, RunInfo
 
 REGRESSION, IMPROVEMENT, UNCHANGED = "regression", "improvement", "no significant change"
-MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " "}
+UNJUDGED = "too few processes to judge"
+MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " ", UNJUDGED: "?"}
 CHECK_REGRESSION = "check regression"
 
 
 def process_statistic(samples: Sequence[float]) -> float:
     """One number per worker process: its fastest block (per-iteration seconds)."""
     return float(min(samples))
+
+
+def smallest_p(n_base: int, n_head: int) -> float:
+    """The smallest one-sided Mann-Whitney U p-value ``n_base`` against ``n_head`` processes can
+    give (every head number above every base number), computed as the verdicts compute p:
+    1 / C(n_base + n_head, n_base) where scipy's test is exact, e.g. 1/70 for 4 against 4."""
+    if min(n_base, n_head) < 1:
+        return 1.0
+    base, head = np.arange(n_base, dtype=float), np.arange(n_head, dtype=float) + n_base
+    return float(stats.mannwhitneyu(head, base, alternative="greater").pvalue)
+
+
+def attainable_p(n_base: int, n_head: int, comparisons: int) -> float:
+    """The smallest p any comparison of a run can reach after Holm's correction over
+    ``comparisons`` (Holm multiplies the smallest p by their number)."""
+    return min(1.0, comparisons * smallest_p(n_base, n_head))
+
+
+def processes_needed(comparisons: int, alpha: float, *, limit: int = 1000) -> int:
+    """The fewest processes per side with which ``comparisons`` timings can reach p < alpha."""
+    for n in range(2, limit):
+        if attainable_p(n, n, comparisons) < alpha:
+            return n
+    raise ValueError(f"alpha {alpha:g} is out of reach for {comparisons} comparisons")
+
+
+def undetectable_message(n_base: int, n_head: int, comparisons: int, alpha: float) -> str:
+    """One line: why nothing can be flagged with these sample sizes, and what would do."""
+    sides = f"{n_base}" if n_base == n_head else f"{n_base} base and {n_head} head"
+    return (f"{sides} processes per side cannot detect a change: over {comparisons} "
+            f"comparison{'s' if comparisons != 1 else ''} the smallest attainable p after Holm's "
+            f"correction is {attainable_p(n_base, n_head, comparisons):.3g}, not below alpha "
+            f"{alpha:g}; {processes_needed(comparisons, alpha)} or more processes per side are needed")
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -95,7 +129,9 @@ def judge(comparisons: Sequence[Comparison], *, alpha: float, min_effect: float)
     faster = holm([c.p_faster for c in comparisons])
     verdicts = []
     for c, p_up, p_down in zip(comparisons, slower, faster):
-        if p_up < alpha and c.ratio > 1 + min_effect:
+        if attainable_p(len(c.base), len(c.head), len(comparisons)) >= alpha:
+            verdict = UNJUDGED  # no outcome of this many processes could be significant
+        elif p_up < alpha and c.ratio > 1 + min_effect:
             verdict = REGRESSION
         elif p_down < alpha and c.ratio < 1 / (1 + min_effect):
             verdict = IMPROVEMENT
@@ -193,18 +229,46 @@ def render(verdicts: Sequence[Verdict], regressions: Sequence[Record], unmatched
         lines += ["Not compared:", ""] + [f"- {md(u)}" for u in unmatched] + [""]
     slower = sum(v.verdict == REGRESSION for v in verdicts)
     faster = sum(v.verdict == IMPROVEMENT for v in verdicts)
-    status = "REGRESSION" if slower or regressions else "OK"
+    unjudged = sum(v.verdict == UNJUDGED for v in verdicts)
+    status = status_of(verdicts, regressions)
     lines += [f"**{status}**: {slower} slower, {faster} faster, "
-              f"{len(verdicts) - slower - faster} unchanged of {len(verdicts)} timings; "
-              f"{len(regressions)} check regressions.", ""]
+              f"{len(verdicts) - slower - faster - unjudged} unchanged"
+              + (f", {unjudged} not judged (too few processes)" if unjudged else "")
+              + f" of {len(verdicts)} timings; {len(regressions)} check regressions.", ""]
     return "\n".join(lines)
 
 
+def status_of(verdicts: Sequence[Verdict], regressions: Sequence[Record]) -> str:
+    """REGRESSION, or INCONCLUSIVE when a timing could not be judged, or OK."""
+    if regressions or any(v.verdict == REGRESSION for v in verdicts):
+        return "REGRESSION"
+    return "INCONCLUSIVE" if any(v.verdict == UNJUDGED for v in verdicts) else "OK"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A comparison's markdown, its status (REGRESSION, INCONCLUSIVE when some timing has too
+    few processes to be judged, or OK) and, when inconclusive, one line saying why."""
+
+    text: str
+    status: str
+    unjudged: str | None = None
+
+
+def unjudged_line(verdicts: Sequence[Verdict], *, alpha: float) -> str | None:
+    """One line naming why some timings could not be judged (None when all could)."""
+    unjudged = [v.comparison for v in verdicts if v.verdict == UNJUDGED]
+    if not unjudged:
+        return None
+    c = min(unjudged, key=lambda c: min(len(c.base), len(c.head)))
+    return (f"{len(unjudged)} of {len(verdicts)} timings not judged: "
+            + undetectable_message(len(c.base), len(c.head), len(verdicts), alpha))
+
+
 def compare_dirs(base_dir, head_dir, *, alpha: float, min_effect: float, allow_mismatch: bool,
-                 title: str | None = None) -> tuple[str, bool]:
-    """The markdown summary of BASE against HEAD, and whether HEAD regressed. ValueError for
-    unusable input (not results, different environments without allow_mismatch, nothing to
-    compare)."""
+                 title: str | None = None) -> Summary:
+    """The summary of BASE against HEAD. ValueError for unusable input (not results, different
+    environments without allow_mismatch, nothing to compare)."""
     from harness.records import load_run
 
     base_info, base_records = load_run(base_dir)
@@ -217,11 +281,6 @@ def compare_dirs(base_dir, head_dir, *, alpha: float, min_effect: float, allow_m
             "software (--allow-mismatch compares them anyway, flagged)"
         )
     comparisons, unmatched = pair(per_process(base_records), per_process(head_records))
-    too_few = [c for c in comparisons if min(len(c.base), len(c.head)) < 3]
-    if too_few:
-        c = too_few[0]
-        raise ValueError(f"{c.key[0]} {c.key[2]} {c.key[1]}: {len(c.base)} base and "
-                         f"{len(c.head)} head worker processes; a verdict needs 3 or more each")
     regressions = check_regressions(base_records, head_records)
     has_checks = any(r.suite != "latency" for r in base_records)
     if not comparisons and not has_checks:
@@ -231,8 +290,8 @@ def compare_dirs(base_dir, head_dir, *, alpha: float, min_effect: float, allow_m
     text = render(verdicts, regressions, unmatched, flags if allow_mismatch else [],
                   alpha=alpha, min_effect=min_effect,
                   title=title or f"seq-harness compare: {base_dir} → {head_dir}")
-    regressed = bool(regressions) or any(v.verdict == REGRESSION for v in verdicts)
-    return text, regressed
+    return Summary(text, status_of(verdicts, regressions),
+                   unjudged_line(verdicts, alpha=alpha))
 
 
 def publish(text: str, output: str | None) -> None:

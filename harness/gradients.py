@@ -6,6 +6,11 @@ once (as PyTorch's own RNN tests do). Parameters are compared by name when the i
 torch's names; otherwise through its weight loader: for a linear loader ``load``, the directional
 derivative along ``load(V)`` must equal torch's along ``V`` for random directions V, which pins the
 whole parameter gradient without knowing the implementation's layout.
+
+A gradient torch's module has and the implementation lacks is never taken as zero: an
+implementation whose outputs do not depend on its input, state or weights through autograd (a
+forward under no_grad, a detached result, a runtime outside torch) fails with "no gradient
+reaches ...", naming what the gradient does not reach.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from harness.checks import CheckFailed
 from harness.contract import Inputs, Outputs
 from harness.subject import Subject
 
@@ -67,12 +73,32 @@ def state_leaves(inputs: Inputs) -> dict[str, Tensor]:
     return dict(zip(("h_0", "c_0"), states))
 
 
+class NoGradient(CheckFailed):
+    """The implementation's outputs do not carry a gradient back to something torch's do."""
+
+
 @dataclass(frozen=True)
 class Gradients:
-    """Gradients of one backward pass. params is keyed by the module's own parameter names."""
+    """Gradients of one backward pass; None where no gradient reached. params is keyed by the
+    module's own parameter names."""
 
-    wrt: dict[str, Tensor]  # "input", "h_0", "c_0"
-    params: dict[str, Tensor]
+    wrt: dict[str, Tensor | None]  # "input", "h_0", "c_0"
+    params: dict[str, Tensor | None]
+
+    def missing(self, expected: Gradients) -> list[str]:
+        """What ``expected`` has a gradient for and this has not: inputs and states by name;
+        parameters by name when both use the same names."""
+        lacking = [n for n, g in expected.wrt.items() if g is not None and self.wrt.get(n) is None]
+        lacking += [n for n, g in expected.params.items()
+                    if g is not None and n in self.params and self.params[n] is None]
+        return lacking
+
+
+def require_graph(outputs: Outputs) -> None:
+    """NoGradient unless some output is part of an autograd graph."""
+    if not any(t.requires_grad for t in outputs.named().values()):
+        raise NoGradient("no gradient reaches the input, hx or any parameter: the outputs were "
+                         "computed without autograd (no_grad, detached, or outside torch)")
 
 
 def backward(
@@ -80,19 +106,33 @@ def backward(
     *, seed: int,
 ) -> tuple[Gradients, Upstream]:
     """Run forward on leaf copies of the inputs, backward from ``upstream`` (drawn from ``seed``
-    when None), and collect every gradient (zeros for anything unused)."""
+    when None), and collect every gradient (None where none reached). NoGradient when the
+    outputs are not part of a graph at all."""
     leaves = leaf_inputs(inputs)
     outputs = run(leaves)
     upstream = upstream or Upstream.like(outputs, seed=seed)
+    require_graph(outputs)
     named = {"input": leaves.x, **state_leaves(leaves)}
     params = dict(module.named_parameters())
     targets = [*named.values(), *params.values()]
     grads = torch.autograd.grad(upstream.loss(outputs), targets, allow_unused=True)
-    filled = [torch.zeros_like(t) if g is None else g for t, g in zip(targets, grads)]
     return (
-        Gradients(dict(zip(named, filled[: len(named)])), dict(zip(params, filled[len(named):]))),
+        Gradients(dict(zip(named, grads[: len(named)])), dict(zip(params, grads[len(named):]))),
         upstream,
     )
+
+
+def require_gradients(got: Gradients, want: Gradients) -> None:
+    """NoGradient naming everything torch's module gives a gradient and the implementation does
+    not (the input, h_0, c_0, parameters by name; any parameter at all for other layouts)."""
+    missing = got.missing(want)
+    if missing:
+        named = {"input": "the input", "h_0": "h_0", "c_0": "c_0"}
+        raise NoGradient(f"no gradient reaches {', '.join(named.get(n, n) for n in missing)}")
+    torch_has = any(g is not None for g in want.params.values())
+    if torch_has and not any(g is not None for g in got.params.values()):
+        raise NoGradient(f"no gradient reaches any parameter ({len(got.params)} parameters: "
+                         + (", ".join(got.params) or "none") + ")")
 
 
 def uses_torch_names(module: nn.Module, reference: nn.Module) -> bool:
@@ -124,7 +164,7 @@ def directional_derivatives(
         mapped = dict(loaded.named_parameters())
         along_impl = sum(
             float((impl.params[n].double().cpu() * mapped[n].detach().double().cpu()).sum())
-            for n in impl.params
+            for n in impl.params if impl.params[n] is not None
         )
         along_torch = sum(
             float((ref.params[n].double() * direction[n].double()).sum()) for n in ref.params

@@ -231,9 +231,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     from harness.checks import NotSupported
 
     try:
-        return (yield)
+        result = yield
     except NotSupported as error:
         pytest.skip(f"not supported: {error}")
+    # A check that compared nothing has not passed: it is not supported, saying what was empty.
+    measured = pyfuncitem.funcargs.get("check")
+    reason = getattr(measured, "vacuous_reason", None)
+    if reason is not None:
+        pytest.skip(f"not supported: {reason}")
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
@@ -365,6 +371,7 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
         max_error=getattr(measured, "max_error", None),
         tolerance=None if tol is None else tol.atol,
         rtol=None if tol is None else tol.rtol,
+        compared=getattr(measured, "compared", None),
         metrics=recorded_metrics(measured),
     )
 

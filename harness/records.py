@@ -43,6 +43,7 @@ class Record:
     outcome: passed, failed, not supported (outside the claimed contract) or skipped (the
         environment lacks something, e.g. CUDA).
     max_error, tolerance, rtol: the largest absolute error the check compared, and its bound.
+    compared: how many values the check compared (a check that compared none is not a pass).
     duration_s: wall time of the check. message: why it failed or was not run.
     nodeid: the pytest node that reproduces it; origin: the entry's source (MODULE:CLASS for
         --impl-class); metrics: further named figures.
@@ -58,6 +59,7 @@ class Record:
     max_error: float | None = None
     tolerance: float | None = None
     rtol: float | None = None
+    compared: int | None = None
     duration_s: float = 0.0
     message: str | None = None
     nodeid: str = ""

@@ -57,7 +57,7 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
             row["run_dir"] = str(directory)
             rows.append(row)
     columns = ["impl", "family", "suite", "check", "outcome", "case_id", "case", "max_error",
-               "tolerance", "rtol", "duration_s", "message", "nodeid", "origin", "metrics",
+               "tolerance", "rtol", "compared", "duration_s", "message", "nodeid", "origin", "metrics",
                "run_id", "machine", "run_dir"]
     return infos, pd.DataFrame(rows, columns=columns)
 
@@ -128,7 +128,7 @@ def errors_matrix(frame: pd.DataFrame) -> str:
 def size_of(case: object) -> int:
     if not isinstance(case, dict):
         return 0
-    batch = case.get("batch") or 1
+    batch = 1 if case.get("batch") is None else case["batch"]
     layers = case.get("num_layers", 1) * (2 if case.get("bidirectional") else 1)
     return case.get("seq_len", 0) * batch * case.get("hidden_size", 0) * layers
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from harness.case import Case
 from harness.contract import Inputs
+from harness.gradients import NoGradient
 
 # Initialisations the curves are measured at: torch's standard one, and spectral radii.
 RADII: dict[str, float | None] = {"standard": None, "rho0.5": 0.5, "rho1.0": 1.0, "rho1.5": 1.5}
@@ -33,9 +34,18 @@ VANISHED = 1e-6  # a gradient below this fraction of its last-step value has van
 
 @dataclass(frozen=True)
 class Curve:
-    """||dL/dh_{T-k}|| for lags k = 0 .. T-1 (k = 0 is the last step, where the loss is)."""
+    """||dL/dh_{T-k}|| for lags k = 0 .. T-1 (k = 0 is the last step, where the loss is).
+    reached: whether any gradient reached h_{T-k} at all (a norm of 0 can still be reached)."""
 
     norms: tuple[float, ...]
+    reached: tuple[bool, ...] | None = None
+
+    def unreached_lags(self, other: Curve) -> list[int]:
+        """Lags where ``other``'s gradient reached h_t and this curve's did not."""
+        if self.reached is None or other.reached is None:
+            return []
+        return [k for k, (mine, theirs) in enumerate(zip(self.reached, other.reached))
+                if theirs and not mine]
 
     @property
     def nonfinite(self) -> bool:
@@ -72,6 +82,9 @@ def gradient_curve(run, module, case: Case, inputs: Inputs, *, seed: int) -> Cur
     for t in range(case.seq_len):
         x_t = inputs.x.narrow(time_dim, t, 1)
         out = run(module, Inputs(x_t, None, state), step)
+        if not out.h_n.requires_grad:
+            raise NoGradient(f"no gradient reaches h_t: h_n of step {t} was computed without "
+                             "autograd (no_grad, detached, or outside torch)")
         out.h_n.retain_grad()
         carried.append(out.h_n)
         state = out.state
@@ -81,7 +94,8 @@ def gradient_curve(run, module, case: Case, inputs: Inputs, *, seed: int) -> Cur
     upstream = torch.randn(last.shape, generator=generator, dtype=torch.float64)
     (last * upstream.to(last.dtype).to(last.device)).sum().backward()
     norms = [float(h.grad.double().norm()) if h.grad is not None else 0.0 for h in carried]
-    return Curve(tuple(reversed(norms)))
+    reached = [h.grad is not None for h in carried]
+    return Curve(tuple(reversed(norms)), tuple(reversed(reached)))
 
 
 def init_name(case: Case) -> str:

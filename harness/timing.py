@@ -65,34 +65,34 @@ class Timed:
 
 
 def analytic_flops(case: Case, fam: Family, phase: str) -> int:
-    """Matrix-multiply FLOPs of one call (see the module docstring for what is counted)."""
-    batch = case.batch or 1
-    forward = backward = 0  # per step, all layers and directions
+    """Matrix-multiply FLOPs of one call (see the module docstring for what is counted): the
+    FLOPs of one sequence's step, times every valid step of every sequence (0 for an empty
+    batch)."""
+    forward = backward = 0  # per step of one sequence, all layers and directions
     for layer in range(case.num_layers):
         in_features = case.input_size if layer == 0 else case.num_directions * case.h_out
-        input_part = 2 * batch * fam.gates * case.hidden_size * in_features
-        recurrent = 2 * batch * fam.gates * case.hidden_size * case.h_out
+        input_part = 2 * fam.gates * case.hidden_size * in_features
+        recurrent = 2 * fam.gates * case.hidden_size * case.h_out
         if case.proj_size:
-            recurrent += 2 * batch * case.hidden_size * case.proj_size
+            recurrent += 2 * case.hidden_size * case.proj_size
         forward += case.num_directions * (input_part + recurrent)
         # weight gradients + the gradient through h + (beyond layer 0) the input's gradient
         backward += case.num_directions * (
             input_part + recurrent + recurrent + (input_part if layer else 0))
-    steps = sum(case.effective_lengths) / batch  # mean valid length
     per_step = forward + backward if phase == "forward_backward" else forward
-    return int(per_step * steps)
+    return int(per_step * sum(case.effective_lengths))
 
 
 def gemm_flops(case: Case) -> int:
     """FLOPs of the reference GEMM of a shape: (T*B, I) @ (I, 4H), the size of an LSTM's hoisted
     input projection, the most efficient matmul a recurrent layer of this shape can do."""
-    return 2 * case.seq_len * (case.batch or 1) * case.input_size * 4 * case.hidden_size
+    return 2 * case.seq_len * case.rows * case.input_size * 4 * case.hidden_size
 
 
 def gemm_callable(case: Case) -> Callable[[], None]:
     generator = torch.Generator().manual_seed(0)
     device = torch.device(case.device)
-    a = torch.randn(case.seq_len * (case.batch or 1), case.input_size, generator=generator)
+    a = torch.randn(case.seq_len * case.rows, case.input_size, generator=generator)
     b = torch.randn(case.input_size, 4 * case.hidden_size, generator=generator)
     a, b = a.to(device, case.torch_dtype), b.to(device, case.torch_dtype)
     return lambda: torch.mm(a, b)

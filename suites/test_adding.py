@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pytest
+import torch
 
 from harness.adding import adding_case, budget_for, train
 from harness.plugin import cases
@@ -26,5 +27,7 @@ def test_adding_problem(subject, check):
         steps_run=result.steps_run, seconds=result.seconds, seed=case.data_seed,
         curve=[list(point) for point in result.curve], **asdict(budget),
     )
+    mse = torch.tensor([m for _, m in result.curve], dtype=torch.float64)
     if not result.finite:
         check.fail(f"training diverged: test MSE became non-finite by step {result.steps_run}")
+    check.finite("test MSE at each evaluation", mse)

@@ -9,9 +9,12 @@ import torch
 from harness.checks import Tolerance
 from harness.contract import Inputs
 from harness.gradients import (
+    NoGradient,
     backward,
     directional_derivatives,
     padded_mask,
+    require_gradients,
+    require_graph,
     uses_torch_names,
 )
 from harness.grids import BASE, layouts, varlen
@@ -43,6 +46,7 @@ def test_gradients_match_reference(subject, check):
                              seed=case.data_seed)
     want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
                        inputs.to("cpu"), upstream, seed=case.data_seed)
+    require_gradients(got, want)
     tol = gradient_tolerance(case)
     for name, expected in want.wrt.items():
         check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
@@ -60,8 +64,10 @@ def test_padded_steps_get_zero_gradient(subject, check):
     module = subject.build()
     got, _ = backward(lambda i: subject.run(module, i), module, subject.inputs(pad_value=None),
                       None, seed=subject.case.data_seed)
+    if got.wrt["input"] is None:
+        raise NoGradient("no gradient reaches the input")
     mask = padded_mask(subject).to(got.wrt["input"].device)
-    at_padding = got.wrt["input"].masked_select(mask)
+    at_padding = got.wrt["input"].masked_select(mask)  # empty when no step is padded
     check.close("d loss / d input at padded steps", at_padding, torch.zeros_like(at_padding),
                 Tolerance(0.0))
 
@@ -100,6 +106,7 @@ def test_gradcheck(subject, check):
             return tuple(subject.run(self.inner, Inputs(x, inputs.lengths, hx)).named().values())
 
     called = Called()
+    require_graph(subject.run(module, inputs))
 
     def forward(x, *rest):
         hx = rest[: len(states)]
@@ -113,3 +120,5 @@ def test_gradcheck(subject, check):
         check.fail(f"gradcheck: {' '.join(str(error).split())[:600]}")
     if not ok:
         check.fail("gradcheck returned False")
+    outputs = sum(t.numel() for t in forward(*leaves, *params))
+    check.count("gradcheck's Jacobian", outputs * sum(t.numel() for t in (*leaves, *params)))

@@ -86,7 +86,7 @@ def test_h_n_rows_are_layer_major(subject, check):
         output = output.transpose(0, 1)
     # output: (T, B, D * h_out); h_n: (L * D, B, h_out)
     top = (case.num_layers - 1) * case.num_directions
-    check.shape("h_n", h_n, (case.num_layers * case.num_directions, case.batch or 1, case.h_out))
+    check.shape("h_n", h_n, (case.num_layers * case.num_directions, case.rows, case.h_out))
     check.close("h_n[last layer, forward] vs output[T-1, :, :h_out]",
                 h_n[top], output[-1, :, : case.h_out])
     if case.bidirectional:

@@ -59,6 +59,14 @@ def test_valid_edge_values_are_accepted():
     assert not BASE.with_(lengths=(5, 5, 5)).varlen
 
 
+@pytest.mark.parametrize(("batch", "rows", "lengths"), [(0, 0, ()), (None, 1, (4,)),
+                                                        (3, 3, (4, 4, 4))])
+def test_rows_and_lengths_of_empty_unbatched_and_full_batches(batch, rows, lengths):
+    case = Case(seq_len=4, batch=batch, input_size=1, hidden_size=2)
+    assert case.rows == rows
+    assert case.effective_lengths == lengths
+
+
 # Ids --------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from harness.spec import Capabilities
 
 CASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=4)
 VARLEN = CASE.with_(lengths=(5, 2, 3))
-X = torch.randn(5, 3, 3)
+X = torch.randn(5, 3, 3, generator=torch.Generator().manual_seed(0))
 OUT, H, C = torch.zeros(5, 3, 4), torch.zeros(1, 3, 4), torch.ones(1, 3, 4)
 
 

@@ -14,11 +14,15 @@ from harness.gate import (
     IMPROVEMENT,
     REGRESSION,
     UNCHANGED,
+    UNJUDGED,
     Comparison,
+    attainable_p,
     check_regressions,
     holm,
     judge,
     pair,
+    processes_needed,
+    smallest_p,
 )
 from harness.records import Record, RecordWriter, RunInfo, write_run_info
 
@@ -32,6 +36,27 @@ def test_holm_steps_down_and_stays_monotone():
     adjusted = holm([0.001, 0.2, 0.04, 0.03])
     order = np.argsort([0.001, 0.2, 0.04, 0.03])
     assert list(np.array(adjusted)[order]) == sorted(adjusted)
+
+
+@pytest.mark.parametrize(("n", "p"), [(3, 1 / 20), (4, 1 / 70), (5, 1 / 252), (6, 1 / 924)])
+def test_smallest_p_is_one_over_the_number_of_orderings(n, p):
+    assert smallest_p(n, n) == pytest.approx(p)
+
+
+def test_holm_multiplies_the_attainable_p_and_the_minimum_follows():
+    assert attainable_p(5, 5, 2) == pytest.approx(2 / 252)
+    assert attainable_p(5, 5, 3) == pytest.approx(3 / 252)
+    assert processes_needed(1, 0.01) == 5  # 1/252 < 0.01 <= 1/70
+    assert processes_needed(3, 0.01) == 6  # 3/252 >= 0.01 > 3/924
+    assert processes_needed(1, 0.05) == 4  # 1/70 < 0.05 <= 1/20
+
+
+def test_too_few_processes_are_not_judged_even_when_far_apart():
+    """4 against 4 can never reach p < 0.01: a 1.75x slowdown is 'not judged', never OK."""
+    comparison = Comparison(("x", "s", "inference"), (1.0, 1.01, 1.02, 1.03),
+                            (1.75, 1.76, 1.77, 1.78))
+    (verdict,) = judge([comparison], alpha=0.01, min_effect=0.03)
+    assert verdict.verdict == UNJUDGED
 
 
 def processes(center, n=10, spread=0.004, seed=0):
@@ -68,11 +93,11 @@ def test_a_check_that_passed_and_now_fails_is_a_regression():
     assert check_regressions([ok], [ok]) == []
 
 
-def results(directory, centers, *, info=INFO, checks=()):
+def results(directory, centers, *, info=INFO, checks=(), n=8):
     write_run_info(directory, info)
     writer = RecordWriter(directory)
     for impl, center in centers.items():
-        for worker, value in enumerate(processes(center, n=8, seed=hash(impl) % 100)):
+        for worker, value in enumerate(processes(center, n=n, seed=len(impl))):
             samples = [value * (1 + 0.01 * k) for k in range(5)]
             writer.write(Record(impl=impl, family="gru", suite="latency", check="inference",
                                 outcome="passed", case_id="T50-B8-I128-H128",
@@ -93,6 +118,16 @@ def test_compare_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| + | torch-gru |" in out and "regression" in out
     assert "geometric mean" in (tmp_path / "s.md").read_text()
+
+
+def test_compare_of_too_small_result_sets_says_so_and_exits_2(tmp_path, capsys):
+    base = results(tmp_path / "base", {"torch-gru": 1.0}, n=4)
+    slow = results(tmp_path / "slow", {"torch-gru": 1.75}, n=4)
+    assert main(["compare", str(base), str(slow)]) == 2
+    captured = capsys.readouterr()
+    assert "**INCONCLUSIVE**" in captured.out and "**OK**" not in captured.out
+    assert captured.err.count("\n") == 1
+    assert "4 processes per side cannot detect" in captured.err and "5 or more" in captured.err
 
 
 def test_compare_refuses_other_machines_unless_allowed(tmp_path, capsys):
@@ -132,6 +167,11 @@ def test_compare_writes_the_github_step_summary(tmp_path, monkeypatch, capsys):
      ["'no-such-ref-xyz'"]),
     (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--workers", "2"],
      ["--workers 2"]),
+    (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--workers", "3"],
+     ["--workers 3", "5 or more processes per side"]),
+    (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--workers", "4",
+      "--phase", "inference"], ["--workers 4", "0.0143", "5 or more"]),
+    (["calibrate", "--per-side", "4", "--processes", "8"], ["--per-side 4", "5 or more"]),
     (["compare", "a", "b", "--alpha", "2"], ["--alpha 2"]),
 ])
 def test_gate_and_compare_bad_input(argv, names, capsys):

@@ -52,7 +52,23 @@ MUTANTS = [
     ("WrongGateDerivativeLSTM", "lstm", "gradients", "gradcheck"),
     ("WrongTanhDerivativeRNN", "rnn_tanh", "gradients", "gradients_match_reference"),
     ("Float32AccumulatingLSTM", "lstm", "gradients", "gradcheck"),
+    ("NoGradLSTM", "lstm", "gradients", "gradients_match_reference"),
+    ("NoGradLSTM", "lstm", "gradients", "padded_steps_get_zero_gradient"),
+    ("NoGradLSTM", "lstm", "gradients", "gradcheck"),
+    ("NoGradLSTM", "lstm", "stability", "gradient_norms_over_time"),
+    ("NoGradLSTM", "lstm", "stability", "large_recurrent_weights_finite_or_flagged"),
+    ("NoGradLSTM", "lstm", "adding", "adding_problem"),
+    ("DetachedOutputsGRU", "gru", "gradients", "gradients_match_reference"),
+    ("DetachedOutputsGRU", "gru", "gradients", "padded_steps_get_zero_gradient"),
+    ("DetachedOutputsGRU", "gru", "gradients", "gradcheck"),
+    ("DetachedOutputsGRU", "gru", "stability", "gradient_norms_over_time"),
+    ("DetachedInputRNN", "rnn_tanh", "gradients", "gradients_match_reference"),
+    ("DetachedInputRNN", "rnn_tanh", "gradients", "padded_steps_get_zero_gradient"),
+    ("DetachedInputRNN", "rnn_tanh", "gradients", "gradcheck"),
 ]
+
+# Mutants whose gradient never reaches something torch's does: every failing check must say so.
+NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN"}
 
 CORRECT = {
     "lstm": "harness.impls.scratch:ScratchLSTM",
@@ -76,6 +92,8 @@ def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
     assert code == 1
     assert failed, f"{suite}::{check} did not catch {mutant}"
     assert all(r["message"] for r in failed)
+    if mutant in NO_GRADIENT and check != "gradcheck":
+        assert all("no gradient reaches" in r["message"] for r in failed), failed[0]["message"]
 
 
 @pytest.mark.parametrize("suite", sorted({s for _, _, s, _ in MUTANTS}))

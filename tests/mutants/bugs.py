@@ -452,3 +452,34 @@ class WrongTanhDerivativeRNN(ScratchRNN):
     def cell(self, slot, x_t, state):
         a = self.cells[slot].input_to_hidden(torch.cat((x_t, state[0]), dim=1))
         return (SloppyTanh.apply(a),)
+
+
+# --- autograd cut (the forward is exact; no gradient flows back) --------------------------------
+
+
+class NoGradLSTM(ScratchLSTM):
+    """The whole forward under torch.no_grad, as an inference-only runtime computes it."""
+
+    def forward(self, input, hx=None, **kwargs):
+        with torch.no_grad():
+            return super().forward(input, hx, **kwargs)
+
+
+class DetachedOutputsGRU(ScratchGRU):
+    """Returns output and h_n detached from the graph (a '.detach()' left in for logging)."""
+
+    def forward(self, input, hx=None, **kwargs):
+        output, h_n = super().forward(input, hx, **kwargs)
+        if isinstance(output, torch.nn.utils.rnn.PackedSequence):
+            output = output._replace(data=output.data.detach())
+        else:
+            output = output.detach()
+        return output, h_n.detach()
+
+
+class DetachedInputRNN(ScratchRNN):
+    """Detaches the input before the recurrence: weights still learn, but no gradient reaches
+    the input (a stacked model's lower layers would never train)."""
+
+    def cell(self, slot, x_t, state):
+        return super().cell(slot, x_t.detach(), state)
