@@ -4,8 +4,8 @@ pytest-benchmark export, and the latency section of the report.
 Every (implementation, shape, phase) task is timed once in each of several fresh worker
 processes, one process at a time (benchmarks never run beside anything else of ours), each
 process taking the tasks in a different rotation so slow drift spreads over all of them. Next to
-the tasks, each process times a reference GEMM of every shape, which gives the fraction of this
-machine's matmul throughput an implementation reaches (the roofline column).
+the tasks, each process times the machine's matmul-peak sweep (harness.peak), which gives the
+fraction of this machine's matmul throughput an implementation reaches (the roofline column).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from harness.case import Case
 from harness.families import FAMILIES
 from harness.records import FAILED, PASSED, SKIPPED, Record, RecordWriter
 from harness.spec import ImplSpec
-from harness.timing import PHASES, Task, analytic_flops, gemm_flops
+from harness.peak import PEAK, Gemm, sweep
+from harness.timing import PHASES, Task, analytic_flops
 
 SUITE = "latency"
-GEMM = "gemm"
 
 
 @dataclass(frozen=True)
@@ -156,13 +156,14 @@ def resolve_spec(impl: str, origin: str, family: str) -> ImplSpec:
 
 def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Runs inside a worker process."""
-    from harness.timing import measure, measure_gemm
+    from harness.timing import measure, measure_peak
 
-    case = Case.from_dict(payload["case"])
-    if kind == GEMM:
-        timed = measure_gemm(case, threads=payload["threads"],
+    if kind == PEAK:
+        gemm = Gemm(payload["backend"], payload["size"], payload["device"])
+        timed = measure_peak(gemm, threads=payload["threads"],
                              min_run_time=payload["min_run_time"])
     else:
+        case = Case.from_dict(payload["case"])
         spec = resolve_spec(payload["impl"], payload["origin"], payload["family"])
         task = Task(spec.name, case, payload["phase"], payload["cudnn_benchmark"])
         timed = measure(spec, task, threads=payload["threads"],
@@ -170,6 +171,9 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
                         slowdown=payload.get("slowdown", 0.0))
     return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
             "peak_bytes": timed.peak_bytes}
+
+
+PEAK_RUN_TIME = 0.1  # seconds per point of the peak sweep in each process
 
 
 def rotated(items: Sequence, k: int) -> list:
@@ -188,7 +192,7 @@ class Side:
     out: Path
     run_id: str
     env: dict[str, str] | None = None
-    gemm: bool = True
+    peak: bool = True
     slowdown: float = 0.0
 
 
@@ -213,10 +217,10 @@ def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600
                 side = sides[(index + worker) % len(sides)] if worker % 2 else sides[index]
                 writer = writers[sides.index(side)]
                 plan = side.plan
-                jobs = [Job(f"{worker}:gemm:{c.id}", GEMM,
-                            {"case": c.to_dict(), "threads": plan.threads,
-                             "min_run_time": plan.min_run_time})
-                        for c in plan.shapes()] if side.gemm else []
+                jobs = [Job(f"{worker}:peak:{g.id}", PEAK,
+                            {"backend": g.backend, "size": g.size, "device": g.device,
+                             "threads": plan.threads, "min_run_time": PEAK_RUN_TIME})
+                        for g in sweep(plan.device)] if side.peak else []
                 # Peak memory does not vary between processes: the first one measures it.
                 plan_w = plan if worker == 0 else replace(plan, memory=False)
                 jobs += [Job(f"{worker}:{i}", "time",
@@ -257,21 +261,25 @@ def skip_all(plans: Sequence[Plan], out: Path, *, run_id: str, why: str) -> list
 
 def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
               worker: int, run_id: str, threads: int) -> Record:
-    case = Case.from_dict(payload["case"])
-    if kind == GEMM:
-        impl, family, check, origin = GEMM, GEMM, GEMM, ""
-    else:
-        spec = specs[payload["impl"]]
-        impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
     error = result.get("error")
     samples = result.get("block_s") or []
     metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
-               "worker": worker, "threads": threads,
-               "peak_bytes": result.get("peak_bytes"),
-               "cudnn_benchmark": payload.get("cudnn_benchmark")}
+               "worker": worker, "threads": threads}
+    if kind == PEAK:
+        gemm = Gemm(payload["backend"], payload["size"], payload["device"])
+        impl, family, check, origin = PEAK, PEAK, "gemm", ""
+        case_id, case = gemm.id, None
+        metrics.update(backend=gemm.backend, size=gemm.size, flops=gemm.flops)
+    else:
+        spec = specs[payload["impl"]]
+        impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
+        parsed = Case.from_dict(payload["case"])
+        case_id, case = parsed.id, parsed.to_dict()
+        metrics.update(peak_bytes=result.get("peak_bytes"),
+                       cudnn_benchmark=payload.get("cudnn_benchmark"))
     return Record(
         impl=impl, family=family, suite=SUITE, check=check,
-        outcome=FAILED if error else PASSED, case_id=case.id, case=case.to_dict(),
+        outcome=FAILED if error else PASSED, case_id=case_id, case=case,
         duration_s=sum(samples) * (result.get("number_per_run") or 0),
         message=error, origin=origin, metrics=metrics, run_id=run_id,
     )
@@ -286,6 +294,10 @@ def progress_line(record: Record) -> str:
 
 
 # Statistics ------------------------------------------------------------------------------------
+
+
+NOISY_IQR = 0.20  # IQR over median above this: the blocks of a timing scatter
+NOISY_SPREAD = 1.2  # largest over smallest per-process median above this: processes disagree
 
 
 @dataclass(frozen=True)
@@ -334,6 +346,19 @@ class Timing:
         return max(medians) / min(medians) if medians else math.nan
 
     @property
+    def noise(self) -> str | None:
+        """Why this timing is not to be trusted as it is (None when nothing says so): blocks
+        scattered (IQR over median above 20%) or processes disagreeing (per-process medians
+        more than 1.2x apart)."""
+        reasons = []
+        if self.iqr_s / self.median_s > NOISY_IQR:
+            reasons.append(f"IQR {self.iqr_s / self.median_s:.0%} of the median "
+                           f"(> {NOISY_IQR:.0%})")
+        if self.process_spread > NOISY_SPREAD:
+            reasons.append(f"processes {self.process_spread:.2f}x apart (> {NOISY_SPREAD:g}x)")
+        return "; ".join(reasons) or None
+
+    @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.median_s
 
@@ -350,20 +375,58 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], Timing]:
             grouped.setdefault((r.impl, r.case_id, r.check), []).append(r)
     out = {}
     for key, group in grouped.items():
+        per_process = tuple(tuple(r.metrics["samples_s"]) for r in group)
+        impl, _, phase = key
+        if impl == PEAK:
+            out[key] = Timing(per_process, flops=int(group[0].metrics["flops"]))
+            continue
         case = Case.from_dict(group[0].case)
         peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
-        impl, _, phase = key
         family = FAMILIES.get(group[0].family)
-        flops = (gemm_flops(case) if impl == GEMM
-                 else analytic_flops(case, family, phase) if family else 0)
         out[key] = Timing(
-            tuple(tuple(r.metrics["samples_s"]) for r in group),
-            flops=flops,
+            per_process,
+            flops=analytic_flops(case, family, phase) if family else 0,
             peak_bytes=max(peaks) if peaks else None,
             tokens=sum(case.effective_lengths),
             case=case,
         )
     return out
+
+
+@dataclass(frozen=True)
+class PartialFailure:
+    """A timing that failed in some worker processes and not in others: the failure depends
+    on what ran before it in the process (or on chance), and is worth reading."""
+
+    key: tuple[str, str, str]  # (impl, case id, phase)
+    failed: int
+    processes: int
+    message: str
+
+    def __str__(self) -> str:
+        impl, case_id, phase = self.key
+        return (f"{impl} {phase} {case_id}: failed in {self.failed} of {self.processes} "
+                f"processes ({self.message})")
+
+
+def partial_failures(records: Iterable[Record]) -> list[PartialFailure]:
+    """Timings with both failed and passed records."""
+    grouped: dict[tuple[str, str, str], list[Record]] = {}
+    for r in records:
+        if r.suite == SUITE and r.outcome in (PASSED, FAILED):
+            grouped.setdefault((r.impl, r.case_id, r.check), []).append(r)
+    out = []
+    for key, group in grouped.items():
+        failed = [r for r in group if r.outcome == FAILED]
+        if failed and len(failed) < len(group):
+            out.append(PartialFailure(key, len(failed), len(group), failed[0].message or ""))
+    return out
+
+
+def peak_of(measured: dict[tuple[str, str, str], Timing]) -> tuple[float, str] | None:
+    """The machine's matmul peak (GFLOP/s) and the sweep point that reached it."""
+    points = [(t.gflops, case_id) for (impl, case_id, _), t in measured.items() if impl == PEAK]
+    return max(points) if points else None
 
 
 def reference_impl(family: str) -> str:
@@ -384,6 +447,8 @@ def pytest_benchmark_json(records: list[Record], info) -> dict[str, Any]:
     benchmarks = []
     by_key = {(r.impl, r.case_id, r.check): r for r in records if r.suite == SUITE}
     for (impl, case_id, phase), timing in timings(records).items():
+        if impl == PEAK:
+            continue
         stats = Stats()
         for sample in timing.samples:
             stats.update(sample)
@@ -434,32 +499,50 @@ def report_section(frame, output: Path) -> list[str]:
     return lines
 
 
+SUSPECT = "⚠"  # marks a figure not to be trusted as printed; the legend line says why
+
+
 def machine_section(records: list[Record], output: Path, *, title: str,
                     suffix: str) -> list[str]:
     """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
-    roofline fraction and peak memory; plots of latency against hidden size and length."""
+    roofline fraction and peak memory, noisy and suspect figures marked; timings that failed in
+    some processes only; plots of latency against hidden size and length."""
     import pandas as pd
 
     from harness.report import md
 
     measured = timings(records)
-    gemm = {case_id: t for (impl, case_id, _), t in measured.items() if impl == GEMM}
-    peak = max((t.gflops for t in gemm.values()), default=None)  # this machine's matmul peak
+    peak = peak_of(measured)
     families = {r.impl: r.family for r in records}
     lines = [f"## {md(title)}", "",
              "Medians over every timed block of every worker process (torch.utils.benchmark "
              "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
              "the median; *spread* the largest over the smallest per-process median; *ratio* is "
              "the median over the torch.nn module of the same family; *% peak* is GFLOP/s "
-             "(analytic matmul FLOPs) over this machine's matmul peak, the fastest reference GEMM "
-             "(one per shape, the size of the shape's input projection) timed in the same run; "
-             "*peak MB* is the tensor memory high-water mark of one call.", ""]
+             "(analytic matmul FLOPs) over this machine's matmul peak (below); *peak MB* is the "
+             "tensor memory high-water mark of one call.", ""]
+    if peak is not None:
+        gflops, point = peak
+        backend = next(r.metrics.get("backend") for r in records
+                       if r.impl == PEAK and r.case_id == point)
+        lines += [f"Machine peak: {gflops:.1f} GFLOP/s float32, reached by {md(backend)} on a "
+                  f"{point.rsplit('-', 1)[1]}-square GEMM: the best of a sweep of GEMM sizes "
+                  "and backends timed in every worker process of this run.", ""]
+    noisy = suspect = 0
     for phase in PHASES:
         rows = []
         for (impl, case_id, p), t in measured.items():
-            if p != phase or impl == GEMM:
+            if p != phase or impl == PEAK:
                 continue
             reference = measured.get((reference_impl(families[impl]), case_id, phase))
+            share = t.gflops / peak[0] if peak else None
+            marks = []
+            if t.noise:
+                marks.append(f"{SUSPECT} noisy: {t.noise}")
+                noisy += 1
+            if share is not None and share > 1:
+                marks.append(f"{SUSPECT} above the machine peak")
+                suspect += 1
             rows.append({
                 "implementation": md(impl),
                 "shape": md(case_id),
@@ -469,18 +552,32 @@ def machine_section(records: list[Record], output: Path, *, title: str,
                 "ratio": f"{t.median_s / reference.median_s:.2f}x" if reference else "—",
                 "tokens/s": f"{t.tokens_per_s:,.0f}",
                 "GFLOP/s": f"{t.gflops:.2f}",
-                "% peak": f"{t.gflops / peak:.0%}" if peak else "—",
+                "% peak": "—" if share is None else (
+                    f"{SUSPECT} {share:.0%}" if share > 1 else f"{share:.0%}"),
                 "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
+                "note": md("; ".join(marks)),
             })
         if not rows:
             continue
         table = pd.DataFrame(rows).sort_values(["shape", "implementation"], kind="stable")
+        if not table["note"].str.len().any():
+            table = table.drop(columns="note")
         lines += [f"### {phase.replace('_', '+')}", "",
                   table.to_markdown(index=False, disable_numparse=True), ""]
+    timed = sum(1 for (impl, _, _) in measured if impl != PEAK)
+    lines += [f"{SUSPECT} marks a figure not to be trusted as printed: *noisy* when the blocks "
+              f"scatter (IQR above {NOISY_IQR:.0%} of the median) or the processes disagree "
+              f"(spread above {NOISY_SPREAD:g}); *above the machine peak* when a timing's "
+              "GFLOP/s exceeds the peak measured in the same run (the FLOP count or the timing "
+              f"is off). This run: {noisy} of {timed} timings noisy, {suspect} above the peak.",
+              ""]
+    partial = partial_failures(records)
+    if partial:
+        lines += ["### Timings that failed in some processes only", "",
+                  "The same timing passed in other worker processes: the failure depends on "
+                  "what ran before it in the process, or on chance.", ""]
+        lines += [f"- {md(p)}" for p in partial] + [""]
     lines += packed_versus_padded(measured)
-    if gemm:
-        lines += ["Reference GEMM (T*B x I) @ (I x 4H) per shape: " + ", ".join(
-            f"{case_id}: {t.gflops:.1f} GFLOP/s" for case_id, t in gemm.items()) + ".", ""]
     for png, what in plot_latency(measured, families, output, suffix=suffix):
         lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
@@ -496,7 +593,7 @@ def packed_versus_padded(measured: dict) -> list[str]:
     rows = []
     for (impl, _, phase), packed in measured.items():
         case = packed.case
-        if impl == GEMM or case is None or not case.varlen:
+        if impl == PEAK or case is None or not case.varlen:
             continue
         padded = measured.get((impl, case.with_(lengths=None).id, phase))
         if padded is None:
@@ -532,7 +629,7 @@ def plot_latency(measured: dict, families: dict, output: Path,
 
     # (impl, phase, case, median) of fixed-length shapes: packed ones are compared in the tables.
     rows = [(impl, phase, t.case, t.median_s) for (impl, _, phase), t in measured.items()
-            if impl != GEMM and t.case is not None and t.case.lengths is None]
+            if impl != PEAK and t.case is not None and t.case.lengths is None]
     made = []
     for axis, label in (("hidden_size", "hidden size"), ("seq_len", "sequence length")):
         values = {getattr(c, axis) for _, _, c, _ in rows}

@@ -127,7 +127,7 @@ def measure_pools(spec, plan_for: Callable[[float], object], slowdowns: dict[str
     """Measure every pool interleaved (one fresh process per pool per round)."""
     from harness.bench import Side, run_sides
 
-    sides = [Side(plan_for(s), out / label, run_id, gemm=False, slowdown=s)
+    sides = [Side(plan_for(s), out / label, run_id, peak=False, slowdown=s)
              for label, s in slowdowns.items()]
     started = time.perf_counter()
     records = run_sides(sides, workers=processes, progress=progress)

@@ -58,6 +58,9 @@ def build_parser() -> Parser:
                      help="replace the records of an earlier run in --out")
     run.add_argument("--report", metavar="PATH",
                      help="also write the markdown report here (it is always in DIR/report.md)")
+    run.add_argument("--confirm-alone", type=int, default=5, metavar="N",
+                     help="run up to N failed checks again, each alone in a fresh process, and "
+                     "say in their records whether they fail alone too (default 5; 0: off)")
     run.add_argument("-k", dest="keyword", metavar="EXPR",
                      help="only checks whose pytest id matches EXPR (as pytest -k)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
@@ -222,14 +225,10 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     registry = Registry.load()
     rows = []
     for spec in registry.specs.values():
-        caps = spec.capabilities
-        claims = [name for name in ("packed", "lengths", "bidirectional", "multi_layer",
-                                    "batch_first", "proj_size", "dropout", "unbatched")
-                  if getattr(caps, name) and (name != "proj_size" or spec.fam.supports_proj)]
-        rows.append([spec.name, spec.family, ", ".join(claims),
-                     ", ".join(sorted(caps.dtypes)), ", ".join(sorted(caps.devices)),
+        differs = spec.capabilities.differences(spec.fam)
+        rows.append([spec.name, spec.family, "; ".join(differs) or "the full contract",
                      spec.description])
-    print(tabulate(rows, headers=["name", "family", "capabilities", "dtypes", "devices",
+    print(tabulate(rows, headers=["name", "family", "differs from torch's contract",
                                   "description"]))
     for name, why in registry.broken.items():
         print(f"broken entry point {name}: {why}")
@@ -274,6 +273,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import pytest
     import torch
 
+    from harness.alone import confirm, describe
     from harness.records import RunInfo, iter_records, write_run_info
     from harness.report import write_report
     from harness.selection import choose, suite_files
@@ -296,6 +296,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.check_timeout < 0:
         raise UsageError(f"--check-timeout {args.check_timeout:g} is invalid; expected 0 "
                          "(no limit) or more seconds")
+    if args.confirm_alone < 0:
+        raise UsageError(f"--confirm-alone {args.confirm_alone} is invalid; expected 0 (off) "
+                         "or more failed checks")
     torch.set_num_threads(args.threads)
     if args.resume:
         out = Path(args.resume)
@@ -312,7 +315,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                     "-p", "no:cacheprovider",
                     # harness is imported before pytest starts, so its plugin is not rewritten.
                     "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    pytest_args += ["-v", "--tb=short"] if args.verbose else ["-q", "--tb=no", "-rN"]
+    # Not -q: pytest-xdist then prints "bringing up nodes..." twice instead of its worker count.
+    pytest_args += ["-v", "--tb=short"] if args.verbose else ["--no-header", "--tb=no", "-rN"]
     for name in args.impl:
         pytest_args += ["--impl", name]
     for path in args.impl_class:
@@ -328,6 +332,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         pytest_args += ["--resume"]
     code = int(pytest.main(pytest_args))
 
+    if args.confirm_alone:
+        options = ["--device", args.device, "--scale", args.scale, "--threads",
+                   str(args.threads), "--check-timeout", str(args.check_timeout)]
+        limit_s = args.check_timeout * 10 + 60 if args.check_timeout else None
+        confirmed = confirm(out, options, timeout_s=limit_s, limit=args.confirm_alone)
+        for line in describe(confirmed):
+            print(line)
+        if confirmed:
+            write_report([out], out / "report.md")
     records = list(iter_records(out))
     if args.report:
         write_report([out], args.report)
@@ -436,8 +449,15 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     if args.report:
         write_report([out], args.report)
     failed = [r for r in records if r.outcome == "failed"]
-    print(f"seq-harness bench: {len(records)} timings, {len(failed)} failed; report: "
-          f"{out / 'report.md'}; pytest-benchmark JSON: {out / 'benchmark.json'}")
+    noisy = [(key, t.noise) for key, t in bench.timings(records).items()
+             if key[0] != bench.PEAK and t.noise]
+    for (impl, case_id, phase), why in noisy:
+        print(f"noisy: {impl} {phase} {case_id}: {why}")
+    for partial in bench.partial_failures(records):
+        print(f"failed in some processes only: {partial}")
+    print(f"seq-harness bench: {len(records)} timings, {len(failed)} failed, {len(noisy)} "
+          f"noisy; report: {out / 'report.md'}; pytest-benchmark JSON: "
+          f"{out / 'benchmark.json'}")
     return 1 if failed else 0
 
 
@@ -599,8 +619,8 @@ def cmd_gate(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"seq-harness gate: base {base.name}{f' at {ref}' if ref else ''}, head "
               f"{head.name}; {args.workers} fresh processes per side, interleaved", flush=True)
         bench.run_sides(
-            [bench.Side(plan(base), out / "base", info.run_id + "-base", env=env, gemm=False),
-             bench.Side(plan(head), out / "head", info.run_id + "-head", gemm=False)],
+            [bench.Side(plan(base), out / "base", info.run_id + "-base", env=env, peak=False),
+             bench.Side(plan(head), out / "head", info.run_id + "-head", peak=False)],
             workers=args.workers, progress=lambda line: print(line, flush=True))
     title = f"seq-harness gate: {base.name}{f' at {ref}' if ref else ''} → {head.name}"
     try:

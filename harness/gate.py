@@ -146,7 +146,7 @@ def per_process(records: Iterable[Record]) -> dict[tuple[str, str, str], list[fl
     out: dict[tuple[str, str, str], list[float]] = {}
     for r in records:
         samples = r.metrics.get("samples_s") if r.outcome == PASSED else None
-        if r.suite == "latency" and r.impl != "gemm" and samples:
+        if r.suite == "latency" and r.impl != "peak" and samples:
             out.setdefault((r.impl, r.case_id, r.check), []).append(process_statistic(samples))
     return out
 
@@ -181,12 +181,16 @@ def check_regressions(base: Iterable[Record], head: Iterable[Record]) -> list[Re
 
 def mismatches(base: RunInfo, head: RunInfo) -> list[str]:
     """What differs between the two runs' machines and software, each as one phrase."""
+    from harness.machine import differences
+
     out = []
     for field, what in (("processor", "machine"), ("cuda", "GPU"), ("torch", "torch version"),
                         ("threads", "thread count"), ("python", "Python version")):
         if getattr(base, field) != getattr(head, field):
             out.append(f"{what}: {getattr(base, field)!r} vs {getattr(head, field)!r}")
-    return out
+    shown = {"CPU", "GPU"}  # already named above when they differ
+    return out + [d for d in differences(base.fingerprint, head.fingerprint)
+                  if d.split(":")[0] not in shown]
 
 
 def geometric_mean(values: Sequence[float]) -> float:

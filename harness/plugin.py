@@ -319,6 +319,16 @@ def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
     ))
 
 
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A case outside an implementation's claimed contract (or one that compared nothing) is
+    counted by pytest as *not supported*, as the harness records it, not as skipped."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith("not supported"):
+            return "not supported", "n", "NOT SUPPORTED"
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from harness.case import Case
 from harness.families import FAMILIES
 from harness.spec import ImplSpec, spec_from_class
+from harness.subject import reference_weights
 
 GROUP = "seq_harness.impls"
 
@@ -121,10 +122,17 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
         raise type(error)(f"--impl-class {path!r}: {error}") from None
     probe = Case(seq_len=2, batch=1, input_size=3, hidden_size=4)
     try:
-        spec.build(probe)
+        module = spec.build(probe)
     except Exception as error:
         raise ValueError(
             f"--impl-class {path!r} does not build with torch's constructor arguments "
             f"{spec.constructor_kwargs(probe)} ({one_line(error)})"
+        ) from None
+    try:  # a class of another family (a GRU run as --family lstm) fails here, once
+        spec.load_weights(module, reference_weights(probe, spec.fam))
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r} does not take family {family_name}'s weights "
+            f"({one_line(error)}); is --family {family_name} its family?"
         ) from None
     return spec

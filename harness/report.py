@@ -27,6 +27,8 @@ from harness.records import (
     load_run,
     record_rows,
 )
+from harness.alone import reproduce_argv
+from harness.machine import labels
 from harness.selection import suite_names, suite_rank
 
 
@@ -44,7 +46,7 @@ def code(text: object) -> str:
 def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataFrame]:
     """All records of the given run directories as one frame, with the run's machine attached.
     A run given twice (the same run id in two directories) is refused: it would count twice."""
-    infos, rows, seen = [], [], {}
+    infos, runs, seen = [], [], {}
     for directory in dirs:
         info, records = load_run(directory, on_partial=warn)
         if info.run_id in seen:
@@ -52,8 +54,13 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
                                f"{seen[info.run_id]}; each run may be merged once")
         seen[info.run_id] = directory
         infos.append(info)
+        runs.append((directory, records))
+    # Machines are named by what tells them apart (two "AMD EPYC" of different ISA levels).
+    names = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
+    rows = []
+    for (directory, records), name in zip(runs, names):
         for row in record_rows(records):
-            row["machine"] = info.machine
+            row["machine"] = name
             row["run_dir"] = str(directory)
             rows.append(row)
     columns = ["impl", "family", "suite", "check", "outcome", "case_id", "case", "max_error",
@@ -137,15 +144,22 @@ def reproduce(row: pd.Series) -> str:
     """A command that runs exactly this check on exactly this case."""
     if row["suite"] not in suite_names():  # e.g. an entry point that failed to load
         return "seq-harness list"
-    test = row["nodeid"].split("::")[-1] if row["nodeid"] else ""
-    if row["origin"] and ":" in str(row["origin"]) and row["origin"] != "builtin":
-        target = ["--impl-class", row["origin"], "--family", row["family"]]
-    else:
-        target = ["--impl", row["impl"]]
-    command = ["seq-harness", "run", *target, "--suite", row["suite"]]
-    if test:
-        command += ["-k", test]
-    return shlex.join(command)
+    return shlex.join(["seq-harness", *reproduce_argv(
+        impl=row["impl"], family=row["family"], suite=row["suite"], nodeid=row["nodeid"] or "",
+        origin=str(row["origin"] or ""))])
+
+
+def alone_lines(row: pd.Series) -> list[str]:
+    """What re-running the failure alone in a fresh process showed, when it was done."""
+    metrics = row["metrics"] if isinstance(row["metrics"], dict) else {}
+    if metrics.get("alone") == "failed":
+        return ["Fails alone too: confirmed in a fresh process.", ""]
+    if metrics.get("alone") != "passed":
+        return []
+    target = shlex.split(reproduce(row))[:-2]  # the same command without -k: the whole suite
+    return ["**Passed when run alone** in a fresh process: this check fails only after the "
+            "checks that ran before it in the same process (process-wide state leaked). "
+            f"Reproduce with them: {code(shlex.join([*target, '--workers', '0']))}.", ""]
 
 
 def failures(frame: pd.DataFrame) -> list[str]:
@@ -168,6 +182,7 @@ def failures(frame: pd.DataFrame) -> list[str]:
             "",
             f"Reproduce: {code(reproduce(first))}",
             "",
+            *alone_lines(first),
         ]
         if first["machine"]:
             lines += [f"Machine: {md(first['machine'])}.", ""]
@@ -180,17 +195,18 @@ def failures(frame: pd.DataFrame) -> list[str]:
 
 def header(infos: Sequence[RunInfo]) -> list[str]:
     commands = [f"Produced by {code(shlex.join(i.argv))}." for i in infos if i.argv]
+    names = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
     rows = [
         {
             "run": md(i.run_id),
-            "machine": md(i.machine),
+            "machine": md(name),
             "threads": i.threads,
             "torch": md(i.torch),
             "python": md(i.python),
             "commit": md((i.git_commit or "—")[:12]),
             "created": md(i.created),
         }
-        for i in infos
+        for i, name in zip(infos, names)
     ]
     table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     return [*commands, "", table, ""] if commands else [table, ""]

@@ -24,6 +24,13 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 WeightLoader = Callable[[nn.Module, Mapping[str, torch.Tensor]], None]
 
 
+# How `seq-harness list` names each part of the contract.
+CONTRACT_PARTS = {
+    "packed": "PackedSequence input", "lengths": "padded input + lengths=",
+    "multi_layer": "num_layers > 1", "unbatched": "unbatched input", "no_bias": "bias=False",
+}
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """The parts of torch's contract an implementation claims.
@@ -78,6 +85,22 @@ class Capabilities:
         raise TypeError(
             f"harness_capabilities={declared!r} is invalid; expected Capabilities or a mapping"
         )
+
+    def differences(self, fam: Family) -> list[str]:
+        """Every way this differs from torch's full contract, e.g. 'no packed', 'lengths=',
+        'dtypes float32' (proj_size only where the family has it)."""
+        full = Capabilities()
+        out = []
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(full, f.name)
+            if mine == theirs or (f.name == "proj_size" and not fam.supports_proj):
+                continue
+            label = CONTRACT_PARTS.get(f.name, f.name)
+            if isinstance(mine, frozenset):
+                out.append(f"{label} {', '.join(sorted(mine)) or 'none'} only")
+            else:
+                out.append(label if mine else f"no {label}")
+        return out
 
     def why_not(self, case: Case, fam: Family) -> str | None:
         """None when the case is inside the claimed contract, else the reason it is not."""

@@ -30,6 +30,7 @@ import torch
 
 from harness.case import Case
 from harness.families import Family
+from harness.peak import Gemm
 from harness.spec import ImplSpec
 from harness.subject import Subject
 
@@ -81,21 +82,6 @@ def analytic_flops(case: Case, fam: Family, phase: str) -> int:
             input_part + recurrent + recurrent + (input_part if layer else 0))
     per_step = forward + backward if phase == "forward_backward" else forward
     return int(per_step * sum(case.effective_lengths))
-
-
-def gemm_flops(case: Case) -> int:
-    """FLOPs of the reference GEMM of a shape: (T*B, I) @ (I, 4H), the size of an LSTM's hoisted
-    input projection, the most efficient matmul a recurrent layer of this shape can do."""
-    return 2 * case.seq_len * case.rows * case.input_size * 4 * case.hidden_size
-
-
-def gemm_callable(case: Case) -> Callable[[], None]:
-    generator = torch.Generator().manual_seed(0)
-    device = torch.device(case.device)
-    a = torch.randn(case.seq_len * case.rows, case.input_size, generator=generator)
-    b = torch.randn(case.input_size, 4 * case.hidden_size, generator=generator)
-    a, b = a.to(device, case.torch_dtype), b.to(device, case.torch_dtype)
-    return lambda: torch.mm(a, b)
 
 
 def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
@@ -204,10 +190,11 @@ def measure(
     return Timed(timed.block_s, timed.number_per_run, peak)
 
 
-def measure_gemm(case: Case, *, threads: int, min_run_time: float) -> Timed:
+def measure_peak(gemm: Gemm, *, threads: int, min_run_time: float) -> Timed:
+    """One point of the machine's matmul-peak sweep (see harness.peak)."""
     torch.set_num_threads(threads)
-    return time_callable(gemm_callable(case), threads=threads, min_run_time=min_run_time,
-                         label=f"gemm {case.id}")
+    return time_callable(gemm.callable(), threads=threads, min_run_time=min_run_time,
+                         label=f"gemm {gemm.id}")
 
 
 def plain_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:

@@ -15,7 +15,8 @@ from harness.case import Case
 from harness.cli import main
 from harness.families import FAMILIES
 from harness.registry import Registry
-from harness.timing import analytic_flops, gemm_flops
+from harness.peak import PEAK, Gemm, sweep
+from harness.timing import analytic_flops
 from harness.worker import Job, run_jobs
 
 SMALL = Case(seq_len=5, batch=2, input_size=3, hidden_size=4)
@@ -39,7 +40,33 @@ def test_flops_count_both_matmuls_of_every_step():
     varlen = SMALL.with_(lengths=(5, 1))  # 6 valid steps instead of 10
     assert analytic_flops(varlen, lstm, "forward") * 10 == analytic_flops(SMALL, lstm,
                                                                           "forward") * 6
-    assert gemm_flops(SMALL) == 2 * 10 * 3 * 16
+    assert analytic_flops(SMALL.with_(batch=0), lstm, "forward_backward") == 0
+
+
+def test_the_peak_sweep_covers_every_backend_and_times_them():
+    points = sweep("cpu")
+    backends = {g.backend for g in points}
+    assert any(b.startswith(("MKL", "BLAS")) for b in backends)
+    assert len(points) == len(backends) * 3
+    gemm = Gemm(points[-1].backend, 64)
+    assert gemm.flops == 2 * 64**3
+    gemm.callable()()  # every backend runs here
+
+
+def test_noisy_and_partial_timings_are_named():
+    steady = bench.Timing(((1.0, 1.01, 1.02), (1.0, 1.01)))
+    assert steady.noise is None
+    scattered = bench.Timing(((1.0, 1.5, 2.0, 2.5),))
+    assert "IQR" in scattered.noise
+    disagreeing = bench.Timing(((1.0, 1.0), (1.3, 1.3)))
+    assert "1.30x apart" in disagreeing.noise
+    ok = bench.Record(impl="a", family="gru", suite="latency", check="inference",
+                      outcome="passed", case_id="T5")
+    bad = bench.Record(impl="a", family="gru", suite="latency", check="inference",
+                       outcome="failed", case_id="T5", message="RuntimeError: boom")
+    (partial,) = bench.partial_failures([ok, bad, ok])
+    assert str(partial) == "a inference T5: failed in 1 of 3 processes (RuntimeError: boom)"
+    assert bench.partial_failures([bad, bad]) == []
 
 
 def test_grids_by_name_and_from_files(tmp_path):
@@ -118,15 +145,15 @@ def test_bench_end_to_end_with_pytest_benchmark_compare(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 0
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
-    timed = [r for r in records if r["impl"] != "gemm"]
+    timed = [r for r in records if r["impl"] != PEAK]
     assert {(r["impl"], r["metrics"]["worker"]) for r in timed} == {
         ("torch-gru", 0), ("torch-gru", 1), ("scratch-gru", 0), ("scratch-gru", 1)}
     assert all(r["metrics"]["samples_s"] and r["metrics"]["threads"] == 1 for r in records)
     report = (out / "report.md").read_text()
     assert "## Latency" in report and "scratch-gru" in report and "1.00x" in report
     exported = json.loads((out / "benchmark.json").read_text())
-    assert {b["params"]["impl"] for b in exported["benchmarks"]} == {"torch-gru", "scratch-gru",
-                                                                      "gemm"}
+    assert {b["params"]["impl"] for b in exported["benchmarks"]} == {"torch-gru", "scratch-gru"}
+    assert "Machine peak:" in report
     script = Path(sys.executable).parent / "pytest-benchmark"  # pytest-benchmark's own CLI
     compared = subprocess.run([str(script), "compare", str(out / "benchmark.json")],
                               capture_output=True, text=True)

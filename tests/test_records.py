@@ -122,7 +122,9 @@ def test_run_info_collect_round_trips(tmp_path):
     assert info.run_id == "r1" and info.argv == ["pytest", "-k", "x"] and info.threads >= 1
     write_run_info(tmp_path / "new", info)
     assert read_run_info(tmp_path / "new") == info
-    assert info.machine == (info.cuda or info.processor)
+    assert info.machine == (info.cuda or f"{info.processor} ({info.fingerprint['isa']})")
+    assert {"cpu", "cpu_id", "isa", "cores", "memory_gib", "blas", "onednn"} <= set(
+        info.fingerprint)
 
 
 def test_read_run_info_missing_dir(tmp_path):

@@ -264,3 +264,20 @@ def test_latency_of_several_machines_gets_a_section_each(tmp_path):
                                                           processor="Intel Xeon"))
     text = render([first, second], tmp_path / "report.md")
     assert f"## Latency on {md(INFO.processor)}" in text and "## Latency on Intel Xeon" in text
+
+
+def test_machines_of_one_name_are_labelled_by_what_differs(tmp_path):
+    fingerprint = {"cpu": "AMD EPYC", "cpu_id": "AuthenticAMD 23 49 0", "isa": "AVX2",
+                   "cores": 2}
+    avx2 = replace(INFO, processor="AMD EPYC", fingerprint=fingerprint)
+    avx512 = replace(avx2, run_id="run-2", fingerprint={**fingerprint, "isa": "AVX512",
+                                                        "cpu_id": "AuthenticAMD 26 2 0"})
+    zen3 = replace(avx2, run_id="run-3", fingerprint={**fingerprint,
+                                                       "cpu_id": "AuthenticAMD 25 1 1"})
+    runs = [make_run(tmp_path / name, RECORDS[:3], info)
+            for name, info in (("a", avx2), ("b", avx512), ("c", zen3))]
+    header, _, *rows = tables(render(runs))[1]
+    machines = {cells(row)[0] for row in rows}
+    assert machines == {"AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 23 49 0]",
+                        "AMD EPYC (AVX512)",
+                        "AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 25 1 1]"}

@@ -115,3 +115,28 @@ def test_resume_refuses_other_options_and_non_runs(tmp_path, capsys):
     assert "takes no other options" in capsys.readouterr().err
     assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
     assert "not a results directory" in capsys.readouterr().err
+
+
+def test_a_failure_that_passes_alone_says_so_in_record_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--impl-class", f"{BROKEN}:WornOutGRU", "--family", "gru",
+                 "--suite", "shapes", "--workers", "0", "--confirm-alone", "2",
+                 "--out", str(out)])
+    assert code == 1
+    failed = [r for r in records(out) if r["outcome"] == "failed"]
+    confirmed = [r for r in failed if "alone" in r["metrics"]]
+    # --confirm-alone 2: the reproducers (first failing case) of the first two failing checks
+    assert len({(r["check"], r["case_id"]) for r in confirmed}) == 2
+    assert {r["metrics"]["alone"] for r in confirmed} == {"passed"}
+    assert "passed alone: worn-out-gru · shapes" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert "**Passed when run alone**" in report and "--workers 0" in report
+
+
+def test_a_failure_that_fails_alone_too_is_confirmed(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--impl-class", f"{BROKEN}:NanGRU", "--family", "gru", "--suite",
+                 "numerics", "-k", "large_inputs", "--workers", "0", "--out", str(out)]) == 1
+    verdicts = {r["metrics"].get("alone") for r in records(out) if r["outcome"] == "failed"}
+    assert "failed" in verdicts
+    assert "Fails alone too" in (out / "report.md").read_text()

@@ -66,3 +66,17 @@ class GlobalStateGRU(ScratchGRU):
         torch.set_default_dtype(torch.float64)
         torch.manual_seed(1234)
         return result
+
+
+class WornOutGRU(ScratchGRU):
+    """Right until it has run 40 times in one process, then off by 1e-3: a process-wide cache
+    filling up (TorchScript's compile cache, a global buffer). Alone, any one check passes."""
+
+    calls_in_this_process = [0]  # class-level on purpose: the state that leaks between checks
+
+    def forward(self, input, hx=None, **kwargs):
+        output, h_n = super().forward(input, hx, **kwargs)
+        self.calls_in_this_process[0] += 1
+        if self.calls_in_this_process[0] > 40:
+            return output + 1e-3, h_n
+        return output, h_n

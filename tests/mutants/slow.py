@@ -20,3 +20,11 @@ class SlowerGRU(torch.nn.GRU):
         while time.perf_counter() < until:
             pass
         return result
+
+
+class TwiceAsSlowGRU(SlowerGRU):
+    """torch.nn.GRU doing twice the work: a slowdown no noise of a shared machine can hide, for
+    the gate's end-to-end test (the gate's rates on small slowdowns are calibration figures,
+    measured by ``seq-harness calibrate``, not unit tests)."""
+
+    extra = 1.0
