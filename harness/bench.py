@@ -23,9 +23,9 @@ import numpy as np
 
 from harness.case import Case
 from harness.families import FAMILIES
+from harness.peak import PEAK, Gemm, sweep
 from harness.records import FAILED, PASSED, SKIPPED, Record, RecordWriter
 from harness.spec import ImplSpec
-from harness.peak import PEAK, Gemm, sweep
 from harness.timing import PHASES, Task, analytic_flops
 
 SUITE = "latency"

@@ -66,7 +66,8 @@ def undetectable_message(n_base: int, n_head: int, comparisons: int, alpha: floa
     return (f"{sides} processes per side cannot detect a change: over {comparisons} "
             f"comparison{'s' if comparisons != 1 else ''} the smallest attainable p after Holm's "
             f"correction is {attainable_p(n_base, n_head, comparisons):.3g}, not below alpha "
-            f"{alpha:g}; {processes_needed(comparisons, alpha)} or more processes per side are needed")
+            f"{alpha:g}; {processes_needed(comparisons, alpha)} or more processes per side are "
+            "needed")
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.alone import reproduce_argv
+from harness.machine import labels
 from harness.records import (
     FAILED,
     NOT_SUPPORTED,
@@ -27,8 +29,6 @@ from harness.records import (
     load_run,
     record_rows,
 )
-from harness.alone import reproduce_argv
-from harness.machine import labels
 from harness.selection import suite_names, suite_rank
 
 
@@ -64,8 +64,8 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
             row["run_dir"] = str(directory)
             rows.append(row)
     columns = ["impl", "family", "suite", "check", "outcome", "case_id", "case", "max_error",
-               "tolerance", "rtol", "compared", "duration_s", "message", "nodeid", "origin", "metrics",
-               "run_id", "machine", "run_dir"]
+               "tolerance", "rtol", "compared", "duration_s", "message", "nodeid", "origin",
+               "metrics", "run_id", "machine", "run_dir"]
     return infos, pd.DataFrame(rows, columns=columns)
 
 

@@ -14,8 +14,8 @@ from harness import bench
 from harness.case import Case
 from harness.cli import main
 from harness.families import FAMILIES
-from harness.registry import Registry
 from harness.peak import PEAK, Gemm, sweep
+from harness.registry import Registry
 from harness.timing import analytic_flops
 from harness.worker import Job, run_jobs
 

@@ -276,7 +276,7 @@ def test_machines_of_one_name_are_labelled_by_what_differs(tmp_path):
                                                        "cpu_id": "AuthenticAMD 25 1 1"})
     runs = [make_run(tmp_path / name, RECORDS[:3], info)
             for name, info in (("a", avx2), ("b", avx512), ("c", zen3))]
-    header, _, *rows = tables(render(runs))[1]
+    _, _, *rows = tables(render(runs))[1]
     machines = {cells(row)[0] for row in rows}
     assert machines == {"AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 23 49 0]",
                         "AMD EPYC (AVX512)",

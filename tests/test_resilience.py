@@ -74,7 +74,8 @@ def test_global_torch_state_changes_do_not_leak_into_other_implementations(tmp_p
     mine = [r for r in records(out) if r["impl"] == "global-state-gru"]
     theirs = [r for r in records(out) if r["impl"] == "torch-gru"]
     assert any(r["outcome"] == "failed" for r in mine)
-    assert theirs and {r["outcome"] for r in theirs} == {"passed"}
+    assert theirs and {r["outcome"] for r in theirs} <= {"passed", "not supported"}
+    assert any(r["outcome"] == "passed" for r in theirs)
 
 
 def test_kill_9_then_resume_gives_exactly_the_records_of_a_clean_run(tmp_path):

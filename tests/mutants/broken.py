@@ -3,6 +3,8 @@ wrong type, or return NaN. A run must record each as failed checks and carry on.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from harness.impls.scratch import ScratchGRU
@@ -72,7 +74,8 @@ class WornOutGRU(ScratchGRU):
     """Right until it has run 40 times in one process, then off by 1e-3: a process-wide cache
     filling up (TorchScript's compile cache, a global buffer). Alone, any one check passes."""
 
-    calls_in_this_process = [0]  # class-level on purpose: the state that leaks between checks
+    # class-level on purpose: the state that leaks between checks
+    calls_in_this_process: ClassVar[list[int]] = [0]
 
     def forward(self, input, hx=None, **kwargs):
         output, h_n = super().forward(input, hx, **kwargs)
