@@ -113,7 +113,7 @@ def train(subject: Subject, budget: Budget) -> Result:
                              "learn the task (its output was computed without autograd)")
         torch.nn.utils.clip_grad_norm_(params, budget.clip)
         optimiser.step()
-        if step % budget.eval_every == 0 or not math.isfinite(float(loss)):
+        if step % budget.eval_every == 0 or not math.isfinite(loss.item()):
             with torch.no_grad():
                 mse = float(((predict(test_x, test_case) - test_y) ** 2).mean())
             curve.append((step, mse))

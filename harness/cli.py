@@ -276,13 +276,14 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.alone import confirm, describe
     from harness.records import RunInfo, iter_records, write_run_info
     from harness.report import write_report
-    from harness.selection import choose, suite_files
+    from harness.selection import OPT_IN, choose, suite_files, suite_names
 
     if args.resume:
         args, argv = resumed(args, argv)
 
     try:
-        files = suite_files(args.suite)
+        # No --suite: the default suites only (an opt-in suite's file is not even collected).
+        files = suite_files(args.suite or [n for n in suite_names() if n not in OPT_IN])
         chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
