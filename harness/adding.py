@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.case import Case
-from harness.contract import Inputs
+from harness.core.case import Case
+from harness.core.contract import Inputs
+from harness.core.subject import Subject
 from harness.gradients import NoGradient
-from harness.subject import Subject
 
 SOLVED_MSE = 0.01
 CONSTANT_MSE = 1 / 6  # variance of a sum of two U(0, 1) values, what the mean predicts
@@ -130,7 +130,7 @@ def report_section(frame, output) -> list[str]:
     """Implementation x T: best test MSE and the steps it took to solve."""
     import pandas as pd
 
-    from harness.report import md
+    from harness.core.text import md
 
     rows = frame[(frame["suite"] == "adding") & (frame["check"] == "adding_problem")]
     rows = rows[rows["metrics"].map(lambda m: isinstance(m, dict) and "best_mse" in m)]

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import Case
-from harness.families import FAMILIES
+from harness.core.case import Case
+from harness.core.families import FAMILIES
+from harness.core.spec import ImplSpec
 from harness.peak import PEAK, Gemm, sweep
 from harness.records import FAILED, PASSED, SKIPPED, Record, RecordWriter
-from harness.spec import ImplSpec
 from harness.timing import PHASES, Task, analytic_flops
 
 SUITE = "latency"
@@ -509,7 +509,7 @@ def machine_section(records: list[Record], output: Path, *, title: str,
     some processes only; plots of latency against hidden size and length."""
     import pandas as pd
 
-    from harness.report import md
+    from harness.core.text import md
 
     measured = timings(records)
     peak = peak_of(measured)
@@ -588,7 +588,7 @@ def packed_versus_padded(measured: dict) -> list[str]:
     longest sequence, the cost of each way per valid token."""
     import pandas as pd
 
-    from harness.report import md
+    from harness.core.text import md
 
     rows = []
     for (impl, _, phase), packed in measured.items():

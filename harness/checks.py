@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from harness.case import Case
-from harness.contract import Outputs
+from harness.core.case import Case
+from harness.core.contract import Outputs
 
 
 class CheckFailed(AssertionError):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
-from harness.contract import Inputs, Outputs
+from harness.core.contract import Inputs, Outputs
 
 
 def last_valid_step(output: Tensor, lengths: Tensor, *, batch_first: bool) -> Tensor:

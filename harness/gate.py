@@ -182,7 +182,7 @@ def check_regressions(base: Iterable[Record], head: Iterable[Record]) -> list[Re
 
 def mismatches(base: RunInfo, head: RunInfo) -> list[str]:
     """What differs between the two runs' machines and software, each as one phrase."""
-    from harness.machine import differences
+    from harness.core.machine import differences
 
     out = []
     for field, what in (("processor", "machine"), ("cuda", "GPU"), ("torch", "torch version"),
@@ -201,7 +201,7 @@ def geometric_mean(values: Sequence[float]) -> float:
 def render(verdicts: Sequence[Verdict], regressions: Sequence[Record], unmatched: Sequence[str],
            flags: Sequence[str], *, alpha: float, min_effect: float, title: str) -> str:
     """The markdown summary: asv-style change marks, ratio, interval, p-value, geometric mean."""
-    from harness.report import md
+    from harness.core.text import md
 
     lines = [f"## {md(title)}", ""]
     if flags:

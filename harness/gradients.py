@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from harness.checks import CheckFailed
-from harness.contract import Inputs, Outputs
-from harness.subject import Subject
+from harness.core.contract import Inputs, Outputs
+from harness.core.subject import Subject
 
 
 @dataclass(frozen=True)

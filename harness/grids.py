@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from harness.case import Case
-from harness.families import Family
+from harness.core.case import Case
+from harness.core.families import Family
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
 

@@ -211,7 +211,7 @@ def record_key(item: pytest.Item) -> tuple[str, str, str, str]:
 @pytest.fixture
 def subject(spec, case):
     """The implementation under test paired with its family's torch reference for this case."""
-    from harness.subject import Subject
+    from harness.core.subject import Subject
 
     return Subject(spec, case)
 
@@ -353,9 +353,9 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
                        run_id: str):
     """The Record of one suite test, from pytest's report of it and the Check it used."""
     from harness.checks import CheckFailed
+    from harness.core.text import one_line
     from harness.isolation import CheckTimeout
     from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED
-    from harness.registry import one_line
 
     measured = item.funcargs.get("check") if hasattr(item, "funcargs") else None
     message = None

@@ -26,22 +26,17 @@ from typing import Any
 import pandas as pd
 import torch
 from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, record_function
+from torch.profiler import ProfilerActivity
 
-from harness.case import Case
+from harness.core.case import Case
+from harness.core.phases import PHASE_TEXT, PHASES, phase_step
+from harness.core.spec import ImplSpec
+from harness.core.subject import Subject
+from harness.core.text import code, md, one_line
 from harness.records import RunInfo
-from harness.registry import Registry, one_line
-from harness.report import code, md
+from harness.registry import Registry
 from harness.selection import choose
-from harness.spec import ImplSpec
-from harness.subject import Subject
 
-PHASES = ("inference", "forward", "forward_backward")
-PHASE_TEXT = {
-    "inference": "eval mode under torch.inference_mode",
-    "forward": "train mode, autograd recording (the graph is built, then dropped)",
-    "forward_backward": "train mode: gradients cleared, forward, the sum of every output, backward",
-}
 DEFAULT_SHAPE = "100,64,512,512"
 SHAPE_FIELDS = ("seq_len", "batch", "input_size", "hidden_size", "num_layers")
 SHAPE_USAGE = "expected T,B,I,H or T,B,I,H,L as positive integers, e.g. 100,64,512,512"
@@ -167,46 +162,10 @@ class ProfileResult:
 
 def step_function(request: ProfileRequest, subject: Subject, module: torch.nn.Module,
                   inputs: Any) -> Callable[[], None]:
-    """One step of the request's phase. Each part is marked in the trace by a named range."""
-    phase, cuda = request.phase, request.uses_cuda
-
-    def finish() -> None:
-        # Keep each step's kernels inside its ProfilerStep range in the trace.
-        if cuda:
-            torch.cuda.synchronize()
-
-    if phase == "inference":
-        module.eval()
-
-        def step() -> None:
-            with torch.inference_mode(), record_function(ANNOTATION_PREFIX + "inference"):
-                subject.run(module, inputs)
-            finish()
-
-        return step
-
-    module.train()
-    if phase == "forward":
-
-        def step() -> None:
-            with torch.enable_grad(), record_function(ANNOTATION_PREFIX + "forward"):
-                subject.run(module, inputs)
-            finish()
-
-        return step
-
-    def step() -> None:
-        with torch.enable_grad():
-            module.zero_grad(set_to_none=True)
-            with record_function(ANNOTATION_PREFIX + "forward"):
-                outputs = subject.run(module, inputs)
-                # Every output gets a gradient, as in a model that uses output and final state.
-                loss = torch.stack([t.sum() for t in outputs.named().values()]).sum()
-            with record_function(ANNOTATION_PREFIX + "backward"):
-                loss.backward()
-        finish()
-
-    return step
+    """One step of the request's phase (the phase step the benchmarks time), each part marked in
+    the trace by a named range, CUDA synchronised at its end."""
+    return phase_step(lambda: subject.run(module, inputs), module, request.phase,
+                      annotate=ANNOTATION_PREFIX, synchronize=request.uses_cuda)
 
 
 def guarded(step: Callable[[], None], request: ProfileRequest) -> Callable[[], None]:

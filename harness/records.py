@@ -101,12 +101,12 @@ class RunInfo:
     cuda: str | None
     git_commit: str | None
     argv: list[str]
-    fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.machine.fingerprint()
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.core.machine.fingerprint()
 
     @classmethod
     def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
         from harness import __version__
-        from harness.machine import fingerprint
+        from harness.core.machine import fingerprint
 
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         return cls(
@@ -130,8 +130,8 @@ class RunInfo:
     @property
     def machine(self) -> str:
         """How the report names the machine a run came from: the GPU, or the CPU with the ISA
-        level torch dispatches to (harness.machine.labels tells apart machines of one name)."""
-        from harness.machine import base_label
+        level torch dispatches to (harness.core.machine.labels tells apart machines of one name)."""
+        from harness.core.machine import base_label
 
         return base_label(self.fingerprint, self.processor, self.cuda)
 

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from harness.case import Case
-from harness.families import FAMILIES
-from harness.spec import ImplSpec, spec_from_class
-from harness.subject import reference_weights
+from harness.core.case import Case
+from harness.core.families import FAMILIES
+from harness.core.spec import ImplSpec, spec_from_class
+from harness.core.subject import reference_weights
+from harness.core.text import one_line
 
 GROUP = "seq_harness.impls"
 
@@ -64,12 +65,6 @@ class Registry:
             if self.specs[name] not in chosen:
                 chosen.append(self.specs[name])
         return chosen
-
-
-def one_line(error: BaseException) -> str:
-    """'TypeError: message' on a single line, for reports and usage errors."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def split_class_path(path: str) -> tuple[str, str]:

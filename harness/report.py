@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.alone import reproduce_argv
-from harness.machine import labels
+from harness.core.machine import labels
+from harness.core.text import code, md
 from harness.records import (
     FAILED,
     NOT_SUPPORTED,
@@ -30,17 +31,6 @@ from harness.records import (
     record_rows,
 )
 from harness.selection import suite_names, suite_rank
-
-
-def md(text: object) -> str:
-    """Text safe inside a markdown table cell: one line, pipes and backticks escaped."""
-    flat = " ".join(str(text).split())
-    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
-
-
-def code(text: object) -> str:
-    """Inline code that survives any content (one line, no backticks inside)."""
-    return f"`{' '.join(str(text).split()).replace('`', chr(39))}`"
 
 
 def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataFrame]:

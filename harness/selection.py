@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.core.spec import ImplSpec
 from harness.registry import Registry, spec_for_class_path
-from harness.spec import ImplSpec
 
 SUITES_PACKAGE = "harness.suites"
 # The order suites run and appear in reports: from the contract's surface to its corners.

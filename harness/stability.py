@@ -22,8 +22,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from harness.case import Case
-from harness.contract import Inputs
+from harness.core.case import Case
+from harness.core.contract import Inputs
 from harness.gradients import NoGradient
 
 # Initialisations the curves are measured at: torch's standard one, and spectral radii.
@@ -107,7 +107,7 @@ def report_section(frame, output: Path) -> list[str]:
     beside the report (log-scale y, one line per implementation)."""
     import pandas as pd
 
-    from harness.report import md
+    from harness.core.text import md
 
     rows = frame[(frame["suite"] == "stability") & (frame["check"] == "gradient_norms_over_time")]
     rows = rows[rows["metrics"].map(lambda m: isinstance(m, dict) and "norms" in m)]

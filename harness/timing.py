@@ -28,13 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.case import Case
-from harness.families import Family
+from harness.core.case import Case
+from harness.core.families import Family
+from harness.core.phases import PHASES, phase_step
+from harness.core.spec import ImplSpec
+from harness.core.subject import Subject
 from harness.peak import Gemm
-from harness.spec import ImplSpec
-from harness.subject import Subject
-
-PHASES = ("inference", "forward", "forward_backward")
 
 
 @dataclass(frozen=True)
@@ -85,33 +84,12 @@ def analytic_flops(case: Case, fam: Family, phase: str) -> int:
 
 
 def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
-    """The call a task times, built like the conformance suites build it."""
+    """The call a task times: the phase step (harness.core.phases) on the case's module and
+    inputs, built as the conformance suites build them."""
     subject = Subject(spec, task.case)
     module = subject.build()
     inputs = subject.inputs()
-    if task.phase == "inference":
-        module.eval()
-
-        def call() -> None:
-            with torch.inference_mode():
-                subject.run(module, inputs)
-
-        return call
-    module.train()
-    if task.phase == "forward":
-        return lambda: subject.run(module, inputs)
-    params = list(module.parameters())
-
-    def forward_backward() -> None:
-        for p in params:
-            p.grad = None
-        out = subject.run(module, inputs)
-        loss = out.output.sum() + out.h_n.sum()
-        if out.c_n is not None:
-            loss = loss + out.c_n.sum()
-        loss.backward()
-
-    return forward_backward
+    return phase_step(lambda: subject.run(module, inputs), module, task.phase)
 
 
 def peak_bytes(call: Callable[[], None], device: str) -> int:

@@ -123,7 +123,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(request["threads"]))
-    from harness.registry import one_line
+    from harness.core.text import one_line
 
     for job in request["jobs"]:
         try:

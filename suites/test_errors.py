@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.contract import Inputs
+from harness.core.contract import Inputs
 from harness.grids import BASE
 from harness.plugin import cases
 

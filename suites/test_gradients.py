@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from harness.checks import Tolerance
-from harness.contract import Inputs
+from harness.core.contract import Inputs
 from harness.gradients import (
     NoGradient,
     backward,

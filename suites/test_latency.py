@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.case import Case
+from harness.core.case import Case
 from harness.plugin import cases
 from harness.timing import Task, task_callable, time_callable
 

@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from harness.contract import Inputs
+from harness.core.contract import Inputs
 from harness.grids import BASE, product, varlen
 from harness.plugin import cases
 

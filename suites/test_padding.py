@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from harness.contract import Inputs
+from harness.core.contract import Inputs
+from harness.core.subject import layout
 from harness.course import SequenceDataset, collate_padded
 from harness.grids import BASE, product, varlen
 from harness.plugin import cases
-from harness.subject import layout
 
 
 def time_major(case, output):

@@ -10,10 +10,10 @@ import warnings
 import torch
 
 from harness.checks import Tolerance
-from harness.contract import Inputs
+from harness.core.contract import Inputs
+from harness.core.subject import reference_weights
 from harness.grids import BASE, product
 from harness.plugin import cases
-from harness.subject import reference_weights
 
 
 def grid(fam):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness import bench
-from harness.case import Case
 from harness.cli import main
-from harness.families import FAMILIES
+from harness.core.case import Case
+from harness.core.families import FAMILIES
 from harness.peak import PEAK, Gemm, sweep
 from harness.registry import Registry
 from harness.timing import analytic_flops

@@ -13,8 +13,8 @@ from collections import defaultdict
 import pytest
 
 from harness import grids
-from harness.case import Case
-from harness.families import FAMILIES
+from harness.core.case import Case
+from harness.core.families import FAMILIES
 from harness.selection import suite_dir
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
@@ -157,7 +157,8 @@ def test_data_seed_is_stable_for_equal_cases_and_differs_otherwise():
 def test_data_seed_is_the_same_in_another_process():
     """Not derived from hash(), which differs per process (PYTHONHASHSEED)."""
     case = BASE.with_(lengths=(2, 5, 3), dtype="float64")
-    code = f"from harness.case import Case; print(Case.from_dict({case.to_dict()!r}).data_seed)"
+    code = ("from harness.core.case import Case; "
+            f"print(Case.from_dict({case.to_dict()!r}).data_seed)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True, timeout=60)

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from harness.case import Case
 from harness.checks import Check, CheckFailed, NotSupported, Tolerance, difference
-from harness.contract import Outputs
+from harness.core.case import Case
+from harness.core.contract import Outputs
 
 INF, NAN = math.inf, math.nan
 TOL = Tolerance(1e-5)

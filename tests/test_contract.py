@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from harness.case import Case
-from harness.contract import ContractError, Inputs, Outputs, call
-from harness.spec import Capabilities
+from harness.core.case import Case
+from harness.core.contract import ContractError, Inputs, Outputs, call
+from harness.core.spec import Capabilities
 
 CASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=4)
 VARLEN = CASE.with_(lengths=(5, 2, 3))

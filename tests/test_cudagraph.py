@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from harness.case import Case
+from harness.core.case import Case
 from harness.impls.builtin import FAST_GRU_CUDAGRAPH, FAST_LSTM_CUDAGRAPH
 from harness.impls.cudagraph import CudaGraphGRU, CudaGraphLSTM
 from harness.impls.fast import FastGRU, FastLSTM

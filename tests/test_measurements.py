@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from harness.adding import CONSTANT_MSE, adding_batch, budget_for
-from harness.families import FAMILIES
+from harness.core.families import FAMILIES
+from harness.core.subject import reference_weights, rescaled, spectral_radius
 from harness.grids import BASE
 from harness.stability import Curve
-from harness.subject import reference_weights, rescaled, spectral_radius
 
 
 def geometric(rate, steps=50, start=2.0):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from harness.case import Case
+from harness.core.case import Case
 from harness.profiling import (
     PHASES,
     ProfileError,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from harness.case import DTYPES, Case
+from harness.core.case import DTYPES, Case
 from harness.records import OUTCOMES, Record, RecordWriter, RunInfo, write_run_info
 from harness.report import render
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from harness.case import Case
+from harness.core.case import Case
 from harness.records import (
     OUTCOMES,
     RECORDS_FILE,

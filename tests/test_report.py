@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.case import Case
 from harness.cli import build_parser
+from harness.core.case import Case
+from harness.core.text import md
 from harness.records import Record, RecordWriter, RunInfo, write_run_info
-from harness.report import md, render, reproduce, write_report
+from harness.report import render, reproduce, write_report
 from harness.selection import suite_names
 
 INFO = RunInfo(

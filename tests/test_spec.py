@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from harness.case import Case
-from harness.contract import Inputs, call
-from harness.families import FAMILIES
-from harness.impls.scratch import ScratchGRU, ScratchRNN
-from harness.spec import (
+from harness.core.case import Case
+from harness.core.contract import Inputs, call
+from harness.core.families import FAMILIES
+from harness.core.spec import (
     NAME_PATTERN,
     Capabilities,
     ImplSpec,
@@ -22,6 +21,7 @@ from harness.spec import (
     load_with_method,
     spec_from_class,
 )
+from harness.impls.scratch import ScratchGRU, ScratchRNN
 from tests import fixtures_impls
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from harness.case import Case
-from harness.spec import Capabilities
+from harness.core.case import Case
+from harness.core.spec import Capabilities
 
 Hidden = Tensor | tuple[Tensor, Tensor]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.case import Case
-from harness.contract import Inputs, Outputs, call
-from harness.families import Family
-from harness.spec import Capabilities, ImplSpec
+from harness.core.case import Case
+from harness.core.contract import Inputs, Outputs, call
+from harness.core.families import Family
+from harness.core.spec import Capabilities, ImplSpec
 
 
 def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
