@@ -10,8 +10,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from harness.adding import adding_case, budget_for, train
-from harness.plugin import cases
+from harness.conformance.adding import adding_case, budget_for, train
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
+
+SUITE = SuiteInfo(order=100)
 
 
 @pytest.mark.time_limit(10)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.conformance.grids import BASE
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
-from harness.grids import BASE
-from harness.plugin import cases
+
+SUITE = SuiteInfo(order=60)
 
 
 def grid(fam):
@@ -56,7 +59,7 @@ def test_wrong_input_size(subject, check):
 @cases(grid)
 def test_wrong_hx_layers(subject, check):
     inputs = subject.inputs()
-    hx = state(subject.case, subject.fam, rows=1)
+    hx = state(subject.case, subject.family_def, rows=1)
     expect_same_error(subject, check, "hx with layers x directions + 1 rows",
                       Inputs(inputs.x, None, hx))
 
@@ -67,7 +70,7 @@ def test_wrong_hx_batch(subject, check):
         check.not_supported("unbatched input has no batch dimension")
     inputs = subject.inputs()
     for offset in (1, -1):
-        hx = state(subject.case, subject.fam, batch=offset)
+        hx = state(subject.case, subject.family_def, batch=offset)
         expect_same_error(subject, check, f"hx with batch {offset:+d}",
                           Inputs(inputs.x, None, hx))
 
@@ -76,11 +79,11 @@ def test_wrong_hx_batch(subject, check):
 def test_wrong_hx_features(subject, check):
     inputs = subject.inputs()
     expect_same_error(subject, check, "h_0 with hidden features + 1",
-                      Inputs(inputs.x, None, state(subject.case, subject.fam, features=1)))
-    if subject.fam.has_cell:
+                      Inputs(inputs.x, None, state(subject.case, subject.family_def, features=1)))
+    if subject.family_def.has_cell:
         expect_same_error(subject, check, "c_0 with hidden_size + 1 features",
                           Inputs(inputs.x, None,
-                                 state(subject.case, subject.fam, cell_features=1)))
+                                 state(subject.case, subject.family_def, cell_features=1)))
 
 
 @cases(grid)
@@ -89,7 +92,7 @@ def test_hx_rank_differs_from_input(subject, check):
     case = subject.case
     inputs = subject.inputs()
     other = case.with_(batch=1) if case.unbatched else case.with_(batch=None)
-    hx = state(other, subject.fam)
+    hx = state(other, subject.family_def)
     expect_same_error(subject, check, f"{'batched' if case.unbatched else 'unbatched'} hx",
                       Inputs(inputs.x, None, hx))
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.checks import Tolerance
-from harness.core.contract import Inputs
-from harness.gradients import (
+from harness.conformance.checks import Tolerance
+from harness.conformance.gradients import (
     NoGradient,
     backward,
     directional_derivatives,
@@ -17,8 +16,12 @@ from harness.gradients import (
     require_graph,
     uses_torch_names,
 )
-from harness.grids import BASE, layouts, varlen
-from harness.plugin import cases
+from harness.conformance.grids import BASE, layouts, varlen
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
+from harness.core.contract import Inputs
+
+SUITE = SuiteInfo(order=80)
 
 
 def grid(fam):

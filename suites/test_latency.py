@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.case import Case
-from harness.plugin import cases
-from harness.timing import Task, task_callable, time_callable
+from harness.latency.timing import Task, task_callable, time_callable
+
+SUITE = SuiteInfo(order=200, opt_in=True, measured=True)
 
 SMOKE = Case(seq_len=10, batch=4, input_size=32, hidden_size=32)
 STANDARD = Case(seq_len=100, batch=64, input_size=512, hidden_size=512)

@@ -8,9 +8,12 @@ import copy
 
 import torch
 
+from harness.conformance.grids import BASE, product, varlen
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
-from harness.grids import BASE, product, varlen
-from harness.plugin import cases
+
+SUITE = SuiteInfo(order=40)
 
 
 def head(case, out_features, *, seed_offset=0):

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from harness.course import SimpleRNN, last_valid_step
-from harness.grids import BASE
-from harness.plugin import cases
+from harness.conformance.course import SimpleRNN, last_valid_step
+from harness.conformance.grids import BASE
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
+
+SUITE = SuiteInfo(order=30)
 
 OUTPUT_SIZE = 5
 

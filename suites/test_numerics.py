@@ -3,9 +3,12 @@ sequences (T=1000)."""
 
 from __future__ import annotations
 
-from harness.checks import Tolerance
-from harness.grids import BASE
-from harness.plugin import cases
+from harness.conformance.checks import Tolerance
+from harness.conformance.grids import BASE
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
+
+SUITE = SuiteInfo(order=70)
 
 # Saturated gates and T=1000 recurrences accumulate float rounding: errors are held relative to
 # the size of the value as well (rtol), on top of the case's absolute tolerance.

@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
+from harness.conformance.course import SequenceDataset, collate_padded
+from harness.conformance.grids import BASE, product, varlen
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 from harness.core.subject import layout
-from harness.course import SequenceDataset, collate_padded
-from harness.grids import BASE, product, varlen
-from harness.plugin import cases
+
+SUITE = SuiteInfo(order=20)
 
 
 def time_major(case, output):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.conformance.grids import BASE, layouts
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
-from harness.grids import BASE, layouts
-from harness.plugin import cases
+
+SUITE = SuiteInfo(order=10)
 
 
 def grid(fam):
@@ -57,7 +60,7 @@ def test_output_and_state_shapes(subject, check):
     case = subject.case
     got = subject.run(subject.build(), subject.inputs())
     named = got.named()
-    for name, shape in expected_shapes(case, subject.fam).items():
+    for name, shape in expected_shapes(case, subject.family_def).items():
         check.shape(name, named.get(name), shape)
         if named[name].dtype != case.torch_dtype:
             check.fail(f"{name} has dtype {named[name].dtype}; the input is {case.torch_dtype}")

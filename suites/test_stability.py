@@ -11,10 +11,13 @@ import math
 import pytest
 import torch
 
-from harness.checks import Tolerance
-from harness.gradients import NoGradient
-from harness.plugin import cases
-from harness.stability import RADII, STANDARD, cosine, gradient_curve, init_name
+from harness.conformance.checks import Tolerance
+from harness.conformance.gradients import NoGradient
+from harness.conformance.plugin import cases
+from harness.conformance.stability import RADII, STANDARD, cosine, gradient_curve, init_name
+from harness.conformance.suites import SuiteInfo
+
+SUITE = SuiteInfo(order=90)
 
 CLIP = 1.0
 

@@ -9,11 +9,14 @@ import warnings
 
 import torch
 
-from harness.checks import Tolerance
+from harness.conformance.checks import Tolerance
+from harness.conformance.grids import BASE, product
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 from harness.core.subject import reference_weights
-from harness.grids import BASE, product
-from harness.plugin import cases
+
+SUITE = SuiteInfo(order=50)
 
 
 def grid(fam):
@@ -38,7 +41,7 @@ def zero_state(case, fam):
 def test_hx_none_equals_zeros(subject, check):
     module = subject.build()
     inputs = subject.inputs()
-    zeros = Inputs(inputs.x, inputs.lengths, zero_state(subject.case, subject.fam))
+    zeros = Inputs(inputs.x, inputs.lengths, zero_state(subject.case, subject.family_def))
     check.outputs_close(subject.run(module, zeros), subject.run(module, inputs),
                         against="hx=None")
 
@@ -109,7 +112,7 @@ def test_parameter_updates_are_seen(subject, check):
     module = subject.build()
     inputs = subject.inputs()
     subject.run(module, inputs)
-    updated = reference_weights(subject.case.with_(seed=subject.case.seed + 1), subject.fam)
+    updated = reference_weights(subject.case.with_(seed=subject.case.seed + 1), subject.family_def)
     with torch.no_grad():
         subject.spec.load_weights(module, updated)
     check.outputs_close(subject.run(module, inputs),

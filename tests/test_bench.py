@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import bench
 from harness.cli import main
 from harness.core.case import Case
 from harness.core.families import FAMILIES
-from harness.peak import PEAK, Gemm, sweep
+from harness.latency.flops import analytic_flops
+from harness.latency.grids import load_grid
+from harness.latency.peak import PEAK, Gemm, sweep
+from harness.latency.plan import Plan, rotated
+from harness.latency.samples import LatencyStats, partial_failures
+from harness.latency.worker import WorkerJob, run_jobs
+from harness.records import Record
 from harness.registry import Registry
-from harness.timing import analytic_flops
-from harness.worker import Job, run_jobs
 
 SMALL = Case(seq_len=5, batch=2, input_size=3, hidden_size=4)
 
@@ -54,46 +57,46 @@ def test_the_peak_sweep_covers_every_backend_and_times_them():
 
 
 def test_noisy_and_partial_timings_are_named():
-    steady = bench.Timing(((1.0, 1.01, 1.02), (1.0, 1.01)))
+    steady = LatencyStats(((1.0, 1.01, 1.02), (1.0, 1.01)))
     assert steady.noise is None
-    scattered = bench.Timing(((1.0, 1.5, 2.0, 2.5),))
+    scattered = LatencyStats(((1.0, 1.5, 2.0, 2.5),))
     assert "IQR" in scattered.noise
-    disagreeing = bench.Timing(((1.0, 1.0), (1.3, 1.3)))
+    disagreeing = LatencyStats(((1.0, 1.0), (1.3, 1.3)))
     assert "1.30x apart" in disagreeing.noise
-    ok = bench.Record(impl="a", family="gru", suite="latency", check="inference",
+    ok = Record(impl="a", family="gru", suite="latency", check="inference",
                       outcome="passed", case_id="T5")
-    bad = bench.Record(impl="a", family="gru", suite="latency", check="inference",
+    bad = Record(impl="a", family="gru", suite="latency", check="inference",
                        outcome="failed", case_id="T5", message="RuntimeError: boom")
-    (partial,) = bench.partial_failures([ok, bad, ok])
+    (partial,) = partial_failures([ok, bad, ok])
     assert str(partial) == "a inference T5: failed in 1 of 3 processes (RuntimeError: boom)"
-    assert bench.partial_failures([bad, bad]) == []
+    assert partial_failures([bad, bad]) == []
 
 
 def test_grids_by_name_and_from_files(tmp_path):
-    assert bench.load_grid("standard").cases[0].hidden_size == 512
+    assert load_grid("standard").cases[0].hidden_size == 512
     with pytest.raises(ValueError, match=r"'nope'.*smoke"):
-        bench.load_grid("nope")
+        load_grid("nope")
     bad = tmp_path / "bad.json"
     bad.write_text('{"cases": [')
     with pytest.raises(ValueError, match="does not parse"):
-        bench.load_grid(str(bad))
+        load_grid(str(bad))
     bad.write_text('{"cases": [{"seq_len": 5, "batch": 2, "input_size": 3, "hidden": 4}]}')
     with pytest.raises(ValueError, match="hidden"):
-        bench.load_grid(str(bad))
+        load_grid(str(bad))
     bad.write_text('{"cases": [{"seq_len": 5, "batch": 2, "input_size": 3, "hidden_size": 4}],'
                    ' "phases": ["backward"]}')
     with pytest.raises(ValueError, match="'backward'"):
-        bench.load_grid(str(bad))
+        load_grid(str(bad))
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"name": "mine", "cases": [SMALL.to_dict()],
                                 "families": ["gru"], "workers": 1}))
-    grid = bench.load_grid(str(good))
+    grid = load_grid(str(good))
     assert grid.name == "mine" and grid.cases == (SMALL,) and grid.workers == 1
 
 
 def test_plan_keeps_the_grid_families_and_the_capabilities():
     registry = Registry.load()
-    plan = bench.Plan(specs=tuple(registry.specs.values()), grid=bench.load_grid("deepbench"),
+    plan = Plan(specs=tuple(registry.specs.values()), grid=load_grid("deepbench"),
                       phases=("inference",), workers=1, min_run_time=0.01, threads=1)
     families = {spec.family for spec, _ in plan.tasks()}
     assert families == {"lstm", "gru"}
@@ -102,13 +105,13 @@ def test_plan_keeps_the_grid_families_and_the_capabilities():
 
 def test_rotations_differ_per_worker():
     items = list(range(5))
-    orders = [bench.rotated(items, k) for k in range(4)]
+    orders = [rotated(items, k) for k in range(4)]
     assert all(sorted(o) == items for o in orders)
     assert len({tuple(o) for o in orders}) == 4
 
 
 def time_job(job_id, target, family="gru"):
-    return Job(job_id, "time", {
+    return WorkerJob(job_id, "time", {
         "impl": "x", "origin": target, "family": family, "case": SMALL.to_dict(),
         "phase": "inference", "cudnn_benchmark": None, "min_run_time": 0.01, "threads": 1,
         "memory": False,
@@ -129,7 +132,7 @@ def test_a_crash_or_a_hang_costs_only_its_own_job():
 
 
 def test_timing_statistics_come_from_the_samples():
-    timing = bench.Timing(((1.0, 2.0, 3.0), (2.0, 4.0)), flops=10**9, tokens=100)
+    timing = LatencyStats(((1.0, 2.0, 3.0), (2.0, 4.0)), flops=10**9, tokens=100)
     assert timing.median_s == 2.0
     assert timing.min_s == 1.0
     assert timing.process_medians == [2.0, 3.0]

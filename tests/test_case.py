@@ -12,10 +12,10 @@ from collections import defaultdict
 
 import pytest
 
-from harness import grids
+from harness.conformance import grids
+from harness.conformance.suites import suite_dir
 from harness.core.case import Case
 from harness.core.families import FAMILIES
-from harness.selection import suite_dir
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
 
@@ -77,8 +77,8 @@ def _from_grid(grid):
 
 
 def all_grid_cases() -> set[Case]:
-    """Every Case of harness.grids and of every suite's grids (``cases`` marks and *grid*
-    functions), for every family, on both devices."""
+    """Every Case of harness.conformance.grids and of every suite's grids (``cases`` marks and
+    *grid* functions), for every family, on both devices."""
     found = list(grids.layouts()) + [grids.BASE]
     for fam in FAMILIES.values():
         for batch_first in (None, False, True):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.checks import Check, CheckFailed, NotSupported, Tolerance, difference
+from harness.conformance.checks import Check, CheckFailed, NotSupported, Tolerance, difference
 from harness.core.case import Case
 from harness.core.contract import Outputs
 

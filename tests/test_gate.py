@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.gate import (
+from harness.gate.compare import check_regressions, pair
+from harness.gate.stats import (
     IMPROVEMENT,
     REGRESSION,
     UNCHANGED,
     UNJUDGED,
     Comparison,
     attainable_p,
-    check_regressions,
     holm,
     judge,
-    pair,
     processes_needed,
     smallest_p,
 )

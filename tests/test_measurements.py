@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from harness.adding import CONSTANT_MSE, adding_batch, budget_for
+from harness.conformance.adding import CONSTANT_MSE, adding_batch, budget_for
+from harness.conformance.grids import BASE
+from harness.conformance.stability import Curve
 from harness.core.families import FAMILIES
 from harness.core.subject import reference_weights, rescaled, spectral_radius
-from harness.grids import BASE
-from harness.stability import Curve
 
 
 def geometric(rate, steps=50, start=2.0):

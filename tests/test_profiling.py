@@ -11,16 +11,15 @@ import pytest
 import torch
 
 from harness.core.case import Case
-from harness.profiling import (
-    PHASES,
-    ProfileError,
-    ProfileRequest,
-    ProfileResult,
-    parse_shape,
-    profile,
-    resolve_spec,
-    size_text,
-)
+from harness.core.phases import PHASES
+from harness.profiling.request import ProfileError, ProfileRequest, parse_shape
+from harness.profiling.run import ProfileResult, profile
+from harness.registry import choose_one
+from harness.report.profile import size_text, write_profile_document
+
+
+def resolve_spec(impl=None, impl_class=None, family=None):
+    return choose_one(impl=impl, impl_class=impl_class, family=family)
 
 TINY = "5,2,3,4"
 # The tensorboard handler's layout, which the torch-tb-profiler plugin reads.
@@ -59,6 +58,7 @@ def profiled(request, tmp_path_factory) -> Profiled:
         req = ProfileRequest(spec, parse_shape(TINY), phase=phase, steps=2, warmup=1)
         result = profile(req, out, argv=["seq-harness", "profile", impl, "--shape", TINY])
         threads_after = torch.get_num_threads()
+        write_profile_document(req, result)
     finally:
         torch.set_num_threads(threads)
     return Profiled(impl, phase, result, threads_after, torch.equal(rng, torch.get_rng_state()))

@@ -11,11 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cli import build_parser
+from harness.conformance.suites import suite_names
 from harness.core.case import Case
 from harness.core.text import md
 from harness.records import Record, RecordWriter, RunInfo, write_run_info
-from harness.report import render, reproduce, write_report
-from harness.selection import suite_names
+from harness.report import render, write_report
+from harness.report.sections.failures import reproduce
 
 INFO = RunInfo(
     run_id="run-1", created="2024-01-01T00:00:00+00:00", harness_version="0.1", torch="2.3.0",

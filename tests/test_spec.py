@@ -21,7 +21,8 @@ from harness.core.spec import (
     load_with_method,
     spec_from_class,
 )
-from harness.impls.scratch import ScratchGRU, ScratchRNN
+from harness.impls.course_cell import ScratchRNN
+from harness.impls.scratch import ScratchGRU
 from tests import fixtures_impls
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
@@ -127,7 +128,7 @@ def test_impl_spec_refuses_bad_names(name):
 
 
 def test_impl_spec_checks_family_and_factory():
-    assert ImplSpec(name="my-lstm-2", family="lstm", factory=nn.LSTM).fam is LSTM
+    assert ImplSpec(name="my-lstm-2", family="lstm", factory=nn.LSTM).family_def is LSTM
     with pytest.raises(ValueError, match=r"lstn.*rnn_tanh"):
         ImplSpec(name="my-lstm", family="lstn", factory=nn.LSTM)
     with pytest.raises(TypeError, match="not callable"):

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from harness.core.values import integer_at_least, positive_number
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -20,11 +22,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
 }
 DEVICES = ("cpu", "cuda")
-
-
-def _positive(name: str, value: int, *, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -62,13 +59,13 @@ class Case:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive("seq_len", self.seq_len)
+        integer_at_least("seq_len", self.seq_len)
         if self.batch is not None:
-            _positive("batch", self.batch, minimum=0)
-        _positive("input_size", self.input_size)
-        _positive("hidden_size", self.hidden_size)
-        _positive("num_layers", self.num_layers)
-        _positive("proj_size", self.proj_size, minimum=0)
+            integer_at_least("batch", self.batch, minimum=0)
+        integer_at_least("input_size", self.input_size)
+        integer_at_least("hidden_size", self.hidden_size)
+        integer_at_least("num_layers", self.num_layers)
+        integer_at_least("proj_size", self.proj_size, minimum=0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(
                 f"proj_size={self.proj_size} is invalid; expected 0 or less than "
@@ -82,10 +79,8 @@ class Case:
             raise ValueError(f"device={self.device!r} is invalid; valid: {', '.join(DEVICES)}")
         if self.lengths is not None:
             self._check_lengths()
-        if self.radius is not None and not (
-            isinstance(self.radius, (int, float)) and 0 < self.radius < float("inf")
-        ):
-            raise ValueError(f"radius={self.radius!r} is invalid; expected a positive number")
+        if self.radius is not None:
+            positive_number("radius", self.radius)
 
     def _check_lengths(self) -> None:
         lengths = self.lengths

@@ -184,17 +184,17 @@ class ImplSpec:
             raise TypeError(f"factory of {self.name!r} is not callable: {self.factory!r}")
 
     @property
-    def fam(self) -> Family:
+    def family_def(self) -> Family:
         return family(self.family)
 
     def why_not(self, case: Case) -> str | None:
-        return self.capabilities.why_not(case, self.fam)
+        return self.capabilities.why_not(case, self.family_def)
 
     def constructor_kwargs(self, case: Case) -> dict[str, Any]:
         """torch's constructor arguments for this case, family-specific ones included."""
         return {
             **case.torch_kwargs(),
-            **self.fam.constructor_kwargs(case.proj_size),
+            **self.family_def.constructor_kwargs(case.proj_size),
             "device": torch.device(case.device),
             "dtype": case.torch_dtype,
         }

@@ -121,15 +121,15 @@ class Subject:
     case: Case
 
     @property
-    def fam(self) -> Family:
-        return self.spec.fam
+    def family_def(self) -> Family:
+        return self.spec.family_def
 
     def inputs(self, **kwargs) -> Inputs:
         """Random inputs for the case (see make_inputs for the options)."""
-        return make_inputs(self.case, has_cell=self.fam.has_cell, **kwargs)
+        return make_inputs(self.case, has_cell=self.family_def.has_cell, **kwargs)
 
     def weights(self) -> dict[str, Tensor]:
-        return reference_weights(self.case, self.fam)
+        return reference_weights(self.case, self.family_def)
 
     def build(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
         """The implementation, built for the case, holding the reference weights."""
@@ -142,8 +142,8 @@ class Subject:
     def reference(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
         """torch's module of the family on the CPU, holding the reference weights."""
         case = self.case
-        module = self.fam.build_reference(
-            **case.torch_kwargs(), **self.fam.constructor_kwargs(case.proj_size),
+        module = self.family_def.build_reference(
+            **case.torch_kwargs(), **self.family_def.constructor_kwargs(case.proj_size),
             dtype=case.torch_dtype,
         )
         module.load_state_dict(self.weights() if weights is None else weights)
@@ -153,7 +153,7 @@ class Subject:
         """The implementation's outputs for ``inputs``, through the forward contract. ``case``
         describes the inputs when they differ from the subject's (one step, one sequence)."""
         case = case or self.case
-        return call(module, self.spec.capabilities, case, inputs, has_cell=self.fam.has_cell)
+        return call(module, self.spec.capabilities, case, inputs, has_cell=self.family_def.has_cell)
 
     def run_reference(
         self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None
@@ -162,4 +162,5 @@ class Subject:
         reference = self.reference() if module is None else module
         case = (case or self.case).with_(device="cpu")
         # torch's module claims the whole contract: it is fed packed input when lengths are set.
-        return call(reference, Capabilities(), case, inputs.to("cpu"), has_cell=self.fam.has_cell)
+        return call(reference, Capabilities(), case, inputs.to("cpu"),
+                    has_cell=self.family_def.has_cell)

@@ -8,10 +8,11 @@ import functools
 from torch import nn
 
 from harness.core.spec import Capabilities, ImplSpec, load_with_method
+from harness.impls.course_cell import ScratchRNN
 from harness.impls.cudagraph import CudaGraphGRU, CudaGraphLSTM
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
-from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+from harness.impls.scratch import ScratchGRU, ScratchLSTM
 
 # The packed recipe always takes padded 3-D input plus lengths.
 PACKED_RECIPE = Capabilities(packed=False, lengths=True, unbatched=False)

@@ -1,28 +1,28 @@
 """From-scratch recurrent layers: torch's contract written out one time step at a time.
 
-These are the teaching entries of the registry (scratch-rnn, scratch-lstm, scratch-gru). They
-exist to be read: every step of torch's recurrence is spelled out in Python, including the parts
-people get wrong — masking padded steps so they never touch the state, starting the reverse
-direction at each sequence's last valid step, ordering h_n rows layer-major, applying dropout only
-between layers. They are checked against torch.nn like any third-party class would be.
+These are the teaching entries of the registry (scratch-lstm, scratch-gru; scratch-rnn, the
+course's own cell, is in harness.impls.course_cell). They exist to be read: every step of
+torch's recurrence is spelled out in Python, including the parts people get wrong — masking
+padded steps so they never touch the state, starting the reverse direction at each sequence's
+last valid step, ordering h_n rows layer-major, applying dropout only between layers. They are
+checked against torch.nn like any third-party class would be.
 
-ScratchRNN keeps the course's cell literally: one Linear over [x_t, h_{t-1}] followed by tanh.
-ScratchLSTM and ScratchGRU keep torch's parameter names and gate layouts, so torch's weights load
-by name.
+ScratchRecurrent is the machinery every from-scratch layer shares (input layouts, PackedSequence,
+lengths=, directions, layers, dropout, hx validation); ScratchLSTM and ScratchGRU keep torch's
+parameter names and gate layouts, so torch's weights load by name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
-State = tuple[Tensor, ...]  # (h,) or (h, c); each (B, features)
+from harness.impls.torch_inputs import State, repack, time_major, validated_state
 
 
 class ScratchRecurrent(nn.Module):
@@ -115,33 +115,10 @@ class ScratchRecurrent(nn.Module):
         """torch's forward, plus an optional ``lengths`` (B,) for padded 3-D input: padded steps
         then leave the state alone and output zeros, as with a PackedSequence."""
         packed = isinstance(input, PackedSequence)
-        if packed:
-            x, lengths = pad_packed_sequence(input)  # (T, B, in), lengths in the caller's order
-            batched = True
-        else:
-            if input.dim() not in (2, 3):
-                raise ValueError(
-                    f"{self.mode}: Expected input to be 2D or 3D, got {input.dim()}D instead"
-                )
-            batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(1)
-            if batched and self.batch_first:
-                x = x.transpose(0, 1)
-            if lengths is not None:
-                lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
-                if not batched or lengths.shape != (x.shape[1],):
-                    raise ValueError(
-                        f"lengths must be a (batch,) tensor for 3-D input, got shape "
-                        f"{tuple(lengths.shape)} for input {tuple(input.shape)}"
-                    )
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                f"got {x.size(-1)}"
-            )
+        x, lengths, batched = time_major(input, lengths, mode=self.mode,
+                                         batch_first=self.batch_first,
+                                         input_size=self.input_size)
         seq_len, batch = x.shape[0], x.shape[1]
-        if seq_len == 0:
-            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         state = self.initial_state(hx, batch=batch, batched=batched, like=x)
 
         # mask[t, b] is True while step t is inside sequence b; padded steps leave the state alone.
@@ -210,36 +187,8 @@ class ScratchRecurrent(nn.Module):
         rows = self.num_layers * self.num_directions
         if hx is None:
             return tuple(like.new_zeros(rows, batch, size) for size in self.state_sizes())
-        state = self.unpack_hx(hx)
-        if not batched:
-            if any(s.dim() != 2 for s in state):
-                dims = ", ".join(f"{s.dim()}-D" for s in state)
-                raise RuntimeError(
-                    f"For unbatched 2-D input, hx should also be 2-D but got ({dims}) tensor"
-                )
-            state = tuple(s.unsqueeze(1) for s in state)
-        elif any(s.dim() != 3 for s in state):
-            dims = ", ".join(f"{s.dim()}-D" for s in state)
-            raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got ({dims})")
-        for i, (s, size) in enumerate(zip(state, self.state_sizes())):
-            expected = (rows, batch, size)
-            if tuple(s.shape) != expected:
-                raise RuntimeError(
-                    f"Expected hidden[{i}] size {expected}, got {list(s.shape)}"
-                )
-        return state
-
-
-def repack(output: Tensor, lengths: Tensor, *, like: PackedSequence) -> PackedSequence:
-    """Pack output (T, B, F) with the same batch order and indices as the input ``like``."""
-    order = like.sorted_indices
-    if order is not None:
-        output = output.index_select(1, order)
-        lengths = lengths.index_select(0, order.cpu())
-    packed = pack_padded_sequence(output, lengths.cpu(), enforce_sorted=True)
-    return PackedSequence(
-        packed.data, packed.batch_sizes, like.sorted_indices, like.unsorted_indices
-    )
+        return validated_state(self.unpack_hx(hx), rows=rows, batch=batch,
+                               sizes=self.state_sizes(), batched=batched)
 
 
 class TorchNamedParameters(ScratchRecurrent):
@@ -331,69 +280,3 @@ class ScratchGRU(TorchNamedParameters):
         z = torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)
         return ((1 - z) * n + z * h,)
-
-
-class CourseCell(nn.Module):
-    """The course's cell: one Linear over the concatenation [x_t, h_{t-1}], then tanh."""
-
-    def __init__(self, input_size: int, hidden_size: int, *, bias: bool, activation: nn.Module,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self.input_to_hidden = nn.Linear(
-            input_size + hidden_size, hidden_size, bias=bias, device=device, dtype=dtype
-        )
-        self.activation = activation
-
-    def forward(self, x: Tensor, hidden: Tensor) -> Tensor:
-        combined = torch.cat((x, hidden), dim=1)  # (B, in + H)
-        return self.activation(self.input_to_hidden(combined))
-
-
-class ScratchRNN(ScratchRecurrent):
-    """The course's from-scratch RNN cell driven over the sequence, one CourseCell per
-    (layer, direction). It keeps the course's layout, so torch's weights load through an adapter:
-    input_to_hidden.weight = [W_ih | W_hh], input_to_hidden.bias = b_ih + b_hh."""
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            device=device, dtype=dtype,
-        )
-        activations = {"tanh": nn.Tanh, "relu": nn.ReLU}
-        if nonlinearity not in activations:
-            raise ValueError(
-                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
-        self.nonlinearity = nonlinearity
-        self.cells = nn.ModuleList(
-            CourseCell(in_features, hidden_size, bias=bias,
-                       activation=activations[nonlinearity](), **self._factory)
-            for _layer, _suffix, in_features in self.slots()
-        )
-        self.reset_parameters()
-
-    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
-        return (self.cells[slot](x_t, state[0]),)
-
-    def load_reference_weights(self, state: Mapping[str, Tensor]) -> None:
-        """Load nn.RNN's weights: [W_ih | W_hh] side by side, the two biases summed."""
-        with torch.no_grad():
-            for cell, (_layer, suffix, _) in zip(self.cells, self.slots()):
-                linear = cell.input_to_hidden
-                linear.weight.copy_(
-                    torch.cat((state["weight_ih" + suffix], state["weight_hh" + suffix]), dim=1)
-                )
-                if linear.bias is not None:
-                    linear.bias.copy_(state["bias_ih" + suffix] + state["bias_hh" + suffix])

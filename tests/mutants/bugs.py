@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from harness.impls.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+from harness.impls.course_cell import ScratchRNN
+from harness.impls.scratch import ScratchGRU, ScratchLSTM
 
 # --- gate maths ---------------------------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+"""The ``seq-harness`` command: one module per subcommand, each parsing its options and calling
+library functions that work without a command line.
+
+Exit codes: 0 every check passed; 1 a check failed; 2 bad input (one line on stderr naming the bad
+value and the valid choices); 3 the harness itself broke. ``run`` drives pytest in-process
+through the same plugin a plain ``pytest`` run uses, so both accept the same options.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from harness.cli import bench, calibrate, compare, gate, listing, profile, report, run
+from harness.cli.common import USAGE_ERROR, Parser, UsageError
+
+COMMANDS = {"list": listing, "run": run, "bench": bench, "profile": profile,
+            "compare": compare, "gate": gate, "calibrate": calibrate, "report": report}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="seq-harness", description="Conformance and benchmark kit for RNNs.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    for module in COMMANDS.values():
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            return run.command(args, argv, parser)
+        return COMMANDS[args.command].command(args, argv)
+    except UsageError as error:
+        print(f"seq-harness: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except BrokenPipeError:  # `seq-harness list | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

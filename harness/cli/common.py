@@ -1,0 +1,78 @@
+"""What every command shares: the one-line usage error (exit 2), the argparse parser that raises
+it, the exit codes, option groups declared once, and conversions of the library's ValueErrors
+into usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.core.values import integer_at_least, positive_number
+from harness.records import prepare_results_dir
+
+OK, CHECK_FAILED, USAGE_ERROR, INTERNAL_ERROR = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the bad value (and exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+@contextlib.contextmanager
+def usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn the library's ValueError/TypeError (or ``kinds``) into a UsageError: one line."""
+    caught = kinds or (ValueError, TypeError)
+    try:
+        yield
+    except caught as error:
+        raise UsageError(str(error)) from None
+
+
+def positive(name: str, value, *, integer: bool = True) -> None:
+    """--NAME VALUE must be >= 1 (an integer) or above 0 (a number); None passes."""
+    if value is None:
+        return
+    with usage_errors():
+        if integer:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            integer_at_least(name, value, 1, flag=True)
+        else:
+            positive_number(name, value, flag=True)
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> None:
+    with usage_errors():
+        prepare_results_dir(out, overwrite=overwrite)
+
+
+def add_verdict_options(parser: argparse.ArgumentParser) -> None:
+    """--alpha, --min-effect, --output: how compare, gate and calibrate judge."""
+    parser.add_argument("--alpha", type=float, default=0.01, metavar="P",
+                        help="significance level after Holm's correction (default 0.01)")
+    parser.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
+                        help="smallest change that counts (default 0.03: 3%%)")
+    parser.add_argument("--output", metavar="PATH", help="also write the markdown summary here")
+
+
+def check_verdict_options(args: argparse.Namespace) -> None:
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha {args.alpha:g} is invalid; expected 0 < alpha < 1")
+    if not 0 <= args.min_effect < 1:
+        raise UsageError(f"--min-effect {args.min_effect:g} is invalid; expected 0 <= it < 1")
+
+
+def check_phases(phases) -> None:
+    from harness.core.phases import check_phase
+
+    with usage_errors():
+        for phase in phases:
+            check_phase(phase)

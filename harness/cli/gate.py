@@ -1,0 +1,101 @@
+"""``seq-harness gate``: base and head timed interleaved in fresh processes, then judged;
+exit 1 on a regression, 2 when the sample size cannot reach the significance level."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.cli.common import (
+    CHECK_FAILED,
+    UsageError,
+    add_verdict_options,
+    check_phases,
+    check_verdict_options,
+    positive,
+    usage_errors,
+)
+from harness.cli.compare import verdict_exit
+from harness.gate.compare import compare_dirs
+from harness.gate.run import GateRequest, measure_sides
+from harness.latency.grids import load_grid
+from harness.records import RunInfo
+from harness.registry import choose_one
+from harness.report.gate import gate_summary, publish
+
+
+def add_parser(commands) -> None:
+    gate = commands.add_parser(
+        "gate", help="time base and head interleaved in fresh processes; exit 1 on regression")
+    side = gate.add_argument_group("what is compared (one base option, one head option)")
+    side.add_argument("--base-impl", metavar="NAME", help="registry entry as the baseline")
+    side.add_argument("--base-impl-class", metavar="MODULE:CLASS", help="class as the baseline")
+    side.add_argument("--base-ref", metavar="GIT_REF",
+                      help="the head implementation as it is at GIT_REF (a temporary worktree)")
+    side.add_argument("--head-impl", metavar="NAME", help="registry entry under test")
+    side.add_argument("--head-impl-class", metavar="MODULE:CLASS", help="class under test")
+    side.add_argument("--family", metavar="FAMILY", help="family of the --*-impl-class classes")
+    gate.add_argument("--grid", default="gate", metavar="NAME|FILE",
+                      help="shapes to time (default: gate, T=50 B=8 I=H=128)")
+    gate.add_argument("--phase", action="append", default=[], metavar="PHASE",
+                      help="inference, forward, forward_backward (default: the grid's)")
+    gate.add_argument("--workers", type=int, default=10, metavar="N",
+                      help="fresh worker processes per side (default 10)")
+    gate.add_argument("--min-run-time", type=float, default=0.3, metavar="S",
+                      help="seconds of timing per task per process (default 0.3)")
+    gate.add_argument("--threads", type=int, default=1, metavar="N")
+    gate.add_argument("--out", metavar="DIR", help="where base/ and head/ records go "
+                      "(default: results/gate-RUN_ID)")
+    add_verdict_options(gate)
+
+
+def sides(args: argparse.Namespace):
+    """(base spec, head spec, base git ref or None) from the gate's options."""
+    bases = [o for o in ("base_impl", "base_impl_class", "base_ref") if getattr(args, o)]
+    heads = [o for o in ("head_impl", "head_impl_class") if getattr(args, o)]
+    if len(bases) != 1 or len(heads) != 1:
+        raise UsageError("gate needs exactly one of --base-impl, --base-impl-class, --base-ref "
+                         "and one of --head-impl, --head-impl-class")
+    if args.family and not (args.base_impl_class or args.head_impl_class):
+        raise UsageError(f"--family {args.family!r} is only meaningful with an --*-impl-class")
+    with usage_errors():
+        head = choose_one(impl=args.head_impl, impl_class=args.head_impl_class,
+                          family=args.family if args.head_impl_class else None)
+        if args.base_ref:
+            return head, head, args.base_ref
+        base = choose_one(impl=args.base_impl, impl_class=args.base_impl_class,
+                          family=args.family if args.base_impl_class else None)
+    return base, head, None
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> int:
+    check_verdict_options(args)
+    positive("--workers", args.workers)
+    positive("--threads", args.threads)
+    positive("--min-run-time", args.min_run_time, integer=False)
+    check_phases(args.phase)
+    base, head, ref = sides(args)
+    with usage_errors():
+        request = GateRequest(base=base, head=head, ref=ref, grid=load_grid(args.grid),
+                              phases=tuple(args.phase), workers=args.workers,
+                              min_run_time=args.min_run_time, threads=args.threads,
+                              alpha=args.alpha)
+        request.validate()
+    info = RunInfo.collect(argv=["seq-harness", *argv])
+    out = Path(args.out) if args.out else Path("results") / f"gate-{info.run_id}"
+    print(f"seq-harness gate: base {base.name}{f' at {ref}' if ref else ''}, head "
+          f"{head.name}; {args.workers} fresh processes per side, interleaved", flush=True)
+    with usage_errors():  # a ref that names no commit
+        base_dir, head_dir = measure_sides(request, out, info,
+                                           progress=lambda line: print(line, flush=True))
+    try:
+        summary = compare_dirs(base_dir, head_dir, alpha=args.alpha,
+                               min_effect=args.min_effect, allow_mismatch=False,
+                               title=request.title)
+    except ValueError as error:  # e.g. an implementation failed every timing
+        print(f"seq-harness: error: {error}", file=sys.stderr)
+        return CHECK_FAILED
+    publish(gate_summary(summary, alpha=args.alpha, min_effect=args.min_effect),
+            args.output or str(out / "summary.md"))
+    return verdict_exit(summary)

@@ -1,0 +1,114 @@
+"""``seq-harness run``: the suites over the registry (or the named implementations), with records
+and a report; ``--resume DIR`` continues an interrupted run with its own options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, usage_errors
+from harness.conformance.alone import describe
+from harness.conformance.options import SELECTION, SUITES, add_options
+from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
+from harness.conformance.suites import suite_files
+from harness.records import OUTCOMES, ResultsError, RunInfo, read_run_info, write_run_info
+from harness.registry import choose
+from harness.report import write_report
+
+
+def add_parser(commands) -> None:
+    run = commands.add_parser("run", help="run the suites; write records and a report")
+    add_options(run.add_argument, (*SELECTION, *SUITES))
+    run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
+                     help="worker processes running the checks (pytest-xdist; default 1). A "
+                     "crashing implementation costs only its check; 0 runs in this process")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the interrupted run in DIR with its own options")
+    run.add_argument("--out", metavar="DIR", help="results directory (default: results/RUN_ID)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the records of an earlier run in --out")
+    run.add_argument("--report", metavar="PATH",
+                     help="also write the markdown report here (it is always in DIR/report.md)")
+    run.add_argument("--confirm-alone", type=int, default=5, metavar="N",
+                     help="run up to N failed checks again, each alone in a fresh process, and "
+                     "say in their records whether they fail alone too (default 5; 0: off)")
+    run.add_argument("-k", dest="keyword", metavar="EXPR",
+                     help="only checks whose pytest id matches EXPR (as pytest -k)")
+    run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
+
+
+def resumed(args: argparse.Namespace, argv: list[str], parser) -> tuple[argparse.Namespace,
+                                                                         list[str]]:
+    """The options of the interrupted run in ``--resume DIR``, read from its run.json."""
+    if argv != ["run", "--resume", args.resume]:
+        raise UsageError("--resume DIR takes no other options: the run continues with its own")
+    try:
+        info = read_run_info(args.resume)
+    except ResultsError as error:
+        raise UsageError(f"--resume: {error}") from None
+    original = list(info.argv[1:])
+    if not original or original[0] != "run" or "--resume" in original:
+        raise UsageError(f"--resume {args.resume!r}: run.json records no `seq-harness run` "
+                         f"command (it has {' '.join(info.argv)!r})")
+    again = parser.parse_args(original)
+    again.out, again.overwrite, again.resume = args.resume, False, args.resume
+    return again, original
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.threads < 1:
+        raise UsageError(f"--threads {args.threads} is invalid; expected 1 or more")
+    if args.workers < 0:
+        raise UsageError(f"--workers {args.workers} is invalid; expected 0 or more")
+    if args.check_timeout < 0:
+        raise UsageError(f"--check-timeout {args.check_timeout:g} is invalid; expected 0 "
+                         "(no limit) or more seconds")
+    if args.confirm_alone < 0:
+        raise UsageError(f"--confirm-alone {args.confirm_alone} is invalid; expected 0 (off) "
+                         "or more failed checks")
+
+
+def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
+    if args.resume:
+        args, argv = resumed(args, argv, parser)
+    with usage_errors():
+        # No --suite: the default suites only (an opt-in suite's file is not even collected).
+        files = suite_files(args.suite)
+        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+    if not chosen.specs and not chosen.broken:
+        raise UsageError("no implementations are installed in the seq_harness.impls group")
+    validate(args)
+    torch.set_num_threads(args.threads)
+    if args.resume:
+        out = Path(args.resume)
+    else:
+        info = RunInfo.collect(argv=["seq-harness", *argv])
+        out = Path(args.out) if args.out else Path("results") / info.run_id
+        prepare_out(out, overwrite=args.overwrite)
+        write_run_info(out, info)
+    outcome = run_suites(SuiteRun(
+        files=tuple(files), out=out, impls=tuple(args.impl), impl_classes=tuple(args.impl_class),
+        family=args.family, device=args.device, scale=args.scale, threads=args.threads,
+        check_timeout=args.check_timeout, workers=args.workers, keyword=args.keyword,
+        verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone))
+    for line in describe(outcome.confirmed):
+        print(line)
+    if outcome.confirmed:  # the verdicts of the re-runs belong in the report
+        write_report([out], out / "report.md")
+    if args.report:
+        write_report([out], args.report)
+    for line in lines_for(outcome.records):
+        print(line)
+    counts = Counter(r.outcome for r in outcome.records)
+    parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
+    where = f"{out / 'report.md'}" + (f" and {args.report}" if args.report else "")
+    print(f"seq-harness: {len(outcome.records)} checks ({parts}); report: {where}")
+    code = exit_code(outcome, resumed=bool(args.resume))
+    if code is None:
+        print("seq-harness: error: no checks matched the selection", file=sys.stderr)
+        return USAGE_ERROR
+    return code

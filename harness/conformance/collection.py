@@ -1,0 +1,105 @@
+"""Which suite checks a session runs: every suite test parametrized over the selected
+implementations x its case grid (a case outside an implementation's claimed contract marked *not
+supported*), then narrowed to the chosen suites and, with --resume, to the checks not recorded
+yet. The plugin's collection hooks call these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+from harness.conformance.suites import opt_in_names, suite_name, suite_names
+from harness.core.spec import ImplSpec
+from harness.records import iter_records
+
+# Warnings torch raises by design for cases the suites build on purpose.
+EXPECTED_WARNINGS = (
+    "ignore:dropout option adds dropout after all but last recurrent layer:UserWarning",
+    "ignore:LSTM with projections is not supported with oneDNN:UserWarning",
+)
+
+
+def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
+    """(spec, case) for every selected implementation x the test's ``cases`` grid."""
+    marker = metafunc.definition.get_closest_marker("cases")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} needs @pytest.mark.cases(grid)")
+    grid = marker.args[0]
+    if metafunc.config.getoption("scale") == "full" and marker.kwargs.get("full") is not None:
+        grid = marker.kwargs["full"]
+    device = metafunc.config.getoption("device")
+    params = []
+    for spec in specs:
+        cases = grid(spec.family_def) if callable(grid) else grid
+        for case in cases:
+            case = case.with_(device=device)
+            marks = []
+            why = spec.why_not(case)
+            if why is not None:
+                marks.append(pytest.mark.skip(reason=why))
+            elif device == "cuda" and not torch.cuda.is_available():
+                marks.append(pytest.mark.skip(reason="CUDA is not available"))
+            params.append(pytest.param(spec, case, id=f"{spec.name}:{case.id}", marks=marks))
+    metafunc.parametrize(("spec", "case"), params)
+
+
+def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the chosen suites' checks (no --suite: every suite but the opt-in ones), minus
+    those already recorded when resuming; set torch's threads; an opt-in suite under several
+    workers is skipped with the reason."""
+    suite_items = [i for i in items if "subject" in getattr(i, "fixturenames", ())]
+    for item in suite_items:
+        for expected in EXPECTED_WARNINGS:
+            item.add_marker(pytest.mark.filterwarnings(expected))
+    threads = config.getoption("threads")
+    if threads < 1:
+        raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
+    torch.set_num_threads(threads)
+
+    valid = suite_names()
+    opt_in = opt_in_names()
+    named = config.getoption("suite")
+    for name in named:
+        if name not in valid:
+            raise pytest.UsageError(f"unknown suite {name!r}; valid: {', '.join(valid)}")
+    # No --suite: every suite but the opt-in ones (--benchmark-only: only those).
+    if named:
+        wanted = set(named)
+    elif config.getoption("benchmark_only", False):
+        wanted = set(opt_in)
+    else:
+        wanted = set(valid) - set(opt_in)
+    recorded = already_recorded(config)
+    keep, drop = [], []
+    for item in items:
+        is_suite = "subject" in getattr(item, "fixturenames", ())
+        chosen = not is_suite or (suite_name(item.module.__name__) in wanted
+                                  and record_key(item) not in recorded)
+        (keep if chosen else drop).append(item)
+        if chosen and is_suite and suite_name(item.module.__name__) in opt_in:
+            workers = getattr(config, "workerinput", {}).get("workercount", 1)
+            if workers > 1:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"latency is never measured in parallel with other work ({workers} "
+                    "workers); rerun without -n"))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def already_recorded(config: pytest.Config) -> set[tuple[str, str, str, str]]:
+    """With --resume, the checks the results directory already has records for, by
+    (implementation, suite, check, case id): the same wherever the suites are installed."""
+    directory = config.getoption("results_dir")
+    if not config.getoption("resume") or directory is None:
+        return set()
+    return {r.key for r in iter_records(directory)}
+
+
+def record_key(item: pytest.Item) -> tuple[str, str, str, str]:
+    """The Record.key a suite test's record will have."""
+    params = item.callspec.params
+    return (params["spec"].name, suite_name(item.module.__name__),
+            item.originalname.removeprefix("test_"), params["case"].id)

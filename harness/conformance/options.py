@@ -1,0 +1,60 @@
+"""The options ``pytest --pyargs harness.suites`` and ``seq-harness`` share, declared once.
+
+pytest's ``addoption`` and argparse's ``add_argument`` take the same keywords, so each option is
+written here once and added to both: a flag, its default or its help text cannot drift apart
+between the two ways of running the suites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+
+
+def option(flag: str, **settings: Any) -> Option:
+    return Option(flag, settings)
+
+
+# Which implementations (run, bench, profile and pytest).
+IMPL = option("--impl", action="append", default=[], metavar="NAME",
+              help="registry entry to run (repeatable; default: the whole registry)")
+IMPL_CLASS = option("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
+                    help="your nn.Module class with torch's RNN/LSTM/GRU contract (repeatable)")
+FAMILY = option("--family", default=None, metavar="FAMILY",
+                help="family of the --impl-class classes: rnn_tanh, rnn_relu, lstm, gru, ...")
+SELECTION = (IMPL, IMPL_CLASS, FAMILY)
+
+# How the suites run (run and pytest).
+SUITE = option("--suite", action="append", default=[], metavar="NAME",
+               help="run only this suite (repeatable), e.g. padding; default: every suite but "
+               "the opt-in ones")
+DEVICE = option("--device", default="cpu", choices=("cpu", "cuda"),
+                help="device the implementations run on (the reference stays on the CPU)")
+SCALE = option("--scale", default="ci", choices=("ci", "full"),
+               help="ci: the quick grids (default); full: also the heavy variants (e.g. adding "
+               "at T=100, 200)")
+THREADS = option("--threads", type=int, default=1, metavar="N",
+                 help="torch threads (default 1: on shared machines two threads per process "
+                 "gave rare 700x outliers); recorded in run.json")
+CHECK_TIMEOUT = option("--check-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="time limit of one check (default 120; 0: none); a check past it "
+                       "fails as a timeout and the run goes on")
+SUITES = (SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT)
+
+
+def add_options(add: Callable[..., Any], options: Iterable[Option]) -> None:
+    """Add ``options`` through ``add``: a pytest option group's ``addoption`` or an argparse
+    parser's ``add_argument``."""
+    for o in options:
+        add(o.flag, **o.settings)

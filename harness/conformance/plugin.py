@@ -1,0 +1,252 @@
+"""The pytest adapter: options, parametrization over implementations x cases, fixtures, records.
+
+Loaded through the ``pytest11`` entry point, so ``pytest --pyargs harness.suites`` and
+``seq-harness run`` behave the same. It stays thin: everything it does is delegated to plain
+modules (selection, subject, checks, records, report). Heavy imports happen only once a suite test
+is collected, so the plugin costs nothing to unrelated test runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SELECTION = pytest.StashKey["object"]()
+WRITER = pytest.StashKey["object"]()
+RUN_ID = pytest.StashKey[str]()
+STRIKES = pytest.StashKey["object"]()
+MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
+# fail at once (a hanging or crashing implementation must not hold the run for hours)
+STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
+
+
+def cases(grid, *, full=None):
+    """Decorator: the Case grid of a suite test — a list of Cases, or a function of the Family
+    returning one (so LSTM-only cases such as proj_size appear only for LSTMs). ``full`` is the
+    grid at ``--scale full`` (the heavy variants of the main run), when it differs."""
+    return pytest.mark.cases.with_args(grid, full=full)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from harness.conformance.options import SELECTION, SUITES, add_options, option
+
+    group = parser.getgroup("seq-harness", "seq-harness: RNN conformance suites")
+    add_options(group.addoption, (*SELECTION, *SUITES))
+    add_options(group.addoption, (
+        option("--results-dir", default=None, metavar="DIR",
+               help="write a record per check to DIR/records.jsonl and DIR/report.md"),
+        option("--resume", action="store_true",
+               help="with --results-dir: skip the checks already recorded there and append the "
+               "rest"),
+    ))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cases(grid): the Case grid of a suite test, a list or a function of the family"
+    )
+    config.addinivalue_line(
+        "markers", "time_limit(factor): this check may take factor x --check-timeout"
+    )
+    from harness.conformance.isolation import Strikes
+
+    directory = config.getoption("results_dir")
+    config.stash[STRIKES] = Strikes(None if directory is None else Path(directory))
+    options = ("impl", "impl_class", "family", "suite")
+    if any(config.getoption(name) for name in options):
+        selection(config)  # bad input is a usage error before anything is collected
+    directory = config.getoption("results_dir")
+    if directory is None:
+        return
+    from harness.records import RecordWriter, RunInfo, read_run_info, write_run_info
+
+    run_file = Path(directory) / "run.json"
+    if run_file.is_file():  # written by `seq-harness run`, or by the xdist controller
+        config.stash[RUN_ID] = read_run_info(directory).run_id
+    else:
+        info = RunInfo.collect(argv=["pytest", *config.invocation_params.args])
+        write_run_info(directory, info)
+        config.stash[RUN_ID] = info.run_id
+    config.stash[WRITER] = RecordWriter(directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    writer = config.stash.get(WRITER, None)
+    if writer is not None:
+        writer.close()
+
+
+def selection(config: pytest.Config):
+    """The implementations this session covers, resolved once (UsageError on bad input)."""
+    if SELECTION not in config.stash:
+        from harness.registry import choose
+
+        try:
+            config.stash[SELECTION] = choose(
+                impls=config.getoption("impl"),
+                impl_classes=config.getoption("impl_class"),
+                family=config.getoption("family"),
+            )
+        except (ValueError, TypeError) as error:
+            raise pytest.UsageError(str(error)) from None
+    return config.stash[SELECTION]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "subject" in metafunc.fixturenames:
+        from harness.conformance.collection import parametrize
+
+        parametrize(metafunc, selection(metafunc.config).specs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any("subject" in getattr(i, "fixturenames", ()) for i in items):
+        from harness.conformance.collection import select_items
+
+        select_items(config, items)
+
+
+@pytest.fixture
+def subject(spec, case):
+    """The implementation under test paired with its family's torch reference for this case."""
+    from harness.core.subject import Subject
+
+    return Subject(spec, case)
+
+
+@pytest.fixture
+def check(case, spec):
+    """Measuring assertions; what they measured goes into this check's record."""
+    from harness.conformance.checks import Check, Tolerance
+
+    return Check(Tolerance.for_case(case), reference_name=f"torch {spec.family}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    if "subject" not in pyfuncitem.fixturenames:  # not a suite test: stay out of the way
+        return (yield)
+    from harness.conformance.checks import NotSupported
+
+    try:
+        result = yield
+    except NotSupported as error:
+        pytest.skip(f"not supported: {error}")
+    # A check that compared nothing has not passed: it is not supported, saying what was empty.
+    measured = pyfuncitem.funcargs.get("check")
+    reason = getattr(measured, "vacuous_reason", None)
+    if reason is not None:
+        pytest.skip(f"not supported: {reason}")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Suite checks run under a time limit, and torch's global settings are put back after
+    each, so no implementation can change another one's results."""
+    if "subject" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    from harness.conformance.isolation import CheckTimeout, TorchState, deadline
+
+    config = item.config
+    impl = item.callspec.params["spec"].name
+    strikes = config.stash[STRIKES]
+    if strikes.count(impl) >= MAX_STRIKES:
+        pytest.fail(f"not run: {MAX_STRIKES} earlier checks of {impl} timed out or crashed "
+                    f"({strikes.describe(impl)})", pytrace=False)
+    marker = item.get_closest_marker("time_limit")
+    limit = config.getoption("check_timeout") * (marker.args[0] if marker else 1)
+    in_worker = hasattr(config, "workerinput")
+    on_stuck = (lambda: end_stuck_worker(item, limit)) if in_worker else None
+    state = TorchState.capture()
+    try:
+        with deadline(limit, on_stuck=on_stuck):
+            return (yield)
+    except CheckTimeout:
+        strikes.add(impl, "timeout")
+        raise
+    finally:
+        state.restore()
+
+
+def end_stuck_worker(item: pytest.Item, limit: float) -> None:
+    """Called by the watchdog when a check is stuck where Python cannot interrupt it: record
+    the timeout, then end this worker process (pytest-xdist starts a new one)."""
+    import os
+
+    from harness.conformance.recording import suite_record
+    from harness.records import FAILED
+
+    item.config.stash[STRIKES].add(item.callspec.params["spec"].name, "timeout")
+    writer = item.config.stash.get(WRITER, None)
+    if writer is not None:
+        writer.write(suite_record(
+            item, outcome=FAILED, duration_s=limit, run_id=item.config.stash[RUN_ID],
+            message=f"timeout: the check ran longer than {limit:g} s and did not return to "
+                    "Python; its worker process was ended",
+        ))
+    os._exit(STUCK_EXIT)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
+    """pytest-xdist: the worker running ``crashitem`` died. Record the check as crashed (unless
+    the watchdog already recorded it as a timeout); the run goes on in a new worker."""
+    config = sched.config
+    writer = config.stash.get(WRITER, None)
+    if writer is None:
+        return
+    from harness.conformance.recording import crash_record, crashed_impl
+    from harness.records import iter_records
+
+    directory = config.getoption("results_dir")
+    if any(r.nodeid == crashitem for r in iter_records(directory)):
+        return
+    config.stash[STRIKES].add(crashed_impl(crashitem), "crash")
+    specs = selection(config).specs
+    writer.write(crash_record(crashitem, families={s.name: s.family for s in specs},
+                              origins={s.name: s.origin for s in specs},
+                              run_id=config.stash[RUN_ID]))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A case outside an implementation's claimed contract (or one that compared nothing) is
+    counted by pytest as *not supported*, as the harness records it, not as skipped."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith("not supported"):
+            return "not supported", "n", "NOT SUPPORTED"
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    writer = item.config.stash.get(WRITER, None)
+    if writer is None or not hasattr(item, "callspec") or "spec" not in item.callspec.params:
+        return report
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        from harness.conformance.recording import record_from_report
+
+        writer.write(record_from_report(item, report, call, item.config.stash[RUN_ID]))
+    return report
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Entry points that failed to load are failed checks of the run, not a crash."""
+    config = session.config
+    writer = config.stash.get(WRITER, None)
+    if writer is None or hasattr(config, "workerinput"):
+        return
+    from harness.records import FAILED, Record, iter_records
+
+    done = set()
+    if config.getoption("resume"):
+        done = {r.impl for r in iter_records(config.getoption("results_dir"))
+                if r.suite == "registry"}
+    for name, why in selection(config).broken.items():
+        if name in done:
+            continue
+        writer.write(Record(impl=name, family="unknown", suite="registry", check="load",
+                            outcome=FAILED, message=why, run_id=config.stash[RUN_ID]))

@@ -1,0 +1,113 @@
+"""One run of the suites: pytest driven in-process through the same plugin a plain ``pytest
+--pyargs harness.suites`` uses, then the failed checks re-run alone.
+
+``run_suites`` is what ``seq-harness run`` calls once its options are parsed; it is usable
+without a command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.conformance.alone import confirm
+from harness.records import Record, iter_records
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """What one run covers and how (every field as the `seq-harness run` option of its name)."""
+
+    files: tuple[Path, ...]
+    out: Path
+    impls: tuple[str, ...] = ()
+    impl_classes: tuple[str, ...] = ()
+    family: str | None = None
+    device: str = "cpu"
+    scale: str = "ci"
+    threads: int = 1
+    check_timeout: float = 120.0
+    workers: int = 1
+    keyword: str | None = None
+    verbose: bool = False
+    resume: bool = False
+    confirm_alone: int = 5
+
+    def options(self) -> list[str]:
+        """The options a check needs to run again exactly as it ran here."""
+        return ["--device", self.device, "--scale", self.scale, "--threads", str(self.threads),
+                "--check-timeout", str(self.check_timeout)]
+
+    def pytest_args(self) -> list[str]:
+        args = [str(f) for f in self.files]
+        args += ["--results-dir", str(self.out), *self.options(),
+                 "-p", "no:cacheprovider",
+                 # harness is imported before pytest starts, so its plugin is not rewritten.
+                 "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+        # Not -q: pytest-xdist then prints "bringing up nodes..." twice, not its worker count.
+        args += ["-v", "--tb=short"] if self.verbose else ["--no-header", "--tb=no", "-rN"]
+        for name in self.impls:
+            args += ["--impl", name]
+        for path in self.impl_classes:
+            args += ["--impl-class", path]
+        if self.family:
+            args += ["--family", self.family]
+        if self.keyword:
+            args += ["-k", self.keyword]
+        if self.workers:
+            # Checks run in worker processes: a crash costs the check it happened in.
+            args += ["-n", str(self.workers), "--max-worker-restart", "100000"]
+        if self.resume:
+            args += ["--resume"]
+        return args
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    """pytest's exit code, every record of the run, and the failures that were re-run alone."""
+
+    code: int
+    records: list[Record]
+    confirmed: list[Record]
+
+
+def run_suites(run: SuiteRun) -> SuiteOutcome:
+    """Run the suites into ``run.out`` (run.json must already be there), then re-run up to
+    ``run.confirm_alone`` failed checks alone; the records on disk are final when it returns."""
+    code = int(pytest.main(run.pytest_args()))
+    confirmed: list[Record] = []
+    if run.confirm_alone:
+        limit_s = run.check_timeout * 10 + 60 if run.check_timeout else None
+        confirmed = confirm(run.out, run.options(), timeout_s=limit_s, limit=run.confirm_alone)
+    return SuiteOutcome(code, list(iter_records(run.out)), confirmed)
+
+
+def exit_code(outcome: SuiteOutcome, *, resumed: bool) -> int | None:
+    """0 every check passed, 1 a check failed, 2 nothing matched or bad input, 3 pytest broke;
+    None when no check matched the selection."""
+    code, records = outcome.code, outcome.records
+    if resumed and code == int(pytest.ExitCode.NO_TESTS_COLLECTED) and records:
+        code = int(pytest.ExitCode.OK)  # everything was recorded before: nothing left to run
+    if code == int(pytest.ExitCode.NO_TESTS_COLLECTED) or (code == 0 and not records):
+        return None
+    if code == int(pytest.ExitCode.USAGE_ERROR):
+        return 2
+    if code in (int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)):
+        failed = any(r.outcome == "failed" for r in records)
+        return 1 if failed or code == int(pytest.ExitCode.TESTS_FAILED) else 0
+    return 3
+
+
+def lines_for(records: Sequence[Record], limit: int = 15) -> list[str]:
+    """The failing checks, one line each (implementation, suite, check, how many cases)."""
+    from collections import Counter
+
+    failing = Counter((r.impl, r.suite, r.check) for r in records if r.outcome == "failed")
+    lines = [f"FAILED {impl} · {suite} · {check}: {n} case{'s' if n > 1 else ''}"
+             for (impl, suite, check), n in list(failing.items())[:limit]]
+    if len(failing) > limit:
+        lines.append(f"... and {len(failing) - limit} more failing checks (see the report)")
+    return lines

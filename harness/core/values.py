@@ -1,0 +1,23 @@
+"""Validators of numbers that come from users (options, case fields, grid files): each refuses a
+bad value with one line naming it and what would be valid. ``flag`` names the value as a
+command-line option (``--workers 0``) rather than a field (``batch=-1``)."""
+
+from __future__ import annotations
+
+
+def shown(name: str, value: object, flag: bool) -> str:
+    return f"{name} {value}" if flag else f"{name}={value!r}"
+
+
+def integer_at_least(name: str, value: object, minimum: int = 1, *, flag: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{shown(name, value, flag)} is invalid; expected an integer >= "
+                         f"{minimum}")
+
+
+def positive_number(name: str, value: object, *, flag: bool = False) -> None:
+    """ValueError unless ``value`` is a finite number above 0."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and 0 < value < float("inf")):
+        raise ValueError(f"{shown(name, value, flag)} is invalid; expected a positive number")

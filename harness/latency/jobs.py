@@ -1,0 +1,73 @@
+"""The jobs a latency worker process runs, and the Records their results become.
+
+A job is a kind (``time`` a task, or one ``peak`` GEMM of the machine's matmul-peak sweep) and a
+JSON payload; ``handle_job`` runs one inside a worker process (harness.latency.worker), and
+``to_record`` turns its result, or its failure, into a Record in the parent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.core.case import Case
+from harness.core.spec import ImplSpec
+from harness.latency.peak import PEAK, Gemm
+from harness.latency.plan import Plan
+from harness.latency.timing import Task, measure, measure_peak
+from harness.records import FAILED, PASSED, Record
+from harness.registry import spec_by_origin
+
+LATENCY = "latency"  # the suite name of every latency record
+TIME = "time"
+PEAK_RUN_TIME = 0.1  # seconds per point of the peak sweep in each process
+
+
+def job_payload(spec: ImplSpec, task: Task, plan: Plan) -> dict[str, Any]:
+    return {
+        "impl": spec.name, "origin": spec.origin, "family": spec.family,
+        "case": task.case.to_dict(), "phase": task.phase, "cudnn_benchmark": task.cudnn_benchmark,
+        "min_run_time": plan.min_run_time, "threads": plan.threads, "memory": plan.memory,
+    }
+
+
+def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs inside a worker process."""
+    if kind == PEAK:
+        gemm = Gemm(payload["backend"], payload["size"], payload["device"])
+        timed = measure_peak(gemm, threads=payload["threads"],
+                             min_run_time=payload["min_run_time"])
+    else:
+        case = Case.from_dict(payload["case"])
+        spec = spec_by_origin(payload["impl"], payload["origin"], payload["family"])
+        task = Task(spec.name, case, payload["phase"], payload["cudnn_benchmark"])
+        timed = measure(spec, task, threads=payload["threads"],
+                        min_run_time=payload["min_run_time"], memory=payload["memory"],
+                        slowdown=payload.get("slowdown", 0.0))
+    return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
+            "peak_bytes": timed.peak_bytes}
+
+
+def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
+              worker: int, run_id: str, threads: int) -> Record:
+    error = result.get("error")
+    samples = result.get("block_s") or []
+    metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
+               "worker": worker, "threads": threads}
+    if kind == PEAK:
+        gemm = Gemm(payload["backend"], payload["size"], payload["device"])
+        impl, family, check, origin = PEAK, PEAK, "gemm", ""
+        case_id, case = gemm.id, None
+        metrics.update(backend=gemm.backend, size=gemm.size, flops=gemm.flops)
+    else:
+        spec = specs[payload["impl"]]
+        impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
+        parsed = Case.from_dict(payload["case"])
+        case_id, case = parsed.id, parsed.to_dict()
+        metrics.update(peak_bytes=result.get("peak_bytes"),
+                       cudnn_benchmark=payload.get("cudnn_benchmark"))
+    return Record(
+        impl=impl, family=family, suite=LATENCY, check=check,
+        outcome=FAILED if error else PASSED, case_id=case_id, case=case,
+        duration_s=sum(samples) * (result.get("number_per_run") or 0),
+        message=error, origin=origin, metrics=metrics, run_id=run_id,
+    )

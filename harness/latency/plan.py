@@ -1,0 +1,62 @@
+"""What one benchmark run measures (a Plan), and the sides of an interleaved measurement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.case import Case
+from harness.core.spec import ImplSpec
+from harness.latency.grids import LatencyGrid
+from harness.latency.timing import Task
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one benchmark run measures."""
+
+    specs: tuple[ImplSpec, ...]
+    grid: LatencyGrid
+    phases: tuple[str, ...]
+    workers: int
+    min_run_time: float
+    threads: int
+    device: str = "cpu"
+    cudnn_benchmark: tuple[bool, ...] = (True,)
+    memory: bool = True
+
+    def tasks(self) -> list[tuple[ImplSpec, Task]]:
+        out = []
+        for case in self.grid.cases:
+            case = case.with_(device=self.device)
+            for spec in self.specs:
+                if not self.grid.covers(spec) or spec.why_not(case) is not None:
+                    continue
+                for phase in self.phases:
+                    flags = self.cudnn_benchmark if self.device == "cuda" else (None,)
+                    out += [(spec, Task(spec.name, case, phase, flag)) for flag in flags]
+        return out
+
+    def shapes(self) -> list[Case]:
+        return [c.with_(device=self.device) for c in self.grid.cases]
+
+
+def rotated(items: Sequence, k: int) -> list:
+    """The k-th rotation, reversed on odd k: every worker sees a different order."""
+    k = k % len(items) if items else 0
+    order = list(items[k:]) + list(items[:k])
+    return order[::-1] if k % 2 else order
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of an interleaved measurement: what it times, where its records go, and the
+    environment of its worker processes (e.g. PYTHONPATH at another commit)."""
+
+    plan: Plan
+    out: Path
+    run_id: str
+    env: dict[str, str] | None = None
+    peak: bool = True
+    slowdown: float = 0.0

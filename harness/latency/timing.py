@@ -1,0 +1,147 @@
+"""LatencyStats one implementation on one shape in one phase, honestly, with torch.utils.benchmark.
+
+A Task names what is timed (implementation, shape, phase). ``measure`` builds the module and its
+inputs exactly as the conformance suites do, warms it up, and lets Timer.blocked_autorange choose
+block sizes; every block's per-iteration time is kept (raw samples, never only a summary). The
+thread count is set explicitly. On CUDA, Timer synchronises per block, every shape is warmed up
+first, and cudnn.benchmark is part of the task; peak memory comes from
+torch.cuda.max_memory_allocated. On the CPU, peak memory is the high-water mark of tensor memory
+allocated by torch's CPU allocator during one call, replayed from the profiler's per-operator
+allocation records (profile_memory=True): tensors only, not the interpreter or the allocator's
+own overhead.
+
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.core.case import Case
+from harness.core.phases import check_phase, phase_step
+from harness.core.spec import ImplSpec
+from harness.core.subject import Subject
+from harness.latency.peak import Gemm
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one timing measures.
+
+    phase: inference (eval, inference_mode), forward (train mode, graph built), or
+        forward_backward (train mode, forward then backward of the summed outputs).
+    cudnn_benchmark: torch.backends.cudnn.benchmark during the timing (CUDA only; None on CPU).
+    """
+
+    impl: str
+    case: Case
+    phase: str
+    cudnn_benchmark: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_phase(self.phase)
+
+
+@dataclass(frozen=True)
+class BlockTimes:
+    """Raw data of one timing in one process."""
+
+    block_s: tuple[float, ...]  # per-iteration time of each block, seconds
+    number_per_run: int  # iterations per block, chosen by blocked_autorange
+    peak_bytes: int | None = None
+
+
+def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
+    """The call a task times: the phase step (harness.core.phases) on the case's module and
+    inputs, built as the conformance suites build them."""
+    subject = Subject(spec, task.case)
+    module = subject.build()
+    inputs = subject.inputs()
+    return phase_step(lambda: subject.run(module, inputs), module, task.phase)
+
+
+def peak_bytes(call: Callable[[], None], device: str) -> int:
+    """High-water mark of tensor memory during one call (see the module docstring)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        call()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    changes = sorted(
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in prof.events()
+        if e.self_cpu_memory_usage
+    )
+    running = peak = 0
+    for _, change in changes:
+        running += change
+        peak = max(peak, running)
+    return int(peak)
+
+
+def time_callable(
+    call: Callable[[], None], *, threads: int, min_run_time: float, warmup: int = 3,
+    label: str = "",
+) -> BlockTimes:
+    """Warm up (at least once, up to ``warmup`` calls or 0.2 s), then Timer.blocked_autorange;
+    every block's per-iteration time."""
+    from torch.utils.benchmark import Timer
+
+    started = time.perf_counter()
+    for done in range(warmup):
+        call()
+        if done and time.perf_counter() - started > 0.2:
+            break
+    gc.collect()
+    timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads, label=label)
+    measured = timer.blocked_autorange(min_run_time=min_run_time)
+    per_iteration = tuple(t / measured.number_per_run for t in measured.raw_times)
+    return BlockTimes(per_iteration, int(measured.number_per_run))
+
+
+def slowed(call: Callable[[], None], fraction: float) -> Callable[[], None]:
+    """The call plus a known fraction of extra work: after each call, busy-wait for ``fraction``
+    of the time that call took (a slowdown of exactly that fraction, noise included)."""
+
+    def call_slowed() -> None:
+        started = time.perf_counter()
+        call()
+        until = started + (time.perf_counter() - started) * (1 + fraction)
+        while time.perf_counter() < until:
+            pass
+
+    return call_slowed
+
+
+def measure(
+    spec: ImplSpec, task: Task, *, threads: int, min_run_time: float, memory: bool = True,
+    slowdown: float = 0.0,
+) -> BlockTimes:
+    """Time one task in this process (``slowdown``: see ``slowed``; for calibration)."""
+    torch.set_num_threads(threads)
+    if task.case.device == "cuda":
+        torch.backends.cudnn.benchmark = bool(task.cudnn_benchmark)
+    call = task_callable(spec, task)
+    if slowdown:
+        call = slowed(call, slowdown)
+    timed = time_callable(call, threads=threads, min_run_time=min_run_time,
+                          label=f"{spec.name} {task.phase} {task.case.id}")
+    peak = peak_bytes(call, task.case.device) if memory else None
+    return BlockTimes(timed.block_s, timed.number_per_run, peak)
+
+
+def measure_peak(gemm: Gemm, *, threads: int, min_run_time: float) -> BlockTimes:
+    """One point of the machine's matmul-peak sweep (see harness.latency.peak)."""
+    torch.set_num_threads(threads)
+    return time_callable(gemm.callable(), threads=threads, min_run_time=min_run_time,
+                         label=f"gemm {gemm.id}")

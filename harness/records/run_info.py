@@ -1,0 +1,93 @@
+"""What every record of a run shares: torch, Python, platform, threads, git commit, the command
+line, and the machine's fingerprint (harness.core.machine), written once per run as run.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.core.machine import base_label
+from harness.core.machine import fingerprint as machine_fingerprint
+from harness.records.record import SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Metadata shared by all records of a run."""
+
+    run_id: str
+    created: str
+    harness_version: str
+    torch: str
+    python: str
+    platform: str
+    processor: str
+    threads: int
+    cuda: str | None
+    git_commit: str | None
+    argv: list[str]
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.core.machine.fingerprint()
+
+    @classmethod
+    def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
+        from harness import __version__
+
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        return cls(
+            run_id=run_id or new_run_id(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            harness_version=__version__,
+            torch=torch.__version__,
+            python=platform.python_version(),
+            platform=platform.platform(),
+            processor=processor_name(),
+            threads=torch.get_num_threads(),
+            cuda=cuda,
+            git_commit=git_commit(),
+            argv=list(sys.argv if argv is None else argv),
+            fingerprint=machine_fingerprint(),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"schema_version": SCHEMA_VERSION, **asdict(self)}, indent=2)
+
+    @property
+    def machine(self) -> str:
+        """How the report names the machine a run came from: the GPU, or the CPU with the ISA
+        level torch dispatches to (harness.core.machine.labels tells apart machines of one name)."""
+        return base_label(self.fingerprint, self.processor, self.cuda)
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

@@ -1,0 +1,85 @@
+"""A class that is not packaged: ``--impl-class MODULE:CLASS --family FAMILY``.
+
+The class is imported (the current directory is importable, as with ``python -m``), described
+by an ImplSpec from what it declares, and built and loaded once on a tiny probe case, so that a
+malformed path, a module that does not import, a class of another family or one that does not
+build with torch's constructor arguments is one line before anything runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from harness.core.case import Case
+from harness.core.families import FAMILIES
+from harness.core.spec import ImplSpec, spec_from_class
+from harness.core.subject import reference_weights
+from harness.core.text import one_line
+
+
+def split_class_path(path: str) -> tuple[str, str]:
+    """'pkg.mod:Cls' -> ('pkg.mod', 'Cls'); a ValueError for anything else."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr or ":" in attr:
+        raise ValueError(
+            f"--impl-class {path!r} is malformed; expected MODULE:CLASS, e.g. mypkg.rnn:MyLSTM"
+        )
+    return module_name, attr
+
+
+def resolve_class(path: str) -> type:
+    """Import MODULE:CLASS. The current directory is importable, as with ``python -m``."""
+    module_name, attr = split_class_path(path)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r}: module {module_name!r} does not import ({one_line(error)})"
+        ) from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--impl-class {path!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
+    """The registry entry for ``--impl-class MODULE:CLASS --family FAMILY``, checked to build.
+
+    Raises ValueError/TypeError with one line naming what is wrong: a malformed path, a module that
+    does not import, a missing family, something that is not an nn.Module class, or a class that
+    does not build with torch's constructor arguments.
+    """
+    split_class_path(path)
+    if family_name is None:
+        raise ValueError(
+            f"--impl-class {path!r} needs --family; valid: {', '.join(FAMILIES)}"
+        )
+    if family_name not in FAMILIES:
+        raise ValueError(f"--family {family_name!r} is unknown; valid: {', '.join(FAMILIES)}")
+    cls = resolve_class(path)
+    try:
+        spec = spec_from_class(cls, family_name=family_name, origin=path)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"--impl-class {path!r}: {error}") from None
+    probe = Case(seq_len=2, batch=1, input_size=3, hidden_size=4)
+    try:
+        module = spec.build(probe)
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r} does not build with torch's constructor arguments "
+            f"{spec.constructor_kwargs(probe)} ({one_line(error)})"
+        ) from None
+    try:  # a class of another family (a GRU run as --family lstm) fails here, once
+        spec.load_weights(module, reference_weights(probe, spec.family_def))
+    except Exception as error:
+        raise ValueError(
+            f"--impl-class {path!r} does not take family {family_name}'s weights "
+            f"({one_line(error)}); is --family {family_name} its family?"
+        ) from None
+    return spec

@@ -1,0 +1,55 @@
+"""calibration.md: the gate's false-alarm and detection rates on this machine, next to
+pytest-benchmark's one-run-against-one-run rule on the same data, and what measuring cost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from harness.gate.calibration import PYTEST_BENCHMARK_THRESHOLD, Pool, Rates
+
+
+def calibration_document(rates: Sequence[Rates], pools: Sequence[Pool], *, per_side: int,
+                         repetitions: int, alpha: float, min_effect: float, measure_s: float,
+                         process_s: float, context: str) -> str:
+    """calibration.md: the rates, the targets, the cost."""
+    lines = ["# Gate calibration", "", context, "",
+             "| variant | injected slowdown | measured slowdown | gate alarms | "
+             "pytest-benchmark median:5% alarms |",
+             "|---|---|---|---|---|"]
+    base_level = float(np.median(pools[0].minimums))
+    measured = {p.label: float(np.median(p.minimums)) / base_level - 1 for p in pools}
+    for r in rates:
+        kind = "false alarms (A/A)" if r.slowdown == 0 else "detected"
+        lines.append(f"| {r.label} | {r.slowdown:.0%} | {measured[r.label]:+.1%} | "
+                     f"{r.gate:.1%} {kind} | {r.pytest_benchmark:.1%} {kind} |")
+    spread = {p.label: (max(p.minimums) / min(p.minimums) - 1, max(p.medians) / min(p.medians)
+                        - 1) for p in pools}
+    base = pools[0]
+    lines += [
+        "",
+        f"Gate rule: {per_side} fresh processes per side, each contributing its fastest block; "
+        f"one-sided Mann-Whitney U at p < {alpha:g} and a ratio of medians above "
+        f"{1 + min_effect:.2f}. pytest-benchmark's rule: one process against one process, "
+        f"alarm when the median is more than {PYTEST_BENCHMARK_THRESHOLD:.0%} slower. "
+        f"{repetitions} random draws per variant from pools of {len(base.minimums)} processes "
+        "(A/A: the baseline pool against a second pool of the same implementation, measured "
+        "interleaved with it).",
+        "",
+        "*Measured slowdown* is the pool's median per-process minimum over the baseline's: the "
+        "injected work plus the wrapper's own overhead plus noise; it is what a gate sees.",
+        "",
+        f"Between processes of the baseline pool, per-process minimums varied by "
+        f"{spread[base.label][0]:.1%} (largest over smallest) and per-process medians by "
+        f"{spread[base.label][1]:.1%}.",
+        "",
+        f"Cost: measuring the {len(pools)} pools took {measure_s / 60:.1f} min "
+        f"({process_s:.1f} s per fresh process timing one task, interpreter start included); "
+        f"a gate of {per_side} + {per_side} such processes takes about "
+        f"{2 * per_side * process_s / 60:.1f} min on this machine.",
+        "",
+        "Targets: false alarms <= 1%, detection of a 5% slowdown >= 95%.",
+        "",
+    ]
+    return "\n".join(lines)

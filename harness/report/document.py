@@ -1,0 +1,70 @@
+"""The markdown report of one or more runs: a header, a summary, then every section in order.
+
+Sections are modules of harness.report.sections, each ``render(frame, output) -> lines``; with
+``output`` (where the report will be written), sections that draw plots save them beside it and
+link them relatively. Anything that came from an implementation (names, error messages) is
+escaped, so a ``|`` or a newline cannot break a table.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.machine import labels
+from harness.core.text import code, md
+from harness.records import OUTCOMES, RunInfo
+from harness.report.frame import to_frame
+from harness.report.sections import SECTIONS
+
+
+def header(infos: Sequence[RunInfo]) -> list[str]:
+    commands = [f"Produced by {code(shlex.join(i.argv))}." for i in infos if i.argv]
+    names = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
+    rows = [
+        {
+            "run": md(i.run_id),
+            "machine": md(name),
+            "threads": i.threads,
+            "torch": md(i.torch),
+            "python": md(i.python),
+            "commit": md((i.git_commit or "—")[:12]),
+            "created": md(i.created),
+        }
+        for i, name in zip(infos, names)
+    ]
+    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return [*commands, "", table, ""] if commands else [table, ""]
+
+
+def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str:
+    """The report's markdown (see the module docstring)."""
+    infos, frame = to_frame(dirs)
+    counts = frame["outcome"].value_counts()
+    summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
+    lines = ["# seq-harness report", "", *header(infos)]
+    lines += [
+        "## Summary",
+        "",
+        f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
+        f"{frame['suite'].nunique()} suites: {summary}.",
+        "",
+    ]
+    if frame.empty:
+        return "\n".join([*lines, "No checks were recorded.", ""])
+    for section in SECTIONS:
+        lines += section.render(frame, None if output is None else Path(output))
+    return "\n".join(lines)
+
+
+def write_report(dirs: Sequence[str | os.PathLike], output: str | os.PathLike) -> Path:
+    """Render the report of ``dirs`` into ``output`` (a markdown file)."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render(dirs, path)
+    path.write_text(text)
+    return path

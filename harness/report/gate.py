@@ -1,0 +1,69 @@
+"""The gate's summary: a table of verdicts with asv-style change marks, ratios, intervals and
+p-values, the checks that regressed, and the status line; printed, written, and appended to
+GitHub's step summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from harness.core.text import md
+from harness.gate.compare import Summary
+from harness.gate.stats import IMPROVEMENT, MARKS, REGRESSION, UNJUDGED, geometric_mean
+
+
+def gate_summary(summary: Summary, *, alpha: float, min_effect: float) -> str:
+    """The markdown summary: asv-style change marks, ratio, interval, p-value, geometric mean."""
+    verdicts, regressions, unmatched = summary.verdicts, summary.regressions, summary.unmatched
+    flags = summary.flags
+    lines = [f"## {md(summary.title)}", ""]
+    if flags:
+        lines += ["**Compared across different environments** (allowed explicitly): "
+                  + "; ".join(md(f) for f in flags) + ".", ""]
+    if verdicts:
+        lines += ["|  | implementation | shape | phase | base ms | head ms | ratio | 95% CI | "
+                  "p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for v in verdicts:
+            c = v.comparison
+            impl = c.key[0] if c.base_name == c.key[0] else f"{c.base_name} → {c.key[0]}"
+            p = v.p_slower_holm if c.ratio >= 1 else v.p_faster_holm
+            low, high = v.interval
+            lines.append(
+                f"| {MARKS[v.verdict]} | {md(impl)} | {md(c.key[1])} | {c.key[2]} | "
+                f"{np.median(c.base) * 1e3:.3f} | {np.median(c.head) * 1e3:.3f} | "
+                f"{c.ratio:.3f} | {low:.3f}–{high:.3f} | {p:.2g} | {v.verdict} |")
+        mean = geometric_mean([v.comparison.ratio for v in verdicts])
+        lines.append(f"|  | **geometric mean** |  |  |  |  | **{mean:.3f}** |  |  |  |")
+        lines += ["", f"Each side: one number per fresh worker process (its fastest block); "
+                  f"regression = one-sided Mann-Whitney U p < {alpha:g} after Holm's correction "
+                  f"over {len(verdicts)} comparisons and a ratio above {1 + min_effect:.2f}. "
+                  "`+` slower, `-` faster.", ""]
+    if regressions:
+        lines += [f"**{len(regressions)} checks passed in BASE and fail in HEAD:**", ""]
+        lines += [f"- {md(r.impl)} · {md(r.suite)} · {md(r.check)} · `{md(r.case_id)}`: "
+                  f"{md(r.message or '')}" for r in regressions[:50]]
+        lines.append("")
+    if unmatched:
+        lines += ["Not compared:", ""] + [f"- {md(u)}" for u in unmatched] + [""]
+    slower = sum(v.verdict == REGRESSION for v in verdicts)
+    faster = sum(v.verdict == IMPROVEMENT for v in verdicts)
+    unjudged = sum(v.verdict == UNJUDGED for v in verdicts)
+    lines += [f"**{summary.status}**: {slower} slower, {faster} faster, "
+              f"{len(verdicts) - slower - faster - unjudged} unchanged"
+              + (f", {unjudged} not judged (too few processes)" if unjudged else "")
+              + f" of {len(verdicts)} timings; {len(regressions)} check regressions.", ""]
+    return "\n".join(lines)
+
+
+def publish(text: str, output: str | os.PathLike | None) -> None:
+    """Print the summary, write it to ``output``, and append it to $GITHUB_STEP_SUMMARY."""
+    print(text)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as handle:
+            handle.write(text + "\n")

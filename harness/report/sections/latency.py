@@ -1,0 +1,154 @@
+"""Latency: per phase, implementation x shape with median, spread, ratio to torch, throughput,
+roofline fraction and peak memory, noisy and suspect figures marked; packed versus padded; and
+plots of latency against hidden size and sequence length. Timings from different machines are
+never merged: a section each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.phases import PHASES
+from harness.core.text import md
+from harness.latency.jobs import LATENCY
+from harness.latency.peak import PEAK
+from harness.latency.samples import (
+    NOISY_IQR,
+    NOISY_SPREAD,
+    partial_failures,
+    peak_of,
+    reference_impl,
+    timings,
+)
+from harness.records import Record
+from harness.report.plots import plot_latency
+
+
+def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
+    """The latency section; timings from different machines are never merged: a section each."""
+    latency = frame[frame["suite"] == LATENCY]
+    machines = list(dict.fromkeys(latency["machine"]))
+    lines = []
+    for number, machine in enumerate(machines):
+        rows = latency[latency["machine"] == machine]
+        records = [Record.from_dict({k: v for k, v in row.items()
+                                     if k in Record.__dataclass_fields__})
+                   for row in rows.to_dict("records")]
+        title = f"Latency on {machine}" if len(machines) > 1 else "Latency"
+        lines += machine_section(records, output, title=title,
+                                 suffix=f"-{number}" if len(machines) > 1 else "")
+    return lines
+
+
+SUSPECT = "⚠"  # marks a figure not to be trusted as printed; the legend line says why
+
+
+def machine_section(records: list[Record], output: Path | None, *, title: str,
+                    suffix: str) -> list[str]:
+    """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
+    roofline fraction and peak memory, noisy and suspect figures marked; timings that failed in
+    some processes only; plots of latency against hidden size and length."""
+    measured = timings(records)
+    peak = peak_of(measured)
+    families = {r.impl: r.family for r in records}
+    lines = [f"## {md(title)}", "",
+             "Medians over every timed block of every worker process (torch.utils.benchmark "
+             "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
+             "the median; *spread* the largest over the smallest per-process median; *ratio* is "
+             "the median over the torch.nn module of the same family; *% peak* is GFLOP/s "
+             "(analytic matmul FLOPs) over this machine's matmul peak (below); *peak MB* is the "
+             "tensor memory high-water mark of one call.", ""]
+    if peak is not None:
+        gflops, point = peak
+        backend = next(r.metrics.get("backend") for r in records
+                       if r.impl == PEAK and r.case_id == point)
+        lines += [f"Machine peak: {gflops:.1f} GFLOP/s float32, reached by {md(backend)} on a "
+                  f"{point.rsplit('-', 1)[1]}-square GEMM: the best of a sweep of GEMM sizes "
+                  "and backends timed in every worker process of this run.", ""]
+    noisy = suspect = 0
+    for phase in PHASES:
+        rows = []
+        for (impl, case_id, p), t in measured.items():
+            if p != phase or impl == PEAK:
+                continue
+            reference = measured.get((reference_impl(families[impl]), case_id, phase))
+            share = t.gflops / peak[0] if peak else None
+            marks = []
+            if t.noise:
+                marks.append(f"{SUSPECT} noisy: {t.noise}")
+                noisy += 1
+            if share is not None and share > 1:
+                marks.append(f"{SUSPECT} above the machine peak")
+                suspect += 1
+            rows.append({
+                "implementation": md(impl),
+                "shape": md(case_id),
+                "median ms": f"{t.median_s * 1e3:.3f}",
+                "IQR": f"{t.iqr_s / t.median_s:.1%}",
+                "spread": f"{t.process_spread:.3f}",
+                "ratio": f"{t.median_s / reference.median_s:.2f}x" if reference else "—",
+                "tokens/s": f"{t.tokens_per_s:,.0f}",
+                "GFLOP/s": f"{t.gflops:.2f}",
+                "% peak": "—" if share is None else (
+                    f"{SUSPECT} {share:.0%}" if share > 1 else f"{share:.0%}"),
+                "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
+                "note": md("; ".join(marks)),
+            })
+        if not rows:
+            continue
+        table = pd.DataFrame(rows).sort_values(["shape", "implementation"], kind="stable")
+        if not table["note"].str.len().any():
+            table = table.drop(columns="note")
+        lines += [f"### {phase.replace('_', '+')}", "",
+                  table.to_markdown(index=False, disable_numparse=True), ""]
+    timed = sum(1 for (impl, _, _) in measured if impl != PEAK)
+    lines += [f"{SUSPECT} marks a figure not to be trusted as printed: *noisy* when the blocks "
+              f"scatter (IQR above {NOISY_IQR:.0%} of the median) or the processes disagree "
+              f"(spread above {NOISY_SPREAD:g}); *above the machine peak* when a timing's "
+              "GFLOP/s exceeds the peak measured in the same run (the FLOP count or the timing "
+              f"is off). This run: {noisy} of {timed} timings noisy, {suspect} above the peak.",
+              ""]
+    partial = partial_failures(records)
+    if partial:
+        lines += ["### Timings that failed in some processes only", "",
+                  "The same timing passed in other worker processes: the failure depends on "
+                  "what ran before it in the process, or on chance.", ""]
+        lines += [f"- {md(p)}" for p in partial] + [""]
+    lines += packed_versus_padded(measured)
+    if output is not None:
+        for png, what in plot_latency(measured, families, output, suffix=suffix):
+            lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
+    return lines
+
+
+def packed_versus_padded(measured: dict) -> list[str]:
+    """Where a grid times a variable-length batch (fed packed) and the same batch padded to its
+    longest sequence, the cost of each way per valid token."""
+    rows = []
+    for (impl, _, phase), packed in measured.items():
+        case = packed.case
+        if impl == PEAK or case is None or not case.varlen:
+            continue
+        padded = measured.get((impl, case.with_(lengths=None).id, phase))
+        if padded is None:
+            continue
+        valid = sum(case.lengths)
+        rows.append({
+            "implementation": md(impl), "phase": phase.replace("_", "+"),
+            "shape": md(case.id),
+            "padded ms": f"{padded.median_s * 1e3:.3f}",
+            "packed ms": f"{packed.median_s * 1e3:.3f}",
+            "packed / padded": f"{packed.median_s / padded.median_s:.2f}x",
+            "valid tokens/s padded": f"{valid / padded.median_s:,.0f}",
+            "valid tokens/s packed": f"{valid / packed.median_s:,.0f}",
+        })
+    if not rows:
+        return []
+    table = pd.DataFrame(rows).sort_values(["shape", "phase", "implementation"], kind="stable")
+    return ["### Variable lengths: packed versus padded", "",
+            "The same batch (lengths uniform in [T/3, T]) fed packed (or with lengths=, for "
+            "entries that pack internally) and padded to its longest sequence. Packing skips "
+            "the padded steps and pays for sorting and bookkeeping; below 1.00x it wins.", "",
+            table.to_markdown(index=False, disable_numparse=True), ""]
