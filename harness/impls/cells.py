@@ -6,8 +6,9 @@ and ``backward`` backpropagates through every step and returns the gradients. Ga
 parameter roles are torch's: LSTM rows [i, f, g, o], GRU rows [r, z, n] with the reset gate
 applied after the hidden matmul.
 
-Every elementwise operation writes into a buffer that exists already (a slot of the (T, B, ...)
-buffers the backward pass reads, or a per-call temporary); the GEMMs return their own results.
+In the forward loop every elementwise operation works in place or writes into a buffer that exists
+already (a slot of the (T, B, ...) buffers the backward pass reads, or a per-call temporary);
+only the GEMMs return new tensors (oneDNN has no out= form).
 """
 
 from __future__ import annotations
@@ -183,18 +184,18 @@ class GRURun(Run):
             r, z = rz.chunk(2, dim=1)
             h_prev = self.h_prev(t)
             grad_h, bypass_h = self.grad_h(t, d_h, d_out[t])
-            dx_t, dh_t = dzx[t], dzh[t]
-            d_rz, d_n = dx_t[:, :2 * hidden], dx_t[:, 2 * hidden:]
+            dzx_t, dzh_t = dzx[t], dzh[t]
+            d_rz, d_n = dzx_t[:, :2 * hidden], dzx_t[:, 2 * hidden:]
             d_r, d_z = d_rz.chunk(2, dim=1)
             torch.sub(h_prev, n, out=d_z).mul_(grad_h)  # dL/dz = grad_h (h - n)
             torch.addcmul(grad_h, grad_h, z, value=-1, out=d_n)  # dL/dn = grad_h (1 - z)
             d_n.mul_(torch.addcmul(ones, n, n, value=-1, out=through_tanh))
             torch.mul(d_n, h_n_twice, out=d_r).mul_(0.5)  # dL/dr = dL/dn_pre (W_hn h + b_hn)
             d_rz.mul_(torch.addcmul(rz, rz, rz, value=-1, out=derivative))
-            dh_t[:, :2 * hidden].copy_(d_rz)
-            torch.mul(d_n, r, out=dh_t[:, 2 * hidden:])  # dL/d(W_hn h + b_hn)
-            # dL/dh = z * grad_h (directly) + dh_t @ W_hh (through the gates)
-            d_h = self.gemm.linear_add(dh_t, packed, torch.mul(grad_h, z))
+            dzh_t[:, :2 * hidden].copy_(d_rz)
+            torch.mul(d_n, r, out=dzh_t[:, 2 * hidden:])  # dL/d(W_hn h + b_hn)
+            # dL/dh = z * grad_h (directly) + dzh_t @ W_hh (through the gates)
+            d_h = self.gemm.linear_add(dzh_t, packed, torch.mul(grad_h, z))
             if bypass_h is not None:
                 d_h = d_h.add_(bypass_h)
         flat_x = dzx.view(seq_len * batch, 3 * hidden)
