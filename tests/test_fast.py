@@ -1,14 +1,20 @@
 """Unit tests of harness/impls/fast.py against torch.nn with equal weights: outputs, final states
-and gradients, through both of its loops (autograd, and the in-place one used without it)."""
+and gradients, through both of its loops (autograd, and the in-place one used without it); both
+GEMM backends in float32; the hand-written backward through gradcheck; the backend decision."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from harness.impls import kernels
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
+from harness.impls.loop import Config, Recurrence
 
 ATOL = 1e-10  # float64 throughout: the fast loops must reproduce torch's maths, not approximate it
 LENGTHS = torch.tensor([3, 6, 1, 4])  # unsorted: torch must reorder and restore
@@ -166,3 +172,112 @@ def test_constructor_rejects_what_torch_rejects():
         FastGRU(3, 5, proj_size=2)
     with pytest.raises(ValueError, match="proj_size"):
         FastLSTM(3, 5, proj_size=5)
+
+
+# The GEMM backends (kernels.py) and the hand-written backward (loop.py, cells.py) ------------
+
+ONEDNN = kernels.onednn_usable()
+needs_onednn = pytest.mark.skipif(ONEDNN is not None, reason=f"oneDNN unusable: {ONEDNN}")
+FLOAT32_ATOL = 1e-5  # the suites' float32 tolerance at the small exact-check sizes
+
+
+def run_float32(module, backend, x, lengths):
+    """Outputs and gradients (input, every parameter) of one float32 forward/backward."""
+    module.gemm_backend = backend
+    leaf = x.clone().requires_grad_(True)
+    inputs = pack_padded_sequence(leaf, lengths, enforce_sorted=False) if lengths is not None \
+        else leaf
+    result = module(inputs)
+    output = padded(result[0])
+    weights = torch.linspace(-1, 1, output.numel()).view_as(output)
+    loss = (output * weights).sum() + sum((s * s).sum() for s in states(result))
+    module.zero_grad(set_to_none=True)
+    loss.backward()
+    return [output, *states(result), leaf.grad, *(p.grad for p in module.parameters())]
+
+
+@needs_onednn
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["padded", "packed"])
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, lengths):
+    torch.manual_seed(0)
+    reference = torch_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
+    fast = fast_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(6, 4, 8)
+    want = run_float32(reference, None, x, lengths)
+    for backend in kernels.BACKENDS:
+        got = run_float32(fast, backend, x, lengths)
+        assert fast.last_gemm.backend == backend
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, atol=FLOAT32_ATOL, rtol=0)
+        with torch.inference_mode():
+            output = padded(fast(x if lengths is None else pack_padded_sequence(
+                x, lengths, enforce_sorted=False))[0])
+        torch.testing.assert_close(output, want[0], atol=FLOAT32_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+def test_recurrence_passes_gradcheck(fast_cls, torch_cls, kwargs, reverse, masked):
+    """The hand-written backward through time, one (layer, direction), against finite
+    differences in float64: input, initial state and every weight."""
+    fast, _ = pair(fast_cls, torch_cls, **kwargs)
+    w = fast.weights(0)
+    mask = (torch.arange(5).unsqueeze(1) < torch.tensor([5, 2, 4]).unsqueeze(0)) if masked \
+        else None
+    config = Config(kernels.GEMMS["aten"], fast.hidden_size, reverse, mask,
+                    kwargs.get("nonlinearity", "tanh"))
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(3, fast.h_out, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(3, 5, dtype=torch.float64, requires_grad=True) \
+        if fast_cls is FastLSTM else None
+    weights = [None if t is None else t.detach().clone().requires_grad_(True)
+               for t in (w["ih"], w["hh"], w["b_ih"], w["b_hh"], w["hr"])]
+
+    def function(*args):
+        return Recurrence.apply(fast.run_class, config, *args)
+
+    assert torch.autograd.gradcheck(function, (x, h0, c0, *weights))
+
+
+def test_backend_decision_is_measured_once_and_recorded():
+    fast = FastLSTM(16, 32)
+    path = kernels.kernel_path(fast)
+    assert path["gemm_backend"] is None and path["reason"] == "no forward has run yet"
+    assert path["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    fast(torch.randn(4, 8, 16))
+    decision = fast.last_gemm
+    assert decision.backend in kernels.BACKENDS
+    if ONEDNN is None and os.environ.get(kernels.ENV_VAR) is None:
+        assert decision.reason.startswith("measured: ")
+        assert set(decision.timings_us) == set(kernels.BACKENDS)
+        fast(torch.randn(7, 8, 16))  # the same shape class: the same decision, not measured again
+        assert fast.last_gemm is decision
+    path = kernels.kernel_path(fast)
+    assert path["gemm_backend"] == decision.backend and path["reason"] == decision.reason
+    json.dumps(kernels.kernel_path())  # the whole record serialises
+    assert "chooses its own kernels" in kernels.kernel_path(nn.LSTM(3, 5))["reason"]
+
+
+def test_backend_decision_by_capability_and_request(monkeypatch):
+    fast = FastGRU(3, 5, dtype=torch.float64)
+    fast(torch.randn(2, 2, 3, dtype=torch.float64))
+    assert fast.last_gemm.backend == "aten"
+    assert "float64" in fast.last_gemm.reason
+    fast.gemm_backend = "onednn"
+    with pytest.raises(ValueError, match="'onednn' was requested but cannot run"):
+        fast(torch.randn(2, 2, 3, dtype=torch.float64))
+    fast.gemm_backend = "mkl"
+    with pytest.raises(ValueError, match="unknown GEMM backend 'mkl'"):
+        fast(torch.randn(2, 2, 3, dtype=torch.float64))
+    fast = FastRNN(3, 5)
+    monkeypatch.setenv(kernels.ENV_VAR, "aten")
+    fast(torch.randn(2, 2, 3))
+    assert (fast.last_gemm.backend, fast.last_gemm.reason) == ("aten", "requested")
+    monkeypatch.setenv(kernels.ENV_VAR, "blas")
+    with pytest.raises(ValueError, match="SEQ_HARNESS_GEMM='blas'"):
+        fast(torch.randn(2, 2, 3))

@@ -1,0 +1,256 @@
+"""The step maths of the fast LSTM, GRU and Elman RNN: one step forward, one step backward.
+
+Each class is a loop.Run for one family: ``prepare`` packs this call's weights for the chosen GEMM
+backend (rows that feed a tanh doubled, see loop.py), ``step`` advances one time step in place,
+and ``backward`` backpropagates through every step and returns the gradients. Gate layouts and
+parameter roles are torch's: LSTM rows [i, f, g, o], GRU rows [r, z, n] with the reset gate
+applied after the hidden matmul.
+
+In the forward loop every elementwise operation works in place or writes into a buffer that exists
+already (a slot of the (T, B, ...) buffers the backward pass reads, or a per-call temporary);
+only the GEMMs return new tensors (oneDNN has no out= form).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from harness.impls.loop import CHUNK_ROWS, Run, scale_rows, tanh_
+
+
+class LSTMRun(Run):
+    """LSTM: c' = f c + i g, h' = o tanh(c'), then h' W_hr^T with proj_size.
+
+    The cell state is carried as C = -2c, which makes both tanh's cheap: with s_g = sigmoid(2 g_pre)
+    (the g rows doubled), C' = f C - 4 i s_g + 2 i, and with s_c = sigmoid(C') = sigmoid(-2c'),
+    tanh(c') = 1 - 2 s_c, so h' = o - 2 o s_c: six elementwise operations per step. Scaling by -2
+    is exact; c_0 and c_n are converted once per call.
+    """
+
+    gates = 4
+    has_cell = True
+
+    def __init__(self, config, x, state0, w, *, keep) -> None:
+        super().__init__(config, x, state0, w, keep=keep)
+        seq_len, batch = x.shape[:2]
+        self.c_states = x.new_empty(seq_len + 1 if keep else 2, batch, self.hidden)  # C = -2c
+        first = self.prev(self.order[0]) % len(self.c_states)
+        torch.mul(state0[1], -2, out=self.c_states[first])
+        self.sig_c = x.new_empty(batch, self.hidden)  # sigmoid(C_t); recomputed by backward
+        if w["hr"] is not None:  # o * tanh(c) before the projection, kept for dW_hr
+            self.h_full = x.new_empty(seq_len if keep else 1, batch, self.hidden)
+
+    def state_buffers(self) -> tuple[Tensor, ...]:
+        return (self.h_states, self.c_states)
+
+    def final_state(self, slot: int) -> tuple[Tensor, ...]:
+        h, c = (s[slot % len(s)] for s in self.state_buffers())
+        return h.clone(), c * -0.5
+
+    def prepare(self) -> tuple[Tensor, Tensor | None]:
+        w, hidden = self.w, self.hidden
+        g_rows = (2 * hidden, 3 * hidden)  # the g block feeds a tanh
+        self.packed_hh = self.gemm.pack(scale_rows(w["hh"], *g_rows), self.x.shape[1])
+        if w["hr"] is not None:
+            self.packed_hr = self.gemm.pack(w["hr"], self.x.shape[1])
+        bias = None if w["b_ih"] is None else scale_rows(w["b_ih"] + w["b_hh"], *g_rows)
+        return self.gemm.pack(scale_rows(w["ih"], *g_rows), CHUNK_ROWS), bias
+
+    def step(self, t: int, gx: Tensor) -> None:
+        c_states = self.c_states
+        c_prev = c_states[self.prev(t) % len(c_states)]
+        # sigmoid of the (i, f, 2g, o) pre-activations x_t W_ih^T + b + h W_hh^T: (B, 4H)
+        gates = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx).sigmoid_()
+        i, f, s_g, o = gates.chunk(4, dim=1)
+        c = torch.mul(f, c_prev, out=c_states[self.slot(t) % len(c_states)])
+        c.addcmul_(i, s_g, value=-4).add_(i, alpha=2)  # C' = f C - 2 i g, g = 2 s_g - 1
+        s_c = torch.sigmoid(c, out=self.sig_c)
+        if self.w["hr"] is None:
+            h = torch.addcmul(o, o, s_c, value=-2, out=self.h_target(t))  # o tanh(c')
+        else:
+            h_full = torch.addcmul(o, o, s_c, value=-2, out=self.h_full[t % len(self.h_full)])
+            h = self.h_target(t).copy_(self.gemm.linear(h_full, self.packed_hr))  # (B, proj)
+        if self.valid is not None:
+            torch.where(self.valid[t], c, c_prev, out=c)
+            self.commit_h(t, h)
+        if self.keep:
+            self.saved[t] = gates
+
+    def backward(self, d_out, d_state, need_x):
+        seq_len, batch = self.x.shape[:2]
+        hidden = self.hidden
+        dz = self.x.new_empty(seq_len, batch, 4 * hidden)  # gradient of the pre-activations
+        packed = self.gemm.pack(self.w["hh"].t(), batch)  # dz_t @ W_hh: (B, 4H) -> (B, h_out)
+        projected = self.w["hr"] is not None
+        if projected:
+            packed_hr = self.gemm.pack(self.w["hr"].t(), batch)  # (B, proj) -> (B, H)
+            d_proj = self.x.new_empty(seq_len, batch, self.h_out)  # dL/dh per step, for dW_hr
+        d_h, d_c = d_state[0], d_state[1].clone()
+        through_tanh = self.x.new_empty(batch, hidden)
+        derivative = self.x.new_empty(batch, 4 * hidden)
+        # Per gate block, what turns s (1 - s) into the derivative the block needs: dz_f is
+        # computed against C = -2c, and tanh'(g) = 1 - g^2 = 4 s_g (1 - s_g).
+        block_scale = torch.tensor([1.0, -0.5, 4.0, 1.0], dtype=dz.dtype, device=dz.device)
+        block_scale = block_scale.repeat_interleave(hidden)  # (4H,)
+        for t in reversed(self.order):
+            gates = self.saved[t]
+            i, f, s_g, o = gates.chunk(4, dim=1)
+            c_prev = self.c_states[self.prev(t)]
+            s_c = torch.sigmoid(self.c_states[self.slot(t)], out=self.sig_c)
+            grad_h, bypass_h = self.grad_h(t, d_h, d_out[t])
+            if projected:  # back through h = h_full W_hr^T
+                d_proj[t] = grad_h
+                grad_h = self.gemm.linear(grad_h, packed_hr)
+            # dL/dc' = d_c + grad_h o (1 - tanh(c')^2), and 1 - tanh^2 = 4 s_c (1 - s_c)
+            torch.addcmul(s_c, s_c, s_c, value=-1, out=through_tanh).mul_(o)
+            grad_c = d_c.addcmul_(grad_h, through_tanh, value=4)
+            if self.valid is not None:
+                valid = self.valid[t]
+                d_c = torch.where(valid, grad_c * f, grad_c)  # padded rows pass d_c through
+                grad_c = torch.where(valid, grad_c, self.zero)
+            dz_t = dz[t]
+            dz_i, dz_f, dz_g, dz_o = dz_t.chunk(4, dim=1)
+            torch.mul(s_g, 2, out=dz_i).sub_(1).mul_(grad_c)  # grad_c g
+            torch.mul(grad_c, c_prev, out=dz_f)  # grad_c C: -2 grad_c c
+            torch.mul(grad_c, i, out=dz_g)
+            torch.addcmul(grad_h, grad_h, s_c, value=-2, out=dz_o)  # grad_h tanh(c')
+            torch.addcmul(gates, gates, gates, value=-1, out=derivative).mul_(block_scale)
+            dz_t.mul_(derivative)
+            if self.valid is None:
+                d_c = grad_c.mul_(f)
+            d_h = self.gemm.linear(dz_t, packed)
+            if bypass_h is not None:
+                d_h = d_h.add_(bypass_h)
+        flat = dz.view(seq_len * batch, 4 * hidden)
+        dx, d_w_ih = self.input_grads(dz, need_x)
+        d_b = None if self.w["b_ih"] is None else flat.sum(0)
+        grads = {"ih": d_w_ih, "hh": self.gemm.weight_grad(flat, self.h_prev_all()),
+                 "b_ih": d_b, "b_hh": None if d_b is None else d_b.clone()}
+        if projected:
+            grads["hr"] = self.gemm.weight_grad(d_proj.view(seq_len * batch, -1),
+                                                self.h_full.view(seq_len * batch, -1))
+        return dx, (d_h, d_c), grads
+
+
+class GRURun(Run):
+    """GRU: r, z = sigmoid(.), n = tanh(x_n + r (W_hn h + b_hn)), h' = n + z (h - n)."""
+
+    gates = 3
+
+    def __init__(self, config, x, state0, w, *, keep) -> None:
+        super().__init__(config, x, state0, w, keep=keep)
+        if keep:  # 2 (W_hn h + b_hn) per step, the only part of the hidden GEMM backward reads
+            self.h_n_twice = x.new_empty(x.shape[0], x.shape[1], self.hidden)
+
+    def prepare(self) -> tuple[Tensor, Tensor | None]:
+        w, hidden, batch = self.w, self.hidden, self.x.shape[1]
+        n_rows = (2 * hidden, 3 * hidden)  # the n block feeds a tanh
+        self.packed_hh = self.gemm.pack(scale_rows(w["hh"], *n_rows), batch)
+        self.bias_hh = scale_rows(w["b_hh"], *n_rows)  # inside r * (W_hn h + b_hn): stays here
+        return self.gemm.pack(scale_rows(w["ih"], *n_rows), CHUNK_ROWS), scale_rows(
+            w["b_ih"], *n_rows)
+
+    def step(self, t: int, gx: Tensor) -> None:
+        hidden = self.hidden
+        h_prev = self.h_prev(t)
+        hg = self.gemm.linear(h_prev, self.packed_hh, self.bias_hh)  # (B, 3H): h W_hh^T + b_hh
+        x_rz, x_n = gx.split([2 * hidden, hidden], dim=1)
+        h_rz, h_n = hg.split([2 * hidden, hidden], dim=1)
+        rz = x_rz.add_(h_rz).sigmoid_()  # in place in the projection: (B, 2H)
+        r, z = rz.chunk(2, dim=1)
+        n = tanh_(x_n.addcmul_(r, h_n))
+        h = torch.lerp(n, h_prev, z, out=self.h_target(t))  # (1 - z) * n + z * h
+        self.commit_h(t, h)
+        if self.keep:
+            self.saved[t] = gx  # now r, z, n
+            self.h_n_twice[t] = h_n
+
+    def backward(self, d_out, d_state, need_x):
+        seq_len, batch = self.x.shape[:2]
+        hidden = self.hidden
+        # Gradients of the input-side pre-activations [r, z, n_x] and of the hidden side's GEMM
+        # output [r, z, W_hn h + b_hn]: (T, B, 3H) each.
+        dzx = self.x.new_empty(seq_len, batch, 3 * hidden)
+        dzh = self.x.new_empty(seq_len, batch, 3 * hidden)
+        packed = self.gemm.pack(self.w["hh"].t(), batch)
+        d_h = d_state[0]
+        ones = self.x.new_ones(batch, hidden)
+        through_tanh = self.x.new_empty(batch, hidden)
+        derivative = self.x.new_empty(batch, 2 * hidden)
+        for t in reversed(self.order):
+            gx, h_n_twice = self.saved[t], self.h_n_twice[t]
+            rz, n = gx[:, :2 * hidden], gx[:, 2 * hidden:]
+            r, z = rz.chunk(2, dim=1)
+            h_prev = self.h_prev(t)
+            grad_h, bypass_h = self.grad_h(t, d_h, d_out[t])
+            dzx_t, dzh_t = dzx[t], dzh[t]
+            d_rz, d_n = dzx_t[:, :2 * hidden], dzx_t[:, 2 * hidden:]
+            d_r, d_z = d_rz.chunk(2, dim=1)
+            torch.sub(h_prev, n, out=d_z).mul_(grad_h)  # dL/dz = grad_h (h - n)
+            torch.addcmul(grad_h, grad_h, z, value=-1, out=d_n)  # dL/dn = grad_h (1 - z)
+            d_n.mul_(torch.addcmul(ones, n, n, value=-1, out=through_tanh))
+            torch.mul(d_n, h_n_twice, out=d_r).mul_(0.5)  # dL/dr = dL/dn_pre (W_hn h + b_hn)
+            d_rz.mul_(torch.addcmul(rz, rz, rz, value=-1, out=derivative))
+            dzh_t[:, :2 * hidden].copy_(d_rz)
+            torch.mul(d_n, r, out=dzh_t[:, 2 * hidden:])  # dL/d(W_hn h + b_hn)
+            # dL/dh = z * grad_h (directly) + dzh_t @ W_hh (through the gates)
+            d_h = self.gemm.linear_add(dzh_t, packed, torch.mul(grad_h, z))
+            if bypass_h is not None:
+                d_h = d_h.add_(bypass_h)
+        flat_x = dzx.view(seq_len * batch, 3 * hidden)
+        flat_h = dzh.view(seq_len * batch, 3 * hidden)
+        dx, d_w_ih = self.input_grads(dzx, need_x)
+        biased = self.w["b_ih"] is not None
+        grads = {"ih": d_w_ih, "hh": self.gemm.weight_grad(flat_h, self.h_prev_all()),
+                 "b_ih": flat_x.sum(0) if biased else None,
+                 "b_hh": flat_h.sum(0) if biased else None}
+        return dx, (d_h,), grads
+
+
+class RNNRun(Run):
+    """Elman RNN: h' = act(x_t W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu."""
+
+    def rows(self, tensor: Tensor | None) -> Tensor | None:
+        """The weight or bias as the forward GEMMs use it: doubled under tanh."""
+        if self.config.nonlinearity != "tanh":
+            return tensor
+        return scale_rows(tensor, 0, self.hidden)
+
+    def prepare(self) -> tuple[Tensor, Tensor | None]:
+        w = self.w
+        self.packed_hh = self.gemm.pack(self.rows(w["hh"]), self.x.shape[1])
+        bias = None if w["b_ih"] is None else self.rows(w["b_ih"] + w["b_hh"])
+        return self.gemm.pack(self.rows(w["ih"]), CHUNK_ROWS), bias
+
+    def step(self, t: int, gx: Tensor) -> None:
+        pre = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)  # (B, H)
+        target = self.h_target(t)
+        if self.config.nonlinearity == "tanh":
+            h = torch.sigmoid(pre, out=target).mul_(2).sub_(1)  # pre holds 2z: tanh(z)
+        else:
+            h = torch.clamp_min(pre, 0, out=target)
+        self.commit_h(t, h)
+
+    def backward(self, d_out, d_state, need_x):
+        seq_len, batch = self.x.shape[:2]
+        dz = self.x.new_empty(seq_len, batch, self.hidden)
+        packed = self.gemm.pack(self.w["hh"].t(), batch)
+        d_h = d_state[0]
+        ones = self.x.new_ones(batch, self.hidden)
+        for t in reversed(self.order):
+            h = self.h_states[self.slot(t)]  # the step's new h (its state, where masked)
+            grad_h, bypass_h = self.grad_h(t, d_h, d_out[t])
+            if self.config.nonlinearity == "tanh":
+                torch.addcmul(ones, h, h, value=-1, out=dz[t]).mul_(grad_h)  # 1 - tanh^2
+            else:
+                torch.mul(grad_h, h > 0, out=dz[t])
+            d_h = self.gemm.linear(dz[t], packed)
+            if bypass_h is not None:
+                d_h = d_h.add_(bypass_h)
+        flat = dz.view(seq_len * batch, self.hidden)
+        dx, d_w_ih = self.input_grads(dz, need_x)
+        d_b = None if self.w["b_ih"] is None else flat.sum(0)
+        grads = {"ih": d_w_ih, "hh": self.gemm.weight_grad(flat, self.h_prev_all()),
+                 "b_ih": d_b, "b_hh": None if d_b is None else d_b.clone()}
+        return dx, (d_h,), grads

@@ -1,0 +1,223 @@
+"""The matrix-multiply library behind the fast layers, chosen per machine by measurement, and
+recorded.
+
+Nearly all of a recurrent layer's time on a CPU is spent in GEMMs, and which library runs them
+fastest depends on the machine. torch.mm on a CPU goes to aten's BLAS (MKL in the official
+wheels), whose sgemm is tuned for Intel cores; torch's own LSTM runs on oneDNN. On an AMD EPYC with
+AVX-512, one thread, MKL's sgemm reaches ~90-100 GFLOP/s on a recurrent step's (B, H) x (H, 4H)
+product and oneDNN's ~110 (the same product through torch.ops.mkldnn._linear_pointwise with a
+prepacked weight); elsewhere the order can be the other way round. So the fast layers do not
+assume: the first time a layer meets a (device, dtype, thread count, shape class) it times both
+libraries on that class's recurrent GEMM and keeps the faster, for the rest of the process.
+
+Two backends, one interface (every product is ``x @ W^T`` with W stored as torch stores weights,
+(out_features, in_features)):
+
+- ``aten``: torch.mm / addmm, i.e. whatever BLAS torch was built with on the CPU (MKL, OpenBLAS),
+  cuBLAS on CUDA. Works for every device and dtype; the only choice off a CPU or off float32.
+- ``onednn``: torch.ops.mkldnn._linear_pointwise with weights prepacked once per forward call by
+  torch.ops.mkldnn._reorder_linear_weight (oneDNN's blocked layout for the call's batch size); its
+  ``.binary`` overload adds the step's input projection inside the GEMM. CPU float32 only, and
+  only when torch was built with oneDNN and torch.backends.mkldnn is enabled.
+
+``kernel_path`` reports the CPU capability, the thread count and, for a fast layer, the backend its
+last forward used and why, so that a timing record can say what it timed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+AUTO = "auto"
+BACKENDS = ("aten", "onednn")
+ENV_VAR = "SEQ_HARNESS_GEMM"  # auto (default), aten or onednn: the default of every fast layer
+
+
+class AtenGemm:
+    """torch.mm / addmm: the BLAS torch was built with (MKL or OpenBLAS on a CPU, cuBLAS on CUDA).
+    A "packed" weight is a transposed view: (in, out), no copy."""
+
+    name = "aten"
+
+    def pack(self, weight: Tensor, rows: int) -> Tensor:
+        """W (out, in) for x @ W^T with x of about ``rows`` rows."""
+        return weight.t()
+
+    def linear(self, x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tensor:
+        """x (M, in) @ W^T + bias: a new (M, out) tensor."""
+        return torch.mm(x, packed) if bias is None else torch.addmm(bias, x, packed)
+
+    def linear_add(self, x: Tensor, packed: Tensor, into: Tensor) -> Tensor:
+        """into + x @ W^T, computed in place in ``into`` (M, out), which it returns."""
+        return into.addmm_(x, packed)
+
+    def weight_grad(self, grad: Tensor, x: Tensor) -> Tensor:
+        """grad (M, out)^T @ x (M, in): the (out, in) gradient of W summed over M rows.
+
+        aten's on both backends: a reduction over M = T*B rows needs both operands transposed,
+        which BLAS reads in place, while oneDNN's inner product first copies its transposed
+        input (measured slower in the loop at the standard shape)."""
+        return torch.mm(grad.t(), x)
+
+
+class OneDnnGemm(AtenGemm):
+    """oneDNN inner products with prepacked weights (CPU, float32). Results are new tensors."""
+
+    name = "onednn"
+
+    def pack(self, weight: Tensor, rows: int) -> Tensor:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), max(rows, 1))
+
+    def linear(self, x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+    def linear_add(self, x: Tensor, packed: Tensor, into: Tensor) -> Tensor:
+        # One oneDNN call: the GEMM with a binary post-op; a new tensor, ``into`` is not written.
+        return torch.ops.mkldnn._linear_pointwise.binary(x, into, packed, None, "add")
+
+
+
+GEMMS: dict[str, AtenGemm] = {"aten": AtenGemm(), "onednn": OneDnnGemm()}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which backend runs one class of recurrent GEMM, and why."""
+
+    backend: str
+    reason: str
+    key: tuple = ()  # (device type, dtype, threads, rows, in, out): rows/in/out rounded up to 2^k
+    timings_us: dict[str, float] = field(default_factory=dict)  # per-call medians measured
+
+    def as_record(self) -> dict:
+        record = asdict(self)
+        record["key"] = [str(part) for part in self.key]
+        return record
+
+
+# The one piece of process-wide mutable state: the decision for each key, measured on first use
+# and reused until the process ends. Reading or filling it is all this module does with it.
+_DECISIONS: dict[tuple, Decision] = {}
+
+
+def onednn_usable() -> str | None:
+    """None when oneDNN's fp32 inner product can run here, else why not."""
+    if not torch.backends.mkldnn.is_available():
+        return "torch was built without oneDNN"
+    if not torch.backends.mkldnn.enabled:
+        return "torch.backends.mkldnn is disabled"
+    if not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return "torch.ops.mkldnn._linear_pointwise is missing from this torch"
+    return None
+
+
+def shape_class(size: int) -> int:
+    """A dimension rounded up to a power of two: shapes in one class share a decision."""
+    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
+
+
+def requested(name: str | None = None) -> str:
+    """The backend asked for: ``name`` unless it is None or auto, else $SEQ_HARNESS_GEMM, else
+    auto."""
+    from_env = name in (None, AUTO)
+    value = (os.environ.get(ENV_VAR) or AUTO) if from_env else name
+    if value not in (AUTO, *BACKENDS):
+        source = f"{ENV_VAR}={value!r}" if from_env else repr(value)
+        raise ValueError(f"unknown GEMM backend {source}; valid: {AUTO}, {', '.join(BACKENDS)}")
+    return value
+
+
+def decide(like: Tensor, rows: int, inner: int, outer: int, *, want: str | None = None
+           ) -> Decision:
+    """The backend for x (rows, inner) @ W^T (inner -> outer) products on ``like``'s device and
+    dtype: forced by ``want`` / $SEQ_HARNESS_GEMM, ruled by capability, or measured once."""
+    wanted = requested(want)
+    unusable = None
+    if like.device.type != "cpu":
+        unusable = f"device {like.device.type}: aten's matmul is the only path"
+    elif like.dtype != torch.float32:
+        unusable = f"dtype {like.dtype}: oneDNN's path here is float32 only"
+    else:
+        unusable = onednn_usable()
+    if wanted == "aten":
+        return Decision("aten", "requested")
+    if unusable is not None:
+        if wanted == "onednn":
+            raise ValueError(f"GEMM backend 'onednn' was requested but cannot run: {unusable}")
+        return Decision("aten", unusable)
+    if wanted == "onednn":
+        return Decision("onednn", "requested")
+    key = (like.device.type, str(like.dtype), torch.get_num_threads(),
+           shape_class(rows), shape_class(inner), shape_class(outer))
+    decision = _DECISIONS.get(key)
+    if decision is None:
+        with torch.no_grad():
+            decision = _DECISIONS[key] = measure(key)
+    return decision
+
+
+def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (5, 15)
+            ) -> Decision:
+    """Time ``linear_add`` — a recurrent step's GEMM — of the key's shape with both backends,
+    interleaved round by round (at least rounds[0], at most rounds[1], while within
+    ``budget_s``); the lower median wins."""
+    _device, _dtype, _threads, rows, inner, outer = key
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, inner, generator=generator)
+    weight = torch.randn(outer, inner, generator=generator) / math.sqrt(inner)
+    into = torch.randn(rows, outer, generator=generator)
+    calls = {}
+    for name, gemm in GEMMS.items():
+        packed, target = gemm.pack(weight, rows), into.clone()
+        calls[name] = lambda g=gemm, p=packed, t=target: g.linear_add(x, p, t)
+    for call in calls.values():  # warm-up: oneDNN creates its kernel for the shape here
+        call()
+    started = time.perf_counter()
+    calls["aten"]()
+    repeat = max(1, min(64, int(1e-3 / max(time.perf_counter() - started, 1e-7))))
+    per_call: dict[str, list[float]] = {name: [] for name in calls}
+    started = time.perf_counter()
+    while len(per_call["aten"]) < rounds[1] and (
+            len(per_call["aten"]) < rounds[0] or time.perf_counter() - started < budget_s):
+        for name, call in calls.items():
+            begin = time.perf_counter()
+            for _ in range(repeat):
+                call()
+            per_call[name].append((time.perf_counter() - begin) / repeat)
+    medians = {name: statistics.median(times) * 1e6 for name, times in per_call.items()}
+    best = min(medians, key=medians.__getitem__)
+    other = next(name for name in medians if name != best)
+    reason = (f"measured: {best} {medians[best]:.1f} us vs {other} {medians[other]:.1f} us per "
+              f"({rows}x{inner}) @ ({inner}x{outer}) step GEMM")
+    return Decision(best, reason, key, {k: round(v, 2) for k, v in medians.items()})
+
+
+def kernel_path(module: nn.Module | None = None) -> dict:
+    """What runs the matrix products: torch's CPU capability and threads, and for a fast layer
+    the GEMM backend its last forward chose, with the reason (None before its first forward).
+    Without a module: every decision this process has measured so far."""
+    path = {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "mkl": torch.backends.mkl.is_available(),
+        "onednn": onednn_usable() or "usable",
+    }
+    if module is None:
+        path["decisions"] = [d.as_record() for d in _DECISIONS.values()]
+        return path
+    decision = getattr(module, "last_gemm", None)
+    if not hasattr(module, "last_gemm"):
+        path.update(gemm_backend=None, reason=f"{type(module).__name__} chooses its own kernels")
+    elif decision is None:
+        path.update(gemm_backend=None, reason="no forward has run yet")
+    else:
+        path.update(gemm_backend=decision.backend, reason=decision.reason,
+                    decision=decision.as_record())
+    return path
