@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent / "harness"
 # Stages, lowest first. A module may import from its own package and from lower stages only.
 STAGES = {
     "harness": 0, "harness.core": 1,
-    "harness.records": 2, "harness.registry": 2, "harness.impls": 2, "harness.spec": 2,
-    "harness.conformance": 3, "harness.latency": 3, "harness.profiling": 3,
+    "harness.records": 2, "harness.registry": 2, "harness.families": 2, "harness.spec": 2,
+    "harness.impls": 3, "harness.conformance": 3, "harness.latency": 3, "harness.profiling": 3,
     "harness.gate": 4,
     "harness.report": 5,
     "harness.cli": 6, "harness.__main__": 7,

@@ -12,8 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.core.case import Case
-from harness.core.families import FAMILIES
-from harness.latency.flops import analytic_flops
+from harness.core.families import load_families
 from harness.latency.grids import load_grid
 from harness.latency.peak import PEAK, Gemm, sweep
 from harness.latency.plan import Plan, rotated
@@ -26,24 +25,23 @@ SMALL = Case(seq_len=5, batch=2, input_size=3, hidden_size=4)
 
 
 def test_flops_count_both_matmuls_of_every_step():
-    lstm = FAMILIES["lstm"]
+    lstm = load_families().by_name["lstm"]
     # T * 2 * B * 4H * (I + H), by hand: 5 * 2 * 2 * 16 * (3 + 4)
-    assert analytic_flops(SMALL, lstm, "forward") == 5 * 2 * 2 * 16 * 7
+    assert lstm.flops(SMALL, "forward") == 5 * 2 * 2 * 16 * 7
     # backward: weight gradients (3 + 4) and the gradient through h (4) again; the first
     # layer's input gradient is not computed.
-    assert analytic_flops(SMALL, lstm, "forward_backward") == 5 * 2 * 2 * 16 * (7 + 7 + 4)
+    assert lstm.flops(SMALL, "forward_backward") == 5 * 2 * 2 * 16 * (7 + 7 + 4)
     two = SMALL.with_(num_layers=2, bidirectional=True)
     layer0 = 2 * (2 * 2 * 16 * (3 + 4))
     layer1 = 2 * (2 * 2 * 16 * (8 + 4))
-    assert analytic_flops(two, lstm, "inference") == 5 * (layer0 + layer1)
+    assert lstm.flops(two, "inference") == 5 * (layer0 + layer1)
     backward0 = 2 * (2 * 2 * 16 * (3 + 4 + 4))
     backward1 = 2 * (2 * 2 * 16 * (8 + 4 + 4 + 8))
-    assert analytic_flops(two, lstm, "forward_backward") == 5 * (layer0 + layer1 + backward0
+    assert lstm.flops(two, "forward_backward") == 5 * (layer0 + layer1 + backward0
                                                                  + backward1)
     varlen = SMALL.with_(lengths=(5, 1))  # 6 valid steps instead of 10
-    assert analytic_flops(varlen, lstm, "forward") * 10 == analytic_flops(SMALL, lstm,
-                                                                          "forward") * 6
-    assert analytic_flops(SMALL.with_(batch=0), lstm, "forward_backward") == 0
+    assert lstm.flops(varlen, "forward") * 10 == lstm.flops(SMALL, "forward") * 6
+    assert lstm.flops(SMALL.with_(batch=0), "forward_backward") == 0
 
 
 def test_the_peak_sweep_covers_every_backend_and_times_them():

@@ -15,7 +15,7 @@ import pytest
 from harness.conformance import grids
 from harness.conformance.suites import suite_dir
 from harness.core.case import Case
-from harness.core.families import FAMILIES
+from harness.core.families import load_families
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
 
@@ -73,14 +73,14 @@ def test_rows_and_lengths_of_empty_unbatched_and_full_batches(batch, rows, lengt
 def _from_grid(grid):
     if not callable(grid):
         return list(grid)
-    return [case for fam in FAMILIES.values() for case in grid(fam)]
+    return [case for fam in load_families().by_name.values() for case in grid(fam)]
 
 
 def all_grid_cases() -> set[Case]:
     """Every Case of harness.conformance.grids and of every suite's grids (``cases`` marks and
     *grid* functions), for every family, on both devices."""
     found = list(grids.layouts()) + [grids.BASE]
-    for fam in FAMILIES.values():
+    for fam in load_families().by_name.values():
         for batch_first in (None, False, True):
             found += grids.varlen(fam, batch_first=batch_first)
     for path in sorted(suite_dir().glob("test_*.py")):

@@ -11,7 +11,7 @@ import torch
 from harness.conformance.adding import CONSTANT_MSE, adding_batch, budget_for
 from harness.conformance.grids import BASE
 from harness.conformance.stability import Curve
-from harness.core.families import FAMILIES
+from harness.core.families import load_families
 from harness.core.subject import reference_weights, rescaled, spectral_radius
 
 
@@ -43,7 +43,7 @@ def test_nonfinite_and_underflow():
 @pytest.mark.parametrize("family", ["rnn_tanh", "lstm", "gru"])
 @pytest.mark.parametrize("radius", [0.5, 1.5])
 def test_rescaled_gate_blocks_have_the_radius(family, radius):
-    fam = FAMILIES[family]
+    fam = load_families().by_name[family]
     case = BASE.with_(num_layers=2, bidirectional=True)
     weights = rescaled(reference_weights(case, fam), fam, radius)
     for name, weight in weights.items():
@@ -53,7 +53,7 @@ def test_rescaled_gate_blocks_have_the_radius(family, radius):
 
 
 def test_case_radius_rescales_the_reference_weights():
-    fam = FAMILIES["gru"]
+    fam = load_families().by_name["gru"]
     plain = reference_weights(BASE, fam)
     scaled = reference_weights(BASE.with_(radius=1.5), fam)
     blocks = scaled["weight_hh_l0"].chunk(3)

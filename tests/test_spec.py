@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from harness.core.case import Case
 from harness.core.contract import Inputs, call
-from harness.core.families import FAMILIES
+from harness.core.families import load_families
 from harness.core.spec import (
     NAME_PATTERN,
     Capabilities,
@@ -26,7 +26,7 @@ from harness.impls.scratch import ScratchGRU
 from tests import fixtures_impls
 
 BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
-LSTM, GRU = FAMILIES["lstm"], FAMILIES["gru"]
+LSTM, GRU = load_families().by_name["lstm"], load_families().by_name["gru"]
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_lengths_keyword_covers_variable_length_input():
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "rnn_relu", "gru"])
 def test_proj_size_is_not_supported_outside_lstm(name):
-    why = Capabilities().why_not(BASE.with_(proj_size=4), FAMILIES[name])
+    why = Capabilities().why_not(BASE.with_(proj_size=4), load_families().by_name[name])
     assert why is not None and why.startswith("not supported")
     assert "proj_size" in why and name in why
 

@@ -1,70 +1,219 @@
-"""The recurrent families the harness knows, and how each one's torch reference is built.
+"""A recurrent family: the maths an implementation must reproduce, as a plug-in.
 
-A family fixes the maths an implementation must reproduce: the cell (tanh or relu Elman, LSTM, GRU),
-how many gate blocks its weight matrices stack, whether it carries a cell state c next to h, and
-which extra constructor argument torch's class takes (``nonlinearity`` or ``proj_size``). Every
-numeric check compares an implementation with the torch module of its family, built here.
+A Family names its reference — torch's module for torch's families, a plain, obviously correct
+sequential loop for families torch does not have — and everything the suites, the benchmarks and
+the report need to know about it: the state (``("h",)`` or ``("h", "c")``) and the domain initial
+states are drawn from, the parameter layout (gate blocks stacked in ``weight_ih``; a matrix, a
+vector or no ``weight_hh``), extra constructor arguments, tolerances per dtype, its FLOP formula,
+the cases it cannot express, and the suites that do not apply to it.
+
+Families are published through the ``seq_harness.families`` entry-point group, the built-in ones
+too (harness.families), so a third party adds a family without touching the kit. Every family
+keeps torch's implementation contract: constructor ``(input_size, hidden_size, num_layers=1,
+bias=True, batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)``,
+``forward(x, hx=None) -> (output, h_n)`` (a tuple of states where the family has several),
+padded or packed input, ``h_n`` of shape ``(num_layers * num_directions, B, H)``, layer-major.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
+from harness.core.case import Case
+
+GROUP = "seq_harness.families"
+RECURRENCES = ("matrix", "diagonal", "none")
+DOMAINS = ("real", "positive")
+# float32 / float64 atol at the small exact-check sizes (CUDA float32: torch's 5e-5).
+DEFAULT_TOLERANCES = {"float32": (1e-5, 0.0), "float64": (1e-10, 0.0), "float16": (1e-2, 1e-2),
+                      "bfloat16": (1e-2, 1e-2)}
+
+
+def frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
 
 @dataclass(frozen=True)
 class Family:
-    """One recurrent family.
+    """One recurrent family (see the module docstring).
 
-    name: the id used in registry entries, records and report columns.
-    gates: how many H-row blocks weight_ih / weight_hh stack (torch's layout).
-    has_cell: True when the state is (h, c) rather than h alone.
-    nonlinearity: passed to nn.RNN for the Elman families; None for the gated ones.
+    name: the id in registry entries, records and report columns.
+    reference: builds the reference module from torch's constructor arguments (plus
+        ``extra_kwargs``): torch's class, or the family's sequential loop.
+    gates: H-row blocks stacked in weight_ih (and in a matrix weight_hh), in the documented order.
+    state: the names of the state tensors forward returns (h, or h and c).
+    recurrence: "matrix" (weight_hh (gates*H, h_out), torch's families), "diagonal" (weight_hh
+        (H,), a per-unit recurrent weight) or "none" (no recurrent weight: h enters only through
+        the gates' combination).
+    state_domain: "real", or "positive" (the state stays positive, e.g. minGRU's h with g > 0;
+        suites draw initial states inside the domain; outside it, implementations may differ).
+    square: every layer's input size equals the hidden size (RG-LRU); cases are adapted.
+    extra_kwargs: further constructor arguments (nonlinearity for the Elman families).
+    supports_proj: LSTM's proj_size.
+    tolerances: (atol, rtol) per dtype for value checks against the reference.
+    flop_formula: matrix-multiply FLOPs of one call (case, phase) -> int; None: the generic count
+        from gates and recurrence (matmul_flops).
+    not_applicable: suite name -> why it does not apply to this family.
+    order: where the family sorts in listings and reports.
+    description: one line for listings and the report.
+    baseline: the registry entry the family's other implementations are timed against (torch's
+        module for torch's families; by default the reference loop, ``<name>-loop``).
     """
 
     name: str
-    gates: int
-    has_cell: bool
-    nonlinearity: str | None = None
+    reference: Callable[..., nn.Module]
+    gates: int = 1
+    state: tuple[str, ...] = ("h",)
+    recurrence: str = "matrix"
+    state_domain: str = "real"
+    square: bool = False
+    extra_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    supports_proj: bool = False
+    tolerances: Mapping[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    flop_formula: Callable[[Case, str], int] | None = None
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+    order: int = 100
+    description: str = ""
+    baseline: str = ""
+
+    def __post_init__(self) -> None:
+        if self.recurrence not in RECURRENCES:
+            raise ValueError(f"family {self.name!r}: recurrence {self.recurrence!r} is invalid; "
+                             f"valid: {', '.join(RECURRENCES)}")
+        if self.state_domain not in DOMAINS:
+            raise ValueError(f"family {self.name!r}: state_domain {self.state_domain!r} is "
+                             f"invalid; valid: {', '.join(DOMAINS)}")
+        if self.state not in (("h",), ("h", "c")):
+            raise ValueError(f"family {self.name!r}: state {self.state!r} is invalid; valid: "
+                             "('h',) or ('h', 'c')")
+        for name in ("extra_kwargs", "not_applicable"):
+            object.__setattr__(self, name, frozen(getattr(self, name)))
+        object.__setattr__(self, "tolerances",
+                           frozen({**DEFAULT_TOLERANCES, **dict(self.tolerances)}))
+        if not self.baseline:
+            object.__setattr__(self, "baseline", f"{self.name.replace('_', '-')}-loop")
 
     @property
-    def torch_class(self) -> type[nn.Module]:
-        if self.name.startswith("rnn_"):
-            return nn.RNN
-        return nn.LSTM if self.name == "lstm" else nn.GRU
-
-    @property
-    def supports_proj(self) -> bool:
-        """Only LSTM has proj_size (h is projected to proj_size features, c keeps hidden_size)."""
-        return self.name == "lstm"
+    def has_cell(self) -> bool:
+        """True when the state is (h, c) rather than h alone."""
+        return len(self.state) == 2
 
     def constructor_kwargs(self, proj_size: int = 0) -> dict[str, Any]:
-        """The family-specific constructor arguments torch's class expects."""
-        if self.nonlinearity is not None:
-            return {"nonlinearity": self.nonlinearity}
+        """The family-specific constructor arguments its reference expects."""
+        kwargs = dict(self.extra_kwargs)
         if self.supports_proj and proj_size:
-            return {"proj_size": proj_size}
-        return {}
+            kwargs["proj_size"] = proj_size
+        return kwargs
 
     def build_reference(self, **kwargs: Any) -> nn.Module:
-        """torch.nn.RNN / LSTM / GRU with the given torch constructor arguments."""
-        return self.torch_class(**kwargs)
+        """The reference module for torch's constructor arguments (family ones included)."""
+        return self.reference(**kwargs)
+
+    def adapt(self, case: Case) -> Case:
+        """The case as this family can express it (a square family's input size is its hidden
+        size)."""
+        if self.square and case.input_size != case.hidden_size:
+            return case.with_(input_size=case.hidden_size)
+        return case
+
+    def why_not(self, case: Case) -> str | None:
+        """None when the family can express the case, else why not."""
+        if case.proj_size > 0 and not self.supports_proj:
+            return f"not supported: proj_size (family {self.name} has none)"
+        if case.radius is not None and self.recurrence == "none":
+            return f"not supported: a recurrent radius (family {self.name} has no weight_hh)"
+        if self.square and case.input_size != case.hidden_size:
+            return f"not supported: input_size != hidden_size (family {self.name} is square)"
+        return None
+
+    def suite_applies(self, suite: str) -> str | None:
+        """None when ``suite`` applies to this family, else why not."""
+        why = self.not_applicable.get(suite)
+        return None if why is None else f"not supported: {why} (family {self.name})"
+
+    def tolerance(self, dtype: str) -> tuple[float, float]:
+        """(atol, rtol) of value checks in ``dtype``."""
+        return self.tolerances.get(dtype, DEFAULT_TOLERANCES["float32"])
+
+    def flops(self, case: Case, phase: str) -> int:
+        """Matrix-multiply FLOPs of one call in ``phase`` (the family's formula)."""
+        if self.flop_formula is not None:
+            return self.flop_formula(case, phase)
+        return matmul_flops(self, case, phase)
 
 
-FAMILIES: dict[str, Family] = {
-    "rnn_tanh": Family("rnn_tanh", gates=1, has_cell=False, nonlinearity="tanh"),
-    "rnn_relu": Family("rnn_relu", gates=1, has_cell=False, nonlinearity="relu"),
-    "lstm": Family("lstm", gates=4, has_cell=True),
-    "gru": Family("gru", gates=3, has_cell=False),
-}
+def matmul_flops(family: Family, case: Case, phase: str) -> int:
+    """Matrix-multiply FLOPs of one call, counted from the layout: per step and direction, the
+    input projection 2 * gates * H * in_features, a matrix recurrence 2 * gates * H * h_out (plus
+    LSTM's projection); elementwise gate maths and diagonal recurrences are not counted. The
+    backward pass computes every weight gradient (as many FLOPs as the forward), the gradient
+    through h (the recurrent matmuls once more) and the gradient of each layer's input except
+    the first one's (the timed input does not require grad). Times every valid step of every
+    sequence (0 for an empty batch)."""
+    forward = backward = 0  # per step of one sequence, all layers and directions
+    for layer in range(case.num_layers):
+        in_features = case.input_size if layer == 0 else case.num_directions * case.h_out
+        input_part = 2 * family.gates * case.hidden_size * in_features
+        recurrent = 0
+        if family.recurrence == "matrix":
+            recurrent = 2 * family.gates * case.hidden_size * case.h_out
+        if case.proj_size:
+            recurrent += 2 * case.hidden_size * case.proj_size
+        forward += case.num_directions * (input_part + recurrent)
+        backward += case.num_directions * (
+            input_part + recurrent + recurrent + (input_part if layer else 0))
+    per_step = forward + backward if phase == "forward_backward" else forward
+    return int(per_step * sum(case.effective_lengths))
+
+
+@dataclass(frozen=True)
+class Families:
+    """Every family published in the entry-point group, in order, and those that failed to load
+    (name -> why)."""
+
+    by_name: Mapping[str, Family]
+    broken: Mapping[str, str]
+
+
+@functools.cache
+def load_families(group: str = GROUP) -> Families:
+    """The families of the entry-point group, loaded once per process (they are immutable)."""
+    found: dict[str, Family] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=group):
+        try:
+            loaded = ep.load()
+            for fam in [loaded] if isinstance(loaded, Family) else list(loaded):
+                if not isinstance(fam, Family):
+                    raise TypeError(f"expected Family, got {type(fam).__name__}")
+                if fam.name in found:
+                    raise ValueError(f"duplicate family name {fam.name!r}")
+                found[fam.name] = fam
+        except Exception as error:  # a broken plug-in must not hide the others
+            text = " ".join(str(error).split())
+            broken[ep.name] = (f"entry point {ep.value!r} failed to load: "
+                               f"{type(error).__name__}: {text}")
+    ranked = sorted(found.values(), key=lambda f: (f.order, f.name))
+    return Families(frozen({f.name: f for f in ranked}), frozen(broken))
+
+
+def family_names() -> list[str]:
+    return list(load_families().by_name)
 
 
 def family(name: str) -> Family:
     """The family called ``name``; a ValueError names the valid ones."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        valid = ", ".join(FAMILIES)
-        raise ValueError(f"unknown family {name!r}; valid families: {valid}") from None
+    loaded = load_families()
+    if name in loaded.by_name:
+        return loaded.by_name[name]
+    if name in loaded.broken:
+        raise ValueError(f"family {name!r} is broken: {loaded.broken[name]}")
+    raise ValueError(f"unknown family {name!r}; valid families: {', '.join(loaded.by_name)}")

@@ -120,9 +120,7 @@ class Capabilities:
         for excluded, what in checks:
             if excluded:
                 return f"not supported: {what}"
-        if case.proj_size > 0 and not fam.supports_proj:
-            return f"not supported: proj_size (family {fam.name} has none)"
-        return None
+        return fam.why_not(case)
 
 
 def load_torch_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

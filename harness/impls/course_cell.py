@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from harness.impls.scratch import ScratchRecurrent, State
+from harness.core.layer import RecurrentLayer, State
 
 
 class CourseCell(nn.Module):
@@ -32,7 +32,7 @@ class CourseCell(nn.Module):
         return self.activation(self.input_to_hidden(combined))
 
 
-class ScratchRNN(ScratchRecurrent):
+class ScratchRNN(RecurrentLayer):
     """The course's from-scratch RNN cell driven over the sequence, one CourseCell per
     (layer, direction). It keeps the course's layout, so torch's weights load through an adapter:
     input_to_hidden.weight = [W_ih | W_hh], input_to_hidden.bias = b_ih + b_hh."""

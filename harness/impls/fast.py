@@ -35,14 +35,14 @@ from harness.impls.cells import GRURun, LSTMRun, RNNRun
 from harness.impls.kernels import GEMMS, Decision, decide
 from harness.impls.loop import Config, Recurrence, Run
 from harness.impls.scratch import (
+    NamedParameters,
     ScratchGRU,
     ScratchLSTM,
     State,
-    TorchNamedParameters,
 )
 
 
-class FastRecurrent(TorchNamedParameters):
+class FastRecurrent(NamedParameters):
     """run_direction as a fast loop (see the module docstring). A subclass names its Run.
 
     ``gemm_backend`` picks the GEMM library: "auto" (the default: $SEQ_HARNESS_GEMM if set, else

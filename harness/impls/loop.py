@@ -34,9 +34,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from harness.core.torch_inputs import State
 from harness.impls.kernels import AtenGemm
 
-State = tuple[Tensor, ...]  # (h,) or (h, c), each (B, features)
 Weights = dict[str, Tensor | None]  # roles ih, hh, b_ih, b_hh, hr of one (layer, direction)
 
 CHUNK_ROWS = 1280  # rows of x per input-projection GEMM: 20 steps at B=64 (10 MB of LSTM gates)

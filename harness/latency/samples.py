@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.core.case import Case
-from harness.core.families import FAMILIES
-from harness.latency.flops import analytic_flops
+from harness.core.families import family as family_named
+from harness.core.families import family_names
 from harness.latency.jobs import LATENCY
 from harness.latency.peak import PEAK
 from harness.records import FAILED, PASSED, Record
@@ -118,10 +118,11 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], LatencyStat
             continue
         case = Case.from_dict(group[0].case)
         peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
-        family = FAMILIES.get(group[0].family)
+        family = (family_named(group[0].family) if group[0].family in family_names()
+                  else None)
         out[key] = LatencyStats(
             per_process,
-            flops=analytic_flops(case, family, phase) if family else 0,
+            flops=family.flops(case, phase) if family else 0,
             peak_bytes=max(peaks) if peaks else None,
             tokens=sum(case.effective_lengths),
             case=case,
@@ -166,5 +167,5 @@ def peak_of(measured: dict[tuple[str, str, str], LatencyStats]) -> tuple[float, 
 
 
 def reference_impl(family: str) -> str:
-    """The torch.nn entry each family's timings are compared with."""
-    return "torch-" + family.replace("_", "-")
+    """The registry entry each family's timings are compared with (its baseline)."""
+    return family_named(family).baseline if family in family_names() else ""

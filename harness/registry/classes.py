@@ -13,7 +13,7 @@ import os
 import sys
 
 from harness.core.case import Case
-from harness.core.families import FAMILIES
+from harness.core.families import family_names
 from harness.core.spec import ImplSpec, spec_from_class
 from harness.core.subject import reference_weights
 from harness.core.text import one_line
@@ -58,10 +58,11 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
     split_class_path(path)
     if family_name is None:
         raise ValueError(
-            f"--impl-class {path!r} needs --family; valid: {', '.join(FAMILIES)}"
+            f"--impl-class {path!r} needs --family; valid: {', '.join(family_names())}"
         )
-    if family_name not in FAMILIES:
-        raise ValueError(f"--family {family_name!r} is unknown; valid: {', '.join(FAMILIES)}")
+    if family_name not in family_names():
+        raise ValueError(f"--family {family_name!r} is unknown; valid: "
+                         f"{', '.join(family_names())}")
     cls = resolve_class(path)
     try:
         spec = spec_from_class(cls, family_name=family_name, origin=path)

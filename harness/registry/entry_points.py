@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from harness.core.families import FAMILIES
+from harness.core.families import family_names
 from harness.core.spec import ImplSpec
 from harness.core.text import one_line
 
@@ -43,7 +43,7 @@ class Registry:
                     specs[spec.name] = spec
             except Exception as error:  # a broken plug-in must not hide the others
                 broken[ep.name] = f"entry point {ep.value!r} failed to load: {one_line(error)}"
-        order = list(FAMILIES)
+        order = family_names()
         ranked = sorted(specs.values(), key=lambda s: (order.index(s.family), s.name))
         return cls({s.name: s for s in ranked}, broken)
 
