@@ -23,6 +23,7 @@ from harness.core.contract import Inputs
 from harness.core.subject import Subject
 
 SOLVED_MSE = 0.01
+FEATURES = 2  # (value, marker) at every step
 CONSTANT_MSE = 1 / 6  # variance of a sum of two U(0, 1) values, what the mean predicts
 
 
@@ -97,7 +98,15 @@ def train(subject: Subject, budget: Budget) -> Result:
     test_x, test_y = test_x.to(device, dtype), test_y.to(device, dtype)
     test_case = case.with_(batch=budget.test_size)
 
+    # A family whose input size must equal its hidden size (RG-LRU) reads the two features
+    # through a fixed random embedding (2, I), the same for every implementation of it.
+    embed = None
+    if case.input_size != FEATURES:
+        embed = torch.randn(FEATURES, case.input_size, generator=init, dtype=torch.float64)
+        embed = (embed / FEATURES**0.5).to(device, dtype)
+
     def predict(x: Tensor, batch_case: Case) -> Tensor:
+        x = x if embed is None else x @ embed  # (T, B, I)
         output = subject.run(module, Inputs(x), case=batch_case).output  # (T, B, H)
         return head(output[-1])
 

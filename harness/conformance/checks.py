@@ -21,6 +21,7 @@ from torch import Tensor
 
 from harness.core.case import Case
 from harness.core.contract import Outputs
+from harness.core.families import DEFAULT_TOLERANCES, Family
 
 
 class CheckFailed(AssertionError):
@@ -39,14 +40,15 @@ class Tolerance:
     rtol: float = 0.0
 
     @classmethod
-    def for_case(cls, case: Case) -> Tolerance:
-        """float32 1e-5 and float64 1e-10 at the small sizes of the conformance grids; CUDA float32
-        is held to torch's own CPU-vs-cuDNN tolerance, 5e-5; half precisions to 1e-2."""
-        if case.dtype == "float64":
-            return cls(1e-10)
-        if case.dtype in ("float16", "bfloat16"):
-            return cls(1e-2, 1e-2)
-        return cls(5e-5) if case.device != "cpu" else cls(1e-5)
+    def for_case(cls, case: Case, family: Family | None = None) -> Tolerance:
+        """The family's tolerance for the case's dtype (by default float32 1e-5 and float64
+        1e-10 at the small sizes of the conformance grids; half precisions 1e-2); CUDA float32
+        is held to at least torch's own CPU-vs-cuDNN tolerance, 5e-5."""
+        atol, rtol = (family.tolerance(case.dtype) if family is not None
+                      else DEFAULT_TOLERANCES[case.dtype])
+        if case.device != "cpu" and case.dtype == "float32":
+            atol = max(atol, 5e-5)
+        return cls(atol, rtol)
 
     def scaled(self, *, rtol: float) -> Tolerance:
         return Tolerance(self.atol, rtol)

@@ -30,13 +30,14 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
     if metafunc.config.getoption("scale") == "full" and marker.kwargs.get("full") is not None:
         grid = marker.kwargs["full"]
     device = metafunc.config.getoption("device")
+    suite = suite_name(metafunc.module.__name__)
     params = []
     for spec in specs:
         cases = grid(spec.family_def) if callable(grid) else grid
         for case in cases:
-            case = case.with_(device=device)
+            case = spec.family_def.adapt(case.with_(device=device))
             marks = []
-            why = spec.why_not(case)
+            why = spec.family_def.suite_applies(suite) or spec.why_not(case)
             if why is not None:
                 marks.append(pytest.mark.skip(reason=why))
             elif device == "cuda" and not torch.cuda.is_available():

@@ -120,7 +120,8 @@ def check(case, spec):
     """Measuring assertions; what they measured goes into this check's record."""
     from harness.conformance.checks import Check, Tolerance
 
-    return Check(Tolerance.for_case(case), reference_name=f"torch {spec.family}")
+    return Check(Tolerance.for_case(case, spec.family_def),
+                 reference_name=spec.family_def.reference_label)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -65,6 +65,8 @@ class Family:
     description: one line for listings and the report.
     baseline: the registry entry the family's other implementations are timed against (torch's
         module for torch's families; by default the reference loop, ``<name>-loop``).
+    reference_label: how failure messages name the reference ("torch lstm"; by default "the
+        <name> reference loop").
     """
 
     name: str
@@ -83,6 +85,7 @@ class Family:
     order: int = 100
     description: str = ""
     baseline: str = ""
+    reference_label: str = ""
 
     def __post_init__(self) -> None:
         if self.recurrence not in RECURRENCES:
@@ -100,6 +103,8 @@ class Family:
                            frozen({**DEFAULT_TOLERANCES, **dict(self.tolerances)}))
         if not self.baseline:
             object.__setattr__(self, "baseline", f"{self.name.replace('_', '-')}-loop")
+        if not self.reference_label:
+            object.__setattr__(self, "reference_label", f"the {self.name} reference loop")
 
     @property
     def has_cell(self) -> bool:

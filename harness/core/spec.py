@@ -42,6 +42,11 @@ class Capabilities:
         multi_layer means num_layers > 1, unbatched means 2-D input.
     no_bias: accepts bias=False.
     dtypes, devices: where it runs.
+    zero_length: a sequence of length 0 in a batch, given as padded input plus ``lengths=``
+        (its output rows are zeros and its final state is its initial state); PackedSequence
+        cannot hold one, so torch's modules cannot.
+    chunked: the constructor takes ``chunk_size=`` (steps processed at a time), and any chunk
+        size gives the same result.
     """
 
     packed: bool = True
@@ -55,6 +60,8 @@ class Capabilities:
     no_bias: bool = True
     dtypes: frozenset[str] = frozenset({"float32", "float64"})
     devices: frozenset[str] = frozenset(DEVICES)
+    zero_length: bool = False
+    chunked: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dtypes", "devices"):

@@ -46,10 +46,13 @@ def spectral_radius(matrix: Tensor) -> float:
 def rescaled(weights: dict[str, Tensor], fam: Family, radius: float) -> dict[str, Tensor]:
     """The weights with every (H, H) gate block of each weight_hh scaled to spectral radius
     ``radius`` (with proj_size the blocks are (H, P) and are scaled by their largest singular
-    value instead)."""
+    value instead); a diagonal recurrence (weight_hh of shape (H,)) is scaled so its largest
+    magnitude is ``radius``."""
     out = dict(weights)
     for name, weight in weights.items():
-        if name.startswith("weight_hh"):
+        if name.startswith("weight_hh") and weight.dim() == 1:
+            out[name] = weight * (radius / float(weight.abs().max()))
+        elif name.startswith("weight_hh"):
             blocks = weight.chunk(fam.gates, dim=0)  # each (H, h_out)
             out[name] = torch.cat([b * (radius / size(b)) for b in blocks])
     return out
@@ -68,12 +71,14 @@ def make_inputs(
     scale: float = 1.0,
     pad_value: float | None = 0.0,
     salt: int = 0,
+    positive: bool = False,
 ) -> Inputs:
     """Random inputs for the case; hx is (h_0, c_0) when ``has_cell`` (LSTM), else h_0.
 
     scale: multiplies x (e.g. 100 for large-magnitude checks).
     pad_value: the value at padded steps; None fills them with large random noise instead.
     salt: gives different data for the same case (two distinct inputs, two distinct hx).
+    positive: draw hx inside a positive state domain (log-normal, exp(N(0, 1/4))).
     """
     generator = torch.Generator().manual_seed(case.data_seed + 7919 * (salt + 1))
     batch = 1 if case.batch is None else case.batch
@@ -85,6 +90,8 @@ def make_inputs(
         rows = case.num_layers * case.num_directions
         h = torch.randn(rows, batch, case.h_out, generator=generator, dtype=torch.float64)
         c = torch.randn(rows, batch, case.hidden_size, generator=generator, dtype=torch.float64)
+        if positive:
+            h, c = (0.5 * h).exp(), (0.5 * c).exp()
         hx = (h, c) if has_cell else (h,)
     lengths = None
     if case.lengths is not None:
@@ -126,7 +133,9 @@ class Subject:
 
     def inputs(self, **kwargs) -> Inputs:
         """Random inputs for the case (see make_inputs for the options)."""
-        return make_inputs(self.case, has_cell=self.family_def.has_cell, **kwargs)
+        family = self.family_def
+        return make_inputs(self.case, has_cell=family.has_cell,
+                           positive=family.state_domain == "positive", **kwargs)
 
     def weights(self) -> dict[str, Tensor]:
         return reference_weights(self.case, self.family_def)
@@ -153,7 +162,8 @@ class Subject:
         """The implementation's outputs for ``inputs``, through the forward contract. ``case``
         describes the inputs when they differ from the subject's (one step, one sequence)."""
         case = case or self.case
-        return call(module, self.spec.capabilities, case, inputs, has_cell=self.family_def.has_cell)
+        return call(module, self.spec.capabilities, case, inputs,
+                    has_cell=self.family_def.has_cell)
 
     def run_reference(
         self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None

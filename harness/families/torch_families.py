@@ -9,13 +9,13 @@ from torch import nn
 from harness.core.families import Family
 
 RNN_TANH = Family("rnn_tanh", nn.RNN, gates=1, extra_kwargs={"nonlinearity": "tanh"}, order=0,
-                  baseline="torch-rnn-tanh",
+                  baseline="torch-rnn-tanh", reference_label="torch rnn_tanh",
                   description="Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh)")
 RNN_RELU = Family("rnn_relu", nn.RNN, gates=1, extra_kwargs={"nonlinearity": "relu"}, order=1,
-                  baseline="torch-rnn-relu",
+                  baseline="torch-rnn-relu", reference_label="torch rnn_relu",
                   description="Elman RNN, h' = relu(W_ih x + b_ih + W_hh h + b_hh)")
 LSTM = Family("lstm", nn.LSTM, gates=4, state=("h", "c"), supports_proj=True, order=2,
-              baseline="torch-lstm",
+              baseline="torch-lstm", reference_label="torch lstm",
               description="LSTM, rows [i, f, g, o], optional projection of h")
-GRU = Family("gru", nn.GRU, gates=3, order=3, baseline="torch-gru",
+GRU = Family("gru", nn.GRU, gates=3, order=3, baseline="torch-gru", reference_label="torch gru",
              description="GRU, rows [r, z, n], the reset gate after the hidden matmul")

@@ -1,0 +1,34 @@
+"""IndRNN (Li et al. 2018, "Independently Recurrent Neural Network"): each unit recurs only on
+itself, h_t = relu(W x_t + b + u ⊙ h_{t-1}), with u = ``weight_hh_l{k}`` a vector of shape (H,)
+(a diagonal recurrent matrix) and W = ``weight_ih_l{k}`` (H x I). Its reference is the plain
+sequential loop below; there is no recurrent bias (b is ``bias_ih_l{k}``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.core.families import Family
+from harness.core.layer import NamedParameters, State
+
+
+class IndRNNLoop(NamedParameters):
+    """The IndRNN reference: the recurrence one step at a time, exactly as written."""
+
+    mode: ClassVar[str] = "IndRNN"
+    gates: ClassVar[int] = 1
+    recurrence: ClassVar[str] = "diagonal"
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        w = self.weights(slot)
+        (h,) = state
+        return (torch.relu(F.linear(x_t, w["ih"], w["b_ih"]) + w["hh"] * h),)
+
+
+INDRNN = Family(
+    "indrnn", IndRNNLoop, gates=1, recurrence="diagonal", order=12,
+    description="IndRNN: h' = relu(W x + b + u ⊙ h), a per-unit recurrent weight u",
+)

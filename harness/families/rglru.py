@@ -1,0 +1,66 @@
+"""RG-LRU, the Real-Gated Linear Recurrent Unit of Griffin (De et al. 2024): a diagonal linear
+recurrence whose decay is gated by the input. Every layer's input size equals its hidden size.
+
+    r = σ(W_a x + b_a),  i = σ(W_x x + b_x),  log a_t = -8 · r ⊙ softplus(-Λ),
+    h_t = a_t ⊙ h_{t-1} + sqrt(1 - a_t²) ⊙ (i ⊙ x_t)
+
+weight_ih stacks [W_a; W_x] (2H x H), bias_ih likewise; Λ = weight_hh (H,). sqrt(1 - a²) is
+computed as sqrt(-expm1(2 log a)), exact near a = 1. A layer's input is its hidden size wide, so
+a stack of bidirectional layers (whose inputs are 2H wide) cannot be expressed. Its reference is
+the plain sequential loop below.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.core.case import Case
+from harness.core.families import Family
+from harness.core.layer import NamedParameters, State
+from harness.families.minimal import SCAN_TOLERANCES
+
+
+def log_decay(r_pre: Tensor, lam: Tensor) -> Tensor:
+    """log a = -8 σ(r_pre) softplus(-Λ)."""
+    return -8.0 * torch.sigmoid(r_pre) * F.softplus(-lam)
+
+
+def input_scale(log_a: Tensor) -> Tensor:
+    """sqrt(1 - a²) from log a, exact near a = 1."""
+    return torch.sqrt(-torch.expm1(2.0 * log_a))
+
+
+class RGLRULoop(NamedParameters):
+    """The RG-LRU reference: the recurrence one step at a time, exactly as written."""
+
+    mode: ClassVar[str] = "RG-LRU"
+    gates: ClassVar[int] = 2
+    recurrence: ClassVar[str] = "diagonal"
+
+    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+        w = self.weights(slot)
+        (h,) = state
+        r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)  # (B, H) each
+        log_a = log_decay(r_pre, w["hh"])
+        return (log_a.exp() * h + input_scale(log_a) * (torch.sigmoid(i_pre) * x_t),)
+
+
+class RGLRUFamily(Family):
+    """RG-LRU's cases: square layers, so no bidirectional stack."""
+
+    def why_not(self, case: Case) -> str | None:
+        if case.bidirectional and case.num_layers > 1:
+            return ("not supported: bidirectional with num_layers > 1 (family rglru's layer "
+                    "inputs must be hidden_size wide, not 2 x hidden_size)")
+        return super().why_not(case)
+
+
+RGLRU = RGLRUFamily(
+    "rglru", RGLRULoop, gates=2, recurrence="diagonal", square=True, order=13,
+    tolerances=SCAN_TOLERANCES,
+    description="Griffin's RG-LRU: h' = a h + sqrt(1 - a²) (i x), log a = -8 r softplus(-Λ)",
+)

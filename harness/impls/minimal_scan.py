@@ -1,0 +1,76 @@
+"""minGRU and minLSTM as parallel scans: every gate of the whole sequence in one GEMM, then the
+linear recurrence in log space (harness.impls.scan), optionally in chunks.
+
+log a and log b come straight from the pre-activations, never through a probability that could
+round to 0 or 1: log(1 - σ(k)) = -softplus(k), log σ(k) = -softplus(-k), log g(a) as in
+harness.families.minimal; minLSTM's normalised gates are differences of those logs,
+log f' = log f - log(f + i) with log(f + i) = logaddexp(log f, log i).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.core.layer import State
+from harness.families.minimal import MinGRULoop, MinLSTMLoop, log_g
+from harness.impls.scan import chunked, masked
+
+
+class ScanMixin:
+    """run_direction as one projection GEMM and a scan over time. A subclass gives log a and
+    log b of the recurrence from the projection (T, B, gates * H)."""
+
+    chunk_size: int | None = None
+
+    def log_decay_and_input(self, proj: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def run_direction(self, slot: int, x: Tensor, state: State, mask: Tensor | None,
+                      reverse: bool) -> tuple[Tensor, State]:
+        """One (layer, direction) over x (T, B, in): outputs (T, B, H) and the final state."""
+        w = self.weights(slot)
+        if reverse:  # the reverse direction is the forward scan over the flipped sequence
+            x = x.flip(0)
+            mask = None if mask is None else mask.flip(0)
+        proj = torch.nn.functional.linear(x, w["ih"], w["b_ih"])  # (T, B, gates * H)
+        log_a, log_b = self.log_decay_and_input(proj)
+        log_a, b, log_b = masked(log_a, log_b.exp(), mask, log_b)
+        h = chunked(log_a, b, state[0], chunk_size=self.chunk_size, b_log=log_b)  # (T, B, H)
+        final = h[-1]  # padded steps pass the state through: h[-1] is the last valid step's
+        out = h if mask is None else h * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (final,)
+
+
+class MinGRUScan(ScanMixin, MinGRULoop):
+    """minGRU by log-space parallel scan (Heinsen 2023); ``chunk_size`` steps at a time."""
+
+    harness_chunked: ClassVar[bool] = True
+
+    def __init__(self, *args, chunk_size: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunk_size = chunk_size
+
+    def log_decay_and_input(self, proj: Tensor) -> tuple[Tensor, Tensor]:
+        z_pre, h_pre = proj.chunk(2, dim=-1)
+        log_a = -F.softplus(z_pre)  # log(1 - z)
+        return log_a, -F.softplus(-z_pre) + log_g(h_pre)  # log z + log g(h_pre)
+
+
+class MinLSTMScan(ScanMixin, MinLSTMLoop):
+    """minLSTM by log-space parallel scan; ``chunk_size`` steps at a time."""
+
+    harness_chunked: ClassVar[bool] = True
+
+    def __init__(self, *args, chunk_size: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunk_size = chunk_size
+
+    def log_decay_and_input(self, proj: Tensor) -> tuple[Tensor, Tensor]:
+        f_pre, i_pre, h_pre = proj.chunk(3, dim=-1)
+        log_f, log_i = -F.softplus(-f_pre), -F.softplus(-i_pre)
+        log_total = torch.logaddexp(log_f, log_i)  # log(f + i)
+        return log_f - log_total, log_i - log_total + log_g(h_pre)
