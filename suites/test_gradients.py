@@ -10,11 +10,9 @@ from harness.conformance.checks import Tolerance
 from harness.conformance.gradients import (
     NoGradient,
     backward,
-    directional_derivatives,
+    match_reference,
     padded_mask,
-    require_gradients,
     require_graph,
-    uses_torch_names,
 )
 from harness.conformance.grids import BASE, layouts, varlen
 from harness.conformance.plugin import cases
@@ -35,31 +33,9 @@ def grid(fam):
     return chosen
 
 
-def gradient_tolerance(case):
-    """Backward sums over every step and row: float32 gets 1e-4 at these sizes."""
-    return Tolerance(1e-10) if case.dtype == "float64" else Tolerance(1e-4)
-
-
 @cases(grid)
 def test_gradients_match_reference(subject, check):
-    case = subject.case
-    module, reference = subject.build(), subject.reference()
-    inputs = subject.inputs()
-    got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
-                             seed=case.data_seed)
-    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
-                       inputs.to("cpu"), upstream, seed=case.data_seed)
-    require_gradients(got, want)
-    tol = gradient_tolerance(case)
-    for name, expected in want.wrt.items():
-        check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
-    if uses_torch_names(module, reference):
-        for name, expected in want.params.items():
-            check.close(f"d loss / d {name}", got.params[name], expected, tol)
-        return
-    for along_impl, along_torch, l1 in directional_derivatives(subject, got, want):
-        check.close("parameter gradient along a random direction (through the weight loader)",
-                    torch.tensor(along_impl), torch.tensor(along_torch), Tolerance(tol.atol * l1))
+    match_reference(subject, check, subject.inputs())
 
 
 @cases(lambda fam: [c for c in varlen(fam)])

@@ -34,7 +34,7 @@ BASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7)
         ({"dtype": "float128"}, "'float128'", "float32, float64"),
         ({"device": "tpu"}, "'tpu'", "cpu, cuda"),
         ({"lengths": (5, 3)}, "lengths=(5, 3)", "batch=3"),
-        ({"lengths": (5, 0, 3)}, "length 0", "seq_len=5"),
+        ({"lengths": (5, -1, 3)}, "length -1", "0 <= length"),
         ({"lengths": (5, 6, 3)}, "length 6", "seq_len=5"),
         ({"lengths": [5, 3, 1]}, "[5, 3, 1]", "tuple"),
         ({"batch": None, "lengths": (5,)}, "batch=None", "unbatched"),

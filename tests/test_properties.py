@@ -42,7 +42,7 @@ def valid(f):
     ok = ok and 0 <= f["proj_size"] < f["hidden_size"] and 0 <= f["dropout"] < 1
     ok = ok and f["dtype"] in DTYPES
     if f["lengths"] is not None:
-        ok = ok and all(1 <= n <= f["seq_len"] for n in f["lengths"])
+        ok = ok and all(0 <= n <= f["seq_len"] for n in f["lengths"])
     return ok
 
 

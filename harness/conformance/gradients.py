@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.conformance.checks import CheckFailed
+from harness.conformance.checks import CheckFailed, Tolerance
 from harness.core.contract import Inputs, Outputs
 from harness.core.subject import Subject
 
@@ -183,3 +183,36 @@ def padded_mask(subject: Subject) -> Tensor | None:
     padded = torch.arange(case.seq_len).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
     padded = padded.t() if case.batch_first else padded
     return padded.unsqueeze(-1)
+
+
+def gradient_tolerance(case, family) -> Tolerance:
+    """Backward sums over every step and row: float32 gets 1e-4 absolute at the small sizes of
+    the grids, float64 1e-10, each with the family's relative tolerance."""
+    rtol = family.tolerance(case.dtype)[1]
+    return Tolerance(1e-10, rtol) if case.dtype == "float64" else Tolerance(1e-4, rtol)
+
+
+def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None
+                    ) -> None:
+    """Outputs, final states and the gradients of the same random upstream gradients with
+    respect to the input, the initial state and every parameter equal the reference's:
+    parameters by name when the module uses the reference's names, else by directional
+    derivatives through the weight loader."""
+    case = subject.case
+    module = subject.build() if module is None else module
+    reference = subject.reference()
+    got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
+                             seed=case.data_seed)
+    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
+                       inputs.to("cpu"), upstream, seed=case.data_seed)
+    require_gradients(got, want)
+    tol = gradient_tolerance(case, subject.family_def)
+    for name, expected in want.wrt.items():
+        check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
+    if uses_torch_names(module, reference):
+        for name, expected in want.params.items():
+            check.close(f"d loss / d {name}", got.params[name], expected, tol)
+        return
+    for along_impl, along_ref, l1 in directional_derivatives(subject, got, want):
+        check.close("parameter gradient along a random direction (through the weight loader)",
+                    torch.tensor(along_impl), torch.tensor(along_ref), Tolerance(tol.atol * l1))

@@ -32,6 +32,8 @@ class Case:
     batch=None means unbatched input of shape (seq_len, input_size).
     hidden_size, num_layers, bidirectional, batch_first, bias, proj_size, dropout: as torch's.
     lengths: per-sequence valid lengths (variable-length batch, fed packed); None = all seq_len.
+        A length of 0 (an empty sequence in a batch) can only be fed as padded input plus
+        ``lengths=`` (PackedSequence cannot hold it).
     with_hx: pass a random initial state instead of None.
     training: module mode (dropout only acts in training).
     dtype, device: where and in which precision the implementation runs.
@@ -93,10 +95,10 @@ class Case:
                 f"lengths={lengths!r} has {len(lengths)} entries; expected batch={self.batch}"
             )
         for n in lengths:
-            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.seq_len:
+            if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= self.seq_len:
                 raise ValueError(
                     f"length {n!r} in lengths={lengths!r} is invalid; "
-                    f"expected 1 <= length <= seq_len={self.seq_len}"
+                    f"expected 0 <= length <= seq_len={self.seq_len}"
                 )
 
     # Derived figures -------------------------------------------------------------------------

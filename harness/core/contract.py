@@ -83,7 +83,11 @@ def call(
     x, lengths, hx = inputs.x, inputs.lengths, inputs.hx
     args = (x,) if hx is None else (x, hx)
     time_dim = 1 if case.batch_first else 0
-    if capabilities.lengths and not case.unbatched:
+    # An empty sequence cannot be packed: it goes as padded input plus lengths= (an
+    # implementation claims that with zero_length).
+    by_keyword = capabilities.lengths or (
+        capabilities.zero_length and lengths is not None and bool((lengths == 0).any()))
+    if by_keyword and not case.unbatched:
         if lengths is None:
             lengths = torch.full((x.size(1 - time_dim),), x.size(time_dim), dtype=torch.int64)
         result = module(*args, lengths=lengths)
@@ -95,7 +99,7 @@ def call(
     else:
         result = module(*args)
     output, h_n, c_n = split_result(result, has_cell=has_cell)
-    if lengths is not None and not capabilities.lengths:
+    if lengths is not None and not by_keyword:
         if not isinstance(output, PackedSequence):
             raise ContractError(
                 f"given a PackedSequence, the implementation returned a {type(output).__name__} "

@@ -114,6 +114,8 @@ class Capabilities:
         lengths = case.lengths is not None
         checks = (
             (lengths and not (self.packed or self.lengths), "variable-length input"),
+            (lengths and min(case.lengths, default=1) == 0 and not self.zero_length,
+             "a sequence of length 0 in a batch (needs lengths=; PackedSequence cannot hold it)"),
             (case.bidirectional and not self.bidirectional, "bidirectional"),
             (case.num_layers > 1 and not self.multi_layer, "num_layers > 1"),
             (case.batch_first and not self.batch_first, "batch_first"),

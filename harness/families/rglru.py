@@ -21,7 +21,6 @@ from torch import Tensor
 from harness.core.case import Case
 from harness.core.families import Family
 from harness.core.layer import NamedParameters, State
-from harness.families.minimal import SCAN_TOLERANCES
 
 
 def log_decay(r_pre: Tensor, lam: Tensor) -> Tensor:
@@ -61,6 +60,5 @@ class RGLRUFamily(Family):
 
 RGLRU = RGLRUFamily(
     "rglru", RGLRULoop, gates=2, recurrence="diagonal", square=True, order=13,
-    tolerances=SCAN_TOLERANCES,
     description="Griffin's RG-LRU: h' = a h + sqrt(1 - a²) (i x), log a = -8 r softplus(-Λ)",
 )

@@ -1,10 +1,12 @@
 """minGRU and minLSTM as parallel scans: every gate of the whole sequence in one GEMM, then the
-linear recurrence in log space (harness.impls.scan), optionally in chunks.
+linear recurrence h_t = a_t h_{t-1} + b_t by harness.impls.scan — in chunks (a prefix scan, as
+exact as the loop), or over the whole sequence in log space (Heinsen's logcumsumexp) with
+``chunk_size=None``.
 
 log a and log b come straight from the pre-activations, never through a probability that could
 round to 0 or 1: log(1 - σ(k)) = -softplus(k), log σ(k) = -softplus(-k), log g(a) as in
-harness.families.minimal; minLSTM's normalised gates are differences of those logs,
-log f' = log f - log(f + i) with log(f + i) = logaddexp(log f, log i).
+harness.families.minimal; minLSTM's normalised gates are log f' = logσ(log f - log i) and
+log i' = logσ(log i - log f), the loop's own formula.
 """
 
 from __future__ import annotations
@@ -71,6 +73,6 @@ class MinLSTMScan(ScanMixin, MinLSTMLoop):
 
     def log_decay_and_input(self, proj: Tensor) -> tuple[Tensor, Tensor]:
         f_pre, i_pre, h_pre = proj.chunk(3, dim=-1)
-        log_f, log_i = -F.softplus(-f_pre), -F.softplus(-i_pre)
-        log_total = torch.logaddexp(log_f, log_i)  # log(f + i)
-        return log_f - log_total, log_i - log_total + log_g(h_pre)
+        # f' = σ(log f - log i), i' = σ(log i - log f), as the loop computes them
+        difference = F.logsigmoid(f_pre) - F.logsigmoid(i_pre)
+        return F.logsigmoid(difference), F.logsigmoid(-difference) + log_g(h_pre)

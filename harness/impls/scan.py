@@ -13,10 +13,13 @@ split into its positive and negative parts, each scanned on its own (the recurre
 A padded step of a variable-length batch has a = 1 and b = 0, so the state passes through it
 unchanged; the output there is zero.
 
-``chunk_size`` scans the sequence in chunks of that many steps, the state carried from one
-chunk to the next: the cumulative log-decay A then spans one chunk only (its range, and the
-memory of the (chunk, B, H) intermediates, stay bounded on long sequences). Any chunk size gives
-the same result up to rounding; the suites hold an implementation to that.
+The log-space form loses precision where it cancels: A_t and log b_k - A_k grow with the
+sequence and with saturated gates, and exp(A_t + ...) keeps only about |A_t| * eps of relative
+precision (worse in the gradients, and worse still where b is split by sign). ``chunk_size``
+scans in chunks instead, each by a parallel prefix scan of the affine maps h -> a h + b
+(Hillis and Steele): only products of decays in [0, 1] and sums of b are formed, so nothing
+cancels, and the state is carried from one chunk to the next. Any chunk size gives the same
+result up to rounding; the suites hold an implementation to that.
 """
 
 from __future__ import annotations
@@ -70,18 +73,38 @@ def scan(log_a: Tensor, b: Tensor, h0: Tensor, *, b_log: Tensor | None = None) -
     return out
 
 
+def doubling_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """h_t for t = 1..C of h_t = a_t h_{t-1} + b_t, b of any sign, by a parallel prefix scan of
+    the affine maps h -> a h + b (Hillis and Steele): after the level of distance d, element t
+    holds the composition of steps t-2d+1 .. t; log2(C) levels of elementwise products and sums
+    over the whole (C, B, H) block. Only products of decays in [0, 1] and sums of b are formed —
+    nothing cancels, so it is as exact as the loop.
+
+    a, b: (C, B, H); h0: (B, H). Returns (C, B, H)."""
+    steps, distance = a.shape[0], 1
+    while distance < steps:
+        # compose step t with the map ending at t - distance (identity before the start)
+        b = torch.cat([b[:distance], torch.addcmul(b[distance:], a[distance:], b[:-distance])])
+        a = torch.cat([a[:distance], a[distance:] * a[:-distance]])
+        distance *= 2
+    return torch.addcmul(b, a, h0.unsqueeze(0))
+
+
 def chunked(log_a: Tensor, b: Tensor, h0: Tensor, *, chunk_size: int | None,
             b_log: Tensor | None = None) -> Tensor:
-    """``scan`` over chunks of ``chunk_size`` steps (the whole sequence at once for None), the
-    last state of each chunk the initial state of the next."""
+    """h_t (T, B, H) of h_t = a_t h_{t-1} + b_t.
+
+    chunk_size None: the whole sequence in one log-space scan (``scan``: Heinsen's
+    logcumsumexp, b split by sign when it has both). A chunk size: ``doubling_scan`` over chunks
+    of that many steps, the last state of each chunk the initial state of the next; as accurate
+    as the loop (nothing cancels)."""
     steps = log_a.shape[0]
-    if chunk_size is None or chunk_size >= steps:
+    if chunk_size is None:
         return scan(log_a, b, h0, b_log=b_log)
     pieces, state = [], h0
     for start in range(0, steps, chunk_size):
         part = slice(start, min(start + chunk_size, steps))
-        out = scan(log_a[part], b[part], state,
-                   b_log=None if b_log is None else b_log[part])
+        out = doubling_scan(log_a[part].exp(), b[part], state)
         pieces.append(out)
         state = out[-1]
     return torch.cat(pieces, dim=0)
