@@ -67,10 +67,27 @@ MUTANTS = [
     ("DetachedInputRNN", "rnn_tanh", "gradients", "gradcheck"),
 ]
 
+# The families torch does not have (tests.mutants.families), each against its correct parent.
+FAMILY_MUTANTS = [
+    ("ScanIgnoresH0MinGRU", "mingru", "state", "given_hx_is_used"),
+    ("ScanIgnoresH0MinGRU", "mingru", "streaming", "split_sequence_equals_whole"),
+    ("GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
+    ("SwappedBlocksMinLSTM", "minlstm", "shapes", "values_match_reference"),
+    ("ChunkOffByOneMinGRU", "mingru", "parallel-vs-reference",
+     "lengths_around_chunk_boundaries_match_reference"),
+    ("ChunkOffByOneMinGRU", "mingru", "parallel-vs-reference", "chunk_size_invariance"),
+    ("ExpSpaceScanMinGRU", "mingru", "extremes", "gates_open_decays_huge"),
+    ("ExpSpaceScanMinGRU", "mingru", "numerics", "long_sequence"),
+]
+MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
+
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
 NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN"}
 
 CORRECT = {
+    "mingru": "tests.mutants.families:ChunkedMinGRU",
+    "minlstm": "tests.mutants.families:ChunkedMinLSTM",
+    "rglru": "tests.mutants.families:ChunkedRGLRU",
     "lstm": "harness.impls.scratch:ScratchLSTM",
     "gru": "harness.impls.scratch:ScratchGRU",
     "rnn_tanh": "harness.impls.course_cell:ScratchRNN",
@@ -87,17 +104,18 @@ def run_suite(target: str, family: str, suite: str, out) -> tuple[int, list[dict
 @pytest.mark.parametrize(("mutant", "family", "suite", "check"), MUTANTS,
                          ids=[f"{m}-{c}" for m, _, _, c in MUTANTS])
 def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
-    code, records = run_suite(f"tests.mutants.bugs:{mutant}", family, suite, tmp_path)
+    module, _, name = mutant.rpartition(":")  # tests.mutants.bugs unless named
+    code, records = run_suite(f"tests.mutants.{module or 'bugs'}:{name}", family, suite,
+                              tmp_path)
     failed = [r for r in records if r["check"] == check and r["outcome"] == "failed"]
     assert code == 1
     assert failed, f"{suite}::{check} did not catch {mutant}"
     assert all(r["message"] for r in failed)
-    if mutant in NO_GRADIENT and check != "gradcheck":
+    if name in NO_GRADIENT and check != "gradcheck":
         assert all("no gradient reaches" in r["message"] for r in failed), failed[0]["message"]
 
 
-@pytest.mark.parametrize("suite", sorted({s for _, _, s, _ in MUTANTS}))
-@pytest.mark.parametrize("family", sorted(CORRECT))
+@pytest.mark.parametrize(("family", "suite"), sorted({(f, s) for _, f, s, _ in MUTANTS}))
 def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
     """The control: the classes the mutants were derived from pass, so each failure above is the
     bug's doing."""

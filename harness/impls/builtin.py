@@ -14,6 +14,9 @@ from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM
 
+# The layers built on harness.core.layer also take padded input plus lengths=, so an empty
+# sequence in a batch too.
+FROM_SCRATCH = Capabilities(zero_length=True)
 # The packed recipe always takes padded 3-D input plus lengths.
 PACKED_RECIPE = Capabilities(packed=False, lengths=True, unbatched=False)
 
@@ -21,6 +24,7 @@ SCRATCH_RNN = ImplSpec(
     name="scratch-rnn",
     family="rnn_tanh",
     factory=ScratchRNN,
+    capabilities=FROM_SCRATCH,
     load_weights=load_with_method,
     description="the course's cell: Linear over [x_t, h_{t-1}], tanh, one step at a time",
     origin="builtin",
@@ -29,6 +33,7 @@ SCRATCH_LSTM = ImplSpec(
     name="scratch-lstm",
     family="lstm",
     factory=ScratchLSTM,
+    capabilities=FROM_SCRATCH,
     description="LSTM cell from scratch, torch's [i, f, g, o] layout, one step at a time",
     origin="builtin",
 )
@@ -36,6 +41,7 @@ SCRATCH_GRU = ImplSpec(
     name="scratch-gru",
     family="gru",
     factory=ScratchGRU,
+    capabilities=FROM_SCRATCH,
     description="GRU cell from scratch, torch's [r, z, n] layout, one step at a time",
     origin="builtin",
 )
@@ -76,17 +82,17 @@ TORCH_GRU_PACKED = _packed(
 # Optimised from-scratch layers: the input projection hoisted out of the time loop, one W_hh
 # matmul per step, preallocated outputs without autograd.
 FAST_RNN = ImplSpec(
-    name="fast-rnn", family="rnn_tanh", factory=FastRNN,
+    name="fast-rnn", family="rnn_tanh", factory=FastRNN, capabilities=FROM_SCRATCH,
     description="Elman RNN from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )
 FAST_LSTM = ImplSpec(
-    name="fast-lstm", family="lstm", factory=FastLSTM,
+    name="fast-lstm", family="lstm", factory=FastLSTM, capabilities=FROM_SCRATCH,
     description="LSTM from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )
 FAST_GRU = ImplSpec(
-    name="fast-gru", family="gru", factory=FastGRU,
+    name="fast-gru", family="gru", factory=FastGRU, capabilities=FROM_SCRATCH,
     description="GRU from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )

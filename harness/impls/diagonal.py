@@ -56,7 +56,7 @@ class IndRNNFused(IndRNNLoop):
 class RGLRUScan(RGLRULoop):
     """RG-LRU by log-space parallel scan; ``chunk_size`` steps at a time."""
 
-    harness_chunked: ClassVar[bool] = True
+    harness_capabilities: ClassVar[dict] = {"chunked": True, "zero_length": True}
 
     def __init__(self, *args, chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -50,7 +50,7 @@ class ScanMixin:
 class MinGRUScan(ScanMixin, MinGRULoop):
     """minGRU by log-space parallel scan (Heinsen 2023); ``chunk_size`` steps at a time."""
 
-    harness_chunked: ClassVar[bool] = True
+    harness_capabilities: ClassVar[dict] = {"chunked": True, "zero_length": True}
 
     def __init__(self, *args, chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +65,7 @@ class MinGRUScan(ScanMixin, MinGRULoop):
 class MinLSTMScan(ScanMixin, MinLSTMLoop):
     """minLSTM by log-space parallel scan; ``chunk_size`` steps at a time."""
 
-    harness_chunked: ClassVar[bool] = True
+    harness_capabilities: ClassVar[dict] = {"chunked": True, "zero_length": True}
 
     def __init__(self, *args, chunk_size: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

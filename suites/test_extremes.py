@@ -1,0 +1,69 @@
+"""extremes: weights and inputs that drive every gate and state to the edge of its range —
+saturated gates, states far from where they started after thousands of steps, tiny and huge
+decays (where log-space computations underflow or overflow) — compared with the reference and
+finite. The same weights go into the implementation and the reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.conformance.grids import BASE
+from harness.conformance.plugin import cases
+from harness.conformance.suites import SuiteInfo
+from harness.conformance.values import finite_and_close
+
+SUITE = SuiteInfo(order=75)
+
+
+def scaled(subject, *, scale: float, bias_shift: float = 0.0):
+    """The case's reference weights times ``scale``, every bias shifted by ``bias_shift``."""
+    return {name: value * scale + (bias_shift if name.startswith("bias") else 0.0)
+            for name, value in subject.weights().items()}
+
+
+def saturated_grid(fam):
+    return [BASE.with_(with_hx=True), BASE.with_(num_layers=2, bidirectional=True),
+            BASE.with_(lengths=(5, 2, 4), dtype="float64")]
+
+
+@cases(saturated_grid)
+def test_saturated_gates(subject, check):
+    """Weights x8 and inputs x3: every sigmoid and tanh far in its flat tails."""
+    finite_and_close(subject, check, subject.inputs(scale=3.0), scaled(subject, scale=8.0))
+
+
+def long_grid(fam):
+    long = BASE.with_(seq_len=2000, batch=2, hidden_size=8)
+    return [long, long.with_(with_hx=True, dtype="float64")]
+
+
+@pytest.mark.time_limit(3)
+@cases(long_grid)
+def test_state_far_from_its_start(subject, check):
+    """2000 steps with every bias raised by 2: the state drifts far from its initial scale (and,
+    in families whose state is not bounded, keeps growing) — and still equals the reference."""
+    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
+                                                               bias_shift=2.0))
+
+
+def decay_grid(fam):
+    base = BASE.with_(seq_len=300, batch=2, hidden_size=8)
+    return [base.with_(seed=1), base.with_(seed=2, with_hx=True)]
+
+
+@pytest.mark.time_limit(3)
+@cases(decay_grid)
+def test_gates_closed_decays_tiny(subject, check):
+    """Every bias shifted by -30 over 300 steps: sigmoid gates at e^-30 from 0 — forget and
+    update gates shut, decays near 1 (log-decays near 0), inputs barely let in."""
+    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
+                                                               bias_shift=-30.0))
+
+
+@pytest.mark.time_limit(3)
+@cases(decay_grid)
+def test_gates_open_decays_huge(subject, check):
+    """Every bias shifted by +30 over 300 steps: sigmoid gates at e^-30 from 1 — state replaced
+    every step, decays near 0 (log-decays near -30 per step, thousands over the sequence)."""
+    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
+                                                               bias_shift=30.0))

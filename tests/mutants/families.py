@@ -1,0 +1,94 @@
+"""Mutants of the families torch does not have: one realistic bug each, in the places parallel
+and from-scratch implementations of linear recurrences get them wrong. tests/test_mutants.py
+proves the suite written for each bug catches it; the Chunked* classes are the correct
+implementations the mutants are derived from (the control)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from harness.families.minimal import MinGRULoop, g, log_g
+from harness.impls.diagonal import RGLRUScan
+from harness.impls.minimal_scan import MinGRUScan, MinLSTMScan
+from harness.impls.scan import doubling_scan, masked
+
+
+class ChunkedMinGRU(MinGRUScan):
+    def __init__(self, *args, chunk_size=16, **kwargs):
+        super().__init__(*args, chunk_size=chunk_size, **kwargs)
+
+
+class ChunkedMinLSTM(MinLSTMScan):
+    def __init__(self, *args, chunk_size=16, **kwargs):
+        super().__init__(*args, chunk_size=chunk_size, **kwargs)
+
+
+class ChunkedRGLRU(RGLRUScan):
+    def __init__(self, *args, chunk_size=16, **kwargs):
+        super().__init__(*args, chunk_size=chunk_size, **kwargs)
+
+
+class ScanIgnoresH0MinGRU(ChunkedMinGRU):
+    """The scan starts every sequence from zero: the given h_0 is dropped (minGRU-pytorch #9)."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        return super().run_direction(slot, x, tuple(torch.zeros_like(s) for s in state), mask,
+                                     reverse)
+
+
+class GTwiceMinGRU(MinGRULoop):
+    """The candidate goes through g twice: h̃ = g(g(W_h x + b_h))."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        z_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
+        z = torch.sigmoid(z_pre)
+        return ((1 - z) * h + z * g(g(h_pre)),)
+
+
+class SwappedBlocksMinLSTM(ChunkedMinLSTM):
+    """Reads weight_ih's blocks as [i; f; h̃] instead of [f; i; h̃]."""
+
+    def log_decay_and_input(self, proj):
+        f_pre, i_pre, h_pre = proj.chunk(3, dim=-1)
+        return super().log_decay_and_input(torch.cat([i_pre, f_pre, h_pre], dim=-1))
+
+
+class ChunkOffByOneMinGRU(ChunkedMinGRU):
+    """Each chunk after the first starts from the state one step before the previous chunk's
+    end: the boundary is off by one."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        w = self.weights(slot)
+        if reverse:
+            x, mask = x.flip(0), None if mask is None else mask.flip(0)
+        log_a, log_b = self.log_decay_and_input(F.linear(x, w["ih"], w["b_ih"]))
+        log_a, b, _ = masked(log_a, log_b.exp(), mask, log_b)
+        pieces, carried = [], state[0]
+        for start in range(0, x.shape[0], self.chunk_size):
+            part = slice(start, start + self.chunk_size)
+            out = doubling_scan(log_a[part].exp(), b[part], carried)
+            pieces.append(out)
+            carried = out[-2] if out.shape[0] > 1 else out[-1]
+        h = torch.cat(pieces)
+        out = h if mask is None else h * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (h[-1],)
+
+
+class ExpSpaceScanMinGRU(ChunkedMinGRU):
+    """The closed form evaluated outside log space, h_t = e^{A_t} (h_0 + Σ b_k e^{-A_k}): right
+    on short, gentle sequences; e^{-A} overflows once the decays add up (inf · 0 = NaN)."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        w = self.weights(slot)
+        if reverse:
+            x, mask = x.flip(0), None if mask is None else mask.flip(0)
+        z_pre, h_pre = F.linear(x, w["ih"], w["b_ih"]).chunk(2, dim=-1)
+        log_a, log_b = -F.softplus(z_pre), -F.softplus(-z_pre) + log_g(h_pre)
+        log_a, b, _ = masked(log_a, log_b.exp(), mask, log_b)
+        decay = torch.cumsum(log_a, dim=0)  # A_t
+        h = decay.exp() * (state[0].unsqueeze(0) + torch.cumsum(b * (-decay).exp(), dim=0))
+        out = h if mask is None else h * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (h[-1],)
