@@ -1,0 +1,37 @@
+"""recall: multi-query associative recall (MQAR, Arora et al. 2023) as a measurement — held-out
+accuracy and steps to solve, for every implementation of every family, with the same seeds and
+step budgets within a family. 2 pairs by default; 4 and 8 pairs at ``--scale full``. The check
+fails only if training breaks (an error or a non-finite loss); what is learned is reported."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from harness.conformance.plugin import cases
+from harness.conformance.recall import budget_for, recall_case, train
+from harness.conformance.suites import SuiteInfo
+
+SUITE = SuiteInfo(order=105)
+
+
+@pytest.mark.time_limit(10)
+@cases(lambda fam: [recall_case(2)],
+       full=lambda fam: [recall_case(2), recall_case(4), recall_case(8)])
+def test_associative_recall(subject, check):
+    case = subject.case
+    budget = budget_for(case)
+    result = train(subject, budget)
+    check.metrics.update(
+        pairs=case.seq_len // 3, seq_len=case.seq_len, hidden_size=case.hidden_size,
+        batch=case.batch, best_accuracy=result.best_accuracy,
+        steps_to_solve=result.steps_to_solve, steps_run=result.steps_run,
+        seconds=result.seconds, seed=case.data_seed,
+        curve=[list(point) for point in result.curve], **asdict(budget),
+    )
+    accuracy = torch.tensor([a for _, a in result.curve], dtype=torch.float64)
+    if not result.finite:
+        check.fail(f"training diverged: the loss became non-finite by step {result.steps_run}")
+    check.finite("held-out accuracy at each evaluation", accuracy)
