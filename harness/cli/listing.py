@@ -6,6 +6,7 @@ import argparse
 
 from tabulate import tabulate
 
+from harness.core.families import load_families
 from harness.registry import Registry
 
 
@@ -22,4 +23,6 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
                                   "description"]))
     for name, why in registry.broken.items():
         print(f"broken entry point {name}: {why}")
+    for name, why in load_families().broken.items():
+        print(f"broken family {name}: {why}")
     return 0

@@ -13,7 +13,7 @@ import os
 import sys
 
 from harness.core.case import Case
-from harness.core.families import family_names
+from harness.core.families import family, family_names
 from harness.core.spec import ImplSpec, spec_from_class
 from harness.core.subject import reference_weights
 from harness.core.text import one_line
@@ -60,9 +60,10 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
         raise ValueError(
             f"--impl-class {path!r} needs --family; valid: {', '.join(family_names())}"
         )
-    if family_name not in family_names():
-        raise ValueError(f"--family {family_name!r} is unknown; valid: "
-                         f"{', '.join(family_names())}")
+    try:
+        family(family_name)
+    except ValueError as error:
+        raise ValueError(f"--family: {error}") from None
     cls = resolve_class(path)
     try:
         spec = spec_from_class(cls, family_name=family_name, origin=path)
