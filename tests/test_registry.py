@@ -30,6 +30,14 @@ BUILTINS = {
     "fast-gru": "gru",
     "fast-lstm-cudagraph": "lstm",
     "fast-gru-cudagraph": "gru",
+    "mingru-loop": "mingru",
+    "mingru-scan": "mingru",
+    "minlstm-loop": "minlstm",
+    "minlstm-scan": "minlstm",
+    "indrnn-loop": "indrnn",
+    "indrnn-fused": "indrnn",
+    "rglru-loop": "rglru",
+    "rglru-scan": "rglru",
 }
 FIXTURES = "tests.fixtures_impls"
 
@@ -39,7 +47,8 @@ def test_load_finds_exactly_the_builtins():
     assert {name: spec.family for name, spec in registry.specs.items()} == BUILTINS
     assert dict(registry.broken) == {}
     families = [spec.family for spec in registry.specs.values()]
-    assert families == sorted(families, key=["rnn_tanh", "rnn_relu", "lstm", "gru"].index)
+    order = ["rnn_tanh", "rnn_relu", "lstm", "gru", "mingru", "minlstm", "indrnn", "rglru"]
+    assert families == sorted(families, key=order.index)
 
 
 def test_select_keeps_order_and_names_valid_entries_for_an_unknown_one():
@@ -159,7 +168,7 @@ def test_spec_for_class_path_needs_a_known_family():
     path = f"{FIXTURES}:MyLSTM"
     with pytest.raises(ValueError, match=r"needs --family.*rnn_tanh, rnn_relu, lstm, gru"):
         spec_for_class_path(path, None)
-    with pytest.raises(ValueError, match=r"'lstn' is unknown.*rnn_tanh"):
+    with pytest.raises(ValueError, match=r"unknown family 'lstn'.*rnn_tanh"):
         spec_for_class_path(path, "lstn")
 
 

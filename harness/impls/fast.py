@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from harness.impls.cells import GRURun, LSTMRun, RNNRun
-from harness.impls.kernels import GEMMS, Decision, decide
+from harness.impls.kernels import GEMMS, Decision, decide, kernel_path
 from harness.impls.loop import Config, Recurrence, Run
 from harness.impls.scratch import (
     NamedParameters,
@@ -51,6 +51,12 @@ class FastRecurrent(NamedParameters):
     """
 
     run_class: ClassVar[type[Run]]
+
+    def harness_kernel_path(self) -> dict:
+        """The GEMM library the last forward used, and why (for latency records)."""
+        path = kernel_path(self)
+        return {"gemm_backend": path.get("gemm_backend"), "gemm_reason": path.get("reason")}
+
     nonlinearity: str = "tanh"
     gemm_backend: str = "auto"
     last_gemm: Decision | None = None

@@ -44,7 +44,7 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
                         min_run_time=payload["min_run_time"], memory=payload["memory"],
                         slowdown=payload.get("slowdown", 0.0))
     return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
-            "peak_bytes": timed.peak_bytes}
+            "peak_bytes": timed.peak_bytes, "kernel": timed.kernel}
 
 
 def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
@@ -63,7 +63,7 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
         impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
         parsed = Case.from_dict(payload["case"])
         case_id, case = parsed.id, parsed.to_dict()
-        metrics.update(peak_bytes=result.get("peak_bytes"),
+        metrics.update(peak_bytes=result.get("peak_bytes"), kernel=result.get("kernel"),
                        cudnn_benchmark=payload.get("cudnn_benchmark"))
     return Record(
         impl=impl, family=family, suite=LATENCY, check=check,

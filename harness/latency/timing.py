@@ -53,15 +53,36 @@ class BlockTimes:
     block_s: tuple[float, ...]  # per-iteration time of each block, seconds
     number_per_run: int  # iterations per block, chosen by blocked_autorange
     peak_bytes: int | None = None
+    kernel: dict | None = None  # what ran the call (kernel_path)
 
 
-def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
-    """The call a task times: the phase step (harness.core.phases) on the case's module and
-    inputs, built as the conformance suites build them."""
+def prepared(spec: ImplSpec, task: Task) -> tuple[Callable[[], None], torch.nn.Module]:
+    """The call a task times — the phase step (harness.core.phases) on the case's module and
+    inputs, built as the conformance suites build them — and that module."""
     subject = Subject(spec, task.case)
     module = subject.build()
     inputs = subject.inputs()
-    return phase_step(lambda: subject.run(module, inputs), module, task.phase)
+    return phase_step(lambda: subject.run(module, inputs), module, task.phase), module
+
+
+def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
+    return prepared(spec, task)[0]
+
+
+def kernel_path(module: torch.nn.Module, device: str) -> dict:
+    """What ran a timed call: the instruction set torch dispatches to (or the GPU), and what
+    the implementation says about its own kernels when it says something — a method
+    ``harness_kernel_path() -> dict`` (the fast layers report the GEMM library they chose)."""
+    path: dict = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device == "cuda":
+        path["gpu"] = torch.cuda.get_device_name(0)
+    own = getattr(module, "harness_kernel_path", None)
+    if callable(own):
+        try:
+            path.update(own())
+        except Exception as error:  # the implementation's report is its business, not ours
+            path["kernel_path_error"] = f"{type(error).__name__}: {error}"
+    return path
 
 
 def peak_bytes(call: Callable[[], None], device: str) -> int:
@@ -131,13 +152,14 @@ def measure(
     torch.set_num_threads(threads)
     if task.case.device == "cuda":
         torch.backends.cudnn.benchmark = bool(task.cudnn_benchmark)
-    call = task_callable(spec, task)
+    call, module = prepared(spec, task)
     if slowdown:
         call = slowed(call, slowdown)
     timed = time_callable(call, threads=threads, min_run_time=min_run_time,
                           label=f"{spec.name} {task.phase} {task.case.id}")
     peak = peak_bytes(call, task.case.device) if memory else None
-    return BlockTimes(timed.block_s, timed.number_per_run, peak)
+    return BlockTimes(timed.block_s, timed.number_per_run, peak,
+                      kernel_path(module, task.case.device))
 
 
 def measure_peak(gemm: Gemm, *, threads: int, min_run_time: float) -> BlockTimes:

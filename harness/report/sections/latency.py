@@ -45,6 +45,18 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
 SUSPECT = "⚠"  # marks a figure not to be trusted as printed; the legend line says why
 
 
+def kernel_label(kernel: dict | None) -> str:
+    """'AVX512 · oneDNN GEMM': the ISA torch dispatched to, and the GEMM library the
+    implementation chose where it says."""
+    if not isinstance(kernel, dict):
+        return "—"
+    parts = [str(kernel.get("gpu") or kernel.get("cpu_capability") or "?")]
+    if kernel.get("gemm_backend"):
+        parts.append({"aten": "BLAS", "onednn": "oneDNN"}.get(kernel["gemm_backend"],
+                                                              kernel["gemm_backend"]) + " GEMM")
+    return " · ".join(parts)
+
+
 def machine_section(records: list[Record], output: Path | None, *, title: str,
                     suffix: str) -> list[str]:
     """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
@@ -53,13 +65,18 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
     measured = timings(records)
     peak = peak_of(measured)
     families = {r.impl: r.family for r in records}
+    kernels = {(r.impl, r.case_id, r.check): kernel_label(r.metrics.get("kernel"))
+               for r in records if r.metrics.get("kernel")}
     lines = [f"## {md(title)}", "",
              "Medians over every timed block of every worker process (torch.utils.benchmark "
              "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
              "the median; *spread* the largest over the smallest per-process median; *ratio* is "
-             "the median over the torch.nn module of the same family; *% peak* is GFLOP/s "
-             "(analytic matmul FLOPs) over this machine's matmul peak (below); *peak MB* is the "
-             "tensor memory high-water mark of one call.", ""]
+             "the median over the family's baseline (torch's module for torch's families, the "
+             "reference loop for the others); *% peak* is GFLOP/s (analytic matmul FLOPs, the "
+             "family's formula) over this machine's matmul peak (below); *peak MB* is the "
+             "tensor memory high-water mark of one call; *kernel* is the instruction set torch "
+             "dispatched to and, where the implementation reports it, the GEMM library it "
+             "chose (aten's BLAS or oneDNN).", ""]
     if peak is not None:
         gflops, point = peak
         backend = next(r.metrics.get("backend") for r in records
@@ -94,6 +111,7 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
                 "% peak": "—" if share is None else (
                     f"{SUSPECT} {share:.0%}" if share > 1 else f"{share:.0%}"),
                 "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
+                "kernel": md(kernels.get((impl, case_id, p), "—")),
                 "note": md("; ".join(marks)),
             })
         if not rows:
