@@ -65,7 +65,7 @@ def test_run_of_a_correct_class_passes(tmp_path, capsys):
 def test_broken_implementations_are_failed_checks_and_the_run_goes_on(tmp_path):
     out = tmp_path / "run"
     argv = ["run", "--impl", "torch-gru", "--family", "gru", "--suite", "shapes",
-            "--out", str(out)]
+            "--confirm-alone", "0", "--out", str(out)]
     for name in ("RaisingGRU", "WrongTypeGRU", "NanGRU"):
         argv += ["--impl-class", f"tests.mutants.broken:{name}"]
     assert main(argv) == 1

@@ -190,6 +190,13 @@ def test_suite_files():
     assert all(f.is_file() for f in files)
 
 
+def test_skipped_suites_are_left_out_and_must_exist():
+    assert [p.stem for p in suite_files([], ["adding", "recall"])] == [
+        p.stem for p in suite_files([]) if p.stem not in ("test_adding", "test_recall")]
+    with pytest.raises(ValueError, match=r"'add'.*adding"):
+        suite_files([], ["add"])
+
+
 def test_suite_files_names_valid_suites_for_an_unknown_one():
     with pytest.raises(ValueError, match="unknown suite 'shape'") as raised:
         suite_files(["shapes", "shape"])

@@ -31,6 +31,7 @@ def outcomes(out):
 def test_raising_nan_hanging_and_crashing_implementations(tmp_path):
     out = tmp_path / "run"
     argv = ["run", "--impl", "torch-gru", "--family", "gru", "--suite", "numerics",
+            "-k", "large_inputs", "--confirm-alone", "0",
             "--workers", "1", "--check-timeout", "2", "--out", str(out)]
     for name in ("RaisingGRU", "NanGRU", "HangingGRU", "CrashingGRU"):
         argv += ["--impl-class", f"{BROKEN}:{name}"]
@@ -40,8 +41,8 @@ def test_raising_nan_hanging_and_crashing_implementations(tmp_path):
         by_impl.setdefault(r["impl"], []).append(r)
 
     clean = tmp_path / "clean"
-    assert main(["run", "--impl", "torch-gru", "--suite", "numerics", "--workers", "0",
-                 "--out", str(clean)]) == 0
+    assert main(["run", "--impl", "torch-gru", "--suite", "numerics", "-k", "large_inputs",
+                 "--workers", "0", "--out", str(clean)]) == 0
     assert sorted((r["check"], r["case_id"]) for r in by_impl["torch-gru"]) == sorted(
         (r["check"], r["case_id"]) for r in records(clean))
     assert {r["outcome"] for r in by_impl["torch-gru"]} <= {"passed", "not supported"}
@@ -70,7 +71,8 @@ def test_global_torch_state_changes_do_not_leak_into_other_implementations(tmp_p
     # In one process, the implementation that turns gradients off (and more) runs between
     # torch-gru's checks: its own checks fail, torch-gru's must not.
     main(["run", "--impl", "torch-gru", "--impl-class", f"{BROKEN}:GlobalStateGRU",
-          "--family", "gru", "--suite", "gradients", "--workers", "0", "--out", str(out)])
+          "--family", "gru", "--suite", "gradients", "-k", "gradients_match_reference",
+          "--confirm-alone", "0", "--workers", "0", "--out", str(out)])
     mine = [r for r in records(out) if r["impl"] == "global-state-gru"]
     theirs = [r for r in records(out) if r["impl"] == "torch-gru"]
     assert any(r["outcome"] == "failed" for r in mine)

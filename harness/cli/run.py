@@ -77,7 +77,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         args, argv = resumed(args, argv, parser)
     with usage_errors():
         # No --suite: the default suites only (an opt-in suite's file is not even collected).
-        files = suite_files(args.suite)
+        files = suite_files(args.suite, args.skip_suite)
         chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
     if not chosen.specs and not chosen.broken:
         raise UsageError("no implementations are installed in the seq_harness.impls group")
@@ -93,7 +93,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     outcome = run_suites(SuiteRun(
         files=tuple(files), out=out, impls=tuple(args.impl), impl_classes=tuple(args.impl_class),
         family=args.family, device=args.device, scale=args.scale, threads=args.threads,
-        check_timeout=args.check_timeout, workers=args.workers, keyword=args.keyword,
+        check_timeout=args.check_timeout, workers=args.workers,
+        skipped=tuple(args.skip_suite), keyword=args.keyword,
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone))
     for line in describe(outcome.confirmed):
         print(line)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from harness.conformance.suites import opt_in_names, suite_name, suite_names
+from harness.conformance.suites import chosen_suites, opt_in_names, suite_name
 from harness.core.spec import ImplSpec
 from harness.records import iter_records
 
@@ -59,19 +59,14 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
     torch.set_num_threads(threads)
 
-    valid = suite_names()
     opt_in = opt_in_names()
-    named = config.getoption("suite")
-    for name in named:
-        if name not in valid:
-            raise pytest.UsageError(f"unknown suite {name!r}; valid: {', '.join(valid)}")
-    # No --suite: every suite but the opt-in ones (--benchmark-only: only those).
-    if named:
-        wanted = set(named)
-    elif config.getoption("benchmark_only", False):
-        wanted = set(opt_in)
-    else:
-        wanted = set(valid) - set(opt_in)
+    named, skipped = config.getoption("suite"), config.getoption("skip_suite")
+    try:
+        # No --suite: every suite but the opt-in ones (--benchmark-only: only those).
+        wanted = set(chosen_suites(named or (opt_in if config.getoption("benchmark_only", False)
+                                             else []), skipped))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     recorded = already_recorded(config)
     keep, drop = [], []
     for item in items:

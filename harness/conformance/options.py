@@ -39,6 +39,9 @@ SELECTION = (IMPL, IMPL_CLASS, FAMILY)
 SUITE = option("--suite", action="append", default=[], metavar="NAME",
                help="run only this suite (repeatable), e.g. padding; default: every suite but "
                "the opt-in ones")
+SKIP_SUITE = option("--skip-suite", action="append", default=[], metavar="NAME",
+                    help="leave this suite out (repeatable), e.g. the training tasks adding and "
+                    "recall in a quick run")
 DEVICE = option("--device", default="cpu", choices=("cpu", "cuda"),
                 help="device the implementations run on (the reference stays on the CPU)")
 SCALE = option("--scale", default="ci", choices=("ci", "full"),
@@ -50,7 +53,7 @@ THREADS = option("--threads", type=int, default=1, metavar="N",
 CHECK_TIMEOUT = option("--check-timeout", type=float, default=120.0, metavar="SECONDS",
                        help="time limit of one check (default 120; 0: none); a check past it "
                        "fails as a timeout and the run goes on")
-SUITES = (SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT)
+SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT)
 
 
 def add_options(add: Callable[..., Any], options: Iterable[Option]) -> None:

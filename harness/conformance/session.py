@@ -31,6 +31,7 @@ class SuiteRun:
     threads: int = 1
     check_timeout: float = 120.0
     workers: int = 1
+    skipped: tuple[str, ...] = ()
     keyword: str | None = None
     verbose: bool = False
     resume: bool = False
@@ -55,6 +56,8 @@ class SuiteRun:
             args += ["--impl-class", path]
         if self.family:
             args += ["--family", self.family]
+        for name in self.skipped:
+            args += ["--skip-suite", name]
         if self.keyword:
             args += ["-k", self.keyword]
         if self.workers:

@@ -100,11 +100,18 @@ def suite_rank(name: str) -> tuple[int, str]:
     return (order.get(name, 10**6), name)
 
 
-def suite_files(names: Sequence[str]) -> list[Path]:
-    """The files of the named suites; none named: every suite but the opt-in ones."""
+def chosen_suites(names: Sequence[str], skipped: Sequence[str] = ()) -> list[str]:
+    """The named suites (none named: every suite but the opt-in ones), less the skipped ones;
+    ValueError naming an unknown suite and the valid ones."""
     known = {s.name: s for s in suites()}
-    for name in names:
+    for name in [*names, *skipped]:
         if name not in known:
             raise ValueError(f"unknown suite {name!r}; valid: {', '.join(known)}")
     chosen = names or [n for n, s in known.items() if not s.info.opt_in]
-    return [known[name].path for name in dict.fromkeys(chosen)]
+    return [n for n in dict.fromkeys(chosen) if n not in skipped]
+
+
+def suite_files(names: Sequence[str], skipped: Sequence[str] = ()) -> list[Path]:
+    """The files of the chosen suites (see chosen_suites)."""
+    paths = {s.name: s.path for s in suites()}
+    return [paths[name] for name in chosen_suites(names, skipped)]
