@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -174,3 +175,21 @@ def test_bench_bad_input_is_one_line(argv, names, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert all(name in err for name in names)
+
+
+def test_ratio_intervals_cover_the_truth_and_shrink_with_agreement():
+    from harness.latency.ratios import geometric_mean_ratio, ratio
+
+    rng = np.random.default_rng(0)
+
+    def processes(center, spread, n=3, blocks=8):
+        return [list(center * (1 + spread * rng.standard_normal(blocks))) for _ in range(n)]
+
+    wide = ratio(processes(2.0, 0.05), processes(1.0, 0.05))
+    assert wide.low < 2.0 < wide.high and 1.8 < wide.value < 2.2
+    tight = ratio(processes(2.0, 0.001), processes(1.0, 0.001))
+    assert tight.high - tight.low < (wide.high - wide.low) / 5
+    both = geometric_mean_ratio([(processes(2.0, 0.01), processes(1.0, 0.01)),
+                                 (processes(0.5, 0.01), processes(1.0, 0.01))])
+    assert 0.95 < both.value < 1.05 and both.low < 1.0 < both.high
+    assert str(tight).startswith("2.00x (")

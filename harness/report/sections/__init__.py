@@ -9,6 +9,7 @@ from harness.report.sections import (
     latency,
     recall,
     stability,
+    verdict,
 )
 
-SECTIONS = (conformance, stability, adding, recall, latency, failures)
+SECTIONS = (verdict, conformance, stability, adding, recall, latency, failures)

@@ -1,0 +1,164 @@
+"""The verdict: one row per implementation — does it conform, how far is it from the reference,
+how fast is it against its family's baseline, for sure — sorted so the best choice of each
+family comes first, with a sentence per family saying what the run found.
+
+Latency is the geometric mean over the shapes timed of the ratio of medians to the family's
+baseline (torch's module, or the reference loop), with its 95% bootstrap interval
+(harness.latency.ratios); memory the same ratio of peak tensor memory; a timing marked noisy
+counts against nothing but is counted here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.conformance.suites import measured_names
+from harness.core.families import family, family_names
+from harness.core.phases import PHASES
+from harness.core.text import md
+from harness.latency.jobs import LATENCY
+from harness.latency.peak import PEAK
+from harness.latency.ratios import Ratio, geometric_mean_ratio
+from harness.latency.samples import samples_per_process, timings
+from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
+
+PHASE_LABEL = {"inference": "inference", "forward": "forward", "forward_backward": "fwd+bwd"}
+
+
+def records_of(frame: pd.DataFrame) -> list[Record]:
+    fields = Record.__dataclass_fields__
+    return [Record.from_dict({k: v for k, v in row.items() if k in fields})
+            for row in frame.to_dict("records")]
+
+
+def conformance(rows: pd.DataFrame) -> tuple[str, int, int]:
+    """'✅ 312 · 12% n/s' or '❌ 3 failed', and the failed and passed counts."""
+    counts = rows["outcome"].value_counts()
+    failed, passed = int(counts.get(FAILED, 0)), int(counts.get(PASSED, 0))
+    unsupported = int(counts.get(NOT_SUPPORTED, 0))
+    total = failed + passed + unsupported
+    if not total:
+        return "—", 0, 0
+    mark = f"❌ {failed} failed" if failed else (f"✅ {passed}" if passed else "—")
+    share = f" · {unsupported / total:.0%} n/s" if unsupported else ""
+    return mark + share, failed, passed
+
+
+def worst_error(rows: pd.DataFrame) -> str:
+    values = rows["max_error"].dropna()
+    return "—" if values.empty else f"{values.max():.1e}"
+
+
+def task_solved(rows: pd.DataFrame, suite: str, size_key: str) -> str:
+    """'✓ 50, 100' (the sizes solved) or '✗' for a training task; '—' if it did not run."""
+    done = [r for r in rows[rows["suite"] == suite]["metrics"] if isinstance(r, dict)]
+    if not done:
+        return "—"
+    solved = sorted(m[size_key] for m in done if m.get("steps_to_solve") is not None)
+    return f"✓ {', '.join(map(str, solved))}" if solved else "✗"
+
+
+def latency_ratios(records: list[Record], impl: str, baseline: str
+                   ) -> dict[str, Ratio | None]:
+    """Per phase, the geometric-mean ratio to the baseline over the shapes both timed."""
+    samples = samples_per_process(records)
+    out: dict[str, Ratio | None] = {}
+    for phase in PHASES:
+        pairs = [(s, samples[(baseline, case_id, p)])
+                 for (name, case_id, p), s in samples.items()
+                 if name == impl and p == phase and (baseline, case_id, p) in samples]
+        out[phase] = geometric_mean_ratio(pairs) if pairs else None
+    return out
+
+
+def memory_ratio(measured: dict, impl: str, baseline: str) -> str:
+    ratios = [t.peak_bytes / measured[(baseline, case_id, phase)].peak_bytes
+              for (name, case_id, phase), t in measured.items()
+              if name == impl and t.peak_bytes and (baseline, case_id, phase) in measured
+              and measured[(baseline, case_id, phase)].peak_bytes]
+    return "—" if not ratios else f"{math.exp(np.mean(np.log(ratios))):.2f}x"
+
+
+def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
+    if frame.empty:
+        return []
+    records = records_of(frame[frame["suite"] == LATENCY])
+    measured = timings(records)
+    checks = frame[~frame["suite"].isin([*measured_names(), "registry"])]
+    known = family_names()
+    rows, sentences = [], []
+    for name in [f for f in known if f in set(frame["family"])] + sorted(
+            set(frame["family"]) - set(known) - {PEAK}):
+        baseline = family(name).baseline if name in known else ""
+        entries = []
+        for impl in dict.fromkeys(frame[frame["family"] == name]["impl"]):
+            mine = checks[checks["impl"] == impl]
+            verdict, failed, passed = conformance(mine)
+            ratios = latency_ratios(records, impl, baseline) if impl != baseline else {}
+            noisy = sum(1 for (i, _, _), t in measured.items() if i == impl and t.noise)
+            entries.append((impl, verdict, failed, passed, ratios, noisy, mine))
+        ranked = sorted(entries, key=lambda entry, base=baseline: rank(entry, base))
+        timed_phases = {p for (i, _, p) in measured if i == baseline}
+        for impl, verdict, _, _, ratios, noisy, mine in ranked:
+            row = {"family": md(name), "implementation": md(impl), "conformance": verdict,
+                   "worst error": worst_error(mine)}
+            for phase in PHASES:
+                ratio = ratios.get(phase)
+                row[PHASE_LABEL[phase]] = ("baseline" if impl == baseline and phase in
+                                           timed_phases else str(ratio) if ratio else "—")
+            row["memory"] = ("baseline" if impl == baseline and timed_phases
+                             else memory_ratio(measured, impl, baseline))
+            row["adding"] = task_solved(mine, "adding", "seq_len")
+            row["recall"] = task_solved(mine, "recall", "pairs")
+            row["noisy"] = str(noisy) if noisy else ""
+            rows.append(row)
+        sentences.append(sentence(name, baseline, ranked))
+    if not rows:
+        return []
+    table = pd.DataFrame(rows)
+    for column in ("inference", "forward", "fwd+bwd", "memory", "adding", "recall", "noisy"):
+        if column in table and (table[column].isin(["—", "", "baseline"])).all():
+            table = table.drop(columns=column)
+    return ["## Verdict", "",
+            "Per family, the baseline first, then conforming implementations fastest first. "
+            "*conformance*: ✅ every check passed (how many), ❌ how many failed; *n/s* the share "
+            "of cases outside what the implementation claims. Latency and memory: the geometric "
+            "mean over the shapes timed of the ratio to the family's baseline, with its 95% "
+            "interval (below 1.00x is faster). *adding*, *recall*: the sequence lengths and "
+            "numbers of pairs solved.", "",
+            table.to_markdown(index=False, disable_numparse=True), "",
+            *[f"- {s}" for s in sentences if s], ""]
+
+
+def rank(entry, baseline: str):
+    """The baseline first, then conforming entries fastest first (forward+backward, else
+    inference), then the others."""
+    impl, _, failed, passed, ratios, _, _ = entry
+    timed = ratios.get("forward_backward") or ratios.get("inference")
+    return (impl != baseline, failed > 0 or not passed, timed.value if timed else math.inf,
+            impl)
+
+
+def sentence(name: str, baseline: str, entries) -> str:
+    """What the run found for one family, in words."""
+    others = [e for e in entries if e[0] != baseline]
+    if not others:
+        return ""
+    conforming = [e for e in others if e[2] == 0 and e[3] > 0]
+    failing = [e[0] for e in others if e[2] > 0]
+    idle = [e[0] for e in others if e[2] == 0 and e[3] == 0]
+    parts = [f"**{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
+             + (f" ({', '.join(md(f) for f in failing)} fail)" if failing else "")
+             + (f" ({', '.join(md(f) for f in idle)}: nothing it claims runs here)"
+                if idle else "")]
+    timed = [e for e in conforming if e[4].get("forward_backward") or e[4].get("inference")]
+    if timed:
+        impl, _, _, _, ratios, _, _ = timed[0]
+        said = [f"{ratios[p]} {md(baseline)} {PHASE_LABEL[p]}" for p in
+                ("inference", "forward_backward") if ratios.get(p)]
+        parts.append(f"the fastest conforming is {md(impl)}: " + ", ".join(said))
+    return "; ".join(parts) + "."
