@@ -4,6 +4,7 @@ or None, and plots go beside it). Adding a section is one module and one line he
 
 from harness.report.sections import (
     adding,
+    against_gru,
     conformance,
     failures,
     latency,
@@ -12,4 +13,4 @@ from harness.report.sections import (
     verdict,
 )
 
-SECTIONS = (verdict, conformance, stability, adding, recall, latency, failures)
+SECTIONS = (verdict, conformance, stability, adding, recall, latency, against_gru, failures)

@@ -136,7 +136,8 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
         lines += [f"- {md(p)}" for p in partial] + [""]
     lines += packed_versus_padded(measured)
     if output is not None:
-        for png, what in plot_latency(measured, families, output, suffix=suffix):
+        baselines = {f: reference_impl(f) for f in set(families.values())}
+        for png, what in plot_latency(measured, families, baselines, output, suffix=suffix):
             lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
 

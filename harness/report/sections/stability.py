@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.conformance.stability import RADII
+from harness.core.families import family, family_names
 from harness.core.text import md
 from harness.report.plots import plot_curves
 
@@ -54,6 +55,8 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         lines += ["Non-finite gradients: " + ", ".join(
             f"{r['implementation']} ({r['init']})" for r in nonfinite) + ".", ""]
     if output is not None:
-        png = plot_curves(rows, output.parent / f"{output.stem}-stability.png")
+        baselines = {name: family(name).baseline for name in set(rows["family"])
+                     if name in family_names()}
+        png = plot_curves(rows, output.parent / f"{output.stem}-stability.png", baselines)
         lines += [f"![gradient norm by lag]({os.path.relpath(png, output.parent)})", ""]
     return lines
