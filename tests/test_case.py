@@ -163,3 +163,19 @@ def test_data_seed_is_the_same_in_another_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True, timeout=60)
     assert int(done.stdout) == case.data_seed
+
+
+def test_progress_says_done_of_total_and_an_eta_at_most_every_so_often():
+    from harness.core.progress import Progress, duration
+
+    now = [0.0]
+    said = []
+    progress = Progress(10, "checks", every_s=5, emit=said.append, clock=lambda: now[0])
+    for _ in range(4):
+        now[0] += 1.5
+        progress.step()
+    assert said == ["seq-harness: 4/10 checks (40%), 6s elapsed, ETA 9s"]
+    now[0] += 100
+    progress.step(6)
+    assert said[-1] == "seq-harness: 10/10 checks (100%), 1m46s elapsed, done"
+    assert duration(3725) == "1h02m"

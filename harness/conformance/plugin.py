@@ -19,6 +19,7 @@ STRIKES = pytest.StashKey["object"]()
 MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
 # fail at once (a hanging or crashing implementation must not hold the run for hours)
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
+SESSION = pytest.StashKey["object"]()
 
 
 def cases(grid, *, full=None):
@@ -39,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         option("--resume", action="store_true",
                help="with --results-dir: skip the checks already recorded there and append the "
                "rest"),
+        option("--progress", type=float, default=0.0, metavar="SECONDS",
+               help="every SECONDS, a line with the checks done of all and an ETA (default 0: "
+               "none)"),
     ))
 
 
@@ -53,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     directory = config.getoption("results_dir")
     config.stash[STRIKES] = Strikes(None if directory is None else Path(directory))
+    if config.getoption("progress") > 0 and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ProgressLine(config), "seq-harness-progress")
     options = ("impl", "impl_class", "family", "suite")
     if any(config.getoption(name) for name in options):
         selection(config)  # bad input is a usage error before anything is collected
@@ -69,6 +75,32 @@ def pytest_configure(config: pytest.Config) -> None:
         write_run_info(directory, info)
         config.stash[RUN_ID] = info.run_id
     config.stash[WRITER] = RecordWriter(directory)
+
+
+class ProgressLine:
+    """Every --progress seconds, the checks done of all and an ETA (registered in the process
+    that sees every report: the xdist controller, or a plain session)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config, self.progress = config, None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        if self.progress is None:
+            from harness.core.progress import Progress
+
+            session = self.config.stash.get(SESSION, None)
+            total = getattr(session, "testscollected", 0) or 1
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            emit = terminal.write_line if terminal else print
+            self.progress = Progress(total, "checks", every_s=self.config.getoption("progress"),
+                                     emit=lambda line: emit("\n" + line))
+        self.progress.step()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.config.stash[SESSION] = session
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -36,6 +36,7 @@ class SuiteRun:
     verbose: bool = False
     resume: bool = False
     confirm_alone: int = 5
+    progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
@@ -65,6 +66,8 @@ class SuiteRun:
             args += ["-n", str(self.workers), "--max-worker-restart", "100000"]
         if self.resume:
             args += ["--resume"]
+        if self.progress_s:
+            args += ["--progress", str(self.progress_s)]
         return args
 
 
