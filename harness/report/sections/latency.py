@@ -170,4 +170,11 @@ def packed_versus_padded(measured: dict) -> list[str]:
             "The same batch (lengths uniform in [T/3, T]) fed packed (or with lengths=, for "
             "entries that pack internally) and padded to its longest sequence. Packing skips "
             "the padded steps and pays for sorting and bookkeeping; below 1.00x it wins.", "",
-            table.to_markdown(index=False, disable_numparse=True), ""]
+            table.to_markdown(index=False, disable_numparse=True), "",
+            "A packed GRU's forward+backward is slow because of torch itself: on the CPU its "
+            "packed path takes one slice of the input projection per time step, and the "
+            "backward of each slice zero-fills and adds a gradient the size of the whole "
+            "projection (O(T) full passes; at the standard shape, about 4x the padded call). "
+            "torch's LSTM escapes it only when every length is equal (its oneDNN kernel). "
+            "Figures and a standalone reproduction: docs/packed-gru-backward.md in the "
+            "seq-harness repository.", ""]
