@@ -58,6 +58,10 @@ LATENCY_GRIDS: dict[str, LatencyGrid] = {
                         phases=("inference", "forward_backward"), min_run_time=0.3, workers=10),
     "varlen": LatencyGrid("varlen", varlen_cases(100, 16, 128) + varlen_cases(200, 16, 128),
                           min_run_time=0.3, workers=2),
+    # The main job's quick look at variable lengths: one batch, packed and padded.
+    "varlen-small": LatencyGrid("varlen-small", varlen_cases(100, 16, 128),
+                                phases=("inference", "forward_backward"), min_run_time=0.2,
+                                workers=2),
     # Where a parallel scan and a sequential loop part ways: long sequences, small width.
     "long": LatencyGrid(
         "long", tuple(Case(seq_len=t, batch=2, input_size=64, hidden_size=64)
