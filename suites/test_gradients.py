@@ -21,7 +21,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 
-SUITE = SuiteInfo(order=80)
+SUITE = SuiteInfo(order=80, autograd=True)
 
 
 def grid(fam):
@@ -35,11 +35,6 @@ def grid(fam):
     return chosen
 
 
-def gradient_tolerance(case):
-    """Backward sums over every step and row: float32 gets 1e-4 at these sizes."""
-    return Tolerance(1e-10) if case.dtype == "float64" else Tolerance(1e-4)
-
-
 @cases(grid)
 def test_gradients_match_reference(subject, check):
     case = subject.case
@@ -50,12 +45,13 @@ def test_gradients_match_reference(subject, check):
     want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
                        inputs.to("cpu"), upstream, seed=case.data_seed)
     require_gradients(got, want)
-    tol = gradient_tolerance(case)
+    tol = check.tolerance_of("gradient")  # see harness.conformance.tolerance
     for name, expected in want.wrt.items():
-        check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
+        check.close(f"d loss / d {name}", got.wrt[name], expected, tol, measure="gradient")
     if uses_torch_names(module, reference):
         for name, expected in want.params.items():
-            check.close(f"d loss / d {name}", got.params[name], expected, tol)
+            check.close(f"d loss / d {name}", got.params[name], expected, tol,
+                        measure="gradient")
         return
     for along_impl, along_torch, l1 in directional_derivatives(subject, got, want):
         check.close("parameter gradient along a random direction (through the weight loader)",

@@ -6,13 +6,17 @@ yet. The plugin's collection hooks call these."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
 
-from harness.conformance.suites import opt_in_names, suite_name, suite_names
+from harness.conformance.suites import needs_autograd, opt_in_names, suite_name, suite_names
 from harness.core.spec import ImplSpec
 from harness.records import iter_records
+
+INFERENCE_ONLY = ("not supported: autograd (inference only: the implementation declares "
+                  "autograd False, and this check needs a backward pass)")
 
 # Warnings torch raises by design for cases the suites build on purpose.
 EXPECTED_WARNINGS = (
@@ -30,6 +34,7 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
     if metafunc.config.getoption("scale") == "full" and marker.kwargs.get("full") is not None:
         grid = marker.kwargs["full"]
     device = metafunc.config.getoption("device")
+    backward = needs_autograd(Path(metafunc.module.__file__))
     params = []
     for spec in specs:
         cases = grid(spec.family_def) if callable(grid) else grid
@@ -37,6 +42,8 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
             case = case.with_(device=device)
             marks = []
             why = spec.why_not(case)
+            if why is None and backward and not spec.capabilities.autograd:
+                why = INFERENCE_ONLY
             if why is not None:
                 marks.append(pytest.mark.skip(reason=why))
             elif device == "cuda" and not torch.cuda.is_available():

@@ -35,11 +35,17 @@ class SuiteRun:
     verbose: bool = False
     resume: bool = False
     confirm_alone: int = 5
+    atol: float | None = None
+    rtol: float | None = None
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
-        return ["--device", self.device, "--scale", self.scale, "--threads", str(self.threads),
-                "--check-timeout", str(self.check_timeout)]
+        options = ["--device", self.device, "--scale", self.scale, "--threads",
+                   str(self.threads), "--check-timeout", str(self.check_timeout)]
+        for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
+            if value is not None:
+                options += [flag, repr(value)]
+        return options
 
     def pytest_args(self) -> list[str]:
         args = [str(f) for f in self.files]
