@@ -30,6 +30,13 @@ BUILTINS = {
     "fast-gru": "gru",
     "fast-lstm-cudagraph": "lstm",
     "fast-gru-cudagraph": "gru",
+    "torch-lstm-int8": "lstm",
+    "torch-gru-int8": "gru",
+    "compiled-lstm": "lstm",
+    "compiled-gru": "gru",
+    "script-lstm": "lstm",
+    "onnxruntime-lstm": "lstm",
+    "onnxruntime-gru": "gru",
 }
 FIXTURES = "tests.fixtures_impls"
 
