@@ -29,7 +29,8 @@ def saturated_grid(fam):
 @cases(saturated_grid)
 def test_saturated_gates(subject, check):
     """Weights x8 and inputs x3: every sigmoid and tanh far in its flat tails."""
-    finite_and_close(subject, check, subject.inputs(scale=3.0), scaled(subject, scale=8.0))
+    finite_and_close(subject, check, subject.inputs(scale=3.0), "large",
+                     scaled(subject, scale=8.0))
 
 
 def long_grid(fam):
@@ -42,8 +43,8 @@ def long_grid(fam):
 def test_state_far_from_its_start(subject, check):
     """2000 steps with every bias raised by 2: the state drifts far from its initial scale (and,
     in families whose state is not bounded, keeps growing) — and still equals the reference."""
-    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
-                                                               bias_shift=2.0))
+    finite_and_close(subject, check, subject.inputs(), "long",
+                     scaled(subject, scale=1.0, bias_shift=2.0))
 
 
 def decay_grid(fam):
@@ -56,8 +57,8 @@ def decay_grid(fam):
 def test_gates_closed_decays_tiny(subject, check):
     """Every bias shifted by -30 over 300 steps: sigmoid gates at e^-30 from 0 — forget and
     update gates shut, decays near 1 (log-decays near 0), inputs barely let in."""
-    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
-                                                               bias_shift=-30.0))
+    finite_and_close(subject, check, subject.inputs(), "long",
+                     scaled(subject, scale=1.0, bias_shift=-30.0))
 
 
 @pytest.mark.time_limit(3)
@@ -65,5 +66,5 @@ def test_gates_closed_decays_tiny(subject, check):
 def test_gates_open_decays_huge(subject, check):
     """Every bias shifted by +30 over 300 steps: sigmoid gates at e^-30 from 1 — state replaced
     every step, decays near 0 (log-decays near -30 per step, thousands over the sequence)."""
-    finite_and_close(subject, check, subject.inputs(), scaled(subject, scale=1.0,
-                                                               bias_shift=30.0))
+    finite_and_close(subject, check, subject.inputs(), "long",
+                     scaled(subject, scale=1.0, bias_shift=30.0))

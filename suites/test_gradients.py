@@ -19,7 +19,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 
-SUITE = SuiteInfo(order=80)
+SUITE = SuiteInfo(order=80, autograd=True)
 
 
 def grid(fam):

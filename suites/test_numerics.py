@@ -23,9 +23,9 @@ def long_grid(fam):
 
 @cases(large_grid)
 def test_large_inputs(subject, check):
-    finite_and_close(subject, check, subject.inputs(scale=100.0))
+    finite_and_close(subject, check, subject.inputs(scale=100.0), "large")
 
 
 @cases(long_grid)
 def test_long_sequence(subject, check):
-    finite_and_close(subject, check, subject.inputs())
+    finite_and_close(subject, check, subject.inputs(), "long")

@@ -16,7 +16,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.subject import Subject
 
-SUITE = SuiteInfo(order=85)
+SUITE = SuiteInfo(order=85, autograd=True)
 
 LENGTHS = (1, 15, 16, 17, 63, 64, 65, 129)
 CHUNK_SIZES = (1, 2, 3, 5, 16, 64)

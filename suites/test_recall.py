@@ -14,7 +14,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.recall import budget_for, recall_case, train
 from harness.conformance.suites import SuiteInfo
 
-SUITE = SuiteInfo(order=105)
+SUITE = SuiteInfo(order=105, autograd=True)
 
 
 @pytest.mark.time_limit(10)

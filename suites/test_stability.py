@@ -17,7 +17,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.stability import RADII, STANDARD, cosine, gradient_curve, init_name
 from harness.conformance.suites import SuiteInfo
 
-SUITE = SuiteInfo(order=90)
+SUITE = SuiteInfo(order=90, autograd=True)
 
 CLIP = 1.0
 

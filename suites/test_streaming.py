@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from harness.conformance.grids import BASE, product
@@ -69,6 +70,7 @@ def test_split_sequence_equals_whole(subject, check):
         check.close("c_n after the last piece vs the whole sequence", last.c_n, whole.c_n)
 
 
+@pytest.mark.autograd
 @cases(lambda fam: [c for c in grid(fam) if c.with_hx])
 def test_split_sequence_gradient_into_h0(subject, check):
     """The same random upstream gradient into every output step and the final state: the

@@ -19,7 +19,8 @@ STAGES = {
     "harness.impls": 3, "harness.conformance": 3, "harness.latency": 3, "harness.profiling": 3,
     "harness.gate": 4,
     "harness.report": 5,
-    "harness.cli": 6, "harness.__main__": 7,
+    "harness.job": 6,
+    "harness.cli": 7, "harness.__main__": 8,
 }
 MAX_LINES = 300
 

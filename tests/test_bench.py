@@ -147,6 +147,11 @@ def test_bench_end_to_end_with_pytest_benchmark_compare(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 0
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    first = [r for r in records if r["check"] == "first_call"]
+    # One first call per implementation and shape, in a fresh process; nothing compiles here.
+    assert sorted(r["impl"] for r in first) == ["scratch-gru", "torch-gru"]
+    assert all(r["metrics"]["first_call_s"] > 0 and r["metrics"]["graphs"] == 0 for r in first)
+    records = [r for r in records if r["check"] != "first_call"]
     timed = [r for r in records if r["impl"] != PEAK]
     assert {(r["impl"], r["metrics"]["worker"]) for r in timed} == {
         ("torch-gru", 0), ("torch-gru", 1), ("scratch-gru", 0), ("scratch-gru", 1)}

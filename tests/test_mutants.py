@@ -94,9 +94,11 @@ CORRECT = {
 }
 
 
-def run_suite(target: str, family: str, suite: str, out) -> tuple[int, list[dict]]:
+def run_suite(target: str, family: str, suite: str, out, keyword: str | None = None
+              ) -> tuple[int, list[dict]]:
     code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
-                 "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
+                 "--workers", "0", "--confirm-alone", "0", "--out", str(out),
+                 *(["-k", keyword] if keyword else [])])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return code, records
 
@@ -125,3 +127,55 @@ def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
     assert failed == []
     assert code == 0
     assert any(r["outcome"] == "passed" for r in records)
+
+
+# Deployment variants with one mistake each (tests.mutants.deploy): the check that catches it
+# and what its failure says. The Loose* mutants declare atol 10: exact checks are not loosened.
+DEPLOY_MUTANTS = [
+    ("TightInt8LSTM", "lstm", "shapes", "values_match_reference", "declared by tight-int-8-lstm"),
+    ("AutogradClaimingInt8GRU", "gru", "gradients", "gradients_match_reference",
+     "no gradient reaches"),
+    ("EagerCompiledGRU", "gru", "compile", "compile_captures_graphs",
+     "captured no graph during a call: it ran eagerly"),
+    ("ChunkedScriptLSTM", "lstm", "gradients", "gradcheck", "expected those two sizes"),
+    ("LooseCarriedPaddingGRU", "gru", "padding", "padded_steps_output_zero",
+     "output at padded steps differs"),
+    ("LooseInPlaceHxGRU", "gru", "state", "inputs_are_not_modified", "h_0 after the call"),
+    ("LooseBatchFirstStateGRU", "gru", "shapes", "output_and_state_shapes", "h_n has shape"),
+    ("LooseValueErrorLSTM", "lstm", "errors", "wrong_hx_layers", "raised ValueError"),
+]
+# The built-in entries the first four derive from pass the same checks.
+DEPLOY_CONTROLS = [
+    ("harness.impls.int8:Int8LSTM", "lstm", "shapes", "values_match_reference"),
+    ("harness.impls.compiled:CompiledGRU", "gru", "compile", "compile_captures_graphs"),
+    ("harness.impls.script_lstm:ScriptLSTM", "lstm", "gradients", "gradcheck"),
+]
+
+
+@pytest.mark.parametrize(("mutant", "family", "suite", "check", "says"), DEPLOY_MUTANTS,
+                         ids=[m for m, *_ in DEPLOY_MUTANTS])
+def test_suite_catches_deployment_mutant(mutant, family, suite, check, says, tmp_path):
+    code, records = run_suite(f"tests.mutants.deploy:{mutant}", family, suite, tmp_path, check)
+    failed = [r for r in records if r["check"] == check and r["outcome"] == "failed"]
+    assert code == 1
+    assert failed, f"{suite}::{check} did not catch {mutant}"
+    assert all(says in r["message"] for r in failed), failed[0]["message"]
+
+
+def test_a_tolerance_tighter_than_the_real_error_fails_with_the_measured_figure(tmp_path):
+    code, records = run_suite("tests.mutants.deploy:TightInt8LSTM", "lstm", "shapes", tmp_path,
+                              "values_match_reference")
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert code == 1 and failed
+    for r in failed:
+        assert r["max_error"] > r["tolerance"] == 1e-4
+        assert f"max abs error {r['max_error']:.3g} > atol 0.0001" in r["message"]
+        assert r["metrics"]["tolerance_source"] == "declared by tight-int-8-lstm"
+
+
+@pytest.mark.parametrize(("target", "family", "suite", "check"), DEPLOY_CONTROLS,
+                         ids=[t.rpartition(":")[2] for t, *_ in DEPLOY_CONTROLS])
+def test_deployment_entries_pass_the_same_checks(target, family, suite, check, tmp_path):
+    code, records = run_suite(target, family, suite, tmp_path, check)
+    assert [r["message"] for r in records if r["outcome"] == "failed"] == []
+    assert code == 0 and any(r["outcome"] == "passed" for r in records)

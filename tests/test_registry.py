@@ -38,6 +38,13 @@ BUILTINS = {
     "indrnn-fused": "indrnn",
     "rglru-loop": "rglru",
     "rglru-scan": "rglru",
+    "torch-lstm-int8": "lstm",
+    "torch-gru-int8": "gru",
+    "compiled-lstm": "lstm",
+    "compiled-gru": "gru",
+    "script-lstm": "lstm",
+    "onnxruntime-lstm": "lstm",
+    "onnxruntime-gru": "gru",
 }
 FIXTURES = "tests.fixtures_impls"
 

@@ -242,6 +242,11 @@ def test_worst_error_keeps_its_scientific_format(report):
     assert matrix_rows(report)["torch-gru"]["worst error"] == "5.0e-01"
 
 
+def machine_table(text: str) -> list[str]:
+    """The conformance table of a report of several machines: one row per machine."""
+    return next(t for t in tables(text) if cells(t[0])[0] == "machine")
+
+
 def test_runs_of_several_machines_are_grouped_not_merged(tmp_path):
     from harness.cli import main
 
@@ -249,8 +254,7 @@ def test_runs_of_several_machines_are_grouped_not_merged(tmp_path):
     second = make_run(tmp_path / "b", RECORDS[:3],
                       replace(INFO, run_id="run-2", processor="Intel Xeon"))
     text = render([first, second])
-    header, _, *rows = tables(text)[1]
-    assert cells(header)[0] == "machine"
+    header, _, *rows = machine_table(text)
     machines = [cells(row)[0] for row in rows]
     assert set(machines) == {md(INFO.processor), "Intel Xeon"}
     assert main(["report", str(first), str(first), "--output", str(tmp_path / "r.md")]) == 2
@@ -278,7 +282,7 @@ def test_machines_of_one_name_are_labelled_by_what_differs(tmp_path):
                                                        "cpu_id": "AuthenticAMD 25 1 1"})
     runs = [make_run(tmp_path / name, RECORDS[:3], info)
             for name, info in (("a", avx2), ("b", avx512), ("c", zen3))]
-    _, _, *rows = tables(render(runs))[1]
+    _, _, *rows = machine_table(render(runs))
     machines = {cells(row)[0] for row in rows}
     assert machines == {"AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 23 49 0]",
                         "AMD EPYC (AVX512)",

@@ -50,6 +50,9 @@ def add_parser(commands) -> None:
     bench.add_argument("--cudnn-benchmark", default="on", choices=("on", "off", "both"),
                        help="torch.backends.cudnn.benchmark on CUDA (both: a factor)")
     bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    bench.add_argument("--no-first-call", action="store_true",
+                       help="skip the first call of each implementation and shape in a fresh "
+                       "process (construction + compile/export + first run: first_call_s)")
     bench.add_argument("--job-timeout", type=float, default=600.0, metavar="S",
                        help="a timing that takes longer is recorded as a timeout")
     bench.add_argument("--selfcheck", type=int, metavar="ROUNDS",
@@ -78,10 +81,10 @@ def plans(args: argparse.Namespace) -> list[Plan]:
         specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
         workers=args.workers or grid.workers, min_run_time=args.min_run_time or grid.min_run_time,
         threads=args.threads, device=args.device, cudnn_benchmark=flags,
-        memory=not args.no_memory,
+        memory=not args.no_memory, first_call=not args.no_first_call,
     ) for grid in grids]
     for plan in made:
-        if not plan.tasks():
+        if not plan.tasks() and not plan.unsupported():
             raise UsageError(f"nothing to time: grid {plan.grid.name!r} covers none of the "
                              "selected implementations (see its families and their "
                              "capabilities)")
@@ -131,6 +134,9 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def selfcheck(plan: Plan, *, rounds: int) -> int:
     """Does the harness measure what a plain Timer measures? Prints the figures."""
+    if not plan.tasks():
+        raise UsageError(f"nothing to time: grid {plan.grid.name!r} has no timing the selected "
+                         "implementations can do")
     spec, task = plan.tasks()[0]
     if task.case.lengths is not None:
         raise UsageError("--selfcheck needs a fixed-length shape (the plain call is unpacked)")

@@ -15,6 +15,7 @@ from harness.conformance.alone import describe
 from harness.conformance.options import SELECTION, SUITES, add_options
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
 from harness.conformance.suites import suite_files
+from harness.conformance.tolerance import Override
 from harness.records import OUTCOMES, ResultsError, RunInfo, read_run_info, write_run_info
 from harness.registry import choose
 from harness.report import write_report
@@ -67,6 +68,8 @@ def validate(args: argparse.Namespace) -> None:
     if args.check_timeout < 0:
         raise UsageError(f"--check-timeout {args.check_timeout:g} is invalid; expected 0 "
                          "(no limit) or more seconds")
+    with usage_errors():
+        Override(args.atol, args.rtol)
     if args.confirm_alone < 0:
         raise UsageError(f"--confirm-alone {args.confirm_alone} is invalid; expected 0 (off) "
                          "or more failed checks")
@@ -95,7 +98,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         family=args.family, device=args.device, scale=args.scale, threads=args.threads,
         check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,
-        verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone))
+        verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
+        atol=args.atol, rtol=args.rtol))
     for line in describe(outcome.confirmed):
         print(line)
     if outcome.confirmed:  # the verdicts of the re-runs belong in the report

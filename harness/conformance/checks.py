@@ -5,6 +5,10 @@ it saw and the tolerance it was held to, so the record of the check says not onl
 by how much. A failed comparison raises CheckFailed with a message that names the tensor, the
 error, the tolerance and the first index where it was exceeded.
 
+Comparisons of a named quantity (``measure="output"`` for outputs and final states against the
+reference, ``"gradient"`` for gradients) also pool their errors into the figures of
+harness.conformance.accuracy (max abs, relative RMS, 99th percentile), kept apart by quantity.
+
 Every comparison also counts the values it compared. A check that ends having compared nothing
 (an empty mask, a zero-size tensor, a case whose lengths leave no padded step) has not passed:
 the plugin records it as *not supported*, naming what was empty.
@@ -13,12 +17,13 @@ the plugin records it as *not supported*, naming what was empty.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from harness.conformance.accuracy import ErrorPool
 from harness.core.case import Case
 from harness.core.contract import Outputs
 from harness.core.families import DEFAULT_TOLERANCES, Family
@@ -88,10 +93,21 @@ def difference(actual: Tensor, expected: Tensor, tol: Tolerance) -> Difference:
 
 
 class Check:
-    """The measuring assertions of one suite test; the plugin records what it saw."""
+    """The measuring assertions of one suite test; the plugin records what it saw.
 
-    def __init__(self, tolerance: Tolerance, *, reference_name: str = "reference") -> None:
+    tolerance: what value comparisons are held to by default (the family's, or the one the
+        implementation declares; ``source`` says which).
+    tolerances: the bounds of other quantities by name (harness.conformance.tolerance):
+        ``strict`` for exact properties, ``gradient``, ``large``; each defaults to ``tolerance``.
+    """
+
+    def __init__(self, tolerance: Tolerance, *, reference_name: str = "reference",
+                 tolerances: Mapping[str, Tolerance] | None = None,
+                 source: str = "family default") -> None:
         self.tolerance = tolerance
+        self.tolerances = dict(tolerances or {})
+        self.source = source
+        self.pools: dict[str, ErrorPool] = {}  # measured quantity -> its errors
         self.reference_name = reference_name
         self.max_error: float | None = None  # the largest absolute error compared
         self.tolerance_used: Tolerance | None = None
@@ -99,6 +115,19 @@ class Check:
         self.metrics: dict[str, object] = {}  # figures a check measures (kept in its record)
         self.compared = 0  # values compared so far; 0 at the end means nothing was checked
         self.empty: list[str] = []  # comparisons that had no values to compare
+
+    def tolerance_of(self, quantity: str) -> Tolerance:
+        """The bound of a quantity: strict, gradient, large (see the class docstring)."""
+        return self.tolerances.get(quantity, self.tolerance)
+
+    @property
+    def strict(self) -> Tolerance:
+        """The bound of exact properties: the family default, never loosened."""
+        return self.tolerance_of("strict")
+
+    def error_figures(self) -> dict[str, dict[str, float | int]]:
+        """Per measured quantity: max abs, relative RMS and p99 errors over every value."""
+        return {name: pool.figures() for name, pool in self.pools.items()}
 
     def count(self, what: str, values: int) -> None:
         """Count values compared by something other than this class's methods (e.g. the
@@ -136,9 +165,11 @@ class Check:
     # Comparisons -----------------------------------------------------------------------------
 
     def close(
-        self, what: str, actual: Tensor, expected: Tensor, tol: Tolerance | None = None
+        self, what: str, actual: Tensor, expected: Tensor, tol: Tolerance | None = None, *,
+        measure: str | None = None,
     ) -> Difference:
-        """actual equals expected within the tolerance (the case's by default)."""
+        """actual equals expected within the tolerance (the check's by default); ``measure``
+        names the quantity whose error figures the comparison adds to."""
         tol = tol or self.tolerance
         if not isinstance(actual, Tensor):
             raise CheckFailed(f"{what} is a {type(actual).__name__}; expected a Tensor")
@@ -149,9 +180,13 @@ class Check:
         diff = difference(actual, expected, tol)
         self.count(what, expected.numel())
         self._measure(diff, tol)
+        if measure is not None:
+            self.pools.setdefault(measure, ErrorPool()).add(actual, expected)
         if not diff.ok:
+            declared = f", {self.source}" if tol == self.tolerance and self.source != (
+                "family default") else ""
             raise CheckFailed(
-                f"{what} differs: max abs error {diff.max_abs_error:.3g} > {tol} "
+                f"{what} differs: max abs error {diff.max_abs_error:.3g} > {tol}{declared} "
                 f"(first at index {list(diff.first_bad or ())})"
             )
         return diff
@@ -160,18 +195,31 @@ class Check:
         self, actual: Outputs, expected: Outputs, tol: Tolerance | None = None, *,
         against: str | None = None,
     ) -> None:
-        """output, h_n (and c_n) all equal the expected ones."""
+        """output, h_n (and c_n) all equal the expected ones; against the reference (no
+        ``against``), their errors are measured as the ``output`` quantity."""
         who = against or self.reference_name
+        measure = "output" if against is None else None
         for name, want in expected.named().items():
             got = actual.named().get(name)
             if got is None:
                 raise CheckFailed(f"{name} is missing (expected as {who} returns it)")
-            self.close(f"{name} (vs {who})", got, want, tol)
+            self.close(f"{name} (vs {who})", got, want, tol, measure=measure)
+
+    def measure(self, what: str, actual: Tensor, expected: Tensor, *, measure: str) -> None:
+        """Measure how far actual is from expected (the quantity's error figures) without
+        holding it to a bound: a measurement, not a verdict."""
+        if tuple(actual.shape) != tuple(expected.shape):
+            raise CheckFailed(
+                f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}"
+            )
+        self.count(what, expected.numel())
+        self.pools.setdefault(measure, ErrorPool()).add(actual, expected)
 
     def differs(self, what: str, a: Tensor, b: Tensor, *, at_least: float | None = None) -> float:
-        """a and b differ somewhere by more than ``at_least`` (default 100x the tolerance);
-        returns the largest difference."""
-        threshold = at_least if at_least is not None else 100 * self.tolerance.atol
+        """a and b differ somewhere by more than ``at_least`` (default 100x the strict
+        tolerance: a and b both come from the implementation, so a declared tolerance does not
+        make a real difference smaller); returns the largest difference."""
+        threshold = at_least if at_least is not None else 100 * self.strict.atol
         self.count(what, a.numel())
         if a.numel() == 0:
             raise NotSupported(f"compared nothing: {what} has no values")

@@ -6,13 +6,17 @@ yet. The plugin's collection hooks call these."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
 
-from harness.conformance.suites import chosen_suites, opt_in_names, suite_name
+from harness.conformance.suites import chosen_suites, needs_autograd, opt_in_names, suite_name
 from harness.core.spec import ImplSpec
 from harness.records import iter_records
+
+INFERENCE_ONLY = ("not supported: autograd (inference only: the implementation declares "
+                  "autograd False, and this check needs a backward pass)")
 
 # Warnings torch raises by design for cases the suites build on purpose.
 EXPECTED_WARNINGS = (
@@ -31,6 +35,9 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
         grid = marker.kwargs["full"]
     device = metafunc.config.getoption("device")
     suite = suite_name(metafunc.module.__name__)
+    # A check needs a backward pass when its suite says so, or the test itself (marker).
+    backward = (needs_autograd(Path(metafunc.module.__file__))
+                or metafunc.definition.get_closest_marker("autograd") is not None)
     params = []
     for spec in specs:
         cases = grid(spec.family_def) if callable(grid) else grid
@@ -38,6 +45,8 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
             case = spec.family_def.adapt(case.with_(device=device))
             marks = []
             why = spec.family_def.suite_applies(suite) or spec.why_not(case)
+            if why is None and backward and not spec.capabilities.autograd:
+                why = INFERENCE_ONLY
             if why is not None:
                 marks.append(pytest.mark.skip(reason=why))
             elif device == "cuda" and not torch.cuda.is_available():

@@ -185,13 +185,6 @@ def padded_mask(subject: Subject) -> Tensor | None:
     return padded.unsqueeze(-1)
 
 
-def gradient_tolerance(case, family) -> Tolerance:
-    """Backward sums over every step and row: float32 gets 1e-4 absolute at the small sizes of
-    the grids, float64 1e-10, each with the family's relative tolerance."""
-    rtol = family.tolerance(case.dtype)[1]
-    return Tolerance(1e-10, rtol) if case.dtype == "float64" else Tolerance(1e-4, rtol)
-
-
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None
                     ) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
@@ -206,12 +199,13 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
     want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
                        inputs.to("cpu"), upstream, seed=case.data_seed)
     require_gradients(got, want)
-    tol = gradient_tolerance(case, subject.family_def)
+    tol = check.tolerance_of("gradient")  # see harness.conformance.tolerance
     for name, expected in want.wrt.items():
-        check.close(f"d loss / d {name}", got.wrt[name], expected, tol)
+        check.close(f"d loss / d {name}", got.wrt[name], expected, tol, measure="gradient")
     if uses_torch_names(module, reference):
         for name, expected in want.params.items():
-            check.close(f"d loss / d {name}", got.params[name], expected, tol)
+            check.close(f"d loss / d {name}", got.params[name], expected, tol,
+                        measure="gradient")
         return
     for along_impl, along_ref, l1 in directional_derivatives(subject, got, want):
         check.close("parameter gradient along a random direction (through the weight loader)",

@@ -32,7 +32,8 @@ IMPL = option("--impl", action="append", default=[], metavar="NAME",
 IMPL_CLASS = option("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
                     help="your nn.Module class with torch's RNN/LSTM/GRU contract (repeatable)")
 FAMILY = option("--family", default=None, metavar="FAMILY",
-                help="family of the --impl-class classes: rnn_tanh, rnn_relu, lstm, gru, ...")
+                help="family of the --impl-class classes: rnn_tanh, rnn_relu, lstm, gru, ... "
+                "(optional for a class that declares harness_family)")
 SELECTION = (IMPL, IMPL_CLASS, FAMILY)
 
 # How the suites run (run and pytest).
@@ -53,7 +54,25 @@ THREADS = option("--threads", type=int, default=1, metavar="N",
 CHECK_TIMEOUT = option("--check-timeout", type=float, default=120.0, metavar="SECONDS",
                        help="time limit of one check (default 120; 0: none); a check past it "
                        "fails as a timeout and the run goes on")
-SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT)
+ATOL = option("--atol", type=float, default=None, metavar="A",
+              help="hold every value check to this absolute tolerance instead of the "
+              "declared or family one (a one-off run; exact checks are never loosened)")
+RTOL = option("--rtol", type=float, default=None, metavar="R",
+              help="relative tolerance next to --atol (default 0)")
+SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT, ATOL, RTOL)
+
+
+# Where a plain pytest run writes its records (`seq-harness run` passes them itself).
+RECORDING = (
+    option("--results-dir", default=None, metavar="DIR",
+           help="write a record per check to DIR/records.jsonl and DIR/report.md"),
+    option("--resume", action="store_true",
+           help="with --results-dir: skip the checks already recorded there and append the "
+           "rest"),
+    option("--progress", type=float, default=0.0, metavar="SECONDS",
+           help="every SECONDS, a line with the checks done of all and an ETA (default 0: "
+           "none)"),
+)
 
 
 def add_options(add: Callable[..., Any], options: Iterable[Option]) -> None:

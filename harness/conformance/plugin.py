@@ -30,29 +30,23 @@ def cases(grid, *, full=None):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from harness.conformance.options import SELECTION, SUITES, add_options, option
+    from harness.conformance.options import RECORDING, SELECTION, SUITES, add_options
 
     group = parser.getgroup("seq-harness", "seq-harness: RNN conformance suites")
     add_options(group.addoption, (*SELECTION, *SUITES))
-    add_options(group.addoption, (
-        option("--results-dir", default=None, metavar="DIR",
-               help="write a record per check to DIR/records.jsonl and DIR/report.md"),
-        option("--resume", action="store_true",
-               help="with --results-dir: skip the checks already recorded there and append the "
-               "rest"),
-        option("--progress", type=float, default=0.0, metavar="SECONDS",
-               help="every SECONDS, a line with the checks done of all and an ETA (default 0: "
-               "none)"),
-    ))
+    add_options(group.addoption, RECORDING)
+
+
+MARKERS = (
+    "cases(grid): the Case grid of a suite test, a list or a function of the family",
+    "autograd: this check needs a backward pass (not supported for inference-only classes)",
+    "time_limit(factor): this check may take factor x --check-timeout",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "cases(grid): the Case grid of a suite test, a list or a function of the family"
-    )
-    config.addinivalue_line(
-        "markers", "time_limit(factor): this check may take factor x --check-timeout"
-    )
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
     from harness.conformance.isolation import Strikes
 
     directory = config.getoption("results_dir")
@@ -62,6 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
     options = ("impl", "impl_class", "family", "suite")
     if any(config.getoption(name) for name in options):
         selection(config)  # bad input is a usage error before anything is collected
+    from harness.conformance.tolerance import Override
+
+    try:
+        Override(config.getoption("atol"), config.getoption("rtol"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     directory = config.getoption("results_dir")
     if directory is None:
         return
@@ -148,12 +148,16 @@ def subject(spec, case):
 
 
 @pytest.fixture
-def check(case, spec):
-    """Measuring assertions; what they measured goes into this check's record."""
-    from harness.conformance.checks import Check, Tolerance
+def check(case, spec, request):
+    """Measuring assertions, held to the tolerances harness.conformance.tolerance resolves;
+    what they measured goes into this check's record."""
+    from harness.conformance.checks import Check
+    from harness.conformance.tolerance import Override, check_tolerances
 
-    return Check(Tolerance.for_case(case, spec.family_def),
-                 reference_name=spec.family_def.reference_label)
+    override = Override(request.config.getoption("atol"), request.config.getoption("rtol"))
+    tol, source, others = check_tolerances(case, spec, override)
+    return Check(tol, reference_name=spec.family_def.reference_label, tolerances=others,
+                 source=source)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -183,13 +187,17 @@ def pytest_runtest_call(item: pytest.Item):
     from harness.conformance.isolation import CheckTimeout, TorchState, deadline
 
     config = item.config
-    impl = item.callspec.params["spec"].name
+    spec = item.callspec.params["spec"]
+    impl = spec.name
     strikes = config.stash[STRIKES]
     if strikes.count(impl) >= MAX_STRIKES:
         pytest.fail(f"not run: {MAX_STRIKES} earlier checks of {impl} timed out or crashed "
                     f"({strikes.describe(impl)})", pytrace=False)
     marker = item.get_closest_marker("time_limit")
-    limit = config.getoption("check_timeout") * (marker.args[0] if marker else 1)
+    limit = config.getoption("check_timeout")
+    if limit and spec.check_timeout:  # first calls that compile or export take longer
+        limit = max(limit, spec.check_timeout)
+    limit *= marker.args[0] if marker else 1
     in_worker = hasattr(config, "workerinput")
     on_stuck = (lambda: end_stuck_worker(item, limit)) if in_worker else None
     state = TorchState.capture()

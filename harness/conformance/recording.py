@@ -21,11 +21,18 @@ MESSAGE_LIMIT = 2000  # characters of a failure message kept in its record
 
 
 def recorded_metrics(measured) -> dict:
+    """What a Check measured besides its verdict: its figures and notes, the error figures of
+    each measured quantity (``error``: output, gradient) and where its tolerance came from."""
     if measured is None:
         return {}
     metrics = dict(getattr(measured, "metrics", {}))
     if getattr(measured, "notes", None):
         metrics["notes"] = list(measured.notes)
+    errors = measured.error_figures() if hasattr(measured, "error_figures") else {}
+    if errors:
+        metrics["error"] = errors
+    if getattr(measured, "tolerance_used", None) is not None:
+        metrics["tolerance_source"] = measured.source
     return metrics
 
 

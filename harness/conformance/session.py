@@ -36,12 +36,18 @@ class SuiteRun:
     verbose: bool = False
     resume: bool = False
     confirm_alone: int = 5
+    atol: float | None = None
+    rtol: float | None = None
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
-        return ["--device", self.device, "--scale", self.scale, "--threads", str(self.threads),
-                "--check-timeout", str(self.check_timeout)]
+        options = ["--device", self.device, "--scale", self.scale, "--threads",
+                   str(self.threads), "--check-timeout", str(self.check_timeout)]
+        for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
+            if value is not None:
+                options += [flag, repr(value)]
+        return options
 
     def pytest_args(self) -> list[str]:
         args = [str(f) for f in self.files]

@@ -10,6 +10,8 @@ by importing it (pytest imports suite files; the harness only needs their facts)
 order: where the suite runs and appears in reports (lower first).
 opt_in: runs only when named (timings must not share the machine with other checks).
 measured: a measurement with its own report section, no column in the pass/fail matrix.
+autograd: its checks need a backward pass; for an implementation that declares
+    ``autograd: False`` (inference only) they are *not supported*, saying so.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class SuiteInfo:
     order: int
     opt_in: bool = False
     measured: bool = False
+    autograd: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ def opt_in_names() -> list[str]:
 
 def measured_names() -> list[str]:
     return [s.name for s in suites() if s.info.measured]
+
+
+def needs_autograd(path: Path) -> bool:
+    """Whether the suite file at ``path`` declares that its checks need a backward pass."""
+    return declared(path).autograd
 
 
 def suite_rank(name: str) -> tuple[int, str]:

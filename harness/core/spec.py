@@ -17,6 +17,13 @@ import torch
 from torch import nn
 
 from harness.core.case import DEVICES, DTYPES, Case
+from harness.core.declared import (
+    Tolerances,
+    class_declarations,
+    declared_family,
+    parse_timeout,
+    parse_tolerance,
+)
 from harness.core.families import Family, family
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -28,6 +35,7 @@ WeightLoader = Callable[[nn.Module, Mapping[str, torch.Tensor]], None]
 CONTRACT_PARTS = {
     "packed": "PackedSequence input", "lengths": "padded input + lengths=",
     "multi_layer": "num_layers > 1", "unbatched": "unbatched input", "no_bias": "bias=False",
+    "autograd": "autograd", "compiled": "compiled (torch.compile)",
 }
 
 
@@ -47,6 +55,11 @@ class Capabilities:
         cannot hold one, so torch's modules cannot.
     chunked: the constructor takes ``chunk_size=`` (steps processed at a time), and any chunk
         size gives the same result.
+    autograd: gradients flow back through it. False (inference only: a quantized or exported
+        model) makes every check that needs a backward pass, and the forward and
+        forward_backward latency phases, *not supported*, saying so.
+    compiled: it runs torch.compile'd code; a check then proves that the compile produced
+        graphs instead of silently running eagerly.
     """
 
     packed: bool = True
@@ -62,6 +75,8 @@ class Capabilities:
     devices: frozenset[str] = frozenset(DEVICES)
     zero_length: bool = False
     chunked: bool = False
+    autograd: bool = True
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dtypes", "devices"):
@@ -170,6 +185,13 @@ class ImplSpec:
     load_weights: copies the reference's state_dict (torch's names and layout) into a module.
     description: one line for `seq-harness list` and the report.
     origin: where the entry came from (an entry point, or MODULE:CLASS).
+    tolerance: the bound its value checks are held to instead of the family's default, per
+        dtype: {"float32": {"atol": 5e-2, "rtol": 0.0}} (see harness.core.declared); checks of
+        exact properties are never loosened by it.
+    check_timeout: seconds one check may take at least (first calls that compile or export).
+    availability: called to ask whether the entry can run here: None, or why not (an optional
+        dependency missing, with the command that installs it). An unavailable entry is listed
+        as such and all its checks are *not supported* with that reason.
     """
 
     name: str
@@ -179,6 +201,9 @@ class ImplSpec:
     load_weights: WeightLoader = load_torch_state
     description: str = ""
     origin: str = ""
+    tolerance: Tolerances | None = None
+    check_timeout: float | None = None
+    availability: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -189,12 +214,21 @@ class ImplSpec:
         family(self.family)  # raises with the valid families
         if not callable(self.factory):
             raise TypeError(f"factory of {self.name!r} is not callable: {self.factory!r}")
+        object.__setattr__(self, "tolerance", parse_tolerance(
+            self.tolerance, where=f"tolerance of {self.name!r}"))
+        parse_timeout(self.check_timeout, where=f"check_timeout of {self.name!r}")
+
+    def unavailable(self) -> str | None:
+        """Why this entry cannot run here (None when it can)."""
+        return None if self.availability is None else self.availability()
 
     @property
     def family_def(self) -> Family:
         return family(self.family)
 
     def why_not(self, case: Case) -> str | None:
+        if (reason := self.unavailable()) is not None:
+            return f"not supported: {reason}"
         return self.capabilities.why_not(case, self.family_def)
 
     def constructor_kwargs(self, case: Case) -> dict[str, Any]:
@@ -217,25 +251,36 @@ class ImplSpec:
 
 
 def spec_from_class(
-    cls: type, *, family_name: str, name: str | None = None, origin: str = ""
+    cls: type, *, family_name: str | None = None, name: str | None = None, origin: str = ""
 ) -> ImplSpec:
     """An ImplSpec for a third-party class with torch's constructor and forward contract.
 
     The class claims the whole contract unless it declares ``harness_capabilities`` (a
     Capabilities or a mapping of overrides); it loads torch's weights by parameter name unless it
-    defines ``load_reference_weights(state_dict)``.
+    defines ``load_reference_weights(state_dict)``. Its family is ``family_name`` or the
+    ``harness_family`` it declares (a ValueError when both are given and differ, or neither);
+    ``harness_tolerance`` and ``harness_check_timeout`` become the entry's tolerance and check
+    timeout (see harness.core.declared).
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"{origin or cls!r} is not an nn.Module class")
+    declared = declared_family(cls)
+    if family_name is not None and declared is not None and family_name != declared:
+        raise ValueError(f"--family {family_name} differs from the family {declared} that "
+                         f"{origin or cls.__name__} declares (harness_family)")
+    if (family_name or declared) is None:
+        raise ValueError(f"{origin or cls.__name__} declares no harness_family; name it with "
+                         "--family")
     loader = load_with_method if callable(getattr(cls, "load_reference_weights", None)) else None
     return ImplSpec(
         name=name or getattr(cls, "harness_name", None) or kebab(cls.__name__),
-        family=family_name,
+        family=family_name or declared,
         factory=cls,
         capabilities=Capabilities.from_declaration(getattr(cls, "harness_capabilities", None)),
         load_weights=loader or load_torch_state,
         description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         origin=origin,
+        **class_declarations(cls),
     )
 
 

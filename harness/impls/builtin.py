@@ -4,15 +4,20 @@ group exactly as a third party would publish its own."""
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 from torch import nn
 
-from harness.core.spec import Capabilities, ImplSpec, load_with_method
+from harness.core.spec import Capabilities, ImplSpec, load_with_method, spec_from_class
+from harness.impls.compiled import CompiledGRU, CompiledLSTM
 from harness.impls.course_cell import ScratchRNN
 from harness.impls.cudagraph import CudaGraphGRU, CudaGraphLSTM
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
+from harness.impls.int8 import Int8GRU, Int8LSTM, int8_unavailable
+from harness.impls.onnx_runtime import OnnxRuntimeGRU, OnnxRuntimeLSTM, onnx_unavailable
 from harness.impls.packed import PackedGRU, PackedLSTM, PackedRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM
+from harness.impls.script_lstm import ScriptLSTM
 
 # The layers built on harness.core.layer also take padded input plus lengths=, so an empty
 # sequence in a batch too.
@@ -111,3 +116,34 @@ FAST_GRU_CUDAGRAPH = ImplSpec(
     description="fast-gru with its forward captured as a CUDA graph and replayed (CUDA only)",
     origin="builtin",
 )
+
+
+# Deployment variants: each a real way of shipping the torch reference, declaring on its class
+# what it claims (harness_capabilities), how far from float it is (harness_tolerance), its
+# family and how long its first calls may take; see the modules for the measurements.
+def deployment(cls: type, name: str, description: str, availability=None) -> ImplSpec:
+    spec = spec_from_class(cls, name=name, origin="builtin")
+    return replace(spec, description=description, availability=availability)
+
+
+TORCH_LSTM_INT8 = deployment(
+    Int8LSTM, "torch-lstm-int8", "torch.ao dynamic int8 LSTM (from_float of the float weights)",
+    int8_unavailable)
+TORCH_GRU_INT8 = deployment(
+    Int8GRU, "torch-gru-int8", "torch.ao dynamic int8 GRU (from_float of the float weights)",
+    int8_unavailable)
+COMPILED_LSTM = deployment(
+    CompiledLSTM, "compiled-lstm",
+    "torch.compile of an LSTM step (recurrent GEMM + gates), input projection hoisted")
+COMPILED_GRU = deployment(
+    CompiledGRU, "compiled-gru",
+    "torch.compile of a GRU step (recurrent GEMM + gates), input projection hoisted")
+SCRIPT_LSTM = deployment(
+    ScriptLSTM, "script-lstm",
+    "TorchScript LSTM in the style of PyTorch's fastrnns custom_lstms.py")
+ONNXRUNTIME_LSTM = deployment(
+    OnnxRuntimeLSTM, "onnxruntime-lstm",
+    "torch.nn.LSTM exported with torch.onnx.export, run by onnxruntime (CPU)", onnx_unavailable)
+ONNXRUNTIME_GRU = deployment(
+    OnnxRuntimeGRU, "onnxruntime-gru",
+    "torch.nn.GRU exported with torch.onnx.export, run by onnxruntime (CPU)", onnx_unavailable)

@@ -44,8 +44,10 @@ def varlen_cases(seq_len: int, batch: int, size: int) -> tuple[Case, ...]:
 LATENCY_GRIDS: dict[str, LatencyGrid] = {
     "smoke": LatencyGrid("smoke", (Case(seq_len=10, batch=4, input_size=32, hidden_size=32),),
                          min_run_time=0.05, workers=2),
+    # PyTorch's RNN benchmark shape, and the same at B=1 (one stream served at a time).
     "standard": LatencyGrid(
-        "standard", (Case(seq_len=100, batch=64, input_size=512, hidden_size=512),),
+        "standard", (Case(seq_len=100, batch=64, input_size=512, hidden_size=512),
+                     Case(seq_len=100, batch=1, input_size=512, hidden_size=512)),
         min_run_time=1.0, workers=3),
     "deepbench": LatencyGrid(
         "deepbench",

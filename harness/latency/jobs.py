@@ -1,8 +1,9 @@
 """The jobs a latency worker process runs, and the Records their results become.
 
-A job is a kind (``time`` a task, or one ``peak`` GEMM of the machine's matmul-peak sweep) and a
-JSON payload; ``handle_job`` runs one inside a worker process (harness.latency.worker), and
-``to_record`` turns its result, or its failure, into a Record in the parent.
+A job is a kind (``time`` a task, one ``peak`` GEMM of the machine's matmul-peak sweep, or the
+``first_call`` of an implementation on a shape) and a JSON payload; ``handle_job`` runs one
+inside a worker process (harness.latency.worker), and ``to_record`` turns its result, or its
+failure, into a Record in the parent.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 from harness.core.case import Case
 from harness.core.spec import ImplSpec
+from harness.latency.first_call import PHASE as FIRST_CALL_PHASE
+from harness.latency.first_call import first_call
 from harness.latency.peak import PEAK, Gemm
 from harness.latency.plan import Plan
 from harness.latency.timing import Task, measure, measure_peak
@@ -19,6 +22,7 @@ from harness.registry import spec_by_origin
 
 LATENCY = "latency"  # the suite name of every latency record
 TIME = "time"
+FIRST_CALL = "first_call"  # also the check name of its records
 PEAK_RUN_TIME = 0.1  # seconds per point of the peak sweep in each process
 
 
@@ -32,6 +36,11 @@ def job_payload(spec: ImplSpec, task: Task, plan: Plan) -> dict[str, Any]:
 
 def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Runs inside a worker process."""
+    if kind == FIRST_CALL:
+        spec = spec_by_origin(payload["impl"], payload["origin"], payload["family"])
+        first = first_call(spec, Case.from_dict(payload["case"]), threads=payload["threads"])
+        return {"first_call_s": first.seconds, "graphs": first.graphs,
+                "graph_breaks": first.graph_breaks, "rss_bytes": first.rss_bytes}
     if kind == PEAK:
         gemm = Gemm(payload["backend"], payload["size"], payload["device"])
         timed = measure_peak(gemm, threads=payload["threads"],
@@ -44,7 +53,8 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
                         min_run_time=payload["min_run_time"], memory=payload["memory"],
                         slowdown=payload.get("slowdown", 0.0))
     return {"block_s": list(timed.block_s), "number_per_run": timed.number_per_run,
-            "peak_bytes": timed.peak_bytes, "kernel": timed.kernel}
+            "peak_bytes": timed.peak_bytes, "peak_rss_bytes": timed.peak_rss_bytes,
+            "kernel": timed.kernel}
 
 
 def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
@@ -60,14 +70,23 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
         metrics.update(backend=gemm.backend, size=gemm.size, flops=gemm.flops)
     else:
         spec = specs[payload["impl"]]
-        impl, family, check, origin = spec.name, spec.family, payload["phase"], spec.origin
+        impl, family, origin = spec.name, spec.family, spec.origin
+        check = FIRST_CALL if kind == FIRST_CALL else payload["phase"]
         parsed = Case.from_dict(payload["case"])
         case_id, case = parsed.id, parsed.to_dict()
-        metrics.update(peak_bytes=result.get("peak_bytes"), kernel=result.get("kernel"),
-                       cudnn_benchmark=payload.get("cudnn_benchmark"))
+        if kind == FIRST_CALL:
+            metrics.update(first_call_s=result.get("first_call_s"), phase=FIRST_CALL_PHASE,
+                           graphs=result.get("graphs"), graph_breaks=result.get("graph_breaks"),
+                           rss_bytes=result.get("rss_bytes"))
+        else:
+            metrics.update(peak_bytes=result.get("peak_bytes"),
+                           peak_rss_bytes=result.get("peak_rss_bytes"),
+                           kernel=result.get("kernel"),
+                           cudnn_benchmark=payload.get("cudnn_benchmark"))
     return Record(
         impl=impl, family=family, suite=LATENCY, check=check,
         outcome=FAILED if error else PASSED, case_id=case_id, case=case,
-        duration_s=sum(samples) * (result.get("number_per_run") or 0),
+        duration_s=(result.get("first_call_s") or 0.0) if kind == FIRST_CALL
+        else sum(samples) * (result.get("number_per_run") or 0),
         message=error, origin=origin, metrics=metrics, run_id=run_id,
     )

@@ -11,10 +11,16 @@ from harness.core.spec import ImplSpec
 from harness.latency.grids import LatencyGrid
 from harness.latency.timing import Task
 
+AUTOGRAD_PHASES = ("forward", "forward_backward")  # phases that record a graph
+
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one benchmark run measures."""
+    """Everything one benchmark run measures.
+
+    first_call: also time each implementation's first call on each shape in a fresh process
+        (harness.latency.first_call).
+    """
 
     specs: tuple[ImplSpec, ...]
     grid: LatencyGrid
@@ -25,6 +31,7 @@ class Plan:
     device: str = "cpu"
     cudnn_benchmark: tuple[bool, ...] = (True,)
     memory: bool = True
+    first_call: bool = False
 
     def tasks(self) -> list[tuple[ImplSpec, Task]]:
         out = []
@@ -34,9 +41,39 @@ class Plan:
                 if not self.grid.covers(spec) or spec.why_not(case) is not None:
                     continue
                 for phase in self.phases:
+                    if phase in AUTOGRAD_PHASES and not spec.capabilities.autograd:
+                        continue
                     flags = self.cudnn_benchmark if self.device == "cuda" else (None,)
                     out += [(spec, Task(spec.name, case, phase, flag)) for flag in flags]
         return out
+
+    def unsupported(self) -> list[tuple[ImplSpec, Task, str]]:
+        """Timings the plan names that an implementation declares it cannot do, with why: an
+        unavailable entry (every phase), or an inference-only one (forward, forward_backward).
+        They are recorded as *not supported*; cases outside other capabilities are not timed."""
+        out = []
+        for case in self.shapes():
+            for spec in self.specs:
+                if not self.grid.covers(spec):
+                    continue
+                why = spec.unavailable()
+                for phase in self.phases:
+                    reason = f"not supported: {why}" if why else None
+                    if reason is None and phase in AUTOGRAD_PHASES and (
+                            not spec.capabilities.autograd) and spec.why_not(case) is None:
+                        reason = ("not supported: autograd (inference only: the "
+                                  f"implementation declares autograd False; {phase} records "
+                                  "a graph)")
+                    if reason is not None:
+                        out.append((spec, Task(spec.name, case, phase), reason))
+        return out
+
+    def first_calls(self) -> list[tuple[ImplSpec, Case]]:
+        """(implementation, shape) pairs with a timing, in plan order: one first call each."""
+        pairs: dict[tuple[str, Case], tuple[ImplSpec, Case]] = {}
+        for spec, task in self.tasks():
+            pairs.setdefault((spec.name, task.case), (spec, task.case))
+        return list(pairs.values())
 
     def shapes(self) -> list[Case]:
         return [c.with_(device=self.device) for c in self.grid.cases]

@@ -6,27 +6,82 @@ process taking the tasks in a different rotation so slow drift spreads over all 
 the tasks, each process times the machine's matmul-peak sweep (harness.latency.peak), which gives
 the fraction of this machine's matmul throughput an implementation reaches. Every result is
 appended to the records the moment it arrives.
+
+Before the timings, a plan that asks for it times each implementation's first call on each shape
+(harness.latency.first_call), each in a worker process of its own with an empty inductor cache;
+and timings an implementation declares it cannot do (an unavailable entry, an inference-only one
+in the forward and forward_backward phases) are recorded as *not supported*, with why.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from harness.latency.jobs import LATENCY, PEAK_RUN_TIME, TIME, job_payload, to_record
+from harness.latency.jobs import FIRST_CALL, LATENCY, PEAK_RUN_TIME, TIME, job_payload, to_record
 from harness.latency.peak import PEAK, sweep
 from harness.latency.plan import Plan, Side, rotated
 from harness.latency.worker import WorkerJob, run_jobs
-from harness.records import SKIPPED, Record, RecordWriter
+from harness.records import NOT_SUPPORTED, SKIPPED, Record, RecordWriter
 
 
 def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
         progress: Callable[[str], None] | None = None) -> list[Record]:
     """Measure the plan; every result is appended to out/records.jsonl as it arrives."""
-    return run_sides([Side(plan, out, run_id)], workers=plan.workers,
-                     job_timeout_s=job_timeout_s, progress=progress)
+    records = not_supported(plan, out, run_id=run_id)
+    if plan.first_call:
+        records += first_calls(plan, out, run_id=run_id, job_timeout_s=job_timeout_s,
+                               progress=progress)
+    return records + run_sides([Side(plan, out, run_id)], workers=plan.workers,
+                               job_timeout_s=job_timeout_s, progress=progress)
+
+
+def not_supported(plan: Plan, out: Path, *, run_id: str) -> list[Record]:
+    """A *not supported* record for every timing the plan's implementations cannot do."""
+    writer = RecordWriter(out)
+    records = []
+    try:
+        for spec, task, why in plan.unsupported():
+            record = Record(impl=spec.name, family=spec.family, suite=LATENCY, check=task.phase,
+                            outcome=NOT_SUPPORTED, case_id=task.case.id,
+                            case=task.case.to_dict(), message=why, origin=spec.origin,
+                            run_id=run_id)
+            writer.write(record)
+            records.append(record)
+    finally:
+        writer.close()
+    return records
+
+
+def first_calls(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float,
+                progress: Callable[[str], None] | None = None) -> list[Record]:
+    """Each implementation's first call on each shape, each in a fresh worker process with an
+    empty inductor cache (a cold compile)."""
+    writer = RecordWriter(out)
+    specs = {s.name: s for s in plan.specs}
+    records = []
+    try:
+        for number, (spec, case) in enumerate(plan.first_calls()):
+            payload = {"impl": spec.name, "origin": spec.origin, "family": spec.family,
+                       "case": case.to_dict(), "threads": plan.threads}
+            with tempfile.TemporaryDirectory(prefix="seq-harness-inductor-") as cache:
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+                for job, result in run_jobs([WorkerJob(f"first:{number}", FIRST_CALL, payload)],
+                                            threads=plan.threads, job_timeout_s=job_timeout_s,
+                                            env=env):
+                    record = to_record(job.kind, job.payload, result, specs, worker=0,
+                                       run_id=run_id, threads=plan.threads)
+                    writer.write(record)
+                    records.append(record)
+                    if progress is not None:
+                        progress(progress_line(record))
+    finally:
+        writer.close()
+    return records
 
 
 def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600.0,
@@ -85,7 +140,13 @@ def skip_all(plans: Sequence[Plan], out: Path, *, run_id: str, why: str) -> list
 
 def progress_line(record: Record) -> str:
     samples = record.metrics.get("samples_s") or []
-    figure = f"{statistics.median(samples) * 1e3:9.3f} ms" if samples else "   failed  "
+    first = record.metrics.get("first_call_s")
+    if samples:
+        figure = f"{statistics.median(samples) * 1e3:9.3f} ms"
+    elif first is not None:
+        figure = f"{first * 1e3:9.1f} ms"
+    else:
+        figure = "   failed  "
     return (f"worker {record.metrics['worker']}  {figure}  {record.impl:24s} "
             f"{record.check:17s} {record.case_id}"
             + (f"  ({record.message})" if record.message else ""))

@@ -15,7 +15,7 @@ import numpy as np
 from harness.core.case import Case
 from harness.core.families import family as family_named
 from harness.core.families import family_names
-from harness.latency.jobs import LATENCY
+from harness.latency.jobs import FIRST_CALL, LATENCY
 from harness.latency.peak import PEAK
 from harness.records import FAILED, PASSED, Record
 
@@ -33,6 +33,7 @@ class LatencyStats:
     peak_bytes: int | None = None
     tokens: int = 0  # B * T of the shape (valid steps for variable lengths)
     case: Case | None = None
+    peak_rss_bytes: int | None = None  # the process's peak RSS growth during one call
 
     @property
     def samples(self) -> list[float]:
@@ -118,6 +119,8 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], LatencyStat
             continue
         case = Case.from_dict(group[0].case)
         peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
+        rss = [r.metrics["peak_rss_bytes"] for r in group
+               if r.metrics.get("peak_rss_bytes") is not None]
         family = (family_named(group[0].family) if group[0].family in family_names()
                   else None)
         out[key] = LatencyStats(
@@ -126,7 +129,32 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], LatencyStat
             peak_bytes=max(peaks) if peaks else None,
             tokens=sum(case.effective_lengths),
             case=case,
+            peak_rss_bytes=max(rss) if rss else None,
         )
+    return out
+
+
+@dataclass(frozen=True)
+class FirstCallStats:
+    """One implementation's first call on one shape in a fresh process (see
+    harness.latency.first_call)."""
+
+    seconds: float
+    graphs: int
+    graph_breaks: int
+    rss_bytes: int | None
+
+
+def first_calls(records: Iterable[Record]) -> dict[tuple[str, str], FirstCallStats]:
+    """(impl, case id) -> its first call, from passed first-call records."""
+    out = {}
+    for r in records:
+        if (r.suite == LATENCY and r.check == FIRST_CALL and r.outcome == PASSED
+                and r.metrics.get("first_call_s") is not None):
+            m = r.metrics
+            out[(r.impl, r.case_id)] = FirstCallStats(
+                float(m["first_call_s"]), int(m.get("graphs") or 0),
+                int(m.get("graph_breaks") or 0), m.get("rss_bytes"))
     return out
 
 

@@ -8,7 +8,8 @@ first, and cudnn.benchmark is part of the task; peak memory comes from
 torch.cuda.max_memory_allocated. On the CPU, peak memory is the high-water mark of tensor memory
 allocated by torch's CPU allocator during one call, replayed from the profiler's per-operator
 allocation records (profile_memory=True): tensors only, not the interpreter or the allocator's
-own overhead.
+own overhead. Next to it, the growth of the process's peak RSS during one call
+(harness.latency.rss): memory any runtime in the process holds, torch's or not.
 
 """
 
@@ -26,6 +27,7 @@ from harness.core.phases import check_phase, phase_step
 from harness.core.spec import ImplSpec
 from harness.core.subject import Subject
 from harness.latency.peak import Gemm
+from harness.latency.rss import peak_growth
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class BlockTimes:
     block_s: tuple[float, ...]  # per-iteration time of each block, seconds
     number_per_run: int  # iterations per block, chosen by blocked_autorange
     peak_bytes: int | None = None
+    peak_rss_bytes: int | None = None  # the process's peak RSS growth during one call
     kernel: dict | None = None  # what ran the call (kernel_path)
 
 
@@ -158,7 +161,8 @@ def measure(
     timed = time_callable(call, threads=threads, min_run_time=min_run_time,
                           label=f"{spec.name} {task.phase} {task.case.id}")
     peak = peak_bytes(call, task.case.device) if memory else None
-    return BlockTimes(timed.block_s, timed.number_per_run, peak,
+    rss = peak_growth(call)[1] if memory else None  # memory torch's allocator does not see
+    return BlockTimes(timed.block_s, timed.number_per_run, peak, rss,
                       kernel_path(module, task.case.device))
 
 

@@ -69,6 +69,8 @@ class ProfileRequest:
                               ("threads", 1), ("top", 1)):
             integer_at_least(name, getattr(self, name), minimum)
         why = self.spec.why_not(self.case)
+        if why is None and self.phase != "inference" and not self.spec.capabilities.autograd:
+            why = "not supported: autograd (inference only: profile --phase inference)"
         if why is not None:
             raise ValueError(f"{self.spec.name} cannot run case {self.case.id}: {why}")
 

@@ -1,4 +1,4 @@
-"""A class that is not packaged: ``--impl-class MODULE:CLASS --family FAMILY``.
+"""A class that is not packaged: ``--impl-class MODULE:CLASS [--family FAMILY]``.
 
 The class is imported (the current directory is importable, as with ``python -m``), described
 by an ImplSpec from what it declares, and built and loaded once on a tiny probe case, so that a
@@ -49,27 +49,31 @@ def resolve_class(path: str) -> type:
 
 
 def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
-    """The registry entry for ``--impl-class MODULE:CLASS --family FAMILY``, checked to build.
+    """The registry entry for ``--impl-class MODULE:CLASS [--family FAMILY]``, checked to build.
 
-    Raises ValueError/TypeError with one line naming what is wrong: a malformed path, a module that
-    does not import, a missing family, something that is not an nn.Module class, or a class that
-    does not build with torch's constructor arguments.
+    The family is ``--family`` or the class's own ``harness_family``. Raises ValueError/TypeError
+    with one line naming what is wrong: a malformed path, a module that does not import, no
+    family (or a --family that differs from the declared one), something that is not an
+    nn.Module class, or a class that does not build with torch's constructor arguments.
     """
     split_class_path(path)
-    if family_name is None:
-        raise ValueError(
-            f"--impl-class {path!r} needs --family; valid: {', '.join(family_names())}"
-        )
-    try:
-        family(family_name)
-    except ValueError as error:
-        raise ValueError(f"--family: {error}") from None
+    if family_name is not None:
+        try:
+            family(family_name)
+        except ValueError as error:
+            raise ValueError(f"--family: {error}") from None
     cls = resolve_class(path)
+    if family_name is None and getattr(cls, "harness_family", None) is None:
+        raise ValueError(
+            f"--impl-class {path!r} needs --family (or a harness_family attribute on the "
+            f"class); valid: {', '.join(family_names())}"
+        )
     try:
         spec = spec_from_class(cls, family_name=family_name, origin=path)
     except (TypeError, ValueError) as error:
         raise type(error)(f"--impl-class {path!r}: {error}") from None
-    probe = Case(seq_len=2, batch=1, input_size=3, hidden_size=4)
+    family_name = spec.family
+    probe = spec.family_def.adapt(Case(seq_len=2, batch=1, input_size=3, hidden_size=4))
     try:
         module = spec.build(probe)
     except Exception as error:

@@ -3,9 +3,11 @@
 or None, and plots go beside it). Adding a section is one module and one line here."""
 
 from harness.report.sections import (
+    accuracy,
     adding,
     against_gru,
     conformance,
+    deployment,
     failures,
     latency,
     recall,
@@ -13,4 +15,5 @@ from harness.report.sections import (
     verdict,
 )
 
-SECTIONS = (verdict, conformance, stability, adding, recall, latency, against_gru, failures)
+SECTIONS = (verdict, conformance, accuracy, deployment, stability, adding, recall, latency,
+            against_gru, failures)

@@ -17,6 +17,7 @@ from harness.latency.peak import PEAK
 from harness.latency.samples import (
     NOISY_IQR,
     NOISY_SPREAD,
+    first_calls,
     partial_failures,
     peak_of,
     reference_impl,
@@ -74,9 +75,11 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
              "the median over the family's baseline (torch's module for torch's families, the "
              "reference loop for the others); *% peak* is GFLOP/s (analytic matmul FLOPs, the "
              "family's formula) over this machine's matmul peak (below); *peak MB* is the "
-             "tensor memory high-water mark of one call; *kernel* is the instruction set torch "
-             "dispatched to and, where the implementation reports it, the GEMM library it "
-             "chose (aten's BLAS or oneDNN).", ""]
+             "tensor memory high-water mark of one call as torch's allocator sees it; *RSS MB* "
+             "the growth of the process's peak resident memory during one call (memory another "
+             "runtime holds shows here; memory kept from earlier calls does not); *kernel* is "
+             "the instruction set torch dispatched to and, where the implementation reports "
+             "it, the GEMM library it chose (aten's BLAS or oneDNN).", ""]
     if peak is not None:
         gflops, point = peak
         backend = next(r.metrics.get("backend") for r in records
@@ -111,6 +114,7 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
                 "% peak": "—" if share is None else (
                     f"{SUSPECT} {share:.0%}" if share > 1 else f"{share:.0%}"),
                 "peak MB": "—" if t.peak_bytes is None else f"{t.peak_bytes / 2**20:.1f}",
+                "RSS MB": mb(t.peak_rss_bytes),
                 "kernel": md(kernels.get((impl, case_id, p), "—")),
                 "note": md("; ".join(marks)),
             })
@@ -134,12 +138,42 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
                   "The same timing passed in other worker processes: the failure depends on "
                   "what ran before it in the process, or on chance.", ""]
         lines += [f"- {md(p)}" for p in partial] + [""]
+    lines += first_call_table(records, measured)
     lines += packed_versus_padded(measured)
     if output is not None:
         baselines = {f: reference_impl(f) for f in set(families.values())}
         for png, what in plot_latency(measured, families, baselines, output, suffix=suffix):
             lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
+
+
+def mb(value: int | None) -> str:
+    return "—" if value is None else f"{value / 2**20:.1f}"
+
+
+def first_call_table(records: list[Record], measured: dict) -> list[str]:
+    """Per implementation and shape: the first call in a fresh process next to the steady
+    state, the graphs torch.compile captured, and the memory it took."""
+    rows = []
+    for (impl, case_id), first in first_calls(records).items():
+        steady = measured.get((impl, case_id, "inference"))
+        rows.append({
+            "implementation": md(impl), "shape": md(case_id),
+            "first call s": f"{first.seconds:.3f}",
+            "inference median ms": "—" if steady is None else f"{steady.median_s * 1e3:.3f}",
+            "first / steady": "—" if steady is None else f"{first.seconds / steady.median_s:.0f}x",
+            "graphs": str(first.graphs), "graph breaks": str(first.graph_breaks),
+            "RSS MB": mb(first.rss_bytes),
+        })
+    if not rows:
+        return []
+    table = pd.DataFrame(rows).sort_values(["shape", "implementation"], kind="stable")
+    return ["### First call", "",
+            "Construction, weight loading, compile/export/script and one inference call, timed "
+            "once in a worker process that ran nothing before (with an empty inductor cache: a "
+            "cold compile); *graphs*: what torch.compile captured during it (0: nothing "
+            "compiled); *RSS MB*: the process's peak resident memory growth during it.", "",
+            table.to_markdown(index=False, disable_numparse=True), ""]
 
 
 def packed_versus_padded(measured: dict) -> list[str]:
