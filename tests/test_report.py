@@ -254,7 +254,7 @@ def test_runs_of_several_machines_are_grouped_not_merged(tmp_path):
     second = make_run(tmp_path / "b", RECORDS[:3],
                       replace(INFO, run_id="run-2", processor="Intel Xeon"))
     text = render([first, second])
-    header, _, *rows = machine_table(text)
+    _, _, *rows = machine_table(text)
     machines = [cells(row)[0] for row in rows]
     assert set(machines) == {md(INFO.processor), "Intel Xeon"}
     assert main(["report", str(first), str(first), "--output", str(tmp_path / "r.md")]) == 2
