@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from harness.cli import bench, calibrate, compare, gate, listing, profile, report, run
-from harness.cli.common import USAGE_ERROR, Parser, UsageError
+from harness.cli import bench, calibrate, compare, gate, job, listing, profile, report, run
+from harness.cli.common import INTERRUPTED, USAGE_ERROR, Interrupted, Parser, UsageError
 
-COMMANDS = {"list": listing, "run": run, "bench": bench, "profile": profile,
+COMMANDS = {"list": listing, "run": run, "bench": bench, "job": job, "profile": profile,
             "compare": compare, "gate": gate, "calibrate": calibrate, "report": report}
 
 
@@ -33,12 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "run":
-            return run.command(args, argv, parser)
+        if args.command in ("run", "bench"):  # their --resume re-parses the saved options
+            return COMMANDS[args.command].command(args, argv, parser)
         return COMMANDS[args.command].command(args, argv)
     except UsageError as error:
         print(f"seq-harness: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except Interrupted as interrupted:
+        print(f"seq-harness: {interrupted}", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:  # `seq-harness list | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

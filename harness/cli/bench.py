@@ -1,5 +1,6 @@
 """``seq-harness bench``: time implementations in fresh worker processes over latency grids;
-``--selfcheck N`` instead compares the harness' timing with a plain Timer."""
+``--resume DIR`` continues an interrupted bench with its own options, timing only what DIR does
+not hold yet; ``--selfcheck N`` instead compares the harness' timing with a plain Timer."""
 
 from __future__ import annotations
 
@@ -16,17 +17,21 @@ from harness.cli.common import (
     check_phases,
     positive,
     prepare_out,
+    resumable,
+    resumed,
     usage_errors,
 )
 from harness.conformance.options import SELECTION, add_options
+from harness.core.progress import Progress
 from harness.latency.export import pytest_benchmark_json
 from harness.latency.grids import LATENCY_GRIDS, load_grid
+from harness.latency.jobs import record_key
 from harness.latency.peak import PEAK
 from harness.latency.plan import Plan
 from harness.latency.run import run, skip_all
 from harness.latency.samples import partial_failures, timings
 from harness.latency.selfcheck import timer_agreement
-from harness.records import RunInfo, write_run_info
+from harness.records import RunInfo, iter_records, read_run_info, write_run_info
 from harness.registry import choose
 from harness.report import write_report
 
@@ -63,6 +68,12 @@ def add_parser(commands) -> None:
                        "results/bench-RUN_ID)")
     bench.add_argument("--overwrite", action="store_true",
                        help="replace the records of an earlier run in --out")
+    bench.add_argument("--resume", metavar="DIR",
+                       help="continue the interrupted bench in DIR with its own options: what "
+                       "it recorded is kept and not timed again")
+    bench.add_argument("--progress", type=float, default=30.0, metavar="SECONDS",
+                       help="every SECONDS, a line with the timings done of all and an ETA "
+                       "(default 30; 0: none)")
     bench.add_argument("--report", metavar="PATH",
                        help="also write the markdown report here (it is always in DIR/report.md)")
 
@@ -91,16 +102,27 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     return made
 
 
-def command(args: argparse.Namespace, argv: list[str]) -> int:
+def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
+    if args.resume:
+        args, argv = resumed(args, argv, parser, command="bench")
     made = plans(args)
     torch.set_num_threads(args.threads)
     if args.selfcheck is not None:
         positive("--selfcheck", args.selfcheck)
         return selfcheck(made[0], rounds=args.selfcheck)
-    info = RunInfo.collect(argv=["seq-harness", *argv])
-    out = Path(args.out) if args.out else Path("results") / f"bench-{info.run_id}"
-    prepare_out(out, overwrite=args.overwrite)
-    write_run_info(out, info)
+    if args.progress < 0:
+        raise UsageError(f"--progress {args.progress:g} is invalid; expected 0 (none) or more "
+                         "seconds")
+    done: set[tuple] = set()
+    if args.resume:
+        out = Path(args.resume)
+        info = read_run_info(out)
+        done = {record_key(r) for r in iter_records(out)}
+    else:
+        info = RunInfo.collect(argv=["seq-harness", *argv])
+        out = Path(args.out) if args.out else Path("results") / f"bench-{info.run_id}"
+        prepare_out(out, overwrite=args.overwrite)
+        write_run_info(out, info)
     if args.device == "cuda" and not torch.cuda.is_available():
         records = skip_all(made, out, run_id=info.run_id, why="CUDA is not available")
         write_report([out], out / "report.md")
@@ -108,12 +130,17 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
               f"report: {out / 'report.md'}")
         return 0
     records = []
-    for plan in made:
-        print(f"seq-harness bench: grid {plan.grid.name}, {len(plan.tasks())} tasks x "
-              f"{plan.workers} worker processes, {plan.threads} thread(s); records in "
-              f"{out / 'records.jsonl'}")
-        records += run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
-                       progress=lambda line: print(line, flush=True))
+    progress = Progress(max(sum(p.jobs() for p in made) - len(done), 0), "timings",
+                        every_s=args.progress or float("inf"), emit=print_now)
+    with resumable("bench", out):
+        for plan in made:
+            print(f"seq-harness bench: grid {plan.grid.name}, {len(plan.tasks())} tasks x "
+                  f"{plan.workers} worker processes, {plan.threads} thread(s); records in "
+                  f"{out / 'records.jsonl'}", flush=True)
+            records += run(plan, out, run_id=info.run_id, job_timeout_s=args.job_timeout,
+                           progress=lambda line: (print_now(line), progress.step()), done=done)
+    if done:  # the report and the exports cover the whole bench, not only this part
+        records = list(iter_records(out))
     (out / "benchmark.json").write_text(json.dumps(pytest_benchmark_json(records, info),
                                                    indent=1))
     write_report([out], out / "report.md")
@@ -130,6 +157,10 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
           f"noisy; report: {out / 'report.md'}; pytest-benchmark JSON: "
           f"{out / 'benchmark.json'}")
     return CHECK_FAILED if failed else 0
+
+
+def print_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def selfcheck(plan: Plan, *, rounds: int) -> int:

@@ -10,13 +10,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.core.values import integer_at_least, positive_number
-from harness.records import prepare_results_dir
+from harness.records import ResultsError, prepare_results_dir, read_run_info
 
 OK, CHECK_FAILED, USAGE_ERROR, INTERNAL_ERROR = 0, 1, 2, 3
+INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 class UsageError(Exception):
     """Bad input: reported as one line, exit 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command that keeps its records: the line saying how to continue."""
+
+
+@contextlib.contextmanager
+def resumable(command: str, out: Path) -> Iterator[None]:
+    """Ctrl-C inside: one line saying that the records are kept and how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; every record so far is kept in {out}; continue with "
+                          f"`seq-harness {command} --resume {out}`") from None
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +49,25 @@ def usage_errors(*kinds: type[Exception]) -> Iterator[None]:
         yield
     except caught as error:
         raise UsageError(str(error)) from None
+
+
+def resumed(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser, *,
+            command: str) -> tuple[argparse.Namespace, list[str]]:
+    """The options of the interrupted ``command`` in ``--resume DIR``, read from its run.json
+    (``args.out`` becomes DIR and ``args.resume`` stays DIR)."""
+    if argv != [command, "--resume", args.resume]:
+        raise UsageError("--resume DIR takes no other options: the run continues with its own")
+    try:
+        info = read_run_info(args.resume)
+    except ResultsError as error:
+        raise UsageError(f"--resume: {error}") from None
+    original = list(info.argv[1:])
+    if not original or original[0] != command or "--resume" in original:
+        raise UsageError(f"--resume {args.resume!r}: run.json records no `seq-harness {command}` "
+                         f"command (it has {' '.join(info.argv)!r})")
+    again = parser.parse_args(original)
+    again.out, again.overwrite, again.resume = args.resume, False, args.resume
+    return again, original
 
 
 def positive(name: str, value, *, integer: bool = True) -> None:

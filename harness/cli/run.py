@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, usage_errors
+from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, resumed, usage_errors
 from harness.conformance.alone import describe
 from harness.conformance.options import SELECTION, SUITES, add_options
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
 from harness.conformance.suites import suite_files
 from harness.conformance.tolerance import Override
-from harness.records import OUTCOMES, ResultsError, RunInfo, read_run_info, write_run_info
+from harness.records import OUTCOMES, RunInfo, write_run_info
 from harness.registry import choose
 from harness.report import write_report
 
@@ -42,24 +42,6 @@ def add_parser(commands) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
 
 
-def resumed(args: argparse.Namespace, argv: list[str], parser) -> tuple[argparse.Namespace,
-                                                                         list[str]]:
-    """The options of the interrupted run in ``--resume DIR``, read from its run.json."""
-    if argv != ["run", "--resume", args.resume]:
-        raise UsageError("--resume DIR takes no other options: the run continues with its own")
-    try:
-        info = read_run_info(args.resume)
-    except ResultsError as error:
-        raise UsageError(f"--resume: {error}") from None
-    original = list(info.argv[1:])
-    if not original or original[0] != "run" or "--resume" in original:
-        raise UsageError(f"--resume {args.resume!r}: run.json records no `seq-harness run` "
-                         f"command (it has {' '.join(info.argv)!r})")
-    again = parser.parse_args(original)
-    again.out, again.overwrite, again.resume = args.resume, False, args.resume
-    return again, original
-
-
 def validate(args: argparse.Namespace) -> None:
     if args.threads < 1:
         raise UsageError(f"--threads {args.threads} is invalid; expected 1 or more")
@@ -77,7 +59,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     if args.resume:
-        args, argv = resumed(args, argv, parser)
+        args, argv = resumed(args, argv, parser, command="run")
     with usage_errors():
         # No --suite: the default suites only (an opt-in suite's file is not even collected).
         files = suite_files(args.suite, args.skip_suite)

@@ -26,6 +26,23 @@ FIRST_CALL = "first_call"  # also the check name of its records
 PEAK_RUN_TIME = 0.1  # seconds per point of the peak sweep in each process
 
 
+def record_key(record: Record) -> tuple:
+    """What a latency record measured: (implementation, shape, check, worker, cudnn flag); a run
+    that resumes skips every job whose key is already recorded."""
+    return (record.impl, record.case_id, record.check, record.metrics.get("worker"),
+            record.metrics.get("cudnn_benchmark"))
+
+
+def job_key(kind: str, payload: dict[str, Any], worker: int) -> tuple:
+    """The record_key of the record a job will become."""
+    if kind == PEAK:
+        return PEAK, Gemm(payload["backend"], payload["size"], payload["device"]).id, "gemm", \
+            worker, None
+    check = FIRST_CALL if kind == FIRST_CALL else payload["phase"]
+    return (payload["impl"], Case.from_dict(payload["case"]).id, check, worker,
+            payload.get("cudnn_benchmark"))
+
+
 def job_payload(spec: ImplSpec, task: Task, plan: Plan) -> dict[str, Any]:
     return {
         "impl": spec.name, "origin": spec.origin, "family": spec.family,

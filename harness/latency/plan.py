@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.core.case import Case
 from harness.core.spec import ImplSpec
 from harness.latency.grids import LatencyGrid
+from harness.latency.peak import sweep
 from harness.latency.timing import Task
 
 AUTOGRAD_PHASES = ("forward", "forward_backward")  # phases that record a graph
@@ -19,7 +20,7 @@ class Plan:
     """Everything one benchmark run measures.
 
     first_call: also time each implementation's first call on each shape in a fresh process
-        (harness.latency.first_call).
+        (harness.latency.first_call); ``first_call_shapes``: on the grid's first N shapes only.
     """
 
     specs: tuple[ImplSpec, ...]
@@ -32,6 +33,7 @@ class Plan:
     cudnn_benchmark: tuple[bool, ...] = (True,)
     memory: bool = True
     first_call: bool = False
+    first_call_shapes: int | None = None
 
     def tasks(self) -> list[tuple[ImplSpec, Task]]:
         out = []
@@ -70,10 +72,20 @@ class Plan:
 
     def first_calls(self) -> list[tuple[ImplSpec, Case]]:
         """(implementation, shape) pairs with a timing, in plan order: one first call each."""
+        if not self.first_call:
+            return []
+        shapes = self.shapes()[:self.first_call_shapes]
         pairs: dict[tuple[str, Case], tuple[ImplSpec, Case]] = {}
         for spec, task in self.tasks():
-            pairs.setdefault((spec.name, task.case), (spec, task.case))
+            if task.case in shapes:
+                pairs.setdefault((spec.name, task.case), (spec, task.case))
         return list(pairs.values())
+
+    def jobs(self) -> int:
+        """How many records the plan makes: not-supported timings, first calls, and in each
+        worker process the peak sweep and every task."""
+        per_worker = len(sweep(self.device)) + len(self.tasks())
+        return len(self.unsupported()) + len(self.first_calls()) + self.workers * per_worker
 
     def shapes(self) -> list[Case]:
         return [c.with_(device=self.device) for c in self.grid.cases]

@@ -7,6 +7,9 @@ the tasks, each process times the machine's matmul-peak sweep (harness.latency.p
 the fraction of this machine's matmul throughput an implementation reaches. Every result is
 appended to the records the moment it arrives.
 
+A run that resumes passes the keys of what is already recorded (``done``, see
+harness.latency.jobs.record_key): those jobs are not run again.
+
 Before the timings, a plan that asks for it times each implementation's first call on each shape
 (harness.latency.first_call), each in a worker process of its own with an empty inductor cache;
 and timings an implementation declares it cannot do (an unavailable entry, an inference-only one
@@ -18,11 +21,19 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import replace
 from pathlib import Path
 
-from harness.latency.jobs import FIRST_CALL, LATENCY, PEAK_RUN_TIME, TIME, job_payload, to_record
+from harness.latency.jobs import (
+    FIRST_CALL,
+    LATENCY,
+    PEAK_RUN_TIME,
+    TIME,
+    job_key,
+    job_payload,
+    to_record,
+)
 from harness.latency.peak import PEAK, sweep
 from harness.latency.plan import Plan, Side, rotated
 from harness.latency.worker import WorkerJob, run_jobs
@@ -30,22 +41,25 @@ from harness.records import NOT_SUPPORTED, SKIPPED, Record, RecordWriter
 
 
 def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
-        progress: Callable[[str], None] | None = None) -> list[Record]:
+        progress: Callable[[str], None] | None = None, done: Set[tuple] = frozenset()
+        ) -> list[Record]:
     """Measure the plan; every result is appended to out/records.jsonl as it arrives."""
-    records = not_supported(plan, out, run_id=run_id)
-    if plan.first_call:
-        records += first_calls(plan, out, run_id=run_id, job_timeout_s=job_timeout_s,
-                               progress=progress)
+    records = not_supported(plan, out, run_id=run_id, done=done)
+    records += first_calls(plan, out, run_id=run_id, job_timeout_s=job_timeout_s,
+                           progress=progress, done=done)
     return records + run_sides([Side(plan, out, run_id)], workers=plan.workers,
-                               job_timeout_s=job_timeout_s, progress=progress)
+                               job_timeout_s=job_timeout_s, progress=progress, done=done)
 
 
-def not_supported(plan: Plan, out: Path, *, run_id: str) -> list[Record]:
+def not_supported(plan: Plan, out: Path, *, run_id: str, done: Set[tuple] = frozenset()
+                  ) -> list[Record]:
     """A *not supported* record for every timing the plan's implementations cannot do."""
     writer = RecordWriter(out)
     records = []
     try:
         for spec, task, why in plan.unsupported():
+            if (spec.name, task.case.id, task.phase, None, None) in done:
+                continue
             record = Record(impl=spec.name, family=spec.family, suite=LATENCY, check=task.phase,
                             outcome=NOT_SUPPORTED, case_id=task.case.id,
                             case=task.case.to_dict(), message=why, origin=spec.origin,
@@ -58,7 +72,8 @@ def not_supported(plan: Plan, out: Path, *, run_id: str) -> list[Record]:
 
 
 def first_calls(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float,
-                progress: Callable[[str], None] | None = None) -> list[Record]:
+                progress: Callable[[str], None] | None = None, done: Set[tuple] = frozenset()
+                ) -> list[Record]:
     """Each implementation's first call on each shape, each in a fresh worker process with an
     empty inductor cache (a cold compile)."""
     writer = RecordWriter(out)
@@ -68,6 +83,8 @@ def first_calls(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float,
         for number, (spec, case) in enumerate(plan.first_calls()):
             payload = {"impl": spec.name, "origin": spec.origin, "family": spec.family,
                        "case": case.to_dict(), "threads": plan.threads}
+            if job_key(FIRST_CALL, payload, 0) in done:
+                continue
             with tempfile.TemporaryDirectory(prefix="seq-harness-inductor-") as cache:
                 env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
                 for job, result in run_jobs([WorkerJob(f"first:{number}", FIRST_CALL, payload)],
@@ -85,9 +102,11 @@ def first_calls(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float,
 
 
 def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600.0,
-              progress: Callable[[str], None] | None = None) -> list[Record]:
+              progress: Callable[[str], None] | None = None, done: Set[tuple] = frozenset()
+              ) -> list[Record]:
     """For each worker index, one fresh process per side, sides alternating (A B A B ...);
-    every result is appended to its side's records as it arrives."""
+    every result is appended to its side's records as it arrives. ``done``: jobs already
+    recorded (of a single side's run that resumes)."""
     writers = [RecordWriter(side.out) for side in sides]
     records: list[Record] = []
     try:
@@ -105,6 +124,9 @@ def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600
                 jobs += [WorkerJob(f"{worker}:{i}", TIME,
                              {**job_payload(spec, task, plan_w), "slowdown": side.slowdown})
                          for i, (spec, task) in enumerate(plan.tasks())]
+                jobs = [j for j in jobs if job_key(j.kind, j.payload, worker) not in done]
+                if not jobs:
+                    continue
                 specs = {s.name: s for s in plan.specs}
                 for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
                                             job_timeout_s=job_timeout_s, env=side.env):

@@ -117,14 +117,15 @@ def time_callable(
     call: Callable[[], None], *, threads: int, min_run_time: float, warmup: int = 3,
     label: str = "",
 ) -> BlockTimes:
-    """Warm up (at least once, up to ``warmup`` calls or 0.2 s), then Timer.blocked_autorange;
-    every block's per-iteration time."""
+    """Warm up (at least once, up to ``warmup`` calls or 0.2 s: one call of a large shape is
+    enough, and blocked_autorange calls once more to size its blocks), then
+    Timer.blocked_autorange; every block's per-iteration time."""
     from torch.utils.benchmark import Timer
 
     started = time.perf_counter()
-    for done in range(warmup):
+    for _ in range(warmup):
         call()
-        if done and time.perf_counter() - started > 0.2:
+        if time.perf_counter() - started > 0.2:
             break
     gc.collect()
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads, label=label)

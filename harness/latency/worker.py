@@ -85,31 +85,38 @@ def _one_worker(jobs, *, threads, job_timeout_s, env):
     process.stdin.close()
     by_id = {j.id: j for j in jobs}
     done = 0
-    while done < len(jobs):
-        try:
-            line = lines.get(timeout=job_timeout_s)
-        except queue.Empty:
+    try:  # whatever ends the caller (Ctrl-C, an error) ends the worker too
+        while done < len(jobs):
+            try:
+                line = lines.get(timeout=job_timeout_s)
+            except queue.Empty:
+                process.kill()
+                process.wait()
+                yield jobs[done], {"status": TIMEOUT,
+                                   "error": f"timeout: no result within {job_timeout_s:g} s"}
+                return
+            if line is None:  # the worker is gone before finishing
+                code = process.wait()
+                for reader in readers:
+                    reader.join(timeout=1)
+                tail = " ".join("".join(errors[-5:]).split())[-300:]
+                yield jobs[done], {"status": CRASHED,
+                                   "error": f"crashed: worker {describe_exit(code)}"
+                                   + (f" ({tail})" if tail else "")}
+                return
+            result = json.loads(line)
+            yield by_id[result.pop("id")], result
+            done += 1
+        process.wait()
+    finally:
+        if process.poll() is None:
             process.kill()
             process.wait()
-            yield jobs[done], {"status": TIMEOUT,
-                               "error": f"timeout: no result within {job_timeout_s:g} s"}
-            return
-        if line is None:  # the worker is gone before finishing
-            code = process.wait()
-            for reader in readers:
-                reader.join(timeout=1)
-            tail = " ".join("".join(errors[-5:]).split())[-300:]
-            yield jobs[done], {"status": CRASHED,
-                               "error": f"crashed: worker {describe_exit(code)}"
-                               + (f" ({tail})" if tail else "")}
-            return
-        result = json.loads(line)
-        yield by_id[result.pop("id")], result
-        done += 1
-    process.wait()
 
 
 def main() -> None:
+    # Ctrl-C is the parent's to handle: it kills this process, and records no crash for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     request = json.load(sys.stdin)
     # Results go to the stdout this process started with; anything else printed goes to stderr.
     results = os.fdopen(os.dup(sys.stdout.fileno()), "w")

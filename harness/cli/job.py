@@ -1,0 +1,82 @@
+"""``seq-harness job``: the main job — every suite over the registry, the latency grids of its
+scale, and one report (harness.job.pipeline); ``--resume DIR`` continues an interrupted job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from harness.cli.common import CHECK_FAILED, UsageError, positive, resumable, usage_errors
+from harness.conformance.options import SELECTION, SKIP_SUITE, SUITE, add_options
+from harness.conformance.suites import suite_files
+from harness.job.pipeline import SCALES, JobRequest, run_job
+from harness.registry import choose
+
+
+def add_parser(commands) -> None:
+    job = commands.add_parser("job", help="the main job: every suite, the latency grids of the "
+                              "scale, one report")
+    add_options(job.add_argument, (*SELECTION, SUITE, SKIP_SUITE))
+    job.add_argument("--scale", default="ci", choices=tuple(SCALES),
+                     help="ci: the quick scale of every suite, the standard and varlen-small "
+                     "grids; full: the heavy suite variants, standard, varlen, deepbench and "
+                     "long grids (default ci)")
+    job.add_argument("--out", metavar="DIR", default="results/main",
+                     help="the job's directory: checks/, timings/, job.json (default "
+                     "results/main)")
+    job.add_argument("--report", metavar="PATH",
+                     help="the report (default DIR/README.md)")
+    job.add_argument("-n", "--workers", type=int, default=2, metavar="N",
+                     help="worker processes running the checks (default 2)")
+    job.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="torch threads per check and per timing (default 1)")
+    job.add_argument("--check-timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="seconds a check may take (default 120)")
+    job.add_argument("--progress", type=float, default=30.0, metavar="SECONDS",
+                     help="every SECONDS, a line with what is done of all and an ETA (default "
+                     "30; 0: none)")
+    job.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier job in DIR")
+    job.add_argument("--resume", metavar="DIR",
+                     help="continue the interrupted job in DIR with its own options")
+
+
+def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
+    if args.resume:
+        if argv != ["job", "--resume", args.resume]:
+            raise UsageError("--resume DIR takes no other options: the job continues with its "
+                             "own")
+        with usage_errors():
+            return JobRequest.saved(args.resume)
+    positive("--workers", args.workers)
+    positive("--threads", args.threads)
+    positive("--check-timeout", args.check_timeout, integer=False)
+    if args.progress < 0:
+        raise UsageError(f"--progress {args.progress:g} is invalid; expected 0 (none) or more "
+                         "seconds")
+    out = Path(args.out)
+    if (out / "job.json").exists() and not args.overwrite:
+        raise UsageError(f"--out {str(out)!r} holds a job already: --overwrite replaces it, "
+                         f"--resume {str(out)!r} continues it")
+    with usage_errors():
+        choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+        suite_files(args.suite, args.skip_suite)
+        return JobRequest(
+            out=str(out), scale=args.scale, impls=tuple(args.impl),
+            impl_classes=tuple(args.impl_class), family=args.family, suites=tuple(args.suite),
+            skipped=tuple(args.skip_suite), workers=args.workers,
+            threads=args.threads, check_timeout=args.check_timeout, report=args.report,
+            progress_s=args.progress, argv=tuple(argv))
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> int:
+    request = request_of(args, argv)
+    torch.set_num_threads(request.threads)
+    with resumable("job", Path(request.out)):
+        code = run_job(request, resume=bool(args.resume),
+                       emit=lambda line: print(line, flush=True))
+    sys.stdout.flush()
+    return CHECK_FAILED if code else 0

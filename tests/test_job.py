@@ -1,0 +1,122 @@
+"""The main job and interrupted runs: `seq-harness job` runs checks, timings and the report;
+Ctrl-C keeps every record and says how to continue; `--resume` (job and bench) measures only
+what is missing, so a resumed run holds exactly the records of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.job import pipeline
+from harness.job.pipeline import Timing
+from harness.latency.jobs import record_key
+from harness.records import Record
+
+QUICK = (Timing("smoke", ("inference",), workers=2, min_run_time=0.01, first_call_shapes=1),)
+
+
+def keys(directory: Path) -> Counter:
+    lines = (directory / "records.jsonl").read_text().splitlines()
+    return Counter(record_key(Record.from_dict(json.loads(line))) for line in lines)
+
+
+def interrupt(directory: Path, keep: float) -> int:
+    """Keep the first ``keep`` share of the records, as a run killed midway leaves them."""
+    path = directory / "records.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:int(len(lines) * keep)]
+    path.write_text("".join(kept))
+    return len(kept)
+
+
+def test_bench_resume_times_only_what_is_missing(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--impl", "torch-gru", "--impl", "scratch-gru", "--grid", "smoke",
+                 "--phase", "inference", "--workers", "2", "--min-run-time", "0.01",
+                 "--out", str(out)]) == 0
+    whole = keys(out)
+    assert set(whole.values()) == {1}  # one record per measurement
+    kept = interrupt(out, 0.4)
+    assert 0 < kept < sum(whole.values())
+    capsys.readouterr()
+    assert main(["bench", "--resume", str(out)]) == 0
+    assert keys(out) == whole  # nothing lost, nothing measured twice
+    printed = capsys.readouterr().out
+    assert f"{sum(whole.values()) - kept}/{sum(whole.values()) - kept} timings" in printed
+    assert "scratch-gru" in (out / "report.md").read_text()
+
+
+def test_bench_resume_takes_no_other_options(tmp_path, capsys):
+    assert main(["bench", "--resume", str(tmp_path), "--workers", "3"]) == 2
+    assert "--resume DIR takes no other options" in capsys.readouterr().err
+    assert main(["bench", "--resume", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.fixture
+def quick_scale(monkeypatch):
+    monkeypatch.setitem(pipeline.SCALES, "ci", QUICK)
+
+
+def test_job_runs_checks_timings_and_one_report(tmp_path, quick_scale, capsys):
+    out = tmp_path / "job"
+    assert main(["job", "--impl", "torch-gru", "--impl", "fast-gru", "--suite", "shapes",
+                 "--out", str(out), "--progress", "0"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("stage 1 of 3", "stage 2 of 3", "stage 3 of 3"):
+        assert stage in printed
+    checks = [json.loads(x) for x in (out / "checks" / "records.jsonl").read_text().split("\n")
+              if x]
+    assert checks and {r["suite"] for r in checks} == {"shapes"}
+    timed = keys(out / "timings")
+    assert {k[0] for k in timed} >= {"torch-gru", "fast-gru"}
+    assert {k[2] for k in timed if k[0] == "fast-gru"} == {"inference", "first_call"}
+    report = (out / "README.md").read_text()
+    assert "fast-gru" in report and "## Latency" in report
+    assert json.loads((out / "job.json").read_text())["suites"] == ["shapes"]
+    # A second job into the same directory must say how to replace or continue it.
+    assert main(["job", "--impl", "torch-gru", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" in err
+
+
+def test_an_interrupted_job_resumes_to_the_same_records(tmp_path, quick_scale, capsys):
+    out = tmp_path / "job"
+    argv = ["job", "--impl", "torch-gru", "--suite", "shapes", "--out", str(out)]
+    assert main(argv) == 0
+    checks, timings = keys(out / "checks"), keys(out / "timings")
+    interrupt(out / "timings", 0.5)
+    (out / "README.md").unlink()
+    assert main(["job", "--resume", str(out)]) == 0
+    assert keys(out / "checks") == checks and keys(out / "timings") == timings
+    assert (out / "README.md").is_file()
+
+
+def test_ctrl_c_keeps_the_records_and_says_how_to_continue(tmp_path, quick_scale, monkeypatch,
+                                                          capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_timings", interrupted)
+    out = tmp_path / "job"
+    assert main(["job", "--impl", "torch-gru", "--suite", "shapes", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"seq-harness job --resume {out}" in err
+    assert (out / "checks" / "records.jsonl").stat().st_size > 0  # stage 1 is kept
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["job", "--scale", "huge"], ["'huge'", "ci", "full"]),
+    (["job", "--workers", "0"], ["--workers 0"]),
+    (["job", "--suite", "nope"], ["'nope'"]),
+    (["job", "--progress", "-1"], ["--progress -1"]),
+    (["job", "--resume", "/nonexistent/job"], ["job.json"]),
+])
+def test_job_bad_input_is_one_line(argv, names, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(name in err for name in names)
