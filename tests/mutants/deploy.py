@@ -9,6 +9,8 @@ the message the bug deserves; the built-in entries these derive from pass the sa
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -45,7 +47,9 @@ class EagerCompiledGRU(nn.GRU):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.compiled_forward = torch.compile(super().forward)
+        with warnings.catch_warnings():  # inductor's imports use deprecated TorchScript APIs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.compiled_forward = torch.compile(super().forward)
 
     def forward(self, *args):
         return self.compiled_forward(*args)
