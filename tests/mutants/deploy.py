@@ -1,7 +1,8 @@
 """Deployment variants with one realistic mistake each: a tolerance declared tighter than the
 real error, an inference-only runtime that claims autograd, a torch.compile that silently runs
-eagerly, PyTorch's own custom_lstms.py cell under TorchScript's autodiff, and exact-property bugs
-hidden behind a loose declared tolerance (which must not hide them).
+eagerly, PyTorch's own custom_lstms.py cell under TorchScript's autodiff, a TorchScript module
+served under torch.inference_mode, and exact-property bugs hidden behind a loose declared
+tolerance (which must not hide them).
 
 tests/test_mutants.py runs the suite written for each and asserts that its check fails, with
 the message the bug deserves; the built-in entries these derive from pass the same checks.
@@ -74,6 +75,14 @@ class ChunkedScriptLSTM(ScriptLSTM):
     """The scripted LSTM with custom_lstms.py's chunk."""
 
     cell_class = ChunkingLSTMCell
+
+
+class InferenceModeScriptLSTM(ScriptLSTM):
+    """The scripted LSTM called as it is under torch.inference_mode: TorchScript's optimised
+    plan (torch 2.13) fails from the third call on."""
+
+    def run_stack(self, x, states):
+        return self.stack(x, states)
 
 
 # Exact-property bugs behind a tolerance of 10: the exact checks must still catch them.
