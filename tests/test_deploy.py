@@ -25,6 +25,7 @@ from harness.latency.first_call import first_call
 from harness.latency.grids import load_grid
 from harness.latency.plan import Plan
 from harness.latency.rss import peak_growth, reset_peak
+from harness.latency.run import not_supported
 from harness.registry import entry_points as registry_module
 from tests import fixtures_deploy
 
@@ -245,10 +246,12 @@ def test_an_unavailable_entry_is_listed_and_its_checks_are_not_supported(
     found = records(out)
     assert found and all(r["outcome"] == "not supported" and "fancyrt not installed"
                          in r["message"] for r in found)
-    bench = tmp_path / "bench"
-    assert main(["bench", "--grid", "smoke", "--workers", "1", "--out", str(bench)]) == 0
-    timed = [r for r in records(bench) if r["impl"] == "missing-runtime-gru"]
-    assert timed and all(r["outcome"] == "not supported" for r in timed)
+    plan = Plan(specs=(unavailable_registry,), grid=load_grid("smoke"), phases=("inference",),
+                workers=1, min_run_time=0.01, threads=1)
+    assert plan.tasks() == []
+    timed = not_supported(plan, tmp_path / "bench", run_id="r")  # what bench records
+    assert [(r.check, r.outcome) for r in timed] == [("inference", "not supported")]
+    assert "fancyrt not installed" in timed[0].message
 
 
 def test_onnx_entries_without_the_extra_name_the_install_command(monkeypatch):

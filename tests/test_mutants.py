@@ -138,17 +138,21 @@ DEPLOY_MUTANTS = [
     ("EagerCompiledGRU", "gru", "compile", "compile_captures_graphs",
      "captured no graph during a call: it ran eagerly"),
     ("ChunkedScriptLSTM", "lstm", "gradients", "gradcheck", "expected those two sizes"),
+    ("InferenceModeScriptLSTM", "lstm", "inference", "repeated_calls_under_inference_mode",
+     "Inference tensors cannot be saved for backward"),
     ("LooseCarriedPaddingGRU", "gru", "padding", "padded_steps_output_zero",
      "output at padded steps differs"),
     ("LooseInPlaceHxGRU", "gru", "state", "inputs_are_not_modified", "h_0 after the call"),
     ("LooseBatchFirstStateGRU", "gru", "shapes", "output_and_state_shapes", "h_n has shape"),
     ("LooseValueErrorLSTM", "lstm", "errors", "wrong_hx_layers", "raised ValueError"),
 ]
-# The built-in entries the first four derive from pass the same checks.
+# The built-in entries the first five derive from pass the same checks.
 DEPLOY_CONTROLS = [
     ("harness.impls.int8:Int8LSTM", "lstm", "shapes", "values_match_reference"),
     ("harness.impls.compiled:CompiledGRU", "gru", "compile", "compile_captures_graphs"),
     ("harness.impls.script_lstm:ScriptLSTM", "lstm", "gradients", "gradcheck"),
+    ("harness.impls.script_lstm:ScriptLSTM", "lstm", "inference",
+     "repeated_calls_under_inference_mode"),
 ]
 
 

@@ -16,6 +16,13 @@ One deliberate difference from custom_lstms.py: the gates are split with ``unsaf
 gradient (a loss on c_n alone: the output gate's), which the gradient suite's gradcheck finds;
 tests/mutants/deploy.py keeps the original as a mutant.
 
+TorchScript's optimising executor does not run under torch.inference_mode in torch 2.13: once it
+has optimised the graph (from the third call on), a call in inference mode fails with "Inference
+tensors cannot be saved for backward" (the inference suite finds it; the plan is shared by every
+module of the same structure in the process). Under inference mode the stack therefore runs
+under torch.no_grad, which it does support, on ordinary copies of inference tensors; the
+outputs are then ordinary tensors.
+
 Its parameters are named per cell (``stack.layers.0.directions.1.cell.weight_ih``), not as
 torch's, so the gradient suite compares parameter gradients through the weight loader. Not
 claimed: packed input or lengths, proj_size, CUDA (TorchScript runs there, but the entry is
@@ -173,6 +180,18 @@ class ScriptLSTM(nn.Module):
                     if name + suffix in state_dict:
                         getattr(cell, name).copy_(state_dict[name + suffix])
 
+    def run_stack(self, x: Tensor, states: list[LSTMState]) -> tuple[Tensor, list[LSTMState]]:
+        """The scripted stack on x (T, B, in); under torch.inference_mode it runs under
+        torch.no_grad instead, on ordinary copies of any inference tensor (see the module
+        docstring)."""
+        if not torch.is_inference_mode_enabled():
+            return self.stack(x, states)
+        with torch.inference_mode(False), torch.no_grad():
+            def ordinary(t: Tensor) -> Tensor:
+                return t.clone() if t.is_inference() else t
+
+            return self.stack(ordinary(x), [(ordinary(h), ordinary(c)) for h, c in states])
+
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
         x, _, batched = time_major(input, None, mode="LSTM", batch_first=self.batch_first,
                                    input_size=self.input_size)  # (T, B, in); torch's errors
@@ -186,7 +205,7 @@ class ScriptLSTM(nn.Module):
             h0, c0 = validated_state(tuple(hx), rows=rows, batch=batch,
                                      sizes=(self.hidden_size, self.hidden_size),
                                      batched=batched)
-        output, finals = self.stack(x, [(h0[i], c0[i]) for i in range(rows)])
+        output, finals = self.run_stack(x, [(h0[i], c0[i]) for i in range(rows)])
         h_n = torch.stack([h for h, _ in finals])  # (L*D, B, H)
         c_n = torch.stack([c for _, c in finals])
         if not batched:

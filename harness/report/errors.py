@@ -29,16 +29,24 @@ def quantity_figures(metrics: object, quantity: str) -> dict | None:
     return found if isinstance(found, dict) and found.get("values") else None
 
 
-def output_error(metrics: object, max_error: object, suite: str) -> float | None:
+def output_errors(rows: pd.DataFrame) -> list[float | None]:
+    """The largest output error each record of ``rows`` measured (None where none)."""
+    backward = {s.name for s in suites() if s.info.autograd}
+    return [output_error(m, x, s, backward) for m, x, s in
+            zip(rows["metrics"], rows["max_error"], rows["suite"])]
+
+
+def output_error(metrics: object, max_error: object, suite: str, backward: set[str]
+                 ) -> float | None:
     """The largest output error a record measured, or None. Records written before error
-    figures existed (no ``tolerance_source``) give their max_error, unless their suite measures
-    gradients (then it is not an output error)."""
+    figures existed (no ``tolerance_source``) give their max_error, unless their suite is one
+    of ``backward`` (it measures gradients: not an output error)."""
     figures = quantity_figures(metrics, "output")
     if figures is not None:
         return float(figures["max_abs"])
     if isinstance(metrics, dict) and "tolerance_source" in metrics:
         return None  # measured, and not an output comparison with the reference
-    if suite in {s.name for s in suites() if s.info.autograd}:
+    if suite in backward:
         return None
     if max_error is None or (isinstance(max_error, float) and math.isnan(max_error)):
         return None
@@ -47,8 +55,7 @@ def output_error(metrics: object, max_error: object, suite: str) -> float | None
 
 def worst_output_error(rows: pd.DataFrame) -> float | None:
     """The largest output error over the records of ``rows``, or None."""
-    found = [e for e in (output_error(m, x, s) for m, x, s in
-                         zip(rows["metrics"], rows["max_error"], rows["suite"])) if e is not None]
+    found = [e for e in output_errors(rows) if e is not None]
     return max(found) if found else None
 
 

@@ -1,13 +1,16 @@
 """Deployment variants with one realistic mistake each: a tolerance declared tighter than the
 real error, an inference-only runtime that claims autograd, a torch.compile that silently runs
-eagerly, PyTorch's own custom_lstms.py cell under TorchScript's autodiff, and exact-property bugs
-hidden behind a loose declared tolerance (which must not hide them).
+eagerly, PyTorch's own custom_lstms.py cell under TorchScript's autodiff, a TorchScript module
+served under torch.inference_mode, and exact-property bugs hidden behind a loose declared
+tolerance (which must not hide them).
 
 tests/test_mutants.py runs the suite written for each and asserts that its check fails, with
 the message the bug deserves; the built-in entries these derive from pass the same checks.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +48,9 @@ class EagerCompiledGRU(nn.GRU):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.compiled_forward = torch.compile(super().forward)
+        with warnings.catch_warnings():  # inductor's imports use deprecated TorchScript APIs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.compiled_forward = torch.compile(super().forward)
 
     def forward(self, *args):
         return self.compiled_forward(*args)
@@ -70,6 +75,14 @@ class ChunkedScriptLSTM(ScriptLSTM):
     """The scripted LSTM with custom_lstms.py's chunk."""
 
     cell_class = ChunkingLSTMCell
+
+
+class InferenceModeScriptLSTM(ScriptLSTM):
+    """The scripted LSTM called as it is under torch.inference_mode: TorchScript's optimised
+    plan (torch 2.13) fails from the third call on."""
+
+    def run_stack(self, x, states):
+        return self.stack(x, states)
 
 
 # Exact-property bugs behind a tolerance of 10: the exact checks must still catch them.

@@ -11,7 +11,7 @@ import pandas as pd
 from harness.conformance.suites import measured_names, suite_rank
 from harness.core.text import md
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED
-from harness.report.errors import output_error, sci, worst_output_error
+from harness.report.errors import output_errors, sci
 
 
 def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
@@ -21,6 +21,7 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
     measured = measured_names()
     if frame["suite"].isin(measured).all():
         return ["## Conformance", "", "This run has timings only.", ""]
+    frame = frame.assign(output_error=output_errors(frame))
     lines = [
         "## Conformance",
         "",
@@ -57,9 +58,10 @@ def cell(group: pd.DataFrame) -> str:
     return " · ".join(parts) or "—"
 
 
-def worst(group: pd.DataFrame) -> str:
+def worst(errors: pd.Series) -> str:
     """The largest output error the records measured (— when none did)."""
-    return sci(worst_output_error(group))
+    found = errors.dropna()
+    return sci(None if found.empty else float(found.max()))
 
 
 def matrix(frame: pd.DataFrame) -> str:
@@ -76,7 +78,7 @@ def matrix(frame: pd.DataFrame) -> str:
         for suite in suites:
             in_suite = group[group["suite"] == suite]
             row[md(suite)] = cell(in_suite) if len(in_suite) else "—"
-        row["worst error"] = worst(group)
+        row["worst error"] = worst(group["output_error"])
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
@@ -84,9 +86,7 @@ def matrix(frame: pd.DataFrame) -> str:
 def errors_matrix(frame: pd.DataFrame) -> str:
     """Worst absolute output error per implementation x suite (checks that compared outputs
     with the reference)."""
-    errors = [output_error(m, x, s) for m, x, s in
-              zip(frame["metrics"], frame["max_error"], frame["suite"])]
-    measured = frame[[e is not None for e in errors]]
+    measured = frame.dropna(subset=["output_error"])
     if measured.empty:
         return ""
     suites = sorted(dict.fromkeys(measured["suite"]), key=suite_rank)
@@ -95,6 +95,6 @@ def errors_matrix(frame: pd.DataFrame) -> str:
         row = {"implementation": md(impl)}
         for suite in suites:
             in_suite = group[group["suite"] == suite]
-            row[md(suite)] = worst(in_suite) if len(in_suite) else "—"
+            row[md(suite)] = worst(in_suite["output_error"]) if len(in_suite) else "—"
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)

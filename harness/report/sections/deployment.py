@@ -74,9 +74,11 @@ def ratio_cell(impl: str, reference: str, case_id: str, phase: str, measured: di
 def family_table(frame: pd.DataFrame, family: str, measured: dict, first: dict) -> str:
     reference = reference_impl(family)
     shapes = {shape.id for shape in SHAPES}
-    impls = [i for i in dict.fromkeys(frame.loc[frame["family"] == family, "impl"])
-             if tensors_at(frame, i, STANDARD_CHECK) is not None
-             or any(key[0] == i and key[1] in shapes for key in measured)]
+    members = list(dict.fromkeys(frame.loc[frame["family"] == family, "impl"]))
+    timed = [i for i in members if any(key[0] == i and key[1] in shapes for key in measured)]
+    # With timings at the standard shapes, the implementations that were timed; without, every
+    # implementation with accuracy figures.
+    impls = timed or [i for i in members if tensors_at(frame, i, STANDARD_CHECK) is not None]
     if len(impls) < 2 or reference not in impls:
         return ""
     impls = [reference] + sorted(i for i in impls if i != reference)
