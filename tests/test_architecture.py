@@ -122,3 +122,13 @@ def test_every_module_is_small_and_says_why_it_exists(module):
 def test_public_names_keep_working(module, names):
     imported = importlib.import_module(module)
     assert all(hasattr(imported, n) for n in names)
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject lists packages by name (suites/ ships as harness.suites): a package left out
+    imports in a clone and is missing from `pip install .`."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    packages = {module_name(p) for p in ROOT.rglob("__init__.py")} | {"harness.suites"}
+    assert packages - listed == set()

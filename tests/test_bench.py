@@ -156,7 +156,8 @@ def test_bench_end_to_end_with_pytest_benchmark_compare(tmp_path, capsys):
     assert {(r["impl"], r["metrics"]["worker"]) for r in timed} == {
         ("torch-gru", 0), ("torch-gru", 1), ("scratch-gru", 0), ("scratch-gru", 1)}
     assert all(r["metrics"]["samples_s"] and r["metrics"]["threads"] == 1 for r in records)
-    report = (out / "report.md").read_text()
+    # The page, and every shape and figure in the details file beside it.
+    report = (out / "report.md").read_text() + (out / "report-latency.md").read_text()
     assert "## Latency" in report and "scratch-gru" in report and "1.00x" in report
     exported = json.loads((out / "benchmark.json").read_text())
     assert {b["params"]["impl"] for b in exported["benchmarks"]} == {"torch-gru", "scratch-gru"}

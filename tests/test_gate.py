@@ -173,7 +173,8 @@ def test_compare_writes_the_github_step_summary(tmp_path, monkeypatch, capsys):
     (["calibrate", "--per-side", "4", "--processes", "8"], ["--per-side 4", "5 or more"]),
     (["compare", "a", "b", "--alpha", "2"], ["--alpha 2"]),
 ])
-def test_gate_and_compare_bad_input(argv, names, capsys):
+def test_gate_and_compare_bad_input(argv, names, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a gate's default output directory is results/ of the cwd
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err

@@ -16,7 +16,7 @@ from harness.job.pipeline import Timing
 from harness.latency.jobs import record_key
 from harness.records import Record
 
-QUICK = (Timing("smoke", ("inference",), workers=2, min_run_time=0.01, first_call_shapes=1),)
+QUICK = (Timing("smoke", ("inference",), workers=1, min_run_time=0.01, first_call_shapes=1),)
 
 
 def keys(directory: Path) -> Counter:
@@ -64,20 +64,20 @@ def quick_scale(monkeypatch):
 
 def test_job_runs_checks_timings_and_one_report(tmp_path, quick_scale, capsys):
     out = tmp_path / "job"
-    assert main(["job", "--impl", "torch-gru", "--impl", "fast-gru", "--suite", "shapes",
-                 "--out", str(out), "--progress", "0"]) == 0
+    assert main(["job", "--impl", "torch-gru", "--impl", "fast-gru", "--suite", "varlen",
+                 "-n", "1", "--out", str(out), "--progress", "0"]) == 0
     printed = capsys.readouterr().out
     for stage in ("stage 1 of 3", "stage 2 of 3", "stage 3 of 3"):
         assert stage in printed
     checks = [json.loads(x) for x in (out / "checks" / "records.jsonl").read_text().split("\n")
               if x]
-    assert checks and {r["suite"] for r in checks} == {"shapes"}
+    assert checks and {r["suite"] for r in checks} == {"varlen"}
     timed = keys(out / "timings")
     assert {k[0] for k in timed} >= {"torch-gru", "fast-gru"}
     assert {k[2] for k in timed if k[0] == "fast-gru"} == {"inference", "first_call"}
     report = (out / "README.md").read_text()
     assert "fast-gru" in report and "## Latency" in report
-    assert json.loads((out / "job.json").read_text())["suites"] == ["shapes"]
+    assert json.loads((out / "job.json").read_text())["suites"] == ["varlen"]
     # A second job into the same directory must say how to replace or continue it.
     assert main(["job", "--impl", "torch-gru", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -86,13 +86,19 @@ def test_job_runs_checks_timings_and_one_report(tmp_path, quick_scale, capsys):
 
 def test_an_interrupted_job_resumes_to_the_same_records(tmp_path, quick_scale, capsys):
     out = tmp_path / "job"
-    argv = ["job", "--impl", "torch-gru", "--suite", "shapes", "--out", str(out)]
+    argv = ["job", "--impl", "torch-gru", "--impl", "fast-gru", "--suite", "varlen", "-n", "1",
+            "--out", str(out)]
     assert main(argv) == 0
-    checks, timings = keys(out / "checks"), keys(out / "timings")
+    whole = [(r["nodeid"], r["outcome"]) for r in
+             map(json.loads, (out / "checks" / "records.jsonl").read_text().splitlines())]
+    timings = keys(out / "timings")
+    interrupt(out / "checks", 0.5)
     interrupt(out / "timings", 0.5)
     (out / "README.md").unlink()
     assert main(["job", "--resume", str(out)]) == 0
-    assert keys(out / "checks") == checks and keys(out / "timings") == timings
+    resumed = [(r["nodeid"], r["outcome"]) for r in
+               map(json.loads, (out / "checks" / "records.jsonl").read_text().splitlines())]
+    assert sorted(resumed) == sorted(whole) and keys(out / "timings") == timings
     assert (out / "README.md").is_file()
 
 
@@ -103,7 +109,8 @@ def test_ctrl_c_keeps_the_records_and_says_how_to_continue(tmp_path, quick_scale
 
     monkeypatch.setattr(pipeline, "run_timings", interrupted)
     out = tmp_path / "job"
-    assert main(["job", "--impl", "torch-gru", "--suite", "shapes", "--out", str(out)]) == 130
+    assert main(["job", "--impl", "torch-gru", "--suite", "varlen", "-n", "1",
+                 "--out", str(out)]) == 130
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"seq-harness job --resume {out}" in err
     assert (out / "checks" / "records.jsonl").stat().st_size > 0  # stage 1 is kept

@@ -89,7 +89,7 @@ def test_report_names_the_run_and_tables_the_operators(profiled):
     text = (profiled.result.out / "profile.md").read_text()
     assert profiled.result.report == profiled.result.out / "profile.md"
     for fact in (profiled.impl, "T5-B2-I3-H4", profiled.phase, torch.__version__,
-                 "| threads            | 1 ", "tensorboard --logdir", "seq-harness[tb]",
+                 "| threads            | 1 ", "tensorboard --logdir", "torch-tb-profiler>=0.4.3",
                  "ui.perfetto.dev", "chrome://tracing", f"seq-harness profile {profiled.impl}"):
         assert fact in text, fact
     assert re.search(r"^\| `aten::\w+` +\| \d+ ", text, re.MULTILINE), text

@@ -17,7 +17,7 @@ sequence_lens input), proj_size, CUDA, dropout (the graph is exported in eval mo
 gradient flows back (autograd: False). A batch of 0 is answered without the session:
 onnxruntime 1.32 aborts the whole process on it, and an empty batch has nothing to compute.
 
-onnxruntime is an optional dependency (``pip install 'seq-harness[onnx]'``); without it the
+onnxruntime is an optional dependency (the ``onnx`` extra); without it the
 entries are listed as unavailable with that command, and their checks are *not supported*.
 """
 
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from harness.core.torch_inputs import time_major, validated_state
 
-INSTALL = "pip install 'seq-harness[onnx]'"
+INSTALL = "pip install 'onnxruntime>=1.16' 'onnx>=1.14'"
 
 
 @functools.cache  # per process: installed packages do not change while it runs

@@ -1,4 +1,5 @@
-"""The markdown report of one or more runs: a header, a summary, then every section in order.
+"""The markdown report of one or more runs: a summary line, every section in order (the verdict
+first), then the runs it was made from (commands, machines, commits).
 
 Sections are modules of harness.report.sections, each ``render(frame, output) -> lines``; with
 ``output`` (where the report will be written), sections that draw plots save them beside it and
@@ -46,18 +47,16 @@ def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str
     infos, frame = to_frame(dirs)
     counts = frame["outcome"].value_counts()
     summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
-    lines = ["# seq-harness report", "", *header(infos)]
-    lines += [
-        "## Summary",
-        "",
-        f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
-        f"{frame['suite'].nunique()} suites: {summary}.",
-        "",
-    ]
+    lines = ["# seq-harness report", "",
+             f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
+             f"{frame['suite'].nunique()} suites: {summary}. The runs, commands and machines "
+             "are at the end.", ""]
     if frame.empty:
-        return "\n".join([*lines, "No checks were recorded.", ""])
+        return "\n".join([*lines, "No checks were recorded.", "", "## Runs", "",
+                          *header(infos)])
     for section in SECTIONS:
         lines += section.render(frame, None if output is None else Path(output))
+    lines += ["## Runs", "", *header(infos)]
     return "\n".join(lines)
 
 

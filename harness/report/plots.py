@@ -154,3 +154,37 @@ def plot_latency(measured: dict, families: Mapping[str, str], baselines: Mapping
         plt.close(fig)
         made.append((path, label))
     return made
+
+
+EXACT = 1e-9  # where an error of exactly zero is drawn on a log axis
+
+
+def plot_tradeoff(points: Mapping[str, list[tuple[str, float, float]]], path: Path) -> Path:
+    """Speed against accuracy: a panel per family, one point per implementation — its output
+    error (rel RMS, log) against its latency over the family's reference (log); the reference
+    sits at (exact, 1.00x)."""
+    plt = pyplot()
+    names = list(points)
+    fig, axes = plt.subplots(1, len(names), squeeze=False, figsize=(4.2 * len(names), 3.4))
+    for ax, name in zip(axes[0], names):
+        for (impl, error, ratio), colour, marker in zip(
+                points[name], itertools.cycle([f"C{i}" for i in range(10)]),
+                itertools.cycle(MARKERS)):
+            x = max(error, EXACT)
+            ax.scatter([x], [ratio], color=colour, marker=marker, s=30, zorder=3)
+            ax.annotate(impl, (x, ratio), xytext=(4, 3), textcoords="offset points",
+                        fontsize=6)
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, zorder=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.margins(x=0.35, y=0.25)
+        ax.set_title(f"{name} · inference, standard shape", fontsize=8)
+        ax.set_xlabel(f"output rel RMS error (exact drawn at {EXACT:g})", fontsize=7)
+        ax.set_ylabel("latency / reference (below 1 is faster)", fontsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("Speed against accuracy (dashed: the reference's latency)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -68,7 +68,8 @@ def profile_document(request: ProfileRequest, result: ProfileResult) -> str:
     )
     out = shlex.quote(str(result.out))
     tb, trace = shlex.quote(str(result.tb_dir)), shlex.quote(str(result.trace))
-    install, tensorboard = "pip install 'seq-harness[tb]'", f"tensorboard --logdir {tb}"
+    install = "pip install 'torch-tb-profiler>=0.4.3' 'tensorboard>=2.14'"
+    tensorboard = f"tensorboard --logdir {tb}"
     lines = [f"# Profile: {md(spec.name)} · {md(case.id)} · {md(request.phase)}", ""]
     if info.argv:
         lines += [f"Produced by {code(shlex.join(info.argv))}.", ""]

@@ -5,6 +5,7 @@ costs, and how much memory a call holds."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ from harness.latency.jobs import LATENCY
 from harness.latency.samples import first_calls, reference_impl, timings
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
 from harness.report.errors import STANDARD_CHECK, sci, tensors_at, tolerance_of
+from harness.report.plots import plot_tradeoff
 
 SHAPES = LATENCY_GRIDS["standard"].cases  # B=64 first, then B=1
 
@@ -28,13 +30,18 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
     records = [Record.from_dict({k: v for k, v in r.items() if k in Record.__dataclass_fields__})
                for r in rows.to_dict("records")]
     measured, first = timings(records), first_calls(records)
-    tables = []
+    tables, points = [], {}
     for family in dict.fromkeys(frame["family"]):
         table = family_table(frame, family, measured, first)
         if table:
             tables += [f"### {md(family)}", "", table, ""]
+            points[family] = tradeoff(frame, family, measured)
     if not tables:
         return []
+    points = {family: found for family, found in points.items() if found}
+    if output is not None and points:
+        png = plot_tradeoff(points, output.parent / f"{output.stem}-deployment.png")
+        tables += [f"![speed against accuracy]({os.path.relpath(png, output.parent)})", ""]
     shape = SHAPES[0]
     return ["## Deployment", "",
             "Each implementation next to its family's torch module (first row). *rel RMS*, *max "
@@ -58,6 +65,22 @@ def checks_cell(frame: pd.DataFrame, impl: str) -> str:
     unsupported = int(counts.get(NOT_SUPPORTED, 0))
     text = f"❌ {failed} of {passed + failed}" if failed else f"✅ {passed}"
     return text + (f" · {unsupported} n/s" if unsupported else "")
+
+
+def tradeoff(frame: pd.DataFrame, family: str, measured: dict
+             ) -> list[tuple[str, float, float]]:
+    """(implementation, output rel RMS, inference latency over the reference) at the standard
+    shape, for every implementation of the family with both figures, the reference included."""
+    reference, standard = reference_impl(family), SHAPES[0].id
+    theirs = measured.get((reference, standard, "inference"))
+    found = []
+    for impl in dict.fromkeys(frame.loc[frame["family"] == family, "impl"]):
+        mine = measured.get((impl, standard, "inference"))
+        out = (tensors_at(frame, impl, STANDARD_CHECK) or {}).get("output", {})
+        error = 0.0 if impl == reference else out.get("rel_rms")
+        if mine is not None and theirs is not None and error is not None:
+            found.append((impl, float(error), mine.median_s / theirs.median_s))
+    return found if len(found) > 1 else []
 
 
 def ratio_cell(impl: str, reference: str, case_id: str, phase: str, measured: dict,

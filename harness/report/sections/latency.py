@@ -1,7 +1,8 @@
-"""Latency: per phase, implementation x shape with median, spread, ratio to torch, throughput,
-roofline fraction and peak memory, noisy and suspect figures marked; packed versus padded; and
-plots of latency against hidden size and sequence length. Timings from different machines are
-never merged: a section each."""
+"""Latency: on the report's page, a compact table per phase at the standard shapes and plots of
+latency against hidden size and sequence length; beside it, per phase, implementation x shape with
+median, spread, ratio to torch, throughput, roofline fraction and peak memory, noisy and suspect
+figures marked, first calls and packed versus padded. Timings from different machines are never
+merged: a section each."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from harness.core.phases import PHASES
 from harness.core.text import md
+from harness.latency.grids import LATENCY_GRIDS
 from harness.latency.jobs import LATENCY
 from harness.latency.peak import PEAK
 from harness.latency.samples import (
@@ -28,19 +30,87 @@ from harness.report.plots import plot_latency
 
 
 def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
-    """The latency section; timings from different machines are never merged: a section each."""
+    """The latency section: on the report's page, one compact table per phase at the standard
+    shapes and the plots; every figure of every shape in a details file beside the report
+    (``latency.md`` for a README.md, else ``<stem>-latency.md``), or in collapsed blocks when
+    the report is not written to a file. Timings from different machines are never merged."""
     latency = frame[frame["suite"] == LATENCY]
     machines = list(dict.fromkeys(latency["machine"]))
-    lines = []
+    page, details = [], []
     for number, machine in enumerate(machines):
         rows = latency[latency["machine"] == machine]
         records = [Record.from_dict({k: v for k, v in row.items()
                                      if k in Record.__dataclass_fields__})
                    for row in rows.to_dict("records")]
         title = f"Latency on {machine}" if len(machines) > 1 else "Latency"
-        lines += machine_section(records, output, title=title,
-                                 suffix=f"-{number}" if len(machines) > 1 else "")
-    return lines
+        suffix = f"-{number}" if len(machines) > 1 else ""
+        page += compact_section(records, output, title=title, suffix=suffix)
+        details += machine_section(records, title=title)
+    if not details:
+        return page
+    if output is None:
+        return [*page, "<details><summary>Every shape and figure</summary>", "", *details,
+                "</details>", ""]
+    path = details_path(output)
+    path.write_text("\n".join([
+        "# seq-harness latency details", "",
+        f"Every timing behind [the report]({output.name}), per phase and shape.", "",
+        *details]))
+    return [*page, f"Every shape and figure (IQR, spread, throughput, % of the machine's peak, "
+                   f"memory, kernel, first calls, packed versus padded): [{path.name}]"
+                   f"({path.name}).", ""]
+
+
+def details_path(output: Path) -> Path:
+    return output.parent / ("latency.md" if output.stem == "README"
+                            else f"{output.stem}-latency.md")
+
+
+def shown_shapes(measured: dict) -> list[str]:
+    """The shapes of the compact tables: the standard grid's where timed, else the one shape
+    every timing shares (none when the timings vary it)."""
+    timed = list(dict.fromkeys(case_id for (impl, case_id, _) in measured if impl != PEAK))
+    standard = [c.id for c in LATENCY_GRIDS["standard"].cases if c.id in timed]
+    return standard or (timed if len(timed) == 1 else [])
+
+
+def compact_section(records: list[Record], output: Path | None, *, title: str,
+                    suffix: str) -> list[str]:
+    """Per phase, implementation x standard shape: median and ratio to the family's baseline,
+    noisy figures marked; then the plots."""
+    measured = timings(records)
+    families = {r.impl: r.family for r in records}
+    shapes = shown_shapes(measured)
+    lines = [f"## {md(title)}", ""]
+    tables, noisy = [], 0
+    for phase in PHASES:
+        rows = {}
+        for (impl, case_id, p), t in measured.items():
+            if p != phase or impl == PEAK or case_id not in shapes:
+                continue
+            row = rows.setdefault(impl, {"family": md(families[impl]),
+                                         "implementation": md(impl)})
+            reference = measured.get((reference_impl(families[impl]), case_id, phase))
+            mark = f" {SUSPECT}" if t.noise else ""
+            noisy += bool(t.noise)
+            row[f"{case_id} ms"] = f"{t.median_s * 1e3:.2f}{mark}"
+            row[f"{case_id} ratio"] = (f"{t.median_s / reference.median_s:.2f}x"
+                                       if reference else "—")
+        if rows:
+            table = pd.DataFrame(list(rows.values())).fillna("—")
+            table = table.sort_values(["family", "implementation"], kind="stable")
+            tables += [f"### {phase.replace('_', '+')}", "",
+                       table.to_markdown(index=False, disable_numparse=True), ""]
+    if tables:
+        lines += ["Median milliseconds per call at " + " and ".join(md(s) for s in shapes)
+                  + " (T-B-I-H), and the ratio to the family's baseline (below 1.00x is "
+                  f"faster). {SUSPECT} marks a noisy timing (the blocks scatter or the worker "
+                  f"processes disagree): {noisy} here.", "", *tables]
+    if output is not None:
+        baselines = {f: reference_impl(f) for f in set(families.values())}
+        for png, what in plot_latency(measured, families, baselines, output, suffix=suffix):
+            lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
+    return lines if len(lines) > 2 else []
 
 
 SUSPECT = "⚠"  # marks a figure not to be trusted as printed; the legend line says why
@@ -58,11 +128,10 @@ def kernel_label(kernel: dict | None) -> str:
     return " · ".join(parts)
 
 
-def machine_section(records: list[Record], output: Path | None, *, title: str,
-                    suffix: str) -> list[str]:
+def machine_section(records: list[Record], *, title: str) -> list[str]:
     """Per phase: implementation x shape with median, spread, ratio to torch, throughput,
     roofline fraction and peak memory, noisy and suspect figures marked; timings that failed in
-    some processes only; plots of latency against hidden size and length."""
+    some processes only; first calls; packed versus padded."""
     measured = timings(records)
     peak = peak_of(measured)
     families = {r.impl: r.family for r in records}
@@ -140,10 +209,6 @@ def machine_section(records: list[Record], output: Path | None, *, title: str,
         lines += [f"- {md(p)}" for p in partial] + [""]
     lines += first_call_table(records, measured)
     lines += packed_versus_padded(measured)
-    if output is not None:
-        baselines = {f: reference_impl(f) for f in set(families.values())}
-        for png, what in plot_latency(measured, families, baselines, output, suffix=suffix):
-            lines += [f"![latency against {what}]({os.path.relpath(png, output.parent)})", ""]
     return lines
 
 

@@ -25,6 +25,7 @@ from harness.latency.peak import PEAK
 from harness.latency.ratios import Ratio, geometric_mean_ratio
 from harness.latency.samples import samples_per_process, timings
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
+from harness.report.errors import pooled_of, sci, worst_output_error
 
 PHASE_LABEL = {"inference": "inference", "forward": "forward", "forward_backward": "fwd+bwd"}
 
@@ -48,9 +49,13 @@ def conformance(rows: pd.DataFrame) -> tuple[str, int, int]:
     return mark + share, failed, passed
 
 
-def worst_error(rows: pd.DataFrame) -> str:
-    values = rows["max_error"].dropna()
-    return "—" if values.empty else f"{values.max():.1e}"
+def accuracy(rows: pd.DataFrame) -> tuple[str, str]:
+    """(rel RMS, max abs) of the outputs and final states over every check of ``rows`` that
+    compared them with the reference; — where none did."""
+    figures = pooled_of(rows, "output")
+    worst = worst_output_error(rows)
+    rel = figures["rel_rms"] if figures else None
+    return sci(rel), sci(worst if worst is not None else figures and figures["max_abs"])
 
 
 def task_solved(rows: pd.DataFrame, suite: str, size_key: str) -> str:
@@ -104,8 +109,9 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         ranked = sorted(entries, key=lambda entry, base=baseline: rank(entry, base))
         timed_phases = {p for (i, _, p) in measured if i == baseline}
         for impl, verdict, _, _, ratios, noisy, mine in ranked:
+            rel_rms, max_abs = accuracy(mine)
             row = {"family": md(name), "implementation": md(impl), "conformance": verdict,
-                   "worst error": worst_error(mine)}
+                   "rel RMS": rel_rms, "max abs": max_abs}
             for phase in PHASES:
                 ratio = ratios.get(phase)
                 row[PHASE_LABEL[phase]] = ("baseline" if impl == baseline and phase in
@@ -124,14 +130,17 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         if column in table and (table[column].isin(["—", "", "baseline"])).all():
             table = table.drop(columns=column)
     return ["## Verdict", "",
+            *[f"- {s}" for s in sentences if s], "",
+            table.to_markdown(index=False, disable_numparse=True), "",
             "Per family, the baseline first, then conforming implementations fastest first. "
             "*conformance*: ✅ every check passed (how many), ❌ how many failed; *n/s* the share "
-            "of cases outside what the implementation claims. Latency and memory: the geometric "
-            "mean over the shapes timed of the ratio to the family's baseline, with its 95% "
-            "interval (below 1.00x is faster). *adding*, *recall*: the sequence lengths and "
-            "numbers of pairs solved.", "",
-            table.to_markdown(index=False, disable_numparse=True), "",
-            *[f"- {s}" for s in sentences if s], ""]
+            "of cases outside what the implementation claims. *rel RMS*, *max abs*: the error "
+            "of outputs and final states against the reference over every check that compared "
+            "them (RMS of the error over RMS of the reference; the largest absolute error). "
+            "Latency and memory: the geometric mean over the shapes timed of the ratio to the "
+            "family's baseline, with its 95% interval (below 1.00x is faster). *adding*, "
+            "*recall*: the sequence lengths and numbers of pairs solved. *noisy*: timings whose "
+            "blocks or processes disagree (see the latency details).", ""]
 
 
 def rank(entry, baseline: str):
@@ -144,21 +153,29 @@ def rank(entry, baseline: str):
 
 
 def sentence(name: str, baseline: str, entries) -> str:
-    """What the run found for one family, in words."""
+    """What the run found for one family, in words: which implementations conform, and which is
+    fastest for sure (its interval below 1.00x of the baseline), or that the baseline is."""
     others = [e for e in entries if e[0] != baseline]
     if not others:
         return ""
     conforming = [e for e in others if e[2] == 0 and e[3] > 0]
-    failing = [e[0] for e in others if e[2] > 0]
-    idle = [e[0] for e in others if e[2] == 0 and e[3] == 0]
+    failing = [md(e[0]) for e in others if e[2] > 0]
+    idle = [md(e[0]) for e in others if e[2] == 0 and e[3] == 0]
+    notes = ([f"{', '.join(failing)} {'fails' if len(failing) == 1 else 'fail'}"]
+             if failing else []) + (
+        [f"{', '.join(idle)}: nothing claimed runs here"] if idle else [])
     parts = [f"**{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
-             + (f" ({', '.join(md(f) for f in failing)} fail)" if failing else "")
-             + (f" ({', '.join(md(f) for f in idle)}: nothing it claims runs here)"
-                if idle else "")]
+             + (f" ({'; '.join(notes)})" if notes else "")]
     timed = [e for e in conforming if e[4].get("forward_backward") or e[4].get("inference")]
     if timed:
         impl, _, _, _, ratios, _, _ = timed[0]
-        said = [f"{ratios[p]} {md(baseline)} {PHASE_LABEL[p]}" for p in
-                ("inference", "forward_backward") if ratios.get(p)]
-        parts.append(f"the fastest conforming is {md(impl)}: " + ", ".join(said))
+        shown = [p for p in ("inference", "forward_backward") if ratios.get(p)]
+        said = ", ".join(f"{ratios[p]} {PHASE_LABEL[p]}" for p in shown)
+        if all(ratios[p].high < 1 for p in shown):
+            parts.append(f"fastest: {md(impl)}, {said} of {md(baseline)}")
+        elif all(ratios[p].low > 1 for p in shown):
+            parts.append(f"{md(baseline)} is fastest; the closest, {md(impl)}, is {said}")
+        else:
+            parts.append(f"fastest: {md(impl)}, {said} of {md(baseline)} (not faster in "
+                         "every phase for sure: an interval reaches 1.00x)")
     return "; ".join(parts) + "."

@@ -1,0 +1,135 @@
+"""The report's first screen: the verdict (one row per implementation, a sentence per family that
+says which conforms and which is fastest for sure), the compact latency tables on the page with
+every figure in a details file beside it, and the speed-against-accuracy plot — on synthetic
+records whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.core.case import Case
+from harness.records import Record, RecordWriter, RunInfo, write_run_info
+from harness.report import render, write_report
+
+INFO = RunInfo(run_id="run-1", created="2024-01-01T00:00:00+00:00", harness_version="0.1.0",
+               torch="2.3.0",
+               python="3.11.0", platform="linux", processor="cpu", threads=1,
+               cuda=None, git_commit=None, argv=["seq-harness"])
+STANDARD = Case(seq_len=100, batch=64, input_size=512, hidden_size=512)
+SMALL = Case(seq_len=50, batch=8, input_size=128, hidden_size=128)
+# impl -> latency over torch-gru's (the spread of its blocks keeps intervals tight)
+SPEED = {"torch-gru": 1.0, "fast-gru": 0.5, "slow-gru": 2.0, "wrong-gru": 0.25,
+         "same-gru": 1.0}
+
+
+def timing(impl: str, case: Case, phase: str, center: float, worker: int,
+           rng: np.random.Generator) -> Record:
+    samples = list(center * 1e-3 * (1 + 0.01 * rng.standard_normal(8)))
+    return Record(impl=impl, family="gru", suite="latency", check=phase, outcome="passed",
+                  case_id=case.id, case=case.to_dict(),
+                  metrics={"samples_s": samples, "worker": worker})
+
+
+def check(impl: str, outcome: str, error: float) -> Record:
+    return Record(impl=impl, family="gru", suite="shapes", check="values_match_reference",
+                  outcome=outcome, case_id="T5-B3-I3-H7", max_error=error, tolerance=1e-5,
+                  compared=10, metrics={"tolerance_source": "family", "error": {"output": {
+                      "max_abs": error, "rel_rms": error / 2, "p99_abs": error,
+                      "values": 10, "error_sq": 10 * (error / 2) ** 2,
+                      "reference_sq": 10.0}}})
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    directory = tmp_path / "run"
+    write_run_info(directory, INFO)
+    writer = RecordWriter(directory)
+    rng = np.random.default_rng(0)
+    for impl, speed in SPEED.items():
+        for case in (STANDARD, SMALL):
+            for phase in ("inference", "forward_backward"):
+                for worker in range(3):
+                    writer.write(timing(impl, case, phase, speed * 10, worker, rng))
+        writer.write(check(impl, "failed" if impl == "wrong-gru" else "passed",
+                           0.0 if impl == "torch-gru" else 3e-6))
+    writer.close()
+    return directory
+
+
+def verdict_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index("## Verdict")
+    return lines[start:lines.index("", lines.index("", start + 2) + 1)]
+
+
+def test_the_first_screen_says_which_conforms_and_which_is_fastest(run_dir):
+    text = render([run_dir])
+    first_screen = text.splitlines()[:40]
+    assert "## Verdict" in first_screen
+    (sentence,) = [x for x in first_screen if x.startswith("- **gru**")]
+    assert "3 of 4 implementations conform (wrong-gru fails)" in sentence
+    # wrong-gru is the fastest of all, and fails: the fastest *conforming* one is named.
+    assert "fastest: fast-gru, 0.50x (" in sentence and "of torch-gru" in sentence
+
+
+def test_verdict_rows_rank_conforming_entries_fastest_first_with_errors(run_dir):
+    lines = verdict_lines(render([run_dir]))
+    table = [line for line in lines if line.startswith("| gru")]
+    order = [line.split("|")[2].strip() for line in table]
+    assert order == ["torch-gru", "fast-gru", "same-gru", "slow-gru", "wrong-gru"]
+    fast = table[1]
+    assert "1.5e-06" in fast and "3.0e-06" in fast  # rel RMS, max abs of the outputs
+    assert "❌ 1 failed" in table[-1]
+
+
+def test_an_implementation_no_faster_for_sure_is_not_called_faster(tmp_path):
+    directory = tmp_path / "run"
+    write_run_info(directory, INFO)
+    writer = RecordWriter(directory)
+    rng = np.random.default_rng(1)
+    for impl, speed in {"torch-gru": 1.0, "slow-gru": 2.0}.items():
+        for worker in range(3):
+            writer.write(timing(impl, STANDARD, "inference", speed, worker, rng))
+        writer.write(check(impl, "passed", 0.0))
+    writer.close()
+    (sentence,) = [x for x in render([directory]).splitlines() if x.startswith("- **gru**")]
+    assert "torch-gru is fastest; the closest, slow-gru, is 1.99x (1.98–2.01)" in sentence
+
+
+def test_latency_details_move_beside_the_report(run_dir, tmp_path):
+    path = write_report([run_dir], tmp_path / "out" / "README.md")
+    page = path.read_text()
+    details = (tmp_path / "out" / "latency.md").read_text()
+    assert "[latency.md](latency.md)" in page
+    # The page: one compact table per phase at the standard shape, no other shape.
+    assert STANDARD.id in page and SMALL.id not in page
+    assert "### inference" in page and "### forward+backward" in page
+    # The details: every shape and figure.
+    assert SMALL.id in details and "IQR" in details and "tokens/s" in details
+    assert len(page.splitlines()) < 120
+
+
+def test_without_a_file_the_details_are_collapsed(run_dir):
+    text = render([run_dir])
+    assert "<details><summary>Every shape and figure</summary>" in text
+    assert SMALL.id in text.split("<details>")[1]
+
+
+def test_speed_against_accuracy_is_drawn_for_deployments(tmp_path):
+    directory = tmp_path / "run"
+    write_run_info(directory, INFO)
+    writer = RecordWriter(directory)
+    rng = np.random.default_rng(2)
+    for impl, speed, error in (("torch-gru", 1.0, 0.0), ("int8-gru", 0.6, 1e-3)):
+        for worker in range(3):
+            writer.write(timing(impl, STANDARD, "inference", speed, worker, rng))
+        writer.write(Record(
+            impl=impl, family="gru", suite="accuracy", check="error_at_standard_shape",
+            outcome="passed", case_id=STANDARD.id, compared=10,
+            metrics={"tensors": {"output": {"max_abs": error, "rel_rms": error,
+                                            "p99_abs": error}}}))
+    writer.close()
+    path = write_report([directory], tmp_path / "out" / "README.md")
+    assert "![speed against accuracy](README-deployment.png)" in path.read_text()
+    assert (tmp_path / "out" / "README-deployment.png").stat().st_size > 10_000
