@@ -70,7 +70,8 @@ def test_the_first_screen_says_which_conforms_and_which_is_fastest(run_dir):
     (sentence,) = [x for x in first_screen if x.startswith("- **gru**")]
     assert "3 of 4 implementations conform (wrong-gru fails)" in sentence
     # wrong-gru is the fastest of all, and fails: the fastest *conforming* one is named.
-    assert "fastest: fast-gru, 0.50x (" in sentence and "of torch-gru" in sentence
+    assert "inference: fast-gru, 0.50x (" in sentence and "of torch-gru" in sentence
+    assert "fwd+bwd: fast-gru, 0.50x (" in sentence
 
 
 def test_verdict_rows_rank_conforming_entries_fastest_first_with_errors(run_dir):
@@ -94,7 +95,7 @@ def test_an_implementation_no_faster_for_sure_is_not_called_faster(tmp_path):
         writer.write(check(impl, "passed", 0.0))
     writer.close()
     (sentence,) = [x for x in render([directory]).splitlines() if x.startswith("- **gru**")]
-    assert "torch-gru is fastest; the closest, slow-gru, is 1.99x (1.98–2.01)" in sentence
+    assert "inference: torch-gru (the closest, slow-gru, is 1.99x (1.98–2.01))" in sentence
 
 
 def test_latency_details_move_beside_the_report(run_dir, tmp_path):
@@ -133,3 +134,13 @@ def test_speed_against_accuracy_is_drawn_for_deployments(tmp_path):
     path = write_report([directory], tmp_path / "out" / "README.md")
     assert "![speed against accuracy](README-deployment.png)" in path.read_text()
     assert (tmp_path / "out" / "README-deployment.png").stat().st_size > 10_000
+
+
+def test_a_timing_of_one_sample_has_no_interval_and_is_never_faster_for_sure():
+    from harness.latency.ratios import geometric_mean_ratio
+
+    once = geometric_mean_ratio([([[0.5]], [[1.0]])])
+    assert once.value == pytest.approx(0.5) and not once.has_interval
+    assert str(once) == "0.50x (one sample: no interval)"
+    twice = geometric_mean_ratio([([[0.5], [0.51]], [[1.0], [1.01]])])
+    assert twice.has_interval and twice.high < 1

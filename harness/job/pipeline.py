@@ -43,18 +43,23 @@ CHECKS, TIMINGS = "checks", "timings"
 @dataclass(frozen=True)
 class Timing:
     """One latency grid of a scale: its phases (empty: the grid's), worker processes, seconds
-    per task per worker, and the shapes that get a first call (0: none, None: all)."""
+    per task per worker, the shapes that get a first call (0: none, None: all), and whether
+    peak memory is measured (two more calls per task, one of them under the profiler)."""
 
     grid: str
     phases: tuple[str, ...] = ()
     workers: int = 2
     min_run_time: float = 0.3
     first_call_shapes: int | None = 0
+    memory: bool = True
 
 
 SCALES = {
-    "ci": (Timing("standard", ("inference", "forward_backward"), first_call_shapes=1),
-           Timing("varlen-small", min_run_time=0.2)),
+    # The quick scale fits the main job in 10 minutes on 2 cores: two processes per timing
+    # (the verdict's intervals need both), no first calls, no memory.
+    "ci": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.1,
+                  memory=False),
+           Timing("varlen-small", workers=1, min_run_time=0.05, memory=False)),
     "full": (Timing("standard", workers=3, min_run_time=1.0, first_call_shapes=None),
              Timing("varlen"), Timing("deepbench", min_run_time=0.2),
              Timing("long", min_run_time=0.1)),
@@ -108,7 +113,8 @@ def plans(request: JobRequest, specs) -> list[Plan]:
         grid = load_grid(timing.grid)
         made.append(Plan(specs=specs, grid=grid, phases=timing.phases or grid.phases,
                          workers=timing.workers, min_run_time=timing.min_run_time,
-                         threads=request.threads, first_call=timing.first_call_shapes != 0,
+                         threads=request.threads, memory=timing.memory,
+                         first_call=timing.first_call_shapes != 0,
                          first_call_shapes=timing.first_call_shapes))
     return [p for p in made if p.tasks() or p.unsupported()]
 

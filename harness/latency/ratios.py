@@ -28,7 +28,13 @@ class Ratio:
     low: float
     high: float
 
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
     def __str__(self) -> str:
+        if not self.has_interval:
+            return f"{self.value:.2f}x (one sample: no interval)"
         return f"{self.value:.2f}x ({self.low:.2f}–{self.high:.2f})"
 
 
@@ -58,6 +64,7 @@ def geometric_mean_ratio(pairs: Sequence[tuple[Sequence[Sequence[float]],
     per-process samples of one shape, with its 95% interval."""
     if not pairs:
         return Ratio(math.nan, math.nan, math.nan)
+    single = any(sum(len(p) for p in side) < 2 for pair in pairs for side in pair)
     rng = np.random.default_rng(seed)
     logs = np.zeros(resamples)
     point = 0.0
@@ -67,5 +74,7 @@ def geometric_mean_ratio(pairs: Sequence[tuple[Sequence[Sequence[float]],
         logs += np.log(resampled_medians(impl, rng, resamples)
                        / resampled_medians(base, rng, resamples))
     logs /= len(pairs)
+    if single:  # a shape timed once on a side: its uncertainty is unknown, so is the interval
+        return Ratio(math.exp(point / len(pairs)), math.nan, math.nan)
     low, high = np.percentile(logs, [2.5, 97.5])
     return Ratio(math.exp(point / len(pairs)), math.exp(low), math.exp(high))

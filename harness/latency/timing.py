@@ -113,21 +113,45 @@ def peak_bytes(call: Callable[[], None], device: str) -> int:
     return int(peak)
 
 
+SLOW_CALL_S = 0.05  # a warm call this long is timed in blocks of one call
+
+
 def time_callable(
     call: Callable[[], None], *, threads: int, min_run_time: float, warmup: int = 3,
     label: str = "",
 ) -> BlockTimes:
     """Warm up (at least once, up to ``warmup`` calls or 0.2 s: one call of a large shape is
-    enough, and blocked_autorange calls once more to size its blocks), then
-    Timer.blocked_autorange; every block's per-iteration time."""
+    enough), then Timer.blocked_autorange, or for a call longer than SLOW_CALL_S one call per
+    block until min_run_time; every block's per-iteration time."""
     from torch.utils.benchmark import Timer
 
     started = time.perf_counter()
     for _ in range(warmup):
+        last = time.perf_counter()
         call()
         if time.perf_counter() - started > 0.2:
             break
+    slow = time.perf_counter() - last > SLOW_CALL_S
     gc.collect()
+    if slow:
+        # A call this long is its own block: timed as Timer does (perf_counter, gc off, CUDA
+        # synchronised), since blocked_autorange would spend one more call sizing blocks of one
+        # iteration.
+        sync = torch.cuda.synchronize if torch.cuda.is_initialized() else (lambda: None)
+        blocks: list[float] = []
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            while not blocks or sum(blocks) < min_run_time:
+                sync()
+                begin = time.perf_counter()
+                call()
+                sync()
+                blocks.append(time.perf_counter() - begin)
+        finally:
+            if enabled:
+                gc.enable()
+        return BlockTimes(tuple(blocks), 1)
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads, label=label)
     measured = timer.blocked_autorange(min_run_time=min_run_time)
     per_iteration = tuple(t / measured.number_per_run for t in measured.raw_times)

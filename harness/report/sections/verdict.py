@@ -138,7 +138,9 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
             "of outputs and final states against the reference over every check that compared "
             "them (RMS of the error over RMS of the reference; the largest absolute error). "
             "Latency and memory: the geometric mean over the shapes timed of the ratio to the "
-            "family's baseline, with its 95% interval (below 1.00x is faster). *adding*, "
+            "family's baseline, with its 95% interval (below 1.00x is faster); memory is what "
+            "torch's allocator sees (another runtime's, as onnxruntime's, is not: see RSS in "
+            "the latency details). *adding*, "
             "*recall*: the sequence lengths and numbers of pairs solved. *noisy*: timings whose "
             "blocks or processes disagree (see the latency details).", ""]
 
@@ -152,9 +154,27 @@ def rank(entry, baseline: str):
             impl)
 
 
+def fastest(phase: str, baseline: str, conforming) -> str:
+    """Which of the conforming implementations and the baseline is fastest in a phase, for
+    sure: 'X, 0.51x (0.50–0.55) of B' when X's interval is below 1.00x, 'B (the closest, X,
+    1.20x (…))' when it is above, a tie when it reaches 1.00x; '' when nothing was timed."""
+    timed = sorted((e[4][phase].value, e[0], e[4][phase]) for e in conforming
+                   if e[4].get(phase))
+    if not timed:
+        return ""
+    _, impl, ratio = timed[0]
+    if not ratio.has_interval:
+        return f"{md(impl)}, {ratio} of {md(baseline)}: not for sure"
+    if ratio.high < 1:
+        return f"{md(impl)}, {ratio} of {md(baseline)}"
+    if ratio.low > 1:
+        return f"{md(baseline)} (the closest, {md(impl)}, is {ratio})"
+    return f"{md(impl)} and {md(baseline)} tie ({ratio})"
+
+
 def sentence(name: str, baseline: str, entries) -> str:
-    """What the run found for one family, in words: which implementations conform, and which is
-    fastest for sure (its interval below 1.00x of the baseline), or that the baseline is."""
+    """What the run found for one family, in words: which implementations conform, and per
+    phase which is fastest for sure (see ``fastest``)."""
     others = [e for e in entries if e[0] != baseline]
     if not others:
         return ""
@@ -166,16 +186,8 @@ def sentence(name: str, baseline: str, entries) -> str:
         [f"{', '.join(idle)}: nothing claimed runs here"] if idle else [])
     parts = [f"**{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
              + (f" ({'; '.join(notes)})" if notes else "")]
-    timed = [e for e in conforming if e[4].get("forward_backward") or e[4].get("inference")]
-    if timed:
-        impl, _, _, _, ratios, _, _ = timed[0]
-        shown = [p for p in ("inference", "forward_backward") if ratios.get(p)]
-        said = ", ".join(f"{ratios[p]} {PHASE_LABEL[p]}" for p in shown)
-        if all(ratios[p].high < 1 for p in shown):
-            parts.append(f"fastest: {md(impl)}, {said} of {md(baseline)}")
-        elif all(ratios[p].low > 1 for p in shown):
-            parts.append(f"{md(baseline)} is fastest; the closest, {md(impl)}, is {said}")
-        else:
-            parts.append(f"fastest: {md(impl)}, {said} of {md(baseline)} (not faster in "
-                         "every phase for sure: an interval reaches 1.00x)")
+    for phase in ("inference", "forward_backward"):
+        said = fastest(phase, baseline, conforming)
+        if said:
+            parts.append(f"{PHASE_LABEL[phase]}: {said}")
     return "; ".join(parts) + "."
