@@ -60,8 +60,9 @@ SCALES = {
     "ci": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.1,
                   memory=False),
            Timing("varlen-small", workers=1, min_run_time=0.05, memory=False)),
-    "full": (Timing("standard", workers=3, min_run_time=1.0, first_call_shapes=None),
-             Timing("varlen"), Timing("deepbench", min_run_time=0.2),
+    # The full scale: every shape a first call, three processes at the standard shapes.
+    "full": (Timing("standard", workers=3, min_run_time=0.5, first_call_shapes=None),
+             Timing("varlen", min_run_time=0.2), Timing("deepbench", min_run_time=0.1),
              Timing("long", min_run_time=0.1)),
 }
 
