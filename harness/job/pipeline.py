@@ -59,7 +59,7 @@ SCALES = {
     # (the verdict's intervals need both), no first calls, no memory.
     "ci": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.1,
                   memory=False),
-           Timing("varlen-small", workers=1, min_run_time=0.05, memory=False)),
+           Timing("varlen-small", min_run_time=0.05, memory=False)),
     # The full scale: every shape a first call, three processes at the standard shapes.
     "full": (Timing("standard", workers=3, min_run_time=0.5, first_call_shapes=None),
              Timing("varlen", min_run_time=0.2), Timing("deepbench", min_run_time=0.1),

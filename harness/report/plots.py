@@ -22,6 +22,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINES = ("-", "--", "-.", ":")
 
 
+def FuncFormatter(function):
+    from matplotlib.ticker import FuncFormatter as Formatter
+
+    return Formatter(function)
+
+
 def pyplot():
     import matplotlib
 
@@ -161,12 +167,17 @@ EXACT = 1e-9  # where an error of exactly zero is drawn on a log axis
 
 def plot_tradeoff(points: Mapping[str, list[tuple[str, float, float]]], path: Path) -> Path:
     """Speed against accuracy: a panel per family, one point per implementation — its output
-    error (rel RMS, log) against its latency over the family's reference (log); the reference
-    sits at (exact, 1.00x)."""
+    error (rel RMS, log) against its latency over the family's reference; the reference sits at
+    (exact, 1.00x)."""
     plt = pyplot()
     names = list(points)
-    fig, axes = plt.subplots(1, len(names), squeeze=False, figsize=(4.2 * len(names), 3.4))
-    for ax, name in zip(axes[0], names):
+    columns = min(4, len(names))
+    rows = math.ceil(len(names) / columns)
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(3.6 * columns, 3.0 * rows))
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         for (impl, error, ratio), colour, marker in zip(
                 points[name], itertools.cycle([f"C{i}" for i in range(10)]),
                 itertools.cycle(MARKERS)):
@@ -176,7 +187,8 @@ def plot_tradeoff(points: Mapping[str, list[tuple[str, float, float]]], path: Pa
                         fontsize=6)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, zorder=1)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}x"))
         ax.margins(x=0.35, y=0.25)
         ax.set_title(f"{name} · inference, standard shape", fontsize=8)
         ax.set_xlabel(f"output rel RMS error (exact drawn at {EXACT:g})", fontsize=7)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.conformance.suites import measured_names, suite_rank
+from harness.core.families import family_names
 from harness.core.text import md
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED
 from harness.report.errors import output_errors, sci
@@ -64,9 +65,18 @@ def worst(errors: pd.Series) -> str:
     return sci(None if found.empty else float(found.max()))
 
 
+def by_family(frame: pd.DataFrame) -> pd.DataFrame:
+    """The records in the order the verdict reads: family (built-ins first, in their order),
+    then implementation."""
+    known = {name: i for i, name in enumerate(family_names())}
+    rank = frame["family"].map(lambda f: (known.get(f, len(known)), f))
+    return frame.assign(_rank=rank).sort_values(["_rank", "impl"], kind="stable").drop(
+        columns="_rank")
+
+
 def matrix(frame: pd.DataFrame) -> str:
     """Implementations x suites: counts per cell, and the worst error of each implementation."""
-    frame = frame[~frame["suite"].isin(measured_names())]
+    frame = by_family(frame[~frame["suite"].isin(measured_names())])
     suites = sorted(dict.fromkeys(frame["suite"]), key=suite_rank)
     by_machine = frame["machine"].nunique() > 1  # several machines: a row per machine
     keys = ["machine", "impl", "family"] if by_machine else ["impl", "family"]
@@ -86,7 +96,7 @@ def matrix(frame: pd.DataFrame) -> str:
 def errors_matrix(frame: pd.DataFrame) -> str:
     """Worst absolute output error per implementation x suite (checks that compared outputs
     with the reference)."""
-    measured = frame.dropna(subset=["output_error"])
+    measured = by_family(frame.dropna(subset=["output_error"]))
     if measured.empty:
         return ""
     suites = sorted(dict.fromkeys(measured["suite"]), key=suite_rank)

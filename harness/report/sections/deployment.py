@@ -124,4 +124,6 @@ def family_table(frame: pd.DataFrame, family: str, measured: dict, first: dict) 
         row["RSS MB"] = ("—" if call is None or call.rss_bytes is None
                          else f"{call.rss_bytes / 2**20:.1f}")
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    table = pd.DataFrame(rows)
+    idle = [c for c in table.columns if (table[c] == "—").all()]  # phases not timed
+    return table.drop(columns=idle).to_markdown(index=False, disable_numparse=True)
