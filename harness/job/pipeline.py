@@ -52,6 +52,7 @@ class Timing:
     min_run_time: float = 0.3
     first_call_shapes: int | None = 0
     memory: bool = True
+    job_timeout_s: float = 600.0  # one timing's limit; past it, a failed "timeout" record
 
 
 SCALES = {
@@ -60,10 +61,14 @@ SCALES = {
     "ci": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.1,
                   memory=False),
            Timing("varlen-small", min_run_time=0.05, memory=False)),
-    # The full scale: every shape a first call, three processes at the standard shapes.
-    "full": (Timing("standard", workers=3, min_run_time=0.5, first_call_shapes=None),
-             Timing("varlen", min_run_time=0.2), Timing("deepbench", min_run_time=0.1),
-             Timing("long", min_run_time=0.1)),
+    # The full scale: three processes and memory at the standard shapes, the first call at
+    # B=64; the other grids in two processes, memory where the profiler's cost stays small.
+    "full": (Timing("standard", workers=3, min_run_time=0.3, first_call_shapes=1),
+             Timing("varlen", min_run_time=0.1), Timing("deepbench", min_run_time=0.1),
+             # A step-by-step entry (torch.compile's step) can take minutes per call at
+             # T=16384: a minute's limit records it as a timeout instead of stalling the job;
+             # one process (the long grid is for the plots, not for intervals).
+             Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0)),
 }
 
 
@@ -108,16 +113,16 @@ class JobRequest:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def plans(request: JobRequest, specs) -> list[Plan]:
+def plans(request: JobRequest, specs) -> list[tuple[Timing, Plan]]:
     made = []
     for timing in SCALES[request.scale]:
         grid = load_grid(timing.grid)
-        made.append(Plan(specs=specs, grid=grid, phases=timing.phases or grid.phases,
+        made.append((timing, Plan(specs=specs, grid=grid, phases=timing.phases or grid.phases,
                          workers=timing.workers, min_run_time=timing.min_run_time,
                          threads=request.threads, memory=timing.memory,
                          first_call=timing.first_call_shapes != 0,
-                         first_call_shapes=timing.first_call_shapes))
-    return [p for p in made if p.tasks() or p.unsupported()]
+                         first_call_shapes=timing.first_call_shapes)))
+    return [(t, p) for t, p in made if p.tasks() or p.unsupported()]
 
 
 def start(directory: Path, argv: Sequence[str], *, resume: bool) -> str:
@@ -157,13 +162,13 @@ def run_job(request: JobRequest, *, resume: bool = False,
     run_id = start(timings, ["seq-harness", *request.argv], resume=resume)
     done = {record_key(r) for r in iter_records(timings)}
     made = plans(request, chosen.specs)
-    total = sum(p.jobs() for p in made)
+    total = sum(p.jobs() for _, p in made)
     emit(f"seq-harness job: stage 2 of 3, {total} timings over {len(made)} grids "
-         f"({', '.join(p.grid.name for p in made)}), records in {timings}")
+         f"({', '.join(p.grid.name for _, p in made)}), records in {timings}")
     progress = Progress(total, "timings", every_s=request.progress_s, emit=emit)
     progress.done = min(len(done), total)
-    for plan in made:
-        run_timings(plan, timings, run_id=run_id, done=done,
+    for timing, plan in made:
+        run_timings(plan, timings, run_id=run_id, done=done, job_timeout_s=timing.job_timeout_s,
                     progress=lambda line: progress.step())
     emit(f"seq-harness job: stage 3 of 3, the report: {request.report_path}")
     write_report([checks, timings], request.report_path)
