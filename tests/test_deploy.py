@@ -385,5 +385,6 @@ def test_deployment_table_puts_each_variant_next_to_its_reference(tmp_path):
     row = dict(zip(header, cells))
     assert row["implementation"] == "torch-lstm-int8" and row["rel RMS"] == "2.0e-02"
     assert row["inference B=64"] == "0.50x" and row["inference B=1"] == "1.25x"
-    assert row["forward B=64"] == "n/s" and row["forward+backward B=64"] == "—"
+    assert row["forward B=64"] == "n/s"
+    assert "forward+backward B=64" not in header  # a phase nothing timed has no column
     assert row["first call"] == "1.50 s" and row["peak MB"] == "2.0" and row["RSS MB"] == "3.0"

@@ -139,7 +139,8 @@ def machine_section(records: list[Record], *, title: str) -> list[str]:
                for r in records if r.metrics.get("kernel")}
     lines = [f"## {md(title)}", "",
              "Medians over every timed block of every worker process (torch.utils.benchmark "
-             "blocked_autorange, one process at a time). *IQR* is the interquartile range over "
+             "blocked_autorange; a call of 50 ms or more is one block by itself; one process at a "
+             "time). *IQR* is the interquartile range over "
              "the median; *spread* the largest over the smallest per-process median; *ratio* is "
              "the median over the family's baseline (torch's module for torch's families, the "
              "reference loop for the others); *% peak* is GFLOP/s (analytic matmul FLOPs, the "
