@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,16 +54,22 @@ def run(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float = 600.0,
 def not_supported(plan: Plan, out: Path, *, run_id: str, done: Set[tuple] = frozenset()
                   ) -> list[Record]:
     """A *not supported* record for every timing the plan's implementations cannot do."""
+    return write_unmeasured(
+        ((spec, task, why) for spec, task, why in plan.unsupported()
+         if (spec.name, task.case.id, task.phase, None, None) not in done),
+        out, outcome=NOT_SUPPORTED, run_id=run_id)
+
+
+def write_unmeasured(tasks: Iterable[tuple], out: Path, *, outcome: str, run_id: str
+                     ) -> list[Record]:
+    """A record with ``outcome`` and the reason for each (spec, task, why), nothing timed."""
     writer = RecordWriter(out)
     records = []
     try:
-        for spec, task, why in plan.unsupported():
-            if (spec.name, task.case.id, task.phase, None, None) in done:
-                continue
+        for spec, task, why in tasks:
             record = Record(impl=spec.name, family=spec.family, suite=LATENCY, check=task.phase,
-                            outcome=NOT_SUPPORTED, case_id=task.case.id,
-                            case=task.case.to_dict(), message=why, origin=spec.origin,
-                            run_id=run_id)
+                            outcome=outcome, case_id=task.case.id, case=task.case.to_dict(),
+                            message=why, origin=spec.origin, run_id=run_id)
             writer.write(record)
             records.append(record)
     finally:
@@ -144,20 +150,8 @@ def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600
 
 def skip_all(plans: Sequence[Plan], out: Path, *, run_id: str, why: str) -> list[Record]:
     """A skipped record for every task of the plans (the environment lacks what they need)."""
-    writer = RecordWriter(out)
-    records = []
-    try:
-        for plan in plans:
-            for spec, task in plan.tasks():
-                record = Record(impl=spec.name, family=spec.family, suite=LATENCY,
-                                check=task.phase, outcome=SKIPPED, case_id=task.case.id,
-                                case=task.case.to_dict(), message=why, origin=spec.origin,
-                                run_id=run_id)
-                writer.write(record)
-                records.append(record)
-    finally:
-        writer.close()
-    return records
+    return write_unmeasured(((spec, task, why) for plan in plans for spec, task in plan.tasks()),
+                            out, outcome=SKIPPED, run_id=run_id)
 
 
 def progress_line(record: Record) -> str:
