@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from harness.impls import kernels
+from harness.impls import kernels, loop
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.loop import Config, Recurrence
 
@@ -196,11 +196,19 @@ def run_float32(module, backend, x, lengths):
     return [output, *states(result), leaf.grad, *(p.grad for p in module.parameters())]
 
 
+@pytest.fixture(params=[True, False], ids=["folded-tanh", "torch-tanh"])
+def fold(request, monkeypatch):
+    """Both ways of computing a tanh (loop.py): folded into the weights from every size, or
+    torch's from none, whatever the sizes of the test."""
+    monkeypatch.setattr(loop, "FOLD_MIN", 0 if request.param else 1 << 62)
+    return request.param
+
+
 @needs_onednn
 @pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["padded", "packed"])
 @pytest.mark.filterwarnings("ignore:LSTM with projections")
-def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, lengths):
+def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, lengths, fold):
     torch.manual_seed(0)
     reference = torch_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
     fast = fast_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
@@ -222,7 +230,7 @@ def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
 @pytest.mark.filterwarnings("ignore:LSTM with projections")
-def test_recurrence_passes_gradcheck(fast_cls, torch_cls, kwargs, reverse, masked):
+def test_recurrence_passes_gradcheck(fast_cls, torch_cls, kwargs, reverse, masked, fold):
     """The hand-written backward through time, one (layer, direction), against finite
     differences in float64: input, initial state and every weight."""
     fast, _ = pair(fast_cls, torch_cls, **kwargs)
@@ -242,6 +250,9 @@ def test_recurrence_passes_gradcheck(fast_cls, torch_cls, kwargs, reverse, maske
         return Recurrence.apply(fast.run_class, config, *args)
 
     assert torch.autograd.gradcheck(function, (x, h0, c0, *weights))
+    with torch.no_grad():
+        state0 = (h0,) if c0 is None else (h0, c0)
+        assert fast.run_class(config, x, state0, w, keep=False).fold == fold  # the path asked
 
 
 def test_backend_decision_is_measured_once_and_recorded():

@@ -1,10 +1,10 @@
 """The step maths of the fast LSTM, GRU and Elman RNN: one step forward, one step backward.
 
 Each class is a loop.Run for one family: ``prepare`` packs this call's weights for the chosen GEMM
-backend (rows that feed a tanh doubled, see loop.py), ``step`` advances one time step in place,
-and ``backward`` backpropagates through every step and returns the gradients. Gate layouts and
-parameter roles are torch's: LSTM rows [i, f, g, o], GRU rows [r, z, n] with the reset gate
-applied after the hidden matmul.
+backend (rows that feed a tanh doubled when it is folded, see loop.py), ``step`` advances one
+time step in place, and ``backward`` backpropagates through every step and returns the gradients.
+Gate layouts and parameter roles are torch's: LSTM rows [i, f, g, o], GRU rows [r, z, n] with the
+reset gate applied after the hidden matmul.
 
 In the forward loop every elementwise operation works in place or writes into a buffer that exists
 already (a slot of the (T, B, ...) buffers the backward pass reads, or a per-call temporary);
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness.impls.loop import CHUNK_ROWS, Run, scale_rows, tanh_
+from harness.impls.loop import CHUNK_ROWS, Run
 
 
 class LSTMRun(Run):
@@ -51,17 +51,21 @@ class LSTMRun(Run):
     def prepare(self) -> tuple[Tensor, Tensor | None]:
         w, hidden = self.w, self.hidden
         g_rows = (2 * hidden, 3 * hidden)  # the g block feeds a tanh
-        self.packed_hh = self.gemm.pack(scale_rows(w["hh"], *g_rows), self.x.shape[1])
+        rows = self.tanh_rows
+        self.packed_hh = self.gemm.pack(rows(w["hh"], *g_rows), self.x.shape[1])
         if w["hr"] is not None:
             self.packed_hr = self.gemm.pack(w["hr"], self.x.shape[1])
-        bias = None if w["b_ih"] is None else scale_rows(w["b_ih"] + w["b_hh"], *g_rows)
-        return self.gemm.pack(scale_rows(w["ih"], *g_rows), CHUNK_ROWS), bias
+        bias = None if w["b_ih"] is None else rows(w["b_ih"] + w["b_hh"], *g_rows)
+        return self.gemm.pack(rows(w["ih"], *g_rows), CHUNK_ROWS), bias
 
     def step(self, t: int, gx: Tensor) -> None:
         c_states = self.c_states
         c_prev = c_states[self.prev(t) % len(c_states)]
         # sigmoid of the (i, f, 2g, o) pre-activations x_t W_ih^T + b + h W_hh^T: (B, 4H)
-        gates = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx).sigmoid_()
+        gates = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)
+        if not self.fold:  # the weights are torch's: double the g block here
+            gates[:, 2 * self.hidden:3 * self.hidden].mul_(2)
+        gates.sigmoid_()
         i, f, s_g, o = gates.chunk(4, dim=1)
         c = torch.mul(f, c_prev, out=c_states[self.slot(t) % len(c_states)])
         c.addcmul_(i, s_g, value=-4).add_(i, alpha=2)  # C' = f C - 2 i g, g = 2 s_g - 1
@@ -140,16 +144,16 @@ class GRURun(Run):
 
     def __init__(self, config, x, state0, w, *, keep) -> None:
         super().__init__(config, x, state0, w, keep=keep)
-        if keep:  # 2 (W_hn h + b_hn) per step, the only part of the hidden GEMM backward reads
-            self.h_n_twice = x.new_empty(x.shape[0], x.shape[1], self.hidden)
+        if keep:  # W_hn h + b_hn per step (doubled when folded): what backward reads of hg
+            self.h_n_saved = x.new_empty(x.shape[0], x.shape[1], self.hidden)
 
     def prepare(self) -> tuple[Tensor, Tensor | None]:
         w, hidden, batch = self.w, self.hidden, self.x.shape[1]
         n_rows = (2 * hidden, 3 * hidden)  # the n block feeds a tanh
-        self.packed_hh = self.gemm.pack(scale_rows(w["hh"], *n_rows), batch)
-        self.bias_hh = scale_rows(w["b_hh"], *n_rows)  # inside r * (W_hn h + b_hn): stays here
-        return self.gemm.pack(scale_rows(w["ih"], *n_rows), CHUNK_ROWS), scale_rows(
-            w["b_ih"], *n_rows)
+        rows = self.tanh_rows
+        self.packed_hh = self.gemm.pack(rows(w["hh"], *n_rows), batch)
+        self.bias_hh = rows(w["b_hh"], *n_rows)  # inside r * (W_hn h + b_hn): stays here
+        return self.gemm.pack(rows(w["ih"], *n_rows), CHUNK_ROWS), rows(w["b_ih"], *n_rows)
 
     def step(self, t: int, gx: Tensor) -> None:
         hidden = self.hidden
@@ -159,12 +163,12 @@ class GRURun(Run):
         h_rz, h_n = hg.split([2 * hidden, hidden], dim=1)
         rz = x_rz.add_(h_rz).sigmoid_()  # in place in the projection: (B, 2H)
         r, z = rz.chunk(2, dim=1)
-        n = tanh_(x_n.addcmul_(r, h_n))
+        n = self.tanh_(x_n.addcmul_(r, h_n))
         h = torch.lerp(n, h_prev, z, out=self.h_target(t))  # (1 - z) * n + z * h
         self.commit_h(t, h)
         if self.keep:
             self.saved[t] = gx  # now r, z, n
-            self.h_n_twice[t] = h_n
+            self.h_n_saved[t] = h_n
 
     def backward(self, d_out, d_state, need_x):
         seq_len, batch = self.x.shape[:2]
@@ -179,7 +183,7 @@ class GRURun(Run):
         through_tanh = self.x.new_empty(batch, hidden)
         derivative = self.x.new_empty(batch, 2 * hidden)
         for t in reversed(self.order):
-            gx, h_n_twice = self.saved[t], self.h_n_twice[t]
+            gx, h_n = self.saved[t], self.h_n_saved[t]
             rz, n = gx[:, :2 * hidden], gx[:, 2 * hidden:]
             r, z = rz.chunk(2, dim=1)
             h_prev = self.h_prev(t)
@@ -190,7 +194,9 @@ class GRURun(Run):
             torch.sub(h_prev, n, out=d_z).mul_(grad_h)  # dL/dz = grad_h (h - n)
             torch.addcmul(grad_h, grad_h, z, value=-1, out=d_n)  # dL/dn = grad_h (1 - z)
             d_n.mul_(torch.addcmul(ones, n, n, value=-1, out=through_tanh))
-            torch.mul(d_n, h_n_twice, out=d_r).mul_(0.5)  # dL/dr = dL/dn_pre (W_hn h + b_hn)
+            torch.mul(d_n, h_n, out=d_r)  # dL/dr = dL/dn_pre (W_hn h + b_hn)
+            if self.fold:
+                d_r.mul_(0.5)
             d_rz.mul_(torch.addcmul(rz, rz, rz, value=-1, out=derivative))
             dzh_t[:, :2 * hidden].copy_(d_rz)
             torch.mul(d_n, r, out=dzh_t[:, 2 * hidden:])  # dL/d(W_hn h + b_hn)
@@ -212,10 +218,10 @@ class RNNRun(Run):
     """Elman RNN: h' = act(x_t W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu."""
 
     def rows(self, tensor: Tensor | None) -> Tensor | None:
-        """The weight or bias as the forward GEMMs use it: doubled under tanh."""
+        """The weight or bias as the forward GEMMs use it: doubled under a folded tanh."""
         if self.config.nonlinearity != "tanh":
             return tensor
-        return scale_rows(tensor, 0, self.hidden)
+        return self.tanh_rows(tensor, 0, self.hidden)
 
     def prepare(self) -> tuple[Tensor, Tensor | None]:
         w = self.w
@@ -226,8 +232,10 @@ class RNNRun(Run):
     def step(self, t: int, gx: Tensor) -> None:
         pre = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)  # (B, H)
         target = self.h_target(t)
-        if self.config.nonlinearity == "tanh":
+        if self.config.nonlinearity == "tanh" and self.fold:
             h = torch.sigmoid(pre, out=target).mul_(2).sub_(1)  # pre holds 2z: tanh(z)
+        elif self.config.nonlinearity == "tanh":
+            h = torch.tanh(pre, out=target)
         else:
             h = torch.clamp_min(pre, 0, out=target)
         self.commit_h(t, h)

@@ -19,7 +19,12 @@ tanh is evaluated as 2 sigmoid(2z) - 1. On one thread of an AVX-512 AMD EPYC cor
 float32 tanh costs ~2.6 ns per element and its sigmoid ~0.4; sigmoid and two cheap passes stay
 well below one tanh. The factor 2 inside is folded into the weight rows that feed a tanh (an exact
 scaling in floating point), so no pass is spent on it; the absolute error against tanh stays
-below 2e-7 in float32.
+below 2e-7 in float32. Below FOLD_MIN elements per step it is not worth it: the three passes
+cost more in dispatch than one tanh does in arithmetic (measured: 6.2 us against 2.0 at 512
+elements, 8.0 against 11.0 at 4096), and the doubled rows are a copy of the weights made by every
+call (at T=100, B=1, H=512, two 4 MB copies made an LSTM forward 1.7x torch's instead of ~1.2x).
+So small steps use the weights as they are: a GRU or an Elman RNN calls torch's tanh, an LSTM
+doubles its g block in each step's GEMM output (one pass over B x H). ``Run.fold`` says which.
 
 Padded steps (a mask) leave the state alone and output zeros; their gradient passes the state's
 gradient through unchanged. The family-specific maths lives in cells.py.
@@ -40,6 +45,9 @@ from harness.impls.kernels import AtenGemm
 Weights = dict[str, Tensor | None]  # roles ih, hh, b_ih, b_hh, hr of one (layer, direction)
 
 CHUNK_ROWS = 1280  # rows of x per input-projection GEMM: 20 steps at B=64 (10 MB of LSTM gates)
+
+
+FOLD_MIN = 4096  # elements of a step's tanh from which the factor 2 is folded (see above)
 
 
 def tanh_(x: Tensor) -> Tensor:
@@ -100,12 +108,23 @@ class Run:
             self.h_new = x.new_empty(batch, self.h_out)  # a step's h before masking
         self.h_states[self.prev(self.order[0]) % len(self.h_states)] = state0[0]
         self.saved: list = [None] * seq_len  # per step: what the backward pass reads
+        # tanh rows doubled in (copies of) the weights, or the weights as they are
+        self.fold = batch * self.hidden >= FOLD_MIN
 
     def prev(self, t: int) -> int:
         return t + 1 if self.config.reverse else t
 
     def slot(self, t: int) -> int:
         return t if self.config.reverse else t + 1
+
+    def tanh_rows(self, tensor: Tensor | None, start: int, stop: int) -> Tensor | None:
+        """A weight or bias as the forward GEMMs use it: rows [start, stop) feed a tanh and are
+        doubled when it is folded (a copy), else the tensor itself."""
+        return scale_rows(tensor, start, stop) if self.fold else tensor
+
+    def tanh_(self, x: Tensor) -> Tensor:
+        """tanh in place of a pre-activation computed from ``tanh_rows`` weights."""
+        return tanh_(x) if self.fold else x.tanh_()
 
     def h_prev(self, t: int) -> Tensor:
         return self.h_states[self.prev(t) % len(self.h_states)]
