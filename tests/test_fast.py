@@ -218,6 +218,7 @@ def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, 
     for backend in kernels.BACKENDS:
         got = run_float32(fast, backend, x, lengths)
         assert fast.last_gemm.backend == backend
+        assert fast.last_projection_gemm.backend == backend
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, atol=FLOAT32_ATOL, rtol=0)
         with torch.inference_mode():
@@ -270,6 +271,14 @@ def test_backend_decision_is_measured_once_and_recorded():
         assert fast.last_gemm is decision
     path = kernels.kernel_path(fast)
     assert path["gemm_backend"] == decision.backend and path["reason"] == decision.reason
+    # The input projection (T*B = 56 rows of 16 inputs) is a product of another shape, decided
+    # on its own and recorded beside the step's.
+    projection = fast.last_projection_gemm
+    assert projection.backend in kernels.BACKENDS
+    assert path["projection_backend"] == projection.backend
+    assert fast.harness_kernel_path()["projection_reason"] == projection.reason
+    if projection.key:
+        assert projection.key[3:] == (64, 16, 128) and decision.key[3:] == (8, 32, 128)
     json.dumps(kernels.kernel_path())  # the whole record serialises
     assert "chooses its own kernels" in kernels.kernel_path(nn.LSTM(3, 5))["reason"]
 

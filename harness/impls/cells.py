@@ -56,7 +56,7 @@ class LSTMRun(Run):
         if w["hr"] is not None:
             self.packed_hr = self.gemm.pack(w["hr"], self.x.shape[1])
         bias = None if w["b_ih"] is None else rows(w["b_ih"] + w["b_hh"], *g_rows)
-        return self.gemm.pack(rows(w["ih"], *g_rows), CHUNK_ROWS), bias
+        return self.ih_gemm.pack(rows(w["ih"], *g_rows), CHUNK_ROWS), bias
 
     def step(self, t: int, gx: Tensor) -> None:
         c_states = self.c_states
@@ -153,7 +153,7 @@ class GRURun(Run):
         rows = self.tanh_rows
         self.packed_hh = self.gemm.pack(rows(w["hh"], *n_rows), batch)
         self.bias_hh = rows(w["b_hh"], *n_rows)  # inside r * (W_hn h + b_hn): stays here
-        return self.gemm.pack(rows(w["ih"], *n_rows), CHUNK_ROWS), rows(w["b_ih"], *n_rows)
+        return self.ih_gemm.pack(rows(w["ih"], *n_rows), CHUNK_ROWS), rows(w["b_ih"], *n_rows)
 
     def step(self, t: int, gx: Tensor) -> None:
         hidden = self.hidden
@@ -227,7 +227,7 @@ class RNNRun(Run):
         w = self.w
         self.packed_hh = self.gemm.pack(self.rows(w["hh"]), self.x.shape[1])
         bias = None if w["b_ih"] is None else self.rows(w["b_ih"] + w["b_hh"])
-        return self.gemm.pack(self.rows(w["ih"]), CHUNK_ROWS), bias
+        return self.ih_gemm.pack(self.rows(w["ih"]), CHUNK_ROWS), bias
 
     def step(self, t: int, gx: Tensor) -> None:
         pre = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)  # (B, H)

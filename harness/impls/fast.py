@@ -10,8 +10,10 @@ contract and against the same checks, what it takes to match torch.nn in plain P
    so it is one GEMM over many steps at once, with every bias that can move out of the loop
    folded in. Only h_{t-1} @ W_hh^T is left inside the loop: one GEMM per step.
 2. Run the GEMMs on the library that is fastest on this machine: aten's BLAS (MKL, OpenBLAS) or
-   oneDNN, chosen by a short measurement the first time a shape class is seen (kernels.py), and
-   reported by ``harness.impls.kernels.kernel_path(module)``.
+   oneDNN, chosen by a short measurement the first time a shape class is seen (kernels.py), for
+   the step's product and for the input projection apart (at B=1 a step is a matrix-vector
+   product and the projection a 100-row GEMM: not the same winner), and reported by
+   ``harness.impls.kernels.kernel_path(module)``.
 3. Do not record the loop for autograd. Without autograd the loop runs in place in buffers of
    this call; with it, one autograd node per (layer, direction) keeps what the backward pass
    needs, and the backward pass through time is written by hand: the weight gradients are one
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from harness.impls.cells import GRURun, LSTMRun, RNNRun
 from harness.impls.kernels import GEMMS, Decision, decide, kernel_path
-from harness.impls.loop import Config, Recurrence, Run
+from harness.impls.loop import CHUNK_ROWS, Config, Recurrence, Run
 from harness.impls.scratch import (
     NamedParameters,
     ScratchGRU,
@@ -47,7 +49,8 @@ class FastRecurrent(NamedParameters):
 
     ``gemm_backend`` picks the GEMM library: "auto" (the default: $SEQ_HARNESS_GEMM if set, else
     measured, see kernels.py), "aten" or "onednn"; set it on an instance to force one.
-    ``last_gemm`` is the decision the last forward used.
+    ``last_gemm`` is the decision the last forward's step GEMMs used, ``last_projection_gemm``
+    its input projection's (a GEMM of T*B rows, in chunks: a shape class of its own).
     """
 
     run_class: ClassVar[type[Run]]
@@ -55,11 +58,14 @@ class FastRecurrent(NamedParameters):
     def harness_kernel_path(self) -> dict:
         """The GEMM library the last forward used, and why (for latency records)."""
         path = kernel_path(self)
-        return {"gemm_backend": path.get("gemm_backend"), "gemm_reason": path.get("reason")}
+        return {"gemm_backend": path.get("gemm_backend"), "gemm_reason": path.get("reason"),
+                "projection_backend": path.get("projection_backend"),
+                "projection_reason": path.get("projection_reason")}
 
     nonlinearity: str = "tanh"
     gemm_backend: str = "auto"
     last_gemm: Decision | None = None
+    last_projection_gemm: Decision | None = None  # the hoisted input projection's
 
     def run_direction(
         self, slot: int, x: Tensor, state: State, mask: Tensor | None, reverse: bool
@@ -69,8 +75,13 @@ class FastRecurrent(NamedParameters):
         decision = decide(x, x.shape[1], self.h_out, self.gates * self.hidden_size,
                           want=self.gemm_backend)
         self.last_gemm = decision
+        # The input projection: chunks of up to CHUNK_ROWS rows, a GEMM of its own shape class
+        rows = min(x.shape[0] * x.shape[1], CHUNK_ROWS)
+        projection = decide(x, rows, x.shape[2], self.gates * self.hidden_size,
+                            want=self.gemm_backend)
+        self.last_projection_gemm = projection
         config = Config(GEMMS[decision.backend], self.hidden_size, reverse, mask,
-                        self.nonlinearity)
+                        self.nonlinearity, GEMMS[projection.backend])
         tracked = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (x, *state, *w.values())
         )

@@ -168,12 +168,14 @@ def decide(like: Tensor, rows: int, inner: int, outer: int, *, want: str | None 
     return decision
 
 
-def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (5, 15)
+def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (3, 15)
             ) -> Decision:
     """Time a recurrence of the key's shape on both backends, interleaved round by round (at
     least rounds[0], at most rounds[1], while within ``budget_s``); the lower median wins.
+    A round is ~2 ms of steps, and one step when a product takes longer (a 1280-row input
+    projection: ~26 ms), so a large shape costs 2 x (1 + rounds[0]) products.
 
-    One round is a chain of steps as a fast layer runs them: ``linear_add`` of the previous
+    One round is a chain of 1-32 steps as a fast layer runs them: ``linear_add`` of the previous
     step's output into this step's input projection, then an elementwise op on the result. A
     GEMM timed alone, repeated on the same operands, ranks the backends differently: at one row
     (B=1) oneDNN's inner product is faster alone and slower inside the loop, by ~15 us a step
@@ -184,7 +186,7 @@ def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (5,
     started = time.perf_counter()
     torch.mm(torch.randn(rows, inner), weight.t())
     single = time.perf_counter() - started
-    steps = max(4, min(32, int(2e-3 / max(single, 1e-7))))  # ~2 ms of steps per round
+    steps = max(1, min(32, int(2e-3 / max(single, 1e-7))))  # ~2 ms of steps per round
     projections = torch.randn(steps, rows, outer, generator=generator)  # x_t W_ih^T per step
     h0 = torch.zeros(rows, inner)
 
@@ -236,4 +238,8 @@ def kernel_path(module: nn.Module | None = None) -> dict:
     else:
         path.update(gemm_backend=decision.backend, reason=decision.reason,
                     decision=decision.as_record())
+        projection = getattr(module, "last_projection_gemm", None)
+        if projection is not None:  # the hoisted input projection, decided on its own shape
+            path.update(projection_backend=projection.backend,
+                        projection_reason=projection.reason)
     return path

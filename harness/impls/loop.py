@@ -73,6 +73,7 @@ class Config:
     reverse: bool
     mask: Tensor | None  # (T, B) bool: step t is inside sequence b
     nonlinearity: str = "tanh"  # Elman RNN only
+    ih_gemm: AtenGemm | None = None  # the input projection's backend; None: ``gemm``
 
 
 class Run:
@@ -90,6 +91,7 @@ class Run:
                  ) -> None:
         self.config, self.x, self.w, self.keep = config, x, w, keep
         self.gemm, self.hidden = config.gemm, config.hidden
+        self.ih_gemm = config.ih_gemm or config.gemm  # the hoisted input projection's
         self.h_out = config.hidden if w["hr"] is None else w["hr"].shape[0]  # proj_size
         seq_len, batch = x.shape[:2]
         self.order: Sequence[int] = (
@@ -163,7 +165,7 @@ class Run:
             block = self.order[start:start + chunk]
             low, high = min(block), max(block) + 1
             rows = self.x[low:high].reshape((high - low) * batch, in_features)
-            xw = self.gemm.linear(rows, packed_ih, bias)  # (steps * B, G*H)
+            xw = self.ih_gemm.linear(rows, packed_ih, bias)  # (steps * B, G*H)
             xw = xw.view(high - low, batch, xw.shape[1])  # not -1: B may be 0
             for t in block:
                 self.step(t, xw[t - low])
