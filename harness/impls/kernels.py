@@ -171,9 +171,10 @@ def decide(like: Tensor, rows: int, inner: int, outer: int, *, want: str | None 
 def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (3, 15)
             ) -> Decision:
     """Time a recurrence of the key's shape on both backends, interleaved round by round (at
-    least rounds[0], at most rounds[1], while within ``budget_s``); the lower median wins.
-    A round is ~2 ms of steps, and one step when a product takes longer (a 1280-row input
-    projection: ~26 ms), so a large shape costs 2 x (1 + rounds[0]) products.
+    least rounds[0], at most rounds[1], while within ``budget_s``); oneDNN wins when its median
+    is below ONEDNN_MARGIN times aten's. A round is ~2 ms of steps, and one step when a product
+    takes longer (a 1280-row input projection: ~26 ms), so a large shape costs 2 x (1 +
+    rounds[0]) products.
 
     One round is a chain of 1-32 steps as a fast layer runs them: ``linear_add`` of the previous
     step's output into this step's input projection, then an elementwise op on the result. A
