@@ -1,6 +1,7 @@
 """Unit tests of harness/impls/fast.py against torch.nn with equal weights: outputs, final states
-and gradients, through both of its loops (autograd, and the in-place one used without it); both
-GEMM backends in float32; the hand-written backward through gradcheck; the backend decision."""
+and gradients, through both of its loops (autograd, and the in-place one used without it); every
+GEMM backend and every way of computing the gate maths in float32; the hand-written backward
+through gradcheck; the backend decision."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from harness.impls import kernels, loop
+from harness.impls import kernels, loop, native
 from harness.impls.fast import FastGRU, FastLSTM, FastRNN
 from harness.impls.loop import Config, Recurrence
 
@@ -178,6 +179,8 @@ def test_constructor_rejects_what_torch_rejects():
 
 ONEDNN = kernels.onednn_usable()
 needs_onednn = pytest.mark.skipif(ONEDNN is not None, reason=f"oneDNN unusable: {ONEDNN}")
+NATIVE, NATIVE_WHY = native.kernels(torch.zeros(()))
+needs_native = pytest.mark.skipif(NATIVE is None, reason=f"no compiled kernels: {NATIVE_WHY}")
 FLOAT32_ATOL = 1e-5  # the suites' float32 tolerance at the small exact-check sizes
 
 
@@ -204,21 +207,37 @@ def fold(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["native", "folded-tanh", "torch-tanh"])
+def gates(request, monkeypatch):
+    """The three ways of computing the gate maths: compiled (native.c), or torch operators with
+    the tanh folded into the weights (loop.py) or torch's own tanh."""
+    if request.param == "native" and NATIVE is None:
+        pytest.skip(f"no compiled kernels: {NATIVE_WHY}")
+    monkeypatch.setattr(loop, "FOLD_MIN", 0 if request.param == "folded-tanh" else 1 << 62)
+    return "native" if request.param == "native" else "torch"
+
+
 @needs_onednn
+@needs_native
 @pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["padded", "packed"])
+@pytest.mark.parametrize("batch", [4, 1])
 @pytest.mark.filterwarnings("ignore:LSTM with projections")
-def test_both_backends_agree_with_torch_in_float32(fast_cls, torch_cls, kwargs, lengths, fold):
+def test_every_backend_agrees_with_torch_in_float32(fast_cls, torch_cls, kwargs, lengths, batch,
+                                                   gates):
     torch.manual_seed(0)
     reference = torch_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
     fast = fast_cls(8, 12, num_layers=2, bidirectional=True, **kwargs)
     fast.load_state_dict(reference.state_dict())
-    x = torch.randn(6, 4, 8)
+    fast.gate_kernel = gates
+    x = torch.randn(6, batch, 8)
+    lengths = None if lengths is None else lengths[:batch]
     want = run_float32(reference, None, x, lengths)
     for backend in kernels.BACKENDS:
         got = run_float32(fast, backend, x, lengths)
         assert fast.last_gemm.backend == backend
         assert fast.last_projection_gemm.backend == backend
+        assert fast.last_gate_kernel.startswith("compiled" if gates == "native" else "torch")
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, atol=FLOAT32_ATOL, rtol=0)
         with torch.inference_mode():
@@ -266,19 +285,23 @@ def test_backend_decision_is_measured_once_and_recorded():
     assert decision.backend in kernels.BACKENDS
     if ONEDNN is None and os.environ.get(kernels.ENV_VAR) is None:
         assert decision.reason.startswith("measured: ")
-        assert set(decision.timings_us) == set(kernels.BACKENDS)
-        fast(torch.randn(7, 8, 16))  # the same shape class: the same decision, not measured again
+        # 8 rows: the compiled product (a small-batch one, up to 4 rows) is not a candidate
+        assert set(decision.timings_us) == {"aten", "onednn"} == set(decision.key[6])
+        fast(torch.randn(3, 7, 16))  # the same shape class: the same decision, not measured again
         assert fast.last_gemm is decision
     path = kernels.kernel_path(fast)
     assert path["gemm_backend"] == decision.backend and path["reason"] == decision.reason
-    # The input projection (T*B = 56 rows of 16 inputs) is a product of another shape, decided
+    # The input projection (T*B = 21 rows of 16 inputs) is a product of another shape, decided
     # on its own and recorded beside the step's.
     projection = fast.last_projection_gemm
     assert projection.backend in kernels.BACKENDS
     assert path["projection_backend"] == projection.backend
     assert fast.harness_kernel_path()["projection_reason"] == projection.reason
     if projection.key:
-        assert projection.key[3:] == (64, 16, 128) and decision.key[3:] == (8, 32, 128)
+        # (rows, in, out) rounded up to powers of two, and products per packing: T=3 steps, and
+        # one 21-row chunk
+        assert projection.key[3:6] == (32, 16, 128) and decision.key[3:6] == (8, 32, 128)
+        assert (projection.key[7], decision.key[7]) == (1, 4)
     json.dumps(kernels.kernel_path())  # the whole record serialises
     assert "chooses its own kernels" in kernels.kernel_path(nn.LSTM(3, 5))["reason"]
 

@@ -81,6 +81,13 @@ FAMILY_MUTANTS = [
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 
+# The fast layers with a bug in their compiled gate maths (tests.mutants.compiled).
+COMPILED_MUTANTS = [
+    ("UnclampedExpFastLSTM", "lstm", "numerics", "large_inputs"),
+    ("ResetOutsideFastGRU", "gru", "shapes", "values_match_reference"),
+]
+MUTANTS += [(f"compiled:{m}", *rest) for m, *rest in COMPILED_MUTANTS]
+
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
 NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN"}
 
@@ -183,3 +190,15 @@ def test_deployment_entries_pass_the_same_checks(target, family, suite, check, t
     code, records = run_suite(target, family, suite, tmp_path, check)
     assert [r["message"] for r in records if r["outcome"] == "failed"] == []
     assert code == 0 and any(r["outcome"] == "passed" for r in records)
+
+
+@pytest.mark.parametrize(("mutant", "family", "suite", "check"), COMPILED_MUTANTS,
+                         ids=[m for m, *_ in COMPILED_MUTANTS])
+def test_the_fast_layers_pass_what_their_compiled_mutants_fail(mutant, family, suite, check,
+                                                               tmp_path):
+    """The control for tests.mutants.compiled: the correct library passes the same check."""
+    parent = {"lstm": "FastLSTM", "gru": "FastGRU"}[family]
+    _, records = run_suite(f"harness.impls.fast:{parent}", family, suite, tmp_path)
+    mine = [r for r in records if r["check"] == check]
+    assert [r["message"] for r in mine if r["outcome"] == "failed"] == []
+    assert any(r["outcome"] == "passed" for r in mine)

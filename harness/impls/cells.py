@@ -63,17 +63,23 @@ class LSTMRun(Run):
         c_prev = c_states[self.prev(t) % len(c_states)]
         # sigmoid of the (i, f, 2g, o) pre-activations x_t W_ih^T + b + h W_hh^T: (B, 4H)
         gates = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)
-        if not self.fold:  # the weights are torch's: double the g block here
-            gates[:, 2 * self.hidden:3 * self.hidden].mul_(2)
-        gates.sigmoid_()
-        i, f, s_g, o = gates.chunk(4, dim=1)
-        c = torch.mul(f, c_prev, out=c_states[self.slot(t) % len(c_states)])
-        c.addcmul_(i, s_g, value=-4).add_(i, alpha=2)  # C' = f C - 2 i g, g = 2 s_g - 1
-        s_c = torch.sigmoid(c, out=self.sig_c)
-        if self.w["hr"] is None:
-            h = torch.addcmul(o, o, s_c, value=-2, out=self.h_target(t))  # o tanh(c')
+        c = c_states[self.slot(t) % len(c_states)]
+        projected = self.w["hr"] is not None
+        # o tanh(c'): the output, or before the projection the (B, H) that feeds it
+        h_full = self.h_full[t % len(self.h_full)] if projected else self.h_target(t)
+        if self.native is not None:  # one call: gates, c and o tanh(c') (native.c)
+            self.native.lstm_cell(gates, c_prev, c, h_full)
         else:
-            h_full = torch.addcmul(o, o, s_c, value=-2, out=self.h_full[t % len(self.h_full)])
+            if not self.fold:  # the weights are torch's: double the g block here
+                gates[:, 2 * self.hidden:3 * self.hidden].mul_(2)
+            gates.sigmoid_()
+            i, f, s_g, o = gates.chunk(4, dim=1)
+            torch.mul(f, c_prev, out=c)
+            c.addcmul_(i, s_g, value=-4).add_(i, alpha=2)  # C' = f C - 2 i g, g = 2 s_g - 1
+            s_c = torch.sigmoid(c, out=self.sig_c)
+            torch.addcmul(o, o, s_c, value=-2, out=h_full)  # o tanh(c')
+        h = h_full
+        if projected:
             h = self.h_target(t).copy_(self.gemm.linear(h_full, self.packed_hr))  # (B, proj)
         if self.valid is not None:
             torch.where(self.valid[t], c, c_prev, out=c)
@@ -159,12 +165,16 @@ class GRURun(Run):
         hidden = self.hidden
         h_prev = self.h_prev(t)
         hg = self.gemm.linear(h_prev, self.packed_hh, self.bias_hh)  # (B, 3H): h W_hh^T + b_hh
-        x_rz, x_n = gx.split([2 * hidden, hidden], dim=1)
         h_rz, h_n = hg.split([2 * hidden, hidden], dim=1)
-        rz = x_rz.add_(h_rz).sigmoid_()  # in place in the projection: (B, 2H)
-        r, z = rz.chunk(2, dim=1)
-        n = self.tanh_(x_n.addcmul_(r, h_n))
-        h = torch.lerp(n, h_prev, z, out=self.h_target(t))  # (1 - z) * n + z * h
+        h = self.h_target(t)
+        if self.native is not None:  # one call: gx becomes [r, z, n], h written (native.c)
+            self.native.gru_cell(gx, hg, h_prev, h)
+        else:
+            x_rz, x_n = gx.split([2 * hidden, hidden], dim=1)
+            rz = x_rz.add_(h_rz).sigmoid_()  # in place in the projection: (B, 2H)
+            r, z = rz.chunk(2, dim=1)
+            n = self.tanh_(x_n.addcmul_(r, h_n))
+            torch.lerp(n, h_prev, z, out=h)  # (1 - z) * n + z * h
         self.commit_h(t, h)
         if self.keep:
             self.saved[t] = gx  # now r, z, n
@@ -231,8 +241,10 @@ class RNNRun(Run):
 
     def step(self, t: int, gx: Tensor) -> None:
         pre = self.gemm.linear_add(self.h_prev(t), self.packed_hh, gx)  # (B, H)
-        target = self.h_target(t)
-        if self.config.nonlinearity == "tanh" and self.fold:
+        target = h = self.h_target(t)
+        if self.native is not None:  # one call (native.c)
+            self.native.rnn_act(pre, target, relu=self.config.nonlinearity == "relu")
+        elif self.config.nonlinearity == "tanh" and self.fold:
             h = torch.sigmoid(pre, out=target).mul_(2).sub_(1)  # pre holds 2z: tanh(z)
         elif self.config.nonlinearity == "tanh":
             h = torch.tanh(pre, out=target)

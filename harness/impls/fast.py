@@ -33,6 +33,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from harness.impls import native
 from harness.impls.cells import GRURun, LSTMRun, RNNRun
 from harness.impls.kernels import GEMMS, Decision, decide, kernel_path
 from harness.impls.loop import CHUNK_ROWS, Config, Recurrence, Run
@@ -51,6 +52,9 @@ class FastRecurrent(NamedParameters):
     measured, see kernels.py), "aten" or "onednn"; set it on an instance to force one.
     ``last_gemm`` is the decision the last forward's step GEMMs used, ``last_projection_gemm``
     its input projection's (a GEMM of T*B rows, in chunks: a shape class of its own).
+    ``gate_kernel`` picks what runs the gate maths: "auto" (the compiled kernels of native.py
+    where they can run, else torch operators), "native" or "torch"; ``last_gate_kernel`` says
+    which the last forward used.
     """
 
     run_class: ClassVar[type[Run]]
@@ -60,28 +64,44 @@ class FastRecurrent(NamedParameters):
         path = kernel_path(self)
         return {"gemm_backend": path.get("gemm_backend"), "gemm_reason": path.get("reason"),
                 "projection_backend": path.get("projection_backend"),
-                "projection_reason": path.get("projection_reason")}
+                "projection_reason": path.get("projection_reason"),
+                "gate_kernel": path.get("gate_kernel")}
 
     nonlinearity: str = "tanh"
     gemm_backend: str = "auto"
     last_gemm: Decision | None = None
     last_projection_gemm: Decision | None = None  # the hoisted input projection's
+    gate_kernel: str = "auto"
+    last_gate_kernel: str | None = None
+
+    def gate_kernels(self, like: Tensor) -> native.Kernels | None:
+        """The compiled gate maths for tensors like ``like``, or None for torch operators; the
+        choice and its reason go to ``last_gate_kernel``."""
+        if self.gate_kernel not in ("auto", "native", "torch"):
+            raise ValueError(f"unknown gate_kernel {self.gate_kernel!r}; valid: auto, native, "
+                             "torch")
+        found, why = (None, "requested") if self.gate_kernel == "torch" else native.kernels(like)
+        if found is None and self.gate_kernel == "native":
+            raise ValueError(f"gate_kernel 'native' was requested but cannot run: {why}")
+        self.last_gate_kernel = why if found is not None else f"torch operators ({why})"
+        return found
 
     def run_direction(
         self, slot: int, x: Tensor, state: State, mask: Tensor | None, reverse: bool
     ) -> tuple[Tensor, State]:
         """Run one (layer, direction) over x (T, B, in): outputs (T, B, h_out), final state."""
         w = self.weights(slot)
-        decision = decide(x, x.shape[1], self.h_out, self.gates * self.hidden_size,
+        decision = decide(x, x.shape[1], self.h_out, self.gates * self.hidden_size, uses=len(x),
                           want=self.gemm_backend)
         self.last_gemm = decision
         # The input projection: chunks of up to CHUNK_ROWS rows, a GEMM of its own shape class
         rows = min(x.shape[0] * x.shape[1], CHUNK_ROWS)
         projection = decide(x, rows, x.shape[2], self.gates * self.hidden_size,
+                            uses=-(-len(x) * x.shape[1] // CHUNK_ROWS),
                             want=self.gemm_backend)
         self.last_projection_gemm = projection
         config = Config(GEMMS[decision.backend], self.hidden_size, reverse, mask,
-                        self.nonlinearity, GEMMS[projection.backend])
+                        self.nonlinearity, GEMMS[projection.backend], self.gate_kernels(x))
         tracked = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (x, *state, *w.values())
         )

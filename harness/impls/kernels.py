@@ -8,10 +8,10 @@ AVX-512, one thread, MKL's sgemm reaches ~90-100 GFLOP/s on a recurrent step's (
 product and oneDNN's ~110 (the same product through torch.ops.mkldnn._linear_pointwise with a
 prepacked weight); elsewhere the order can be the other way round, and at one row (B=1) it is
 the other way round inside a recurrent loop here. So the fast layers do not assume: the first time
-a layer meets a (device, dtype, thread count, shape class) it times both libraries on a short
-recurrence of that class's step GEMM and keeps the faster, for the rest of the process.
+a layer meets a (device, dtype, thread count, shape class) it times the libraries that can run it
+on a short recurrence of that class's step GEMM and keeps the fastest, for the rest of the process.
 
-Two backends, one interface (every product is ``x @ W^T`` with W stored as torch stores weights,
+Three backends, one interface (every product is ``x @ W^T`` with W stored as torch stores weights,
 (out_features, in_features)):
 
 - ``aten``: torch.mm / addmm, i.e. whatever BLAS torch was built with on the CPU (MKL, OpenBLAS),
@@ -20,6 +20,10 @@ Two backends, one interface (every product is ``x @ W^T`` with W stored as torch
   torch.ops.mkldnn._reorder_linear_weight (oneDNN's blocked layout for the call's batch size); its
   ``.binary`` overload adds the step's input projection inside the GEMM. CPU float32 only, and
   only when torch was built with oneDNN and torch.backends.mkldnn is enabled.
+- ``native``: native.c's small-batch product, compiled for this CPU (native.py): W read as it is
+  stored (no packing), streamed once per step and row. A candidate up to NATIVE_MAX_ROWS rows,
+  where a step is (nearly) a matrix-vector product, memory-bound: 55-64 us for a 512 x 2048 W
+  here against 92 for MKL's sgemm and 105 for oneDNN's inner product. CPU float32 only.
 
 ``kernel_path`` reports the CPU capability, the thread count and, for a fast layer, the backend its
 last forward used and why, so that a timing record can say what it timed.
@@ -36,12 +40,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from harness.impls import native
+
 AUTO = "auto"
-BACKENDS = ("aten", "onednn")
-# oneDNN is chosen when its recurrence is at least 3% faster: within that, a layer's own gate
-# maths between steps has measured slower after oneDNN's step than after aten's (T=100, B=1,
-# H=512 LSTM: 13.2 ms against 12.1 where the chain of measure() timed the two 99.8 and 99.3 us).
-ONEDNN_MARGIN = 0.97
+BACKENDS = ("aten", "onednn", "native")
+# A backend other than aten is chosen when its recurrence is at least 3% faster: within that, a
+# layer's own gate maths between steps has measured slower after oneDNN's step than after
+# aten's (T=100, B=1, H=512 LSTM: 13.2 ms against 12.1 where the chain of measure() timed the
+# two 99.8 and 99.3 us).
+MARGIN = 0.97
+NATIVE_MAX_ROWS = 4  # the compiled product streams W^T once per row: a candidate up to 4
 ENV_VAR = "SEQ_HARNESS_GEMM"  # auto (default), aten or onednn: the default of every fast layer
 
 
@@ -89,7 +97,29 @@ class OneDnnGemm(AtenGemm):
 
 
 
-GEMMS: dict[str, AtenGemm] = {"aten": AtenGemm(), "onednn": OneDnnGemm()}
+class NativeGemm(AtenGemm):
+    """native.c's small-batch product (CPU float32): dot products of W's rows when W is
+    contiguous, rows of W^T when its transpose is (the backward pass's W_hh.t()); no copy.
+    Results are new tensors, or ``into`` itself."""
+
+    name = "native"
+
+    def pack(self, weight: Tensor, rows: int) -> Tensor:
+        if weight.is_contiguous() or weight.t().is_contiguous():
+            return weight  # W, or a transposed view of a contiguous W: read as it is
+        return weight.contiguous()
+
+    def linear(self, x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tensor:
+        out = x.new_empty(x.shape[0], packed.shape[0])
+        return native.loaded().linear_add(packed, x.contiguous(), bias, out)
+
+    def linear_add(self, x: Tensor, packed: Tensor, into: Tensor) -> Tensor:
+        if not into.is_contiguous():
+            return super().linear_add(x, packed.t(), into)
+        return native.loaded().linear_add(packed, x.contiguous(), into, into)
+
+
+GEMMS: dict[str, AtenGemm] = {"aten": AtenGemm(), "onednn": OneDnnGemm(), "native": NativeGemm()}
 
 
 @dataclass(frozen=True)
@@ -139,28 +169,42 @@ def requested(name: str | None = None) -> str:
     return value
 
 
-def decide(like: Tensor, rows: int, inner: int, outer: int, *, want: str | None = None
-           ) -> Decision:
-    """The backend for x (rows, inner) @ W^T (inner -> outer) products on ``like``'s device and
-    dtype: forced by ``want`` / $SEQ_HARNESS_GEMM, ruled by capability, or measured once."""
-    wanted = requested(want)
-    unusable = None
+def unusable(name: str, like: Tensor) -> str | None:
+    """None when backend ``name`` can run products on ``like``'s device and dtype, else why not."""
+    if name == "aten":
+        return None
     if like.device.type != "cpu":
-        unusable = f"device {like.device.type}: aten's matmul is the only path"
-    elif like.dtype != torch.float32:
-        unusable = f"dtype {like.dtype}: oneDNN's path here is float32 only"
-    else:
-        unusable = onednn_usable()
+        return f"device {like.device.type}: aten's matmul is the only path"
+    if like.dtype != torch.float32:
+        return f"dtype {like.dtype}: {name}'s path here is float32 only"
+    if name == "onednn":
+        return onednn_usable()
+    return None if native.kernels(like)[0] is not None else native.kernels(like)[1]
+
+
+def decide(like: Tensor, rows: int, inner: int, outer: int, *, uses: int = 1,
+           want: str | None = None) -> Decision:
+    """The backend for x (rows, inner) @ W^T (inner -> outer) products on ``like``'s device and
+    dtype, ``uses`` products per packing of W (one forward call's): forced by ``want`` /
+    $SEQ_HARNESS_GEMM, ruled by capability, or measured once among aten, oneDNN and (up to
+    NATIVE_MAX_ROWS rows) the compiled product."""
+    wanted = requested(want)
     if wanted == "aten":
         return Decision("aten", "requested")
-    if unusable is not None:
-        if wanted == "onednn":
-            raise ValueError(f"GEMM backend 'onednn' was requested but cannot run: {unusable}")
-        return Decision("aten", unusable)
-    if wanted == "onednn":
-        return Decision("onednn", "requested")
+    why_not = {name: unusable(name, like) for name in BACKENDS[1:]}
+    if wanted != AUTO:
+        if why_not[wanted] is not None:
+            raise ValueError(f"GEMM backend {wanted!r} was requested but cannot run: "
+                             f"{why_not[wanted]}")
+        return Decision(wanted, "requested")
+    if rows > NATIVE_MAX_ROWS and why_not["native"] is None:
+        why_not["native"] = f"{rows} rows: the compiled product is for up to {NATIVE_MAX_ROWS}"
+    candidates = ("aten", *(name for name, why in why_not.items() if why is None))
+    if len(candidates) == 1:
+        return Decision("aten", "; ".join(dict.fromkeys(why_not.values())))
     key = (like.device.type, str(like.dtype), torch.get_num_threads(),
-           shape_class(rows), shape_class(inner), shape_class(outer))
+           shape_class(rows), shape_class(inner), shape_class(outer), candidates,
+           shape_class(uses))
     decision = _DECISIONS.get(key)
     if decision is None:
         with torch.no_grad():
@@ -170,18 +214,21 @@ def decide(like: Tensor, rows: int, inner: int, outer: int, *, want: str | None 
 
 def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (3, 15)
             ) -> Decision:
-    """Time a recurrence of the key's shape on both backends, interleaved round by round (at
-    least rounds[0], at most rounds[1], while within ``budget_s``); oneDNN wins when its median
-    is below ONEDNN_MARGIN times aten's. A round is ~2 ms of steps, and one step when a product
-    takes longer (a 1280-row input projection: ~26 ms), so a large shape costs 2 x (1 +
-    rounds[0]) products.
+    """Time a recurrence of the key's shape on each candidate backend (the key's candidates),
+    interleaved round by round (at least rounds[0], at most rounds[1], while within
+    ``budget_s``); a backend other than aten wins when its median is below MARGIN times every
+    other's. Each round packs the weight too, and a product is charged its share of that (the
+    key's last part: products per packing): oneDNN's reorder of a 2048 x 512 weight costs
+    ~0.4-2.4 ms, negligible at B=64, up to half of a T=100 LSTM's projection at B=1. A round is
+    ~2 ms of steps, and one step when a product takes longer (a 1280-row input projection:
+    ~26 ms), so a large shape costs 2 x (1 + rounds[0]) products.
 
     One round is a chain of 1-32 steps as a fast layer runs them: ``linear_add`` of the previous
     step's output into this step's input projection, then an elementwise op on the result. A
     GEMM timed alone, repeated on the same operands, ranks the backends differently: at one row
     (B=1) oneDNN's inner product is faster alone and slower inside the loop, by ~15 us a step
     here, which is what a layer pays."""
-    _device, _dtype, _threads, rows, inner, outer = key
+    _device, _dtype, _threads, rows, inner, outer, candidates, uses = key
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(outer, inner, generator=generator) / math.sqrt(inner)
     started = time.perf_counter()
@@ -198,23 +245,24 @@ def measure(key: tuple, *, budget_s: float = 0.05, rounds: tuple[int, int] = (3,
             out = gemm.linear_add(h, packed, into)  # (rows, outer)
             h = out[:, :inner].sigmoid() if outer >= inner else h0  # the next step's state
 
-    packed = {name: gemm.pack(weight, rows) for name, gemm in GEMMS.items()}
-    calls = {name: (lambda g=gemm, p=packed[name]: chain(g, p)) for name, gemm in GEMMS.items()}
-    for call in calls.values():  # warm-up: oneDNN creates its kernel for the shape here
-        call()
-    per_step: dict[str, list[float]] = {name: [] for name in calls}
+    for name in candidates:  # warm-up: oneDNN creates its kernel for the shape here
+        chain(GEMMS[name], GEMMS[name].pack(weight, rows))
+    per_step: dict[str, list[float]] = {name: [] for name in candidates}
     started = time.perf_counter()
     while len(per_step["aten"]) < rounds[1] and (
             len(per_step["aten"]) < rounds[0] or time.perf_counter() - started < budget_s):
-        for name, call in calls.items():
+        for name in candidates:
             begin = time.perf_counter()
-            call()
-            per_step[name].append((time.perf_counter() - begin) / steps)
+            packed = GEMMS[name].pack(weight, rows)
+            packing = time.perf_counter() - begin
+            chain(GEMMS[name], packed)
+            per_step[name].append((time.perf_counter() - begin - packing) / steps
+                                  + packing / uses)
     medians = {name: statistics.median(times) * 1e6 for name, times in per_step.items()}
-    best = "onednn" if medians["onednn"] < ONEDNN_MARGIN * medians["aten"] else "aten"
-    other = next(name for name in medians if name != best)
-    reason = (f"measured: {best} {medians[best]:.1f} us vs {other} {medians[other]:.1f} us per "
-              f"recurrent step, ({rows}x{inner}) @ ({inner}x{outer})")
+    best = min(medians, key=lambda name: medians[name] / (1 if name == "aten" else MARGIN))
+    others = ", ".join(f"{name} {medians[name]:.1f} us" for name in medians if name != best)
+    reason = (f"measured: {best} {medians[best]:.1f} us vs {others} per recurrent step, "
+              f"({rows}x{inner}) @ ({inner}x{outer})")
     return Decision(best, reason, key, {k: round(v, 2) for k, v in medians.items()})
 
 
@@ -239,6 +287,7 @@ def kernel_path(module: nn.Module | None = None) -> dict:
     else:
         path.update(gemm_backend=decision.backend, reason=decision.reason,
                     decision=decision.as_record())
+        path["gate_kernel"] = getattr(module, "last_gate_kernel", None)
         projection = getattr(module, "last_projection_gemm", None)
         if projection is not None:  # the hoisted input projection, decided on its own shape
             path.update(projection_backend=projection.backend,

@@ -26,6 +26,10 @@ call (at T=100, B=1, H=512, two 4 MB copies made an LSTM forward 1.7x torch's in
 So small steps use the weights as they are: a GRU or an Elman RNN calls torch's tanh, an LSTM
 doubles its g block in each step's GEMM output (one pass over B x H). ``Run.fold`` says which.
 
+With compiled kernels (native.py, ``Run.native``) each step's gate maths is one call that computes
+its tanh's itself (nothing is folded) and writes the same buffers, in the same representation,
+as the torch operators do; the backward pass is the same either way.
+
 Padded steps (a mask) leave the state alone and output zeros; their gradient passes the state's
 gradient through unchanged. The family-specific maths lives in cells.py.
 """
@@ -41,6 +45,7 @@ from torch import Tensor
 
 from harness.core.torch_inputs import State
 from harness.impls.kernels import AtenGemm
+from harness.impls.native import Kernels
 
 Weights = dict[str, Tensor | None]  # roles ih, hh, b_ih, b_hh, hr of one (layer, direction)
 
@@ -74,6 +79,7 @@ class Config:
     mask: Tensor | None  # (T, B) bool: step t is inside sequence b
     nonlinearity: str = "tanh"  # Elman RNN only
     ih_gemm: AtenGemm | None = None  # the input projection's backend; None: ``gemm``
+    native: Kernels | None = None  # compiled gate maths (native.py); None: torch operators
 
 
 class Run:
@@ -110,8 +116,9 @@ class Run:
             self.h_new = x.new_empty(batch, self.h_out)  # a step's h before masking
         self.h_states[self.prev(self.order[0]) % len(self.h_states)] = state0[0]
         self.saved: list = [None] * seq_len  # per step: what the backward pass reads
+        self.native = config.native  # compiled gate maths compute tanh themselves: no folding
         # tanh rows doubled in (copies of) the weights, or the weights as they are
-        self.fold = batch * self.hidden >= FOLD_MIN
+        self.fold = batch * self.hidden >= FOLD_MIN and self.native is None
 
     def prev(self, t: int) -> int:
         return t + 1 if self.config.reverse else t
@@ -209,8 +216,8 @@ class Run:
         d_w = self.gemm.weight_grad(flat, self.x.reshape(seq_len * batch, in_features))
         if not need_x:
             return None, d_w
-        packed = self.gemm.pack(self.w["ih"].t(), seq_len * batch)  # dz @ W_ih
-        return self.gemm.linear(flat, packed).view(seq_len, batch, in_features), d_w
+        packed = self.ih_gemm.pack(self.w["ih"].t(), seq_len * batch)  # dz @ W_ih: T*B rows
+        return self.ih_gemm.linear(flat, packed).view(seq_len, batch, in_features), d_w
 
 
 class Recurrence(torch.autograd.Function):
