@@ -130,3 +130,33 @@ def test_activations_across_the_range_and_beyond():
     pre = torch.tensor([[1e4, -1e4, 0.0, float("nan")]])
     KERNELS.lstm_cell(pre, torch.zeros(1, 1), torch.empty(1, 1), torch.empty(1, 1))
     assert pre[0, 0] == 1 and 0 <= pre[0, 1] < 1e-37 and pre[0, 2] == 0.5 and pre[0, 3].isnan()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("keep", [False, True], ids=["inference", "autograd"])
+def test_lstm_blocks_run_in_one_compiled_call(bidirectional, keep, monkeypatch):
+    """With the compiled product and gate maths, no mask and no projection, an LSTM's steps run
+    in sh_lstm_steps: the per-step Python path is not entered, and the result is torch's,
+    gradients included (the backward pass reads what the compiled loop saved)."""
+    from harness.impls.cells import LSTMRun
+
+    def no_step(self, t, gx):
+        raise AssertionError("the per-step path ran")
+
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(6, 9, num_layers=2, bidirectional=bidirectional)
+    fast = FastLSTM(6, 9, num_layers=2, bidirectional=bidirectional)
+    fast.load_state_dict(reference.state_dict())
+    fast.gemm_backend = "native"
+    monkeypatch.setattr(LSTMRun, "step", no_step)
+    monkeypatch.setattr("harness.impls.loop.CHUNK_ROWS", 3)  # several blocks per sequence
+    x = torch.randn(7, 1, 6, requires_grad=keep)
+    with torch.set_grad_enabled(keep):
+        got, want = fast(x), reference(x)
+    for g, w in zip([got[0], *got[1]], [want[0], *want[1]], strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
+    if keep:
+        grads = torch.autograd.grad(got[0].sum(), [x, *fast.parameters()])
+        wants = torch.autograd.grad(want[0].sum(), [x, *reference.parameters()])
+        for g, w in zip(grads, wants, strict=True):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=0)

@@ -163,6 +163,11 @@ class Run:
         """Step t, given gx (B, G*H): x_t's projection, this run's own tensor (may be written)."""
         raise NotImplementedError
 
+    def steps(self, block: Sequence[int], xw: Tensor, low: int) -> None:
+        """Steps ``block`` (consecutive, in order), x_t's projection at xw[t - low]."""
+        for t in block:
+            self.step(t, xw[t - low])
+
     def forward(self) -> tuple[Tensor, State]:
         """Run every step: output (T, B, h_out) and the final state (fresh tensors)."""
         seq_len, batch, in_features = self.x.shape
@@ -174,8 +179,7 @@ class Run:
             rows = self.x[low:high].reshape((high - low) * batch, in_features)
             xw = self.ih_gemm.linear(rows, packed_ih, bias)  # (steps * B, G*H)
             xw = xw.view(high - low, batch, xw.shape[1])  # not -1: B may be 0
-            for t in block:
-                self.step(t, xw[t - low])
+            self.steps(block, xw, low)
         return self.out, self.final_state(self.slot(self.order[-1]))
 
     def state_buffers(self) -> tuple[Tensor, ...]:

@@ -118,6 +118,23 @@ void sh_lstm_cell(float *gates, const float *c_prev, float *c_out, float *h_out,
   }
 }
 
+/* Consecutive LSTM steps with the product sh_dot_add runs, no mask and no projection: the
+ * whole Python loop of cells.LSTMRun in one call. Step t = t0, t0 + dir, ... (steps of them,
+ * dir = -1 when reverse): gates = xw[t - low] (b, 4h) += h_prev @ w^T, w (4h, h), then
+ * sh_lstm_cell. h_buf (h_rows, b, h) and c_buf (c_rows, b, h) are indexed by slot modulo their
+ * rows: step t reads slot t + reverse and writes slot t + 1 - reverse (loop.Run's slots). */
+void sh_lstm_steps(const float *w, float *xw, long low, float *h_buf, long h_rows, float *c_buf,
+                   long c_rows, long t0, long steps, int reverse, long b, long h) {
+  long dir = reverse ? -1 : 1, state = b * h;
+  for (long s = 0; s < steps; s++) {
+    long t = t0 + s * dir, prev = t + reverse, next = t + 1 - reverse;
+    float *gates = xw + (t - low) * b * 4 * h;
+    sh_dot_add(w, h_buf + (prev % h_rows) * state, gates, 4 * h, gates, b, h, 4 * h);
+    sh_lstm_cell(gates, c_buf + (prev % c_rows) * state, c_buf + (next % c_rows) * state,
+                 h_buf + (next % h_rows) * state, b, h);
+  }
+}
+
 /* One GRU step's gate maths. gx (b, 3h): the input projection [r, z, n] in (biases b_ih
  * included), [r, z, n] out; hg (b, 3h): h W_hh^T + b_hh. r, z = sigmoid(gx + hg),
  * n = tanh(gx_n + r hg_n), h' = n + z (h - n). */

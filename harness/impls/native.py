@@ -41,6 +41,8 @@ SIGNATURES = {  # function -> argument types (native.c)
     "sh_gru_cell": [POINTER, POINTER, POINTER, POINTER, LONG, LONG],
     "sh_rnn_act": [POINTER, POINTER, LONG, ctypes.c_int],
     "sh_dot_add": [POINTER, POINTER, POINTER, LONG, POINTER, LONG, LONG, LONG],
+    "sh_lstm_steps": [POINTER, POINTER, LONG, POINTER, LONG, POINTER, LONG, LONG, LONG,
+                      ctypes.c_int, LONG, LONG],
 }
 
 
@@ -131,6 +133,15 @@ class Kernels:
         """gates (B, 4H) pre-activations -> sigmoid form; C = -2c: c_prev -> c_out; h_out."""
         self.library.sh_lstm_cell(ptr(gates), ptr(c_prev), ptr(c_out), ptr(h_out),
                                   gates.shape[0], c_out.shape[-1])
+
+    def lstm_steps(self, w: Tensor, xw: Tensor, low: int, h_buf: Tensor, c_buf: Tensor,
+                   first: int, steps: int, reverse: bool) -> None:
+        """``steps`` LSTM steps from t = ``first`` (down when ``reverse``): products with w
+        (4H, H) contiguous into xw (rows t - low, B, 4H), gate maths, states by slot in h_buf
+        and c_buf (rows, B, H) as loop.Run keeps them (native.c sh_lstm_steps)."""
+        self.library.sh_lstm_steps(ptr(w), ptr(xw), low, ptr(h_buf), h_buf.shape[0],
+                                   ptr(c_buf), c_buf.shape[0], first, steps, int(reverse),
+                                   xw.shape[1], h_buf.shape[2])
 
     def gru_cell(self, gx: Tensor, hg: Tensor, h_prev: Tensor, h_out: Tensor) -> None:
         """gx (B, 3H) input projection -> [r, z, n]; hg (B, 3H) the hidden product; h_out."""
