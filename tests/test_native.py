@@ -136,12 +136,12 @@ def test_activations_across_the_range_and_beyond():
 @pytest.mark.parametrize("keep", [False, True], ids=["inference", "autograd"])
 def test_lstm_blocks_run_in_one_compiled_call(bidirectional, keep, monkeypatch):
     """With the compiled product and gate maths, no mask and no projection, an LSTM's steps run
-    in sh_lstm_steps: the per-step Python path is not entered, and the result is torch's,
-    gradients included (the backward pass reads what the compiled loop saved)."""
-    from harness.impls.cells import LSTMRun
+    in sh_lstm_steps and its gate gradients in sh_lstm_cell_backward: the Python paths are not
+    entered, and the result is torch's, gradients included."""
+    from harness.impls.lstm_cell import LSTMRun
 
-    def no_step(self, t, gx):
-        raise AssertionError("the per-step path ran")
+    def no_step(self, *args):
+        raise AssertionError("a Python path ran")
 
     torch.manual_seed(0)
     reference = torch.nn.LSTM(6, 9, num_layers=2, bidirectional=bidirectional)
@@ -149,6 +149,7 @@ def test_lstm_blocks_run_in_one_compiled_call(bidirectional, keep, monkeypatch):
     fast.load_state_dict(reference.state_dict())
     fast.gemm_backend = "native"
     monkeypatch.setattr(LSTMRun, "step", no_step)
+    monkeypatch.setattr(LSTMRun, "backward_steps", no_step)
     monkeypatch.setattr("harness.impls.loop.CHUNK_ROWS", 3)  # several blocks per sequence
     x = torch.randn(7, 1, 6, requires_grad=keep)
     with torch.set_grad_enabled(keep):

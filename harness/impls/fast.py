@@ -34,9 +34,10 @@ import torch
 from torch import Tensor
 
 from harness.impls import native
-from harness.impls.cells import GRURun, LSTMRun, RNNRun
+from harness.impls.cells import GRURun, RNNRun
 from harness.impls.kernels import GEMMS, Decision, decide, kernel_path
 from harness.impls.loop import CHUNK_ROWS, Config, Recurrence, Run
+from harness.impls.lstm_cell import LSTMRun
 from harness.impls.scratch import (
     NamedParameters,
     ScratchGRU,

@@ -118,6 +118,37 @@ void sh_lstm_cell(float *gates, const float *c_prev, float *c_out, float *h_out,
   }
 }
 
+/* One LSTM step backward, unmasked and unprojected: from what sh_lstm_cell left (gates in
+ * sigmoid form, C = -2c before and after the step) and the gradients reaching its outputs
+ * (d_out + d_h into h', d_c into c'), the gradient of the pre-activations dz (b, 4h) and, in
+ * place, d_c for the step before (the gradient into h is dz @ W_hh, a product left to the
+ * caller). tanh(c') = 1 - 2 s_c with s_c = sigmoid(C'); tanh' = 4 s (1 - s) for g and c'. */
+void sh_lstm_cell_backward(const float *gates, const float *c_prev, const float *c_now,
+                           const float *d_out, const float *d_h, float *d_c, float *dz, long b,
+                           long h) {
+  for (long row = 0; row < b; row++) {
+    const float *restrict gi = gates + row * 4 * h, *restrict gf = gi + h;
+    const float *restrict gg = gf + h, *restrict go = gg + h;
+    const float *restrict cp = c_prev + row * h, *restrict cn = c_now + row * h;
+    const float *restrict dout = d_out + row * h, *restrict dh = d_h + row * h;
+    float *restrict dc = d_c + row * h;
+    float *restrict zi = dz + row * 4 * h, *restrict zf = zi + h, *restrict zg = zf + h;
+    float *restrict zo = zg + h;
+#pragma omp simd
+    for (long j = 0; j < h; j++) {
+      float i = gi[j], f = gf[j], s_g = gg[j], o = go[j];
+      float s_c = sigmoid_f(cn[j]);
+      float grad_h = dout[j] + dh[j];
+      float grad_c = dc[j] + 4.0f * grad_h * o * (s_c - s_c * s_c);  /* dL/dc' */
+      zi[j] = grad_c * (2.0f * s_g - 1.0f) * (i - i * i);
+      zf[j] = -0.5f * grad_c * cp[j] * (f - f * f);  /* c = -C/2 */
+      zg[j] = 4.0f * grad_c * i * (s_g - s_g * s_g);
+      zo[j] = grad_h * (1.0f - 2.0f * s_c) * (o - o * o);
+      dc[j] = grad_c * f;
+    }
+  }
+}
+
 /* Consecutive LSTM steps with the product sh_dot_add runs, no mask and no projection: the
  * whole Python loop of cells.LSTMRun in one call. Step t = t0, t0 + dir, ... (steps of them,
  * dir = -1 when reverse): gates = xw[t - low] (b, 4h) += h_prev @ w^T, w (4h, h), then

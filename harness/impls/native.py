@@ -41,6 +41,7 @@ SIGNATURES = {  # function -> argument types (native.c)
     "sh_gru_cell": [POINTER, POINTER, POINTER, POINTER, LONG, LONG],
     "sh_rnn_act": [POINTER, POINTER, LONG, ctypes.c_int],
     "sh_dot_add": [POINTER, POINTER, POINTER, LONG, POINTER, LONG, LONG, LONG],
+    "sh_lstm_cell_backward": [POINTER] * 7 + [LONG, LONG],
     "sh_lstm_steps": [POINTER, POINTER, LONG, POINTER, LONG, POINTER, LONG, LONG, LONG,
                       ctypes.c_int, LONG, LONG],
 }
@@ -142,6 +143,14 @@ class Kernels:
         self.library.sh_lstm_steps(ptr(w), ptr(xw), low, ptr(h_buf), h_buf.shape[0],
                                    ptr(c_buf), c_buf.shape[0], first, steps, int(reverse),
                                    xw.shape[1], h_buf.shape[2])
+
+    def lstm_cell_backward(self, gates: Tensor, c_prev: Tensor, c_now: Tensor, d_out: Tensor,
+                           d_h: Tensor, d_c: Tensor, dz: Tensor) -> None:
+        """One step backward (no mask, no projection): dz (B, 4H) written, d_c (B, H) updated
+        in place to the previous step's; the others (B, H) or (B, 4H) are read."""
+        self.library.sh_lstm_cell_backward(ptr(gates), ptr(c_prev), ptr(c_now), ptr(d_out),
+                                           ptr(d_h), ptr(d_c), ptr(dz), gates.shape[0],
+                                           d_c.shape[-1])
 
     def gru_cell(self, gx: Tensor, hg: Tensor, h_prev: Tensor, h_out: Tensor) -> None:
         """gx (B, 3H) input projection -> [r, z, n]; hg (B, 3H) the hidden product; h_out."""
