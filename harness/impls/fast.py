@@ -4,21 +4,26 @@ recurrent loop is written.
 scratch.py spells torch's recurrence out one step at a time, as it is taught: every step projects
 its own input, adds (or concatenates) the two halves, and the step outputs are stacked at the
 end. That is easy to read, and slower than torch.nn. This module exists to show, on the same
-contract and against the same checks, what it takes to match torch.nn in plain Python:
+contract and against the same checks, what it takes to match torch.nn from Python, with a
+little compiled C where Python's per-operation dispatch is the cost:
 
 1. Hoist the input projection out of the time loop. x_t @ W_ih^T does not depend on the state,
    so it is one GEMM over many steps at once, with every bias that can move out of the loop
    folded in. Only h_{t-1} @ W_hh^T is left inside the loop: one GEMM per step.
-2. Run the GEMMs on the library that is fastest on this machine: aten's BLAS (MKL, OpenBLAS) or
-   oneDNN, chosen by a short measurement the first time a shape class is seen (kernels.py), for
-   the step's product and for the input projection apart (at B=1 a step is a matrix-vector
-   product and the projection a 100-row GEMM: not the same winner), and reported by
+2. Run the GEMMs on the library that is fastest on this machine: aten's BLAS (MKL, OpenBLAS),
+   oneDNN or, for a step of a few rows, the compiled product of native.c, chosen by a short
+   measurement the first time a shape class is seen (kernels.py), for the step's product and
+   for the input projection apart (at B=1 a step is a matrix-vector product and the projection
+   a 100-row GEMM: not the same winner), and reported by
    ``harness.impls.kernels.kernel_path(module)``.
-3. Do not record the loop for autograd. Without autograd the loop runs in place in buffers of
+3. Run each step's gate maths as one compiled call (native.c, built with the machine's C
+   compiler at first use; native.py), and where nothing else happens between steps, a block of
+   LSTM steps as one call; without a compiler, as torch operators in place.
+4. Do not record the loop for autograd. Without autograd the loop runs in place in buffers of
    this call; with it, one autograd node per (layer, direction) keeps what the backward pass
    needs, and the backward pass through time is written by hand: the weight gradients are one
-   GEMM each over all steps (loop.py, the per-family maths in cells.py).
-4. Mask padded steps, so variable-length batches stay exact: a padded step leaves the state
+   GEMM each over all steps (loop.py, the per-family maths in cells.py and lstm_cell.py).
+5. Mask padded steps, so variable-length batches stay exact: a padded step leaves the state
    alone and outputs zeros, as scratch.py and torch's packed path do.
 
 Everything else — input layouts, PackedSequence, lengths=, unbatched input, batch_first,

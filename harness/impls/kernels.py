@@ -179,7 +179,8 @@ def unusable(name: str, like: Tensor) -> str | None:
         return f"dtype {like.dtype}: {name}'s path here is float32 only"
     if name == "onednn":
         return onednn_usable()
-    return None if native.kernels(like)[0] is not None else native.kernels(like)[1]
+    found, why = native.kernels(like)
+    return None if found is not None else why
 
 
 def decide(like: Tensor, rows: int, inner: int, outer: int, *, uses: int = 1,
