@@ -85,6 +85,7 @@ MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 COMPILED_MUTANTS = [
     ("UnclampedExpFastLSTM", "lstm", "numerics", "large_inputs"),
     ("ResetOutsideFastGRU", "gru", "shapes", "values_match_reference"),
+    ("PlainTanhFastRNN", "rnn_tanh", "extremes", "saturated_gates"),
 ]
 MUTANTS += [(f"compiled:{m}", *rest) for m, *rest in COMPILED_MUTANTS]
 
@@ -197,7 +198,7 @@ def test_deployment_entries_pass_the_same_checks(target, family, suite, check, t
 def test_the_fast_layers_pass_what_their_compiled_mutants_fail(mutant, family, suite, check,
                                                                tmp_path):
     """The control for tests.mutants.compiled: the correct library passes the same check."""
-    parent = {"lstm": "FastLSTM", "gru": "FastGRU"}[family]
+    parent = {"lstm": "FastLSTM", "gru": "FastGRU", "rnn_tanh": "FastRNN"}[family]
     _, records = run_suite(f"harness.impls.fast:{parent}", family, suite, tmp_path)
     mine = [r for r in records if r["check"] == check]
     assert [r["message"] for r in mine if r["outcome"] == "failed"] == []

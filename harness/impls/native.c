@@ -32,7 +32,23 @@ static inline float exp_f(float x) {
 
 static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 
-static inline float tanh_f(float x) { return 1.0f - 2.0f / (1.0f + exp_f(2.0f * x)); }
+/* tanh, float32, as Cephes' tanhf: an odd polynomial below |x| = 0.625, where a formula in
+ * exp would lose the low bits of a small result, and 1 - 2e/(1 + e), e = e^-2|x|, above it; both
+ * computed, one kept (branch-free). Accuracy matters more than it seems: with large weights a
+ * recurrence amplifies an activation's error step by step (extremes::saturated_gates failed with
+ * 1 - 2/(1 + e^2x) alone, 1.8e-7 from float64's tanh). */
+static inline float tanh_f(float x) {
+  float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  float small = p * z * x + x;
+  float e = exp_f(-2.0f * __builtin_fabsf(x));  /* in (0, 0.29]: 2e / (1 + e) keeps its bits */
+  float large = 1.0f - 2.0f * e / (1.0f + e);
+  return (x < 0.625f && x > -0.625f) ? small : (x < 0.0f ? -large : large);
+}
 
 /* acc[0:width] += x_row (k) @ wt[:, j0:j0+width], wt (k, n) row-major. */
 static inline void accumulate(float *restrict acc, const float *restrict wt,
