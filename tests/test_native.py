@@ -164,3 +164,22 @@ def test_lstm_blocks_run_in_one_compiled_call(bidirectional, keep, monkeypatch):
         wants = torch.autograd.grad(want[0].sum(), [x, *reference.parameters()])
         for g, w in zip(grads, wants, strict=True):
             torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
+
+
+def test_with_several_threads_large_steps_keep_torch_operators():
+    """The compiled gate maths run on one thread: with more torch threads, a step above
+    SERIAL_MAX gate elements stays in torch's (parallel) operators; small steps, where threads
+    do not pay, stay compiled."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fast = FastGRU(4, 64)  # 3 x 64 = 192 gate elements per row
+        fast(torch.randn(2, native.SERIAL_MAX // 192 + 1, 4))
+        assert fast.last_gate_kernel.startswith("torch operators (2 threads and ")
+        fast(torch.randn(2, 3, 4))
+        assert fast.last_gate_kernel.startswith("compiled (")
+        torch.set_num_threads(1)
+        fast(torch.randn(2, native.SERIAL_MAX // 192 + 1, 4))
+        assert fast.last_gate_kernel.startswith("compiled (")
+    finally:
+        torch.set_num_threads(before)

@@ -89,6 +89,11 @@ class FastRecurrent(NamedParameters):
         found, why = (None, "requested") if self.gate_kernel == "torch" else native.kernels(like)
         if found is None and self.gate_kernel == "native":
             raise ValueError(f"gate_kernel 'native' was requested but cannot run: {why}")
+        threads, elements = torch.get_num_threads(), like.shape[1] * self.gates * self.hidden_size
+        if (found is not None and self.gate_kernel == "auto" and threads > 1
+                and elements > native.SERIAL_MAX):  # torch's operators run on every thread
+            found, why = None, (f"{threads} threads and {elements} gate elements a step: "
+                                "torch's operators run in parallel, the compiled loop on one")
         self.last_gate_kernel = why if found is not None else f"torch operators ({why})"
         return found
 

@@ -32,6 +32,9 @@ from torch import Tensor
 
 ENV_VAR = "SEQ_HARNESS_NATIVE"  # 0: never use the compiled kernels
 CACHE_VAR = "SEQ_HARNESS_CACHE"
+# The compiled loops run on one thread. With more torch threads, a step's gate maths above this
+# many elements stays in torch's operators, which use them all (fast.py, gate_kernel "auto").
+SERIAL_MAX = 16384
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd",
          "-shared", "-fPIC")
 POINTER, LONG = ctypes.c_void_p, ctypes.c_long
