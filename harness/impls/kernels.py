@@ -127,7 +127,7 @@ class Decision:
 
     backend: str
     reason: str
-    key: tuple = ()  # (device type, dtype, threads, rows, in, out): rows/in/out rounded up to 2^k
+    key: tuple = ()  # (device, dtype, threads, rows, in, out, candidates, uses), sizes as 2^k
     timings_us: dict[str, float] = field(default_factory=dict)  # per step, the fastest round
 
     def as_record(self) -> dict:

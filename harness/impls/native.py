@@ -5,8 +5,9 @@ A Python loop pays one operator dispatch per elementwise operation per step: ~27
 an LSTM's eight at one row (B=1), a quarter of torch's whole step, and six passes over the gates
 at B=64. And at one row a step's product is a matrix-vector product, which MKL's sgemm runs at
 ~45 GB/s from L3 here (~93 us for an LSTM's 4 MB W_hh, 93% of torch's whole step). native.c
-fuses each family's gate maths into one call and has a small-batch product that streams W^T; it
-is plain C, no torch headers, so building it takes well under a second. It is compiled with
+fuses each family's gate maths into one call, has a small-batch product that streams W as torch
+stores it (55-64 us for that W_hh), and runs a block of LSTM steps in one call; it is plain C,
+no torch headers, so building it takes well under a second. It is compiled with
 -march=native for the CPU it runs on, and cached per (source, compiler, flags, CPU) under
 $SEQ_HARNESS_CACHE (default ~/.cache/seq-harness).
 
