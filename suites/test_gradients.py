@@ -40,7 +40,7 @@ def test_gradients_match_reference(subject, check):
 
 @cases(lambda fam: [c for c in varlen(fam)])
 def test_padded_steps_get_zero_gradient(subject, check):
-    module = subject.build()
+    module = subject.build(gradients=True)
     got, _ = backward(lambda i: subject.run(module, i), module, subject.inputs(pad_value=None),
                       None, seed=subject.case.data_seed)
     if got.wrt["input"] is None:
@@ -65,7 +65,7 @@ def gradcheck_grid(fam):
 def test_gradcheck(subject, check):
     """Analytic gradients equal finite differences (torch.autograd.gradcheck, float64) with
     respect to the input, hx and every parameter of the implementation itself."""
-    module = subject.build()
+    module = subject.build(gradients=True)
     inputs = subject.inputs()
     names = [n for n, _ in module.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for _, p in module.named_parameters()]

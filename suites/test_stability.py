@@ -39,7 +39,8 @@ def run_torch(subject):
 def test_gradient_norms_over_time(subject, check):
     case = subject.case
     inputs = subject.inputs()
-    curve = gradient_curve(run_impl(subject), subject.build(), case, inputs, seed=case.data_seed)
+    curve = gradient_curve(run_impl(subject), subject.build(gradients=True), case, inputs,
+                           seed=case.data_seed)
     torch_curve = gradient_curve(run_torch(subject), subject.reference(), case.with_(device="cpu"),
                                  inputs.to("cpu"), seed=case.data_seed)
     check.metrics.update(init=init_name(case), norms=list(curve.norms), rate=curve.rate,
@@ -73,7 +74,7 @@ def test_large_recurrent_weights_finite_or_flagged(subject, check):
     direction."""
     case = subject.case
     flags = {}
-    for who, module, run in (("impl", subject.build(), subject.run),
+    for who, module, run in (("impl", subject.build(gradients=True), subject.run),
                              ("torch", subject.reference(), None)):
         inputs = subject.inputs() if who == "impl" else subject.inputs().to("cpu")
         out = run(module, inputs) if run else subject.run_reference(inputs, module)
@@ -89,6 +90,10 @@ def test_large_recurrent_weights_finite_or_flagged(subject, check):
         if who == "impl" and not flags[who]:
             unclipped = [g.detach().clone() for g in grads]
             before = float(torch.nn.utils.clip_grad_norm_(list(module.parameters()), CLIP))
+            if not math.isfinite(before):  # finite gradients whose float32 norm overflows
+                exact = float(torch.cat([g.double().flatten() for g in unclipped]).norm())
+                check.fail(f"clip_grad_norm_({CLIP}) computed a norm of {before} for finite "
+                           f"gradients (their float64 norm: {exact:.3g}, past float32's range)")
             after = float(torch.cat([p.grad.double().flatten() for p in module.parameters()
                                      if p.grad is not None]).norm())
             check.metrics.update(grad_norm=before, clipped_norm=after)

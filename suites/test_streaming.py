@@ -78,7 +78,7 @@ def test_split_sequence_gradient_into_h0(subject, check):
     from harness.conformance.gradients import NoGradient, leaf_inputs, require_graph
 
     case = subject.case
-    module = subject.build()
+    module = subject.build(gradients=True)
     generator = torch.Generator().manual_seed(case.data_seed + 1)
     grads = []
     for run_pieces in (False, True):
@@ -92,7 +92,7 @@ def test_split_sequence_gradient_into_h0(subject, check):
         watched = [output, *(s for s in (last.h_n, last.c_n) if s is not None)]
         if not grads:
             upstream = [torch.randn(t.shape, generator=generator, dtype=torch.float64)
-                        .to(t.dtype) for t in watched]
+                        .to(device=t.device, dtype=t.dtype) for t in watched]
         loss = sum((t * u).sum() for t, u in zip(watched, upstream))
         states = inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
         found = torch.autograd.grad(loss, states, allow_unused=True)

@@ -22,6 +22,7 @@ from harness.cli.common import (
     usage_errors,
 )
 from harness.conformance.options import SELECTION, add_options
+from harness.core.precision import TF32_MODES, set_tf32
 from harness.core.progress import Progress
 from harness.latency.export import pytest_benchmark_json
 from harness.latency.grids import LATENCY_GRIDS, load_grid
@@ -54,6 +55,9 @@ def add_parser(commands) -> None:
     bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     bench.add_argument("--cudnn-benchmark", default="on", choices=("on", "off", "both"),
                        help="torch.backends.cudnn.benchmark on CUDA (both: a factor)")
+    bench.add_argument("--tf32", default="off", choices=TF32_MODES,
+                       help="TF32 products on CUDA (cuDNN and matmul; default off: the IEEE "
+                       "float32 the suites verify; on: torch's cuDNN default); in run.json")
     bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     bench.add_argument("--no-first-call", action="store_true",
                        help="skip the first call of each implementation and shape in a fresh "
@@ -91,7 +95,7 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     made = [Plan(
         specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
         workers=args.workers or grid.workers, min_run_time=args.min_run_time or grid.min_run_time,
-        threads=args.threads, device=args.device, cudnn_benchmark=flags,
+        threads=args.threads, device=args.device, cudnn_benchmark=flags, tf32=args.tf32,
         memory=not args.no_memory, first_call=not args.no_first_call,
     ) for grid in grids]
     for plan in made:
@@ -107,6 +111,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         args, argv = resumed(args, argv, parser, command="bench")
     made = plans(args)
     torch.set_num_threads(args.threads)
+    set_tf32(args.tf32)  # before RunInfo.collect: run.json says what the workers ran
     if args.selfcheck is not None:
         positive("--selfcheck", args.selfcheck)
         return selfcheck(made[0], rounds=args.selfcheck)

@@ -16,6 +16,7 @@ from harness.conformance.options import SELECTION, SUITES, add_options
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
 from harness.conformance.suites import suite_files
 from harness.conformance.tolerance import Override
+from harness.core.precision import set_tf32
 from harness.records import OUTCOMES, RunInfo, write_run_info
 from harness.registry import choose
 from harness.report import write_report
@@ -68,6 +69,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         raise UsageError("no implementations are installed in the seq_harness.impls group")
     validate(args)
     torch.set_num_threads(args.threads)
+    set_tf32(args.tf32)
     if args.resume:
         out = Path(args.resume)
     else:
@@ -78,7 +80,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     outcome = run_suites(SuiteRun(
         files=tuple(files), out=out, impls=tuple(args.impl), impl_classes=tuple(args.impl_class),
         family=args.family, device=args.device, scale=args.scale, threads=args.threads,
-        check_timeout=args.check_timeout, workers=args.workers,
+        tf32=args.tf32, check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol))

@@ -84,7 +84,7 @@ def train(subject: Subject, budget: Budget) -> Result:
     torch's global random state (the data and the head come from the case's seed)."""
     case = subject.case
     dtype, device = case.torch_dtype, torch.device(case.device)
-    module = subject.build()
+    module = subject.build(gradients=True)
     head = nn.Linear(case.h_out, 1, dtype=dtype, device=device)
     init = torch.Generator().manual_seed(case.data_seed)
     with torch.no_grad():

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from harness.conformance.suites import chosen_suites, needs_autograd, opt_in_names, suite_name
+from harness.core.precision import set_tf32
 from harness.core.spec import ImplSpec
 from harness.records import iter_records
 
@@ -67,6 +68,7 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     if threads < 1:
         raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
     torch.set_num_threads(threads)
+    set_tf32(config.getoption("tf32"))
 
     opt_in = opt_in_names()
     named, skipped = config.getoption("suite"), config.getoption("skip_suite")

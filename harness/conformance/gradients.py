@@ -192,7 +192,7 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
     parameters by name when the module uses the reference's names, else by directional
     derivatives through the weight loader."""
     case = subject.case
-    module = subject.build() if module is None else module
+    module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
     got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
                              seed=case.data_seed)

@@ -2,8 +2,8 @@
 
 Three guards, all plain Python so the pytest plugin only wires them in:
 - TorchState: torch's process-wide settings (default dtype, threads, grad mode, deterministic
-  algorithms, cuDNN flags, random generators) captured before a check and put back after it, so
-  an implementation that changes them cannot change another one's results;
+  algorithms, cuDNN and TF32 flags, random generators) captured before a check and put back
+  after it, so an implementation that changes them cannot change another one's results;
 - deadline: a per-check time limit. The limit raises CheckTimeout in the check (a BaseException,
   so an implementation's ``except Exception`` cannot swallow it); when the check is stuck where
   Python cannot interrupt it (inside a C call), a watchdog calls ``on_stuck`` once a grace period
@@ -42,6 +42,8 @@ class TorchState:
     deterministic_warn_only: bool
     cudnn_benchmark: bool
     cudnn_deterministic: bool
+    cudnn_tf32: bool
+    matmul_tf32: bool
     anomaly: bool
     cpu_rng: torch.Tensor
     cuda_rng: tuple[torch.Tensor, ...]
@@ -57,6 +59,8 @@ class TorchState:
             deterministic_warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
             cudnn_benchmark=torch.backends.cudnn.benchmark,
             cudnn_deterministic=torch.backends.cudnn.deterministic,
+            cudnn_tf32=torch.backends.cudnn.allow_tf32,
+            matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
             anomaly=torch.is_anomaly_enabled(),
             cpu_rng=torch.get_rng_state(),
             cuda_rng=cuda,
@@ -67,7 +71,8 @@ class TorchState:
         now = TorchState.capture()
         changed = [name for name in ("default_dtype", "threads", "grad_enabled", "deterministic",
                                      "deterministic_warn_only", "cudnn_benchmark",
-                                     "cudnn_deterministic", "anomaly")
+                                     "cudnn_deterministic", "cudnn_tf32", "matmul_tf32",
+                                     "anomaly")
                    if getattr(now, name) != getattr(self, name)]
         torch.set_default_dtype(self.default_dtype)
         torch.set_num_threads(self.threads)
@@ -76,6 +81,8 @@ class TorchState:
                                            warn_only=self.deterministic_warn_only)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.backends.cudnn.deterministic = self.cudnn_deterministic
+        torch.backends.cudnn.allow_tf32 = self.cudnn_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.matmul_tf32
         torch.autograd.set_detect_anomaly(self.anomaly)
         torch.set_rng_state(self.cpu_rng)
         if self.cuda_rng:

@@ -51,6 +51,9 @@ SCALE = option("--scale", default="ci", choices=("ci", "full"),
 THREADS = option("--threads", type=int, default=1, metavar="N",
                  help="torch threads (default 1: on shared machines two threads per process "
                  "gave rare 700x outliers); recorded in run.json")
+TF32 = option("--tf32", default="off", choices=("off", "on"),
+              help="TF32 products on CUDA (cuDNN and matmul; default off: IEEE float32, what "
+              "the float32 tolerances assume; on: torch's cuDNN default); recorded in run.json")
 CHECK_TIMEOUT = option("--check-timeout", type=float, default=120.0, metavar="SECONDS",
                        help="time limit of one check (default 120; 0: none); a check past it "
                        "fails as a timeout and the run goes on")
@@ -59,7 +62,7 @@ ATOL = option("--atol", type=float, default=None, metavar="A",
               "declared or family one (a one-off run; exact checks are never loosened)")
 RTOL = option("--rtol", type=float, default=None, metavar="R",
               help="relative tolerance next to --atol (default 0)")
-SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, CHECK_TIMEOUT, ATOL, RTOL)
+SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL)
 
 
 # Where a plain pytest run writes its records (`seq-harness run` passes them itself).

@@ -71,6 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if run_file.is_file():  # written by `seq-harness run`, or by the xdist controller
         config.stash[RUN_ID] = read_run_info(directory).run_id
     else:
+        from harness.core.precision import set_tf32
+
+        set_tf32(config.getoption("tf32"))  # before collect: run.json says what the checks ran
         info = RunInfo.collect(argv=["pytest", *config.invocation_params.args])
         write_run_info(directory, info)
         config.stash[RUN_ID] = info.run_id

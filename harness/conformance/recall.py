@@ -89,7 +89,7 @@ def train(subject: Subject, budget: Budget) -> Result:
     pairs = case.seq_len // 3
     dtype, device = case.torch_dtype, torch.device(case.device)
     init = torch.Generator().manual_seed(case.data_seed)
-    module = subject.build()
+    module = subject.build(gradients=True)
     embed = nn.Embedding(2 * VOCAB_HALF, case.input_size, dtype=dtype, device=device)
     head = nn.Linear(case.num_directions * case.h_out, 2 * VOCAB_HALF, dtype=dtype,
                      device=device)

@@ -29,6 +29,7 @@ class SuiteRun:
     device: str = "cpu"
     scale: str = "ci"
     threads: int = 1
+    tf32: str = "off"
     check_timeout: float = 120.0
     workers: int = 1
     skipped: tuple[str, ...] = ()
@@ -43,7 +44,8 @@ class SuiteRun:
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
         options = ["--device", self.device, "--scale", self.scale, "--threads",
-                   str(self.threads), "--check-timeout", str(self.check_timeout)]
+                   str(self.threads), "--tf32", self.tf32,
+                   "--check-timeout", str(self.check_timeout)]
         for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
             if value is not None:
                 options += [flag, repr(value)]

@@ -140,12 +140,19 @@ class Subject:
     def weights(self) -> dict[str, Tensor]:
         return reference_weights(self.case, self.family_def)
 
-    def build(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
-        """The implementation, built for the case, holding the reference weights."""
+    def build(self, weights: dict[str, Tensor] | None = None, *,
+              gradients: bool = False) -> nn.Module:
+        """The implementation, built for the case, holding the reference weights.
+
+        gradients: the check takes gradients through it, so it runs in training mode, as
+        training runs it (cuDNN's RNNs refuse backward in eval mode) — unless the case has
+        dropout, which training mode would switch on."""
         module = self.spec.build(self.case)
         state = self.weights() if weights is None else weights
         device = torch.device(self.case.device)
         self.spec.load_weights(module, {k: v.to(device) for k, v in state.items()})
+        if gradients and self.case.dropout == 0:
+            module.train()
         return module
 
     def reference(self, weights: dict[str, Tensor] | None = None) -> nn.Module:

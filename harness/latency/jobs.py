@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.core.case import Case
+from harness.core.precision import set_tf32
 from harness.core.spec import ImplSpec
 from harness.latency.first_call import PHASE as FIRST_CALL_PHASE
 from harness.latency.first_call import first_call
@@ -48,11 +49,13 @@ def job_payload(spec: ImplSpec, task: Task, plan: Plan) -> dict[str, Any]:
         "impl": spec.name, "origin": spec.origin, "family": spec.family,
         "case": task.case.to_dict(), "phase": task.phase, "cudnn_benchmark": task.cudnn_benchmark,
         "min_run_time": plan.min_run_time, "threads": plan.threads, "memory": plan.memory,
+        "tf32": plan.tf32,
     }
 
 
 def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Runs inside a worker process."""
+    set_tf32(payload.get("tf32", "off"))
     if kind == FIRST_CALL:
         spec = spec_by_origin(payload["impl"], payload["origin"], payload["family"])
         first = first_call(spec, Case.from_dict(payload["case"]), threads=payload["threads"])

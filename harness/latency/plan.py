@@ -31,6 +31,7 @@ class Plan:
     threads: int
     device: str = "cpu"
     cudnn_benchmark: tuple[bool, ...] = (True,)
+    tf32: str = "off"  # harness.core.precision
     memory: bool = True
     first_call: bool = False
     first_call_shapes: int | None = None

@@ -18,6 +18,7 @@ import torch
 
 from harness.core.machine import base_label
 from harness.core.machine import fingerprint as machine_fingerprint
+from harness.core.precision import tf32_mode
 from harness.records.record import SCHEMA_VERSION
 
 
@@ -37,6 +38,7 @@ class RunInfo:
     git_commit: str | None
     argv: list[str]
     fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.core.machine.fingerprint()
+    tf32: str | None = None  # harness.core.precision on a CUDA machine: "off" or "on"; else None
 
     @classmethod
     def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
@@ -56,6 +58,7 @@ class RunInfo:
             git_commit=git_commit(),
             argv=list(sys.argv if argv is None else argv),
             fingerprint=machine_fingerprint(),
+            tf32=tf32_mode() if cuda else None,
         )
 
     def to_json(self) -> str:
