@@ -27,8 +27,9 @@ def time_major(case, output):
 
 
 def rows(state, b):
-    """Sequence b's rows of a (L*D, B, F) state."""
-    return state[:, b : b + 1]
+    """Sequence b's rows of a (L*D, B, F) state, contiguous (contiguity has its own check in
+    the shapes suite; cuDNN refuses a non-contiguous hx)."""
+    return state[:, b : b + 1].contiguous()
 
 
 @cases(varlen)

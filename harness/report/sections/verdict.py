@@ -84,10 +84,11 @@ def latency_ratios(records: list[Record], impl: str, baseline: str
 
 
 def memory_ratio(measured: dict, impl: str, baseline: str) -> str:
+    # A peak of 0 or less is no measurement (a call that freed more than it allocated).
     ratios = [t.peak_bytes / measured[(baseline, case_id, phase)].peak_bytes
               for (name, case_id, phase), t in measured.items()
-              if name == impl and t.peak_bytes and (baseline, case_id, phase) in measured
-              and measured[(baseline, case_id, phase)].peak_bytes]
+              if name == impl and (t.peak_bytes or 0) > 0 and (baseline, case_id, phase) in measured
+              and (measured[(baseline, case_id, phase)].peak_bytes or 0) > 0]
     return "—" if not ratios else f"{math.exp(np.mean(np.log(ratios))):.2f}x"
 
 
