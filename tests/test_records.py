@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 
@@ -21,6 +22,7 @@ from harness.records import (
     read_run_info,
     write_run_info,
 )
+from harness.records.run_info import git_commit, git_modified
 
 CASE = Case(seq_len=5, batch=3, input_size=3, hidden_size=7, lengths=(2, 5, 3))
 INFO = RunInfo(
@@ -151,3 +153,18 @@ def test_read_run_info_bad_run_json(tmp_path, text, pattern):
     with pytest.raises(ResultsError, match=pattern) as raised:
         read_run_info(tmp_path)
     assert str(tmp_path / RUN_FILE) in str(raised.value)
+
+
+def test_git_modified_tells_a_changed_tree_from_its_commit(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert git_modified(tmp_path) is None  # not a repository
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    (tmp_path / "untracked.txt").write_text("not part of what ran\n")
+    assert git_modified(tmp_path) is False and git_commit(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_modified(tmp_path) is True

@@ -39,6 +39,7 @@ class RunInfo:
     argv: list[str]
     fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.core.machine.fingerprint()
     tf32: str | None = None  # harness.core.precision on a CUDA machine: "off" or "on"; else None
+    git_modified: bool | None = None  # tracked files differ from git_commit (None: not known)
 
     @classmethod
     def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
@@ -59,6 +60,7 @@ class RunInfo:
             argv=list(sys.argv if argv is None else argv),
             fingerprint=machine_fingerprint(),
             tf32=tf32_mode() if cuda else None,
+            git_modified=git_modified(),
         )
 
     def to_json(self) -> str:
@@ -87,10 +89,18 @@ def processor_name() -> str:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    done = git(["rev-parse", "HEAD"], cwd)
+    return done.stdout.strip() or None if done is not None and done.returncode == 0 else None
+
+
+def git_modified(cwd: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files differ from HEAD: the commit alone does not say what ran."""
+    done = git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    return bool(done.stdout.strip()) if done is not None and done.returncode == 0 else None
+
+
+def git(args: list[str], cwd: str | os.PathLike | None) -> subprocess.CompletedProcess | None:
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None

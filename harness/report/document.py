@@ -33,7 +33,7 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
             "threads": i.threads,
             "torch": md(i.torch),
             "python": md(i.python),
-            "commit": md((i.git_commit or "—")[:12]),
+            "commit": md((i.git_commit or "—")[:12] + (" + changes" if i.git_modified else "")),
             "created": md(i.created),
         }
         for i, name in zip(infos, names)
