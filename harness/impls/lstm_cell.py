@@ -33,6 +33,7 @@ class LSTMRun(Run):
         first = self.prev(self.order[0]) % len(self.c_states)
         torch.mul(state0[1], -2, out=self.c_states[first])
         self.sig_c = x.new_empty(batch, self.hidden)  # sigmoid(C_t); recomputed by backward
+        self.blocks: list[tuple[int, Tensor]] = []  # (first step, gates (steps, B, 4H)) of blocks
         if w["hr"] is not None:  # o * tanh(c) before the projection, kept for dW_hr
             self.h_full = x.new_empty(seq_len if keep else 1, batch, self.hidden)
 
@@ -62,9 +63,14 @@ class LSTMRun(Run):
             return super().steps(block, xw, low)
         self.native.lstm_steps(self.packed_hh, xw, low, self.h_states, self.c_states, block[0],
                                len(block), self.config.reverse)
-        if self.keep:
-            for t in block:
-                self.saved[t] = xw[t - low]
+        if self.keep:  # step t's gates are xw[t - low]: see gates_at (a view per step: ~1 us)
+            self.blocks.append((low, xw))
+
+    def gates_at(self, t: int) -> Tensor:
+        """Step t's gates after its forward (B, 4H): saved by its step, or inside a block."""
+        if self.saved[t] is not None:
+            return self.saved[t]
+        return next(xw[t - low] for low, xw in self.blocks if low <= t < low + len(xw))
 
     def step(self, t: int, gx: Tensor) -> None:
         c_states = self.c_states
@@ -122,7 +128,7 @@ class LSTMRun(Run):
         d_h = d_state[0].contiguous()
         d_c = d_state[1].clone(memory_format=torch.contiguous_format)  # updated in place
         for t in reversed(self.order):
-            self.native.lstm_cell_backward(self.saved[t], self.c_states[self.prev(t)],
+            self.native.lstm_cell_backward(self.gates_at(t), self.c_states[self.prev(t)],
                                            self.c_states[self.slot(t)], d_out[t], d_h, d_c,
                                            dz[t])
             d_h = self.gemm.linear(dz[t], packed)
@@ -148,7 +154,7 @@ class LSTMRun(Run):
         block_scale = torch.tensor([1.0, -0.5, 4.0, 1.0], dtype=dz.dtype, device=dz.device)
         block_scale = block_scale.repeat_interleave(hidden)  # (4H,)
         for t in reversed(self.order):
-            gates = self.saved[t]
+            gates = self.gates_at(t)
             i, f, s_g, o = gates.chunk(4, dim=1)
             c_prev = self.c_states[self.prev(t)]
             s_c = torch.sigmoid(self.c_states[self.slot(t)], out=self.sig_c)
