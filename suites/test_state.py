@@ -121,6 +121,28 @@ def test_parameter_updates_are_seen(subject, check):
                         against="torch with the updated weights")
 
 
+@cases(grid)
+def test_writes_through_data_are_seen(subject, check):
+    """Weights written in place through ``.data`` (hand-written optimisers, weight surgery: no
+    version counter moves) after a first call are what the next call uses — nothing derived
+    from the weights is kept on a version counter or a data pointer."""
+    module = subject.build()
+    inputs = subject.inputs()
+    subject.run(module, inputs)
+    updated = reference_weights(subject.case.with_(seed=subject.case.seed + 1), subject.family_def)
+    # The new weights as the implementation's own loader lays them out, in a fresh module.
+    loaded = dict(subject.build(updated).named_parameters())
+    own = dict(module.named_parameters())
+    if not own or {n: p.shape for n, p in own.items()} != {n: p.shape for n, p in loaded.items()}:
+        check.not_supported("no parameters of a fixed layout (nn.Parameter) to write through "
+                            ".data")
+    for name, parameter in own.items():
+        parameter.data.copy_(loaded[name].data)
+    check.outputs_close(subject.run(module, inputs),
+                        subject.run_reference(inputs, subject.reference(updated)),
+                        against="torch with the weights written through .data")
+
+
 def dropout_grid(fam):
     return [BASE.with_(num_layers=2, dropout=0.5), BASE.with_(num_layers=3, dropout=0.5,
             bidirectional=True), BASE.with_(num_layers=2, dropout=0.5, lengths=(2, 5, 3),

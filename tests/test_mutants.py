@@ -38,6 +38,7 @@ MUTANTS = [
     ("InPlaceHxGRU", "gru", "state", "inputs_are_not_modified"),
     ("ReusedBufferLSTM", "lstm", "state", "results_survive_the_next_call"),
     ("CachedWeightsRNN", "rnn_tanh", "state", "parameter_updates_are_seen"),
+    ("VersionCachedWeightsRNN", "rnn_tanh", "state", "writes_through_data_are_seen"),
     ("EvalDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),
     ("OutputDropoutLSTM", "lstm", "state", "dropout_only_between_layers_in_training"),
     ("ValueErrorLSTM", "lstm", "errors", "wrong_hx_layers"),

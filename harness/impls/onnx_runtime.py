@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.core.torch_inputs import time_major, validated_state
+from harness.impls.snapshot import Snapshot
 
 INSTALL = "pip install 'onnxruntime>=1.16' 'onnx>=1.14'"
 
@@ -67,20 +68,16 @@ class OnnxRuntimeMixin:
         "packed": False, "proj_size": False, "dropout": False, "dtypes": {"float32"},
         "devices": {"cpu"}, "autograd": False}
 
-    def session_key(self) -> tuple:
-        """What the exported model depends on: every parameter's identity and version (bumped
-        by any in-place update), and torch's thread count."""
-        params = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
-        return params, torch.get_num_threads()
-
     def session(self) -> Any:
-        """The onnxruntime session of the current weights (exported again when they change)."""
+        """The onnxruntime session of the current weights: exported again when a parameter's
+        bytes differ from the export's (a version counter misses writes through ``.data``) or
+        torch's thread count changed."""
         import onnxruntime
 
-        key = self.session_key()
-        cached = getattr(self, "_onnx", None)  # (key, session) of the last export
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = getattr(self, "_onnx", None)  # (threads, snapshot, session) of the last export
+        threads = torch.get_num_threads()
+        if cached is not None and cached[0] == threads and cached[1].matches(self.parameters()):
+            return cached[2]
         config = {k: getattr(self, k) for k in ("input_size", "hidden_size", "num_layers",
                                                  "bias", "bidirectional")}
         plain = self.torch_class(**config, dtype=torch.float32).eval()
@@ -98,7 +95,7 @@ class OnnxRuntimeMixin:
         options.log_severity_level = 3  # errors reach the caller as exceptions
         session = onnxruntime.InferenceSession(model, options,
                                                providers=["CPUExecutionProvider"])
-        self._onnx = (key, session)
+        self._onnx = (threads, Snapshot.take(self.parameters()), session)
         return session
 
     def state_names(self) -> list[str]:

@@ -392,6 +392,21 @@ class CachedWeightsRNN(ScratchRNN):
         return (torch.tanh(F.linear(torch.cat((x_t, state[0]), dim=1), weight, bias)),)
 
 
+class VersionCachedWeightsRNN(ScratchRNN):
+    """Fuses its weights and re-fuses them when a parameter's version counter or address moves:
+    right after an optimiser step or a load, stale after a write through ``.data``."""
+
+    def cell(self, slot, x_t, state):
+        linear = self.cells[slot].input_to_hidden
+        key = tuple((p.data_ptr(), p._version) for p in linear.parameters())
+        cache = self.__dict__.setdefault("_fused", {})
+        if slot not in cache or cache[slot][0] != key:
+            cache[slot] = (key, linear.weight.detach().clone(),
+                           None if linear.bias is None else linear.bias.detach().clone())
+        _, weight, bias = cache[slot]
+        return (torch.tanh(F.linear(torch.cat((x_t, state[0]), dim=1), weight, bias)),)
+
+
 # --- gradients (forward passes are right; only backward is wrong) -------------------------------
 
 
