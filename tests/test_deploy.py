@@ -298,7 +298,7 @@ def test_onnxruntime_runs_real_lstm_and_gru_operators_on_torch_threads():
         for wanted in (2, 1):
             torch.set_num_threads(wanted)
             module(torch.randn(5, 2, 3))
-            options = module._onnx[1].get_session_options()
+            options = module._onnx[2].get_session_options()  # (threads, snapshot, session)
             assert options.intra_op_num_threads == wanted
     finally:
         torch.set_num_threads(threads)
