@@ -17,10 +17,12 @@ from harness.impls.loop import CHUNK_ROWS, Run
 class LSTMRun(Run):
     """LSTM: c' = f c + i g, h' = o tanh(c'), then h' W_hr^T with proj_size.
 
-    The cell state is carried as C = -2c, which makes both tanh's cheap: with s_g = sigmoid(2 g_pre)
-    (the g rows doubled), C' = f C - 4 i s_g + 2 i, and with s_c = sigmoid(C') = sigmoid(-2c'),
-    tanh(c') = 1 - 2 s_c, so h' = o - 2 o s_c: six elementwise operations per step. Scaling by -2
-    is exact; c_0 and c_n are converted once per call.
+    The cell state is carried as C = -2c and the saved g gate as s_g = sigmoid(2 g_pre), the
+    representation the backward pass reads (tanh(c') = 1 - 2 sigmoid(C'), tanh' = 4 s (1 - s)).
+    The forward computes both tanh's as tanh itself: C' = f C - 2 i tanh(g), h' = o tanh(-C'/2)
+    (1 - 2 sigmoid(2x) would keep only the absolute precision of 1 near 0, not the value's;
+    numerics::precision_like_the_reference holds the layer to that). Scaling by -2 is exact; c_0
+    and c_n are converted once per call.
     """
 
     gates = 4
@@ -32,7 +34,7 @@ class LSTMRun(Run):
         self.c_states = x.new_empty(seq_len + 1 if keep else 2, batch, self.hidden)  # C = -2c
         first = self.prev(self.order[0]) % len(self.c_states)
         torch.mul(state0[1], -2, out=self.c_states[first])
-        self.sig_c = x.new_empty(batch, self.hidden)  # sigmoid(C_t); recomputed by backward
+        self.sig_c = x.new_empty(batch, self.hidden)  # scratch: tanh(g) forward, sigmoid(C) back
         self.blocks: list[tuple[int, Tensor]] = []  # (first step, gates (steps, B, 4H)) of blocks
         if w["hr"] is not None:  # o * tanh(c) before the projection, kept for dW_hr
             self.h_full = x.new_empty(seq_len if keep else 1, batch, self.hidden)
@@ -84,14 +86,18 @@ class LSTMRun(Run):
         if self.native is not None:  # one call: gates, c and o tanh(c') (native.c)
             self.native.lstm_cell(gates, c_prev, c, h_full)
         else:
-            if not self.fold:  # the weights are torch's: double the g block here
-                gates[:, 2 * self.hidden:3 * self.hidden].mul_(2)
-            gates.sigmoid_()
-            i, f, s_g, o = gates.chunk(4, dim=1)
+            g_block = gates[:, 2 * self.hidden:3 * self.hidden]
+            if self.fold:  # the g rows were doubled: g_block holds 2g
+                g_block.mul_(0.5)
+            t_g = torch.tanh(g_block, out=self.sig_c)  # tanh itself: precise near 0
+            g_block.copy_(t_g).add_(1).mul_(0.5)  # sigmoid(2g) = (1 + tanh g) / 2, for backward
+            gates[:, :2 * self.hidden].sigmoid_()
+            gates[:, 3 * self.hidden:].sigmoid_()
+            i, f, _, o = gates.chunk(4, dim=1)
             torch.mul(f, c_prev, out=c)
-            c.addcmul_(i, s_g, value=-4).add_(i, alpha=2)  # C' = f C - 2 i g, g = 2 s_g - 1
-            s_c = torch.sigmoid(c, out=self.sig_c)
-            torch.addcmul(o, o, s_c, value=-2, out=h_full)  # o tanh(c')
+            c.addcmul_(i, t_g, value=-2)  # C' = f C - 2 i tanh(g)
+            torch.mul(c, -0.5, out=h_full)
+            h_full.tanh_().mul_(o)  # o tanh(c')
         h = h_full
         if projected:
             h = self.h_target(t).copy_(self.gemm.linear(h_full, self.packed_hr))  # (B, proj)

@@ -4,7 +4,8 @@
  * so the loops below are vectorised for the CPU they run on; loaded with ctypes.
  *
  * The gate kernels keep the representation the Python loop (cells.py) and its hand-written
- * backward use: an LSTM's cell state is carried as C = -2c and its g gate as sigmoid(2 g_pre);
+ * backward use: an LSTM's cell state is carried as C = -2c and its g gate as sigmoid(2 g_pre)
+ * (its tanh's computed by tanh_f all the same);
  * a GRU's saved gates are r, z and n. */
 
 #include <stddef.h>
@@ -112,9 +113,10 @@ void sh_dot_add(const float *w, const float *x, const float *add, long add_strid
 }
 
 /* One LSTM step's gate maths. gates (b, 4h): the pre-activations [i, f, g, o] in, [sigmoid(i),
- * sigmoid(f), sigmoid(2g), sigmoid(o)] out. c_prev, c_out (b, h): C = -2c before and after.
- * h_out (b, h): o tanh(c'). With s_g = sigmoid(2g) and s_c = sigmoid(C'):
- * C' = f C - 4 i s_g + 2 i (= -2 (f c + i g)), tanh(c') = 1 - 2 s_c. */
+ * sigmoid(f), sigmoid(2g), sigmoid(o)] out (the backward's representation). c_prev, c_out (b, h):
+ * C = -2c before and after. h_out (b, h): o tanh(c'). Both tanh's are tanh_f, precise near 0
+ * (1 - 2 sigmoid(2x) there keeps only the absolute precision of 1, not the value's):
+ * C' = f C - 2 i tanh(g) (= -2 (f c + i g)), h' = o tanh(-C'/2); sigmoid(2g) = (1 + tanh g) / 2. */
 void sh_lstm_cell(float *gates, const float *c_prev, float *c_out, float *h_out, long b,
                   long h) {
   for (long row = 0; row < b; row++) {
@@ -125,11 +127,11 @@ void sh_lstm_cell(float *gates, const float *c_prev, float *c_out, float *h_out,
 #pragma omp simd
     for (long j = 0; j < h; j++) {
       float i = sigmoid_f(gi[j]), f = sigmoid_f(gf[j]);
-      float s_g = sigmoid_f(2.0f * gg[j]), o = sigmoid_f(go[j]);
-      float c = f * cp[j] - 4.0f * i * s_g + 2.0f * i;
-      gi[j] = i; gf[j] = f; gg[j] = s_g; go[j] = o;
+      float t_g = tanh_f(gg[j]), o = sigmoid_f(go[j]);
+      float c = f * cp[j] - 2.0f * i * t_g;
+      gi[j] = i; gf[j] = f; gg[j] = 0.5f + 0.5f * t_g; go[j] = o;
       cn[j] = c;
-      hn[j] = o - 2.0f * o * sigmoid_f(c);
+      hn[j] = o * tanh_f(-0.5f * c);
     }
   }
 }

@@ -95,16 +95,21 @@ def chunked(log_a: Tensor, b: Tensor, h0: Tensor, *, chunk_size: int | None,
     """h_t (T, B, H) of h_t = a_t h_{t-1} + b_t.
 
     chunk_size None: the whole sequence in one log-space scan (``scan``: Heinsen's
-    logcumsumexp, b split by sign when it has both). A chunk size: ``doubling_scan`` over chunks
-    of that many steps, the last state of each chunk the initial state of the next; as accurate
-    as the loop (nothing cancels)."""
-    steps = log_a.shape[0]
+    logcumsumexp, b split by sign when it has both). A chunk size: ``chunked_affine`` with
+    a = exp(log a)."""
     if chunk_size is None:
         return scan(log_a, b, h0, b_log=b_log)
+    return chunked_affine(log_a.exp(), b, h0, chunk_size=chunk_size)
+
+
+def chunked_affine(a: Tensor, b: Tensor, h0: Tensor, *, chunk_size: int) -> Tensor:
+    """h_t (T, B, H) of h_t = a_t h_{t-1} + b_t from the decays themselves: ``doubling_scan``
+    over chunks of ``chunk_size`` steps, the last state of each chunk the initial state of the
+    next; as accurate as the loop (nothing cancels)."""
     pieces, state = [], h0
-    for start in range(0, steps, chunk_size):
-        part = slice(start, min(start + chunk_size, steps))
-        out = doubling_scan(log_a[part].exp(), b[part], state)
+    for start in range(0, a.shape[0], chunk_size):
+        part = slice(start, min(start + chunk_size, a.shape[0]))
+        out = doubling_scan(a[part], b[part], state)
         pieces.append(out)
         state = out[-1]
     return torch.cat(pieces, dim=0)
@@ -121,3 +126,11 @@ def masked(log_a: Tensor, b: Tensor, mask: Tensor | None,
     if b_log is not None:
         b_log = torch.where(valid, b_log, torch.full_like(b_log, LOG_ZERO))
     return log_a, b, b_log
+
+
+def masked_affine(a: Tensor, b: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Padded steps (mask (T, B) False) get a = 1 and b = 0: the state passes through."""
+    if mask is None:
+        return a, b
+    valid = mask.unsqueeze(2)  # (T, B, 1)
+    return torch.where(valid, a, torch.ones_like(a)), torch.where(valid, b, torch.zeros_like(b))
