@@ -68,3 +68,16 @@ def test_gates_open_decays_huge(subject, check):
     every step, decays near 0 (log-decays near -30 per step, thousands over the sequence)."""
     finite_and_close(subject, check, subject.inputs(), "long",
                      scaled(subject, scale=1.0, bias_shift=30.0))
+
+
+def underflow_grid(fam):
+    return [BASE.with_(seq_len=20, batch=2, hidden_size=8, with_hx=True)]
+
+
+@cases(underflow_grid)
+def test_gates_underflow(subject, check):
+    """Every bias shifted by -120: sigmoid gates underflow to exactly 0 in float32 (σ(-120) =
+    8e-53), so a ratio of two gates (f / (f + i)) is 0 / 0 unless it is computed in log space;
+    the reference is finite."""
+    finite_and_close(subject, check, subject.inputs(), "long",
+                     scaled(subject, scale=1.0, bias_shift=-120.0))

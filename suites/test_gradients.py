@@ -1,6 +1,7 @@
 """gradients: backward passes equal torch's — with respect to the input, hx (and cx) and every
 parameter, for the same weights and the same random upstream gradients into output, h_n and c_n;
-torch.autograd.gradcheck passes in float64; padded steps get exactly zero gradient."""
+in eval mode as in training mode; torch.autograd.gradcheck passes in float64; padded steps get
+exactly zero gradient."""
 
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def grid(fam):
 @cases(grid)
 def test_gradients_match_reference(subject, check):
     match_reference(subject, check, subject.inputs())
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(lengths=(3, 5, 1), num_layers=2, bidirectional=True)])
+def test_gradients_in_eval_mode(subject, check):
+    """Gradients through the module in eval mode — saliency maps, adversarial inputs, fine-tuning
+    with dropout off — equal the reference's: eval mode changes dropout, not autograd. (On a
+    device where torch's own module refuses a backward pass in eval mode, cuDNN's, the other
+    gradient checks run in training mode, and one that refuses here as torch does is reported
+    *as torch*.)"""
+    match_reference(subject, check, subject.inputs(), subject.build().eval())
 
 
 @cases(lambda fam: [c for c in varlen(fam)])

@@ -66,6 +66,8 @@ MUTANTS = [
     ("DetachedInputRNN", "rnn_tanh", "gradients", "gradients_match_reference"),
     ("DetachedInputRNN", "rnn_tanh", "gradients", "padded_steps_get_zero_gradient"),
     ("DetachedInputRNN", "rnn_tanh", "gradients", "gradcheck"),
+    ("EvalNoGradLSTM", "lstm", "gradients", "gradients_in_eval_mode"),
+    ("EvalNoGradLSTM", "lstm", "gradients", "gradients_match_reference"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.
@@ -79,6 +81,11 @@ FAMILY_MUTANTS = [
     ("ChunkOffByOneMinGRU", "mingru", "parallel-vs-reference", "chunk_size_invariance"),
     ("ExpSpaceScanMinGRU", "mingru", "extremes", "gates_open_decays_huge"),
     ("ExpSpaceScanMinGRU", "mingru", "numerics", "long_sequence"),
+    ("LogSpaceScanMinGRU", "mingru", "numerics", "precision_over_long_sequences"),
+    ("LogSpaceScanMinGRU", "mingru", "numerics", "long_sequence"),
+    ("CancellingRGLRU", "rglru", "numerics", "precision_like_the_reference"),
+    ("CancellingRGLRU", "rglru", "extremes", "saturated_gates"),
+    ("RatioMinLSTM", "minlstm", "extremes", "gates_underflow"),
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 
@@ -86,12 +93,16 @@ MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 COMPILED_MUTANTS = [
     ("UnclampedExpFastLSTM", "lstm", "numerics", "large_inputs"),
     ("ResetOutsideFastGRU", "gru", "shapes", "values_match_reference"),
-    ("PlainTanhFastRNN", "rnn_tanh", "extremes", "saturated_gates"),
+    ("PlainTanhFastRNN", "rnn_tanh", "numerics", "precision_like_the_reference"),
 ]
 MUTANTS += [(f"compiled:{m}", *rest) for m, *rest in COMPILED_MUTANTS]
 
+# Precision mutants: every value failure names both errors against float64 (the implementation's
+# and the reference's own rounding), so a reader sees it is not rounding.
+PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN"}
+
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
-NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN"}
+NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM"}
 
 CORRECT = {
     "mingru": "tests.mutants.families:ChunkedMinGRU",
@@ -124,6 +135,9 @@ def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
     assert all(r["message"] for r in failed)
     if name in NO_GRADIENT and check != "gradcheck":
         assert all("no gradient reaches" in r["message"] for r in failed), failed[0]["message"]
+    if name in PRECISION:
+        assert all("float64" in r["message"] and "rounding" in r["message"] for r in failed), \
+            failed[0]["message"]
 
 
 @pytest.mark.parametrize(("family", "suite"), sorted({(f, s) for _, f, s, _ in MUTANTS}))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.records import SCHEMA_VERSION
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -32,7 +34,8 @@ def test_pyargs_run_writes_records_and_report(pytester, run):
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert records and {r["impl"] for r in records} == {"torch-gru"}
     assert {r["suite"] for r in records} == {"state"}
-    assert all(r["nodeid"] and r["case_id"] and r["schema_version"] == 1 for r in records)
+    assert all(r["nodeid"] and r["case_id"] and r["schema_version"] == SCHEMA_VERSION
+               for r in records)
     passed = [r for r in records if r["outcome"] == "passed"]
     assert len(passed) == result.parseoutcomes()["passed"]
     info = json.loads((out / "run.json").read_text())

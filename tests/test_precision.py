@@ -68,11 +68,13 @@ def test_bench_jobs_carry_tf32():
     assert job_payload(spec, task, plan)["tf32"] == "on"
 
 
-def test_modules_for_gradients_train_unless_dropout_would_change_them():
+def test_modules_for_gradients_keep_eval_mode_where_torch_gives_gradients_in_eval():
+    """On the CPU torch's modules backpropagate in eval mode: gradient checks keep the case's
+    mode (eval), so an implementation that drops autograd in eval mode is caught there."""
     registry = Registry.load()
     case = Case(seq_len=3, batch=2, input_size=3, hidden_size=4)
     subject = Subject(registry.specs["torch-gru"], case)
     assert not subject.build().training
-    assert subject.build(gradients=True).training
-    dropped = Subject(registry.specs["torch-gru"], case.with_(num_layers=2, dropout=0.5))
-    assert not dropped.build(gradients=True).training
+    assert not subject.build(gradients=True).training
+    assert not subject.train_for_gradients
+    assert Subject(registry.specs["torch-gru"], case.with_(training=True)).build().training

@@ -13,6 +13,7 @@ from harness.records import (
     OUTCOMES,
     RECORDS_FILE,
     RUN_FILE,
+    SCHEMA_VERSION,
     Record,
     RecordWriter,
     ResultsError,
@@ -67,7 +68,7 @@ def test_each_record_is_one_line_with_a_schema_version(tmp_path):
     write(tmp_path, [record(message="one\ntwo"), record("skipped")])
     lines = (tmp_path / RECORDS_FILE).read_text().splitlines()
     assert len(lines) == 2
-    assert all(json.loads(line)["schema_version"] == 1 for line in lines)
+    assert all(json.loads(line)["schema_version"] == SCHEMA_VERSION for line in lines)
 
 
 def test_invalid_outcome():
@@ -145,7 +146,7 @@ def test_read_run_info_without_run_json(tmp_path):
     ("text", "pattern"),
     [("{not json", "malformed JSON"),
      ("[1]", "expected a JSON object"),
-     (json.dumps({**json.loads(INFO.to_json()), "schema_version": 2}), "schema_version 2"),
+     (json.dumps({**json.loads(INFO.to_json()), "schema_version": 3}), "schema_version 3"),
      (json.dumps({"schema_version": 1, "run_id": "x"}), "missing")],
 )
 def test_read_run_info_bad_run_json(tmp_path, text, pattern):

@@ -17,7 +17,7 @@ from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suit
 from harness.conformance.suites import suite_files
 from harness.conformance.tolerance import Override
 from harness.core.precision import set_tf32
-from harness.records import OUTCOMES, RunInfo, write_run_info
+from harness.records import AS_TORCH, OUTCOMES, RunInfo, write_run_info
 from harness.registry import choose
 from harness.report import write_report
 
@@ -83,7 +83,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         tf32=args.tf32, check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
-        atol=args.atol, rtol=args.rtol))
+        atol=args.atol, rtol=args.rtol, rounding=args.rounding))
     for line in describe(outcome.confirmed):
         print(line)
     if outcome.confirmed:  # the verdicts of the re-runs belong in the report
@@ -93,7 +93,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     for line in lines_for(outcome.records):
         print(line)
     counts = Counter(r.outcome for r in outcome.records)
-    parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
+    parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES
+                      if o != AS_TORCH or counts.get(o, 0))  # as torch: only on a device
     where = f"{out / 'report.md'}" + (f" and {args.report}" if args.report else "")
     print(f"seq-harness: {len(outcome.records)} checks ({parts}); report: {where}")
     code = exit_code(outcome, resumed=bool(args.resume))

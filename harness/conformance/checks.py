@@ -9,6 +9,11 @@ Comparisons of a named quantity (``measure="output"`` for outputs and final stat
 reference, ``"gradient"`` for gradients) also pool their errors into the figures of
 harness.conformance.accuracy (max abs, relative RMS, 99th percentile), kept apart by quantity.
 
+A comparison with the reference is judged on the case's own scale as well: when the outputs
+differ by more than the family's atol, the reference's twin in another precision says how far
+the answer moves under rounding alone, and the bound becomes max(atol, K x that rounding)
+(harness.conformance.rounding); the record keeps the rounding and which bound decided.
+
 Every comparison also counts the values it compared. A check that ends having compared nothing
 (an empty mask, a zero-size tensor, a case whose lengths leave no padded step) has not passed:
 the plugin records it as *not supported*, naming what was empty.
@@ -16,17 +21,16 @@ the plugin records it as *not supported*, naming what was empty.
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from harness.conformance.accuracy import ErrorPool
-from harness.core.case import Case
+from harness.conformance.difference import Difference, Tolerance, difference, distance
+from harness.conformance.rounding import ROUNDING, K, Measured, Rounding, rounding_of
 from harness.core.contract import Outputs
-from harness.core.families import DEFAULT_TOLERANCES, Family
 
 
 class CheckFailed(AssertionError):
@@ -37,59 +41,12 @@ class NotSupported(Exception):
     """Raised inside a check when the case is outside what the implementation claims."""
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """|actual - expected| <= atol + rtol * |expected|, elementwise."""
-
-    atol: float
-    rtol: float = 0.0
-
-    @classmethod
-    def for_case(cls, case: Case, family: Family | None = None) -> Tolerance:
-        """The family's tolerance for the case's dtype (by default float32 1e-5 and float64
-        1e-10 at the small sizes of the conformance grids; half precisions 1e-2); CUDA float32
-        is held to at least torch's own CPU-vs-cuDNN tolerance, 5e-5."""
-        atol, rtol = (family.tolerance(case.dtype) if family is not None
-                      else DEFAULT_TOLERANCES[case.dtype])
-        if case.device != "cpu" and case.dtype == "float32":
-            atol = max(atol, 5e-5)
-        return cls(atol, rtol)
-
-    def scaled(self, *, rtol: float) -> Tolerance:
-        return Tolerance(self.atol, rtol)
-
-    def __str__(self) -> str:
-        return f"atol {self.atol:g}" + (f" + rtol {self.rtol:g}" if self.rtol else "")
-
-
-@dataclass(frozen=True)
-class Difference:
-    """The outcome of one elementwise comparison."""
-
-    max_abs_error: float
-    worst_excess: float  # max of |a - e| - (atol + rtol |e|); > 0 means out of tolerance
-    first_bad: tuple[int, ...] | None
-
-    @property
-    def ok(self) -> bool:
-        return self.worst_excess <= 0
-
-
-def difference(actual: Tensor, expected: Tensor, tol: Tolerance) -> Difference:
-    """Compare two tensors of the same shape in float64 on the CPU. NaN is an infinite error
-    wherever it appears (even against NaN: a property check comparing an implementation with
-    itself must not pass on NaN); inf counts as equal only to the same inf."""
-    a = actual.detach().to("cpu", torch.float64)
-    e = expected.detach().to("cpu", torch.float64)
-    error = (a - e).abs()
-    error = torch.where(a == e, torch.zeros_like(error), error)  # inf - inf would be nan
-    error = torch.nan_to_num(error, nan=math.inf, posinf=math.inf)
-    excess = error - (tol.atol + tol.rtol * e.abs().nan_to_num(posinf=0.0, neginf=0.0))
-    if error.numel() == 0:
-        return Difference(0.0, -math.inf, None)
-    bad = (excess > 0).nonzero()
-    first = tuple(int(i) for i in bad[0]) if len(bad) else None
-    return Difference(float(error.max()), float(excess.max()), first)
+def against_float64(actual: Tensor, exact: Tensor, rounding: Rounding) -> str:
+    """Both errors against the float64 answer, in words: the implementation's, and the
+    reference's own in the case's dtype (its rounding)."""
+    return (f"against float64 this implementation is {distance(actual, exact):.3g} off, the "
+            f"reference's own {rounding.dtype} rounding on this case is {rounding} (allowed: "
+            f"the larger of the atol and {K:g} x that)")
 
 
 class Check:
@@ -103,10 +60,14 @@ class Check:
 
     def __init__(self, tolerance: Tolerance, *, reference_name: str = "reference",
                  tolerances: Mapping[str, Tolerance] | None = None,
-                 source: str = "family default") -> None:
+                 source: str = "family default", always_rounding: bool = False) -> None:
         self.tolerance = tolerance
         self.tolerances = dict(tolerances or {})
         self.source = source
+        self.always_rounding = always_rounding  # measure the rounding even where atol holds
+        self.rounding: float | None = None  # the largest rounding measured (case's dtype)
+        self.rounding_ratio: float | None = None  # largest error / rounding of one tensor
+        self.source_used: str | None = None  # where the bound of the largest error came from
         self.pools: dict[str, ErrorPool] = {}  # measured quantity -> its errors
         self.reference_name = reference_name
         self.max_error: float | None = None  # the largest absolute error compared
@@ -145,12 +106,14 @@ class Check:
             return "compared nothing: " + "; ".join(f"{w} has no values" for w in self.empty)
         return "compared nothing: the check made no comparison"
 
-    def _measure(self, diff: Difference, tol: Tolerance) -> None:
+    def _measure(self, diff: Difference, tol: Tolerance, source: str | None = None) -> None:
         if self.max_error is None or diff.max_abs_error > self.max_error:
             self.max_error = diff.max_abs_error
             self.tolerance_used = tol
+            self.source_used = source
         elif self.tolerance_used is None:
             self.tolerance_used = tol
+            self.source_used = source
 
     def note(self, text: str) -> None:
         """A figure worth keeping in the record (e.g. how wrong the naive answer is)."""
@@ -166,10 +129,12 @@ class Check:
 
     def close(
         self, what: str, actual: Tensor, expected: Tensor, tol: Tolerance | None = None, *,
-        measure: str | None = None,
+        measure: str | None = None, rounding: Measured | None = None,
     ) -> Difference:
         """actual equals expected within the tolerance (the check's by default); ``measure``
-        names the quantity whose error figures the comparison adds to."""
+        names the quantity whose error figures the comparison adds to. ``rounding`` measures
+        the case's rounding of ``expected`` (a reference): beyond the tolerance, the bound
+        becomes max(atol, K x that rounding) (see the module docstring)."""
         tol = tol or self.tolerance
         if not isinstance(actual, Tensor):
             raise CheckFailed(f"{what} is a {type(actual).__name__}; expected a Tensor")
@@ -179,17 +144,56 @@ class Check:
             )
         diff = difference(actual, expected, tol)
         self.count(what, expected.numel())
-        self._measure(diff, tol)
         if measure is not None:
             self.pools.setdefault(measure, ErrorPool()).add(actual, expected)
+        found = None
+        if rounding is not None and (self.always_rounding or not diff.ok):
+            found, exact = rounding()
+            self.rounding = max(self.rounding or 0.0, found.error)
+            ratio = diff.max_abs_error / max(found.unit, 1e-300)
+            self.rounding_ratio = max(self.rounding_ratio or 0.0, ratio)
+        if diff.ok or found is None or not found.bound > tol.atol:
+            self._measure(diff, tol)
+        else:  # the case's own rounding is the larger scale: judge on it
+            widened = Tolerance(found.bound, tol.rtol)
+            conditioned = difference(actual, expected, widened)
+            if conditioned.ok:
+                self._measure(conditioned, widened, ROUNDING)
+                return conditioned
+            self._measure(conditioned, widened, ROUNDING)
         if not diff.ok:
             declared = f", {self.source}" if tol == self.tolerance and self.source != (
                 "family default") else ""
             raise CheckFailed(
                 f"{what} differs: max abs error {diff.max_abs_error:.3g} > {tol}{declared} "
                 f"(first at index {list(diff.first_bad or ())})"
+                + ("" if found is None else "; " + against_float64(actual, exact, found))
             )
         return diff
+
+    def precise(self, what: str, actual: Tensor, rounding: Rounding, exact: Tensor) -> float:
+        """The implementation's distance to the float64 answer ``exact`` is at most K times the
+        case's rounding (no atol floor: a precision loss shows at any magnitude); returns that
+        multiple."""
+        if tuple(actual.shape) != tuple(exact.shape):
+            raise CheckFailed(
+                f"{what} has shape {tuple(actual.shape)}; expected {tuple(exact.shape)}"
+            )
+        self.count(what, exact.numel())
+        if exact.numel() == 0:
+            return 0.0
+        error = distance(actual, exact)
+        self.rounding = max(self.rounding or 0.0, rounding.error)
+        self.rounding_ratio = max(self.rounding_ratio or 0.0, error / max(rounding.unit, 1e-300))
+        if self.max_error is None or error > self.max_error:
+            self.max_error, self.tolerance_used = error, Tolerance(rounding.bound)
+            self.source_used = ROUNDING
+        if not error <= rounding.bound:
+            raise CheckFailed(
+                f"{what}: {error:.3g} from the float64 answer, {error / rounding.unit:.3g}x the "
+                f"reference's own {rounding.dtype} rounding on this case ({rounding}); a "
+                f"correct implementation stays within {K:g}x")
+        return error / rounding.unit
 
     def outputs_close(
         self, actual: Outputs, expected: Outputs, tol: Tolerance | None = None, *,
@@ -203,7 +207,11 @@ class Check:
             got = actual.named().get(name)
             if got is None:
                 raise CheckFailed(f"{name} is missing (expected as {who} returns it)")
-            self.close(f"{name} (vs {who})", got, want, tol, measure=measure)
+            rounding = None
+            if against is None and expected.twin is not None:
+                rounding = functools.partial(
+                    lambda n, e: rounding_of(n, e, expected.twin()), name, want)
+            self.close(f"{name} (vs {who})", got, want, tol, measure=measure, rounding=rounding)
 
     def measure(self, what: str, actual: Tensor, expected: Tensor, *, measure: str) -> None:
         """Measure how far actual is from expected (the quantity's error figures) without

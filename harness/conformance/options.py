@@ -62,7 +62,11 @@ ATOL = option("--atol", type=float, default=None, metavar="A",
               "declared or family one (a one-off run; exact checks are never loosened)")
 RTOL = option("--rtol", type=float, default=None, metavar="R",
               help="relative tolerance next to --atol (default 0)")
-SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL)
+ROUNDING = option("--rounding", default="needed", choices=("needed", "always"),
+                  help="when a value check measures the case's rounding (the reference in "
+                  "float32 against float64): needed (default), only where the family's atol is "
+                  "exceeded; always, on every comparison (for the tolerance tables)")
+SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL, ROUNDING)
 
 
 # Where a plain pytest run writes its records (`seq-harness run` passes them itself).

@@ -19,7 +19,6 @@ STRIKES = pytest.StashKey["object"]()
 MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
 # fail at once (a hanging or crashing implementation must not hold the run for hours)
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
-SESSION = pytest.StashKey["object"]()
 
 
 def cases(grid, *, full=None):
@@ -52,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
     directory = config.getoption("results_dir")
     config.stash[STRIKES] = Strikes(None if directory is None else Path(directory))
     if config.getoption("progress") > 0 and not hasattr(config, "workerinput"):
+        from harness.conformance.progress_line import ProgressLine
+
         config.pluginmanager.register(ProgressLine(config), "seq-harness-progress")
     options = ("impl", "impl_class", "family", "suite")
     if any(config.getoption(name) for name in options):
@@ -78,32 +79,6 @@ def pytest_configure(config: pytest.Config) -> None:
         write_run_info(directory, info)
         config.stash[RUN_ID] = info.run_id
     config.stash[WRITER] = RecordWriter(directory)
-
-
-class ProgressLine:
-    """Every --progress seconds, the checks done of all and an ETA (registered in the process
-    that sees every report: the xdist controller, or a plain session)."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config, self.progress = config, None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not (report.when == "call" or (report.when == "setup" and not report.passed)):
-            return
-        if self.progress is None:
-            from harness.core.progress import Progress
-
-            session = self.config.stash.get(SESSION, None)
-            total = getattr(session, "testscollected", 0) or 1
-            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-            emit = terminal.write_line if terminal else print
-            self.progress = Progress(total, "checks", every_s=self.config.getoption("progress"),
-                                     emit=lambda line: emit("\n" + line))
-        self.progress.step()
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.config.stash[SESSION] = session
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -154,13 +129,15 @@ def subject(spec, case):
 def check(case, spec, request):
     """Measuring assertions, held to the tolerances harness.conformance.tolerance resolves;
     what they measured goes into this check's record."""
-    from harness.conformance.checks import Check
-    from harness.conformance.tolerance import Override, check_tolerances
+    return new_check(case, spec, request.config)
 
-    override = Override(request.config.getoption("atol"), request.config.getoption("rtol"))
-    tol, source, others = check_tolerances(case, spec, override)
-    return Check(tol, reference_name=spec.family_def.reference_label, tolerances=others,
-                 source=source)
+
+def new_check(case, spec, config: pytest.Config):
+    """The Check of one implementation on one case, as the run's options say."""
+    from harness.conformance.tolerance import Override, check_for
+
+    return check_for(case, spec, Override(config.getoption("atol"), config.getoption("rtol")),
+                     always_rounding=config.getoption("rounding") == "always")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -173,6 +150,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         result = yield
     except NotSupported as error:
         pytest.skip(f"not supported: {error}")
+    except Exception as error:
+        # torch's own module may break the CPU contract on this device: then so may this one
+        from harness.conformance.as_torch import as_torch
+
+        params, config = pyfuncitem.callspec.params, pyfuncitem.config
+        said = as_torch(pyfuncitem.obj, params["spec"], params["case"], error,
+                        lambda spec: new_check(params["case"], spec, config))
+        if said is None:
+            raise
+        pytest.skip(said)
     # A check that compared nothing has not passed: it is not supported, saying what was empty.
     measured = pyfuncitem.funcargs.get("check")
     reason = getattr(measured, "vacuous_reason", None)
@@ -256,11 +243,14 @@ def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """A case outside an implementation's claimed contract (or one that compared nothing) is
-    counted by pytest as *not supported*, as the harness records it, not as skipped."""
+    counted by pytest as *not supported*, and a failure torch's own module shares on this device
+    as *as torch*, as the harness records them, not as skipped."""
     if report.skipped and isinstance(report.longrepr, tuple):
         reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         if reason.startswith("not supported"):
             return "not supported", "n", "NOT SUPPORTED"
+        if reason.startswith("as torch"):
+            return "as torch", "t", "AS TORCH"
     return None
 
 

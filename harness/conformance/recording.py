@@ -1,7 +1,8 @@
 """From pytest's view of a suite test to the harness' Record of it.
 
 The plugin hands every suite test's report here: the outcome (a case outside the claimed
-contract, or one that compared nothing, is *not supported*), the message (one line), and what
+contract, or one that compared nothing, is *not supported*; a failure torch's own module shares
+on the device is *as torch*), the message (one line), and what
 the test's Check measured (largest error, tolerance, values compared, figures).
 """
 
@@ -15,7 +16,7 @@ from harness.conformance.checks import CheckFailed
 from harness.conformance.isolation import CheckTimeout
 from harness.conformance.suites import suite_name
 from harness.core.text import one_line
-from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED, Record
+from harness.records import AS_TORCH, FAILED, NOT_SUPPORTED, PASSED, SKIPPED, Record
 
 MESSAGE_LIMIT = 2000  # characters of a failure message kept in its record
 
@@ -32,7 +33,10 @@ def recorded_metrics(measured) -> dict:
     if errors:
         metrics["error"] = errors
     if getattr(measured, "tolerance_used", None) is not None:
-        metrics["tolerance_source"] = measured.source
+        metrics["tolerance_source"] = getattr(measured, "source_used", None) or measured.source
+    for name in ("rounding", "rounding_ratio"):  # harness.conformance.rounding
+        if getattr(measured, name, None) is not None:
+            metrics[name] = getattr(measured, name)
     return metrics
 
 
@@ -46,7 +50,8 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
     elif report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         message = reason.removeprefix("Skipped: ")
-        outcome = NOT_SUPPORTED if message.startswith("not supported") else SKIPPED
+        outcome = (NOT_SUPPORTED if message.startswith("not supported")
+                   else AS_TORCH if message.startswith("as torch") else SKIPPED)
     else:
         outcome = FAILED
         error = call.excinfo.value if call.excinfo is not None else None

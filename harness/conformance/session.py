@@ -39,13 +39,14 @@ class SuiteRun:
     confirm_alone: int = 5
     atol: float | None = None
     rtol: float | None = None
+    rounding: str = "needed"
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
         options = ["--device", self.device, "--scale", self.scale, "--threads",
                    str(self.threads), "--tf32", self.tf32,
-                   "--check-timeout", str(self.check_timeout)]
+                   "--check-timeout", str(self.check_timeout), "--rounding", self.rounding]
         for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
             if value is not None:
                 options += [flag, repr(value)]

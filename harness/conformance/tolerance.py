@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.conformance.checks import Tolerance
+from harness.conformance.checks import Check, Tolerance
 from harness.core.case import Case
 from harness.core.families import Family
 from harness.core.spec import ImplSpec
@@ -111,3 +111,11 @@ def check_tolerances(case: Case, spec: ImplSpec, override: Override | None = Non
     others = {q: tolerance_for(case, spec, override, quantity=q)[0]
               for q in QUANTITIES if q != "output"}
     return tol, source, others
+
+
+def check_for(case: Case, spec: ImplSpec, override: Override | None = None, *,
+              always_rounding: bool = False) -> Check:
+    """The Check of one implementation on one case, held to the tolerances resolved here."""
+    tol, source, others = check_tolerances(case, spec, override)
+    return Check(tol, reference_name=spec.family_def.reference_label, tolerances=others,
+                 source=source, always_rounding=always_rounding)

@@ -9,7 +9,8 @@ suites compare like with like. A result of the wrong type is a ContractError, a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -38,13 +39,15 @@ class Inputs:
     lengths: Tensor | None = None
     hx: Hidden | None = None
 
-    def to(self, device: torch.device | str) -> Inputs:
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+           ) -> Inputs:
+        """The same inputs on ``device`` and/or in ``dtype`` (lengths stay int64 on the CPU)."""
         hx = self.hx
         if isinstance(hx, tuple):
-            hx = tuple(h.to(device) for h in hx)
+            hx = tuple(h.to(device=device, dtype=dtype) for h in hx)
         elif hx is not None:
-            hx = hx.to(device)
-        return Inputs(self.x.to(device), self.lengths, hx)
+            hx = hx.to(device=device, dtype=dtype)
+        return Inputs(self.x.to(device=device, dtype=dtype), self.lengths, hx)
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ class Outputs:
     output: padded, in the input's layout, zeros at padded steps; (T, B, D*h_out) by default.
     h_n: (L*D, B, h_out), never batch-first, rows layer-major; (L*D, h_out) when unbatched.
     c_n: LSTM's cell state (L*D, B, hidden_size); None for the other families.
+    twin: for the reference's outputs, the same reference in another precision, computed on
+        demand (Twin): how far the answer moves under rounding alone
+        (harness.conformance.rounding).
     """
 
     output: Tensor
     h_n: Tensor
     c_n: Tensor | None = None
+    twin: Callable[[], Twin] | None = field(default=None, compare=False, repr=False)
 
     def named(self) -> dict[str, Tensor]:
         named = {"output": self.output, "h_n": self.h_n}
@@ -68,12 +75,33 @@ class Outputs:
 
     def detach(self) -> Outputs:
         c_n = None if self.c_n is None else self.c_n.detach()
-        return Outputs(self.output.detach(), self.h_n.detach(), c_n)
+        return Outputs(self.output.detach(), self.h_n.detach(), c_n, self.twin)
 
     @property
     def state(self) -> Hidden:
         """The final state in the form forward takes as hx."""
         return self.h_n if self.c_n is None else (self.h_n, self.c_n)
+
+
+@dataclass(frozen=True)
+class Twin:
+    """The reference's outputs in another precision (float64 for a float32 case, float32 for a
+    float64 one): the float64 answer, and samples of how far rounding moves it.
+
+    outputs: the same reference on the same inputs and weights in the other precision.
+    nearby: (the case's dtype, the other precision) outputs of the reference at points a few
+        float32 units away (inputs and weights nudged): further samples of the rounding, each
+        against its own twin, so the case's rounding is not judged on one lucky sample.
+    """
+
+    outputs: Outputs
+    nearby: tuple[tuple[Outputs, Outputs], ...] = ()
+
+    def pairs(self, name: str, expected: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Every (case's dtype, other precision) pair of the tensor ``name``: the reference's
+        ``expected`` with its twin, then the nearby samples."""
+        return [(expected, self.outputs.named()[name]),
+                *((low.named()[name], high.named()[name]) for low, high in self.nearby)]
 
 
 def call(

@@ -67,6 +67,11 @@ class Family:
         module for torch's families; by default the reference loop, ``<name>-loop``).
     reference_label: how failure messages name the reference ("torch lstm"; by default "the
         <name> reference loop").
+    device_modules: device -> the module torch itself runs there, where it behaves differently
+        from the CPU contract (torch's families on cuda: cuDNN refuses a non-contiguous hx, and
+        backward in eval mode). A check an implementation fails on that device is run again on
+        that module; failing it the same way, the implementation did what torch does there:
+        outcome *as torch* (harness.conformance.as_torch).
     """
 
     name: str
@@ -86,6 +91,7 @@ class Family:
     description: str = ""
     baseline: str = ""
     reference_label: str = ""
+    device_modules: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recurrence not in RECURRENCES:
@@ -97,7 +103,7 @@ class Family:
         if self.state not in (("h",), ("h", "c")):
             raise ValueError(f"family {self.name!r}: state {self.state!r} is invalid; valid: "
                              "('h',) or ('h', 'c')")
-        for name in ("extra_kwargs", "not_applicable"):
+        for name in ("extra_kwargs", "not_applicable", "device_modules"):
             object.__setattr__(self, name, frozen(getattr(self, name)))
         object.__setattr__(self, "tolerances",
                            frozen({**DEFAULT_TOLERANCES, **dict(self.tolerances)}))
@@ -144,6 +150,11 @@ class Family:
         why = self.not_applicable.get(suite)
         return None if why is None else f"not supported: {why} (family {self.name})"
 
+    def refuses_eval_backward(self, device: str) -> bool:
+        """Whether torch's own module on ``device`` refuses a backward pass in eval mode (cuDNN
+        does): checks that take gradients then build modules in training mode there."""
+        return device in self.device_modules and eval_backward_refused(self, device)
+
     def tolerance(self, dtype: str) -> tuple[float, float]:
         """(atol, rtol) of value checks in ``dtype``."""
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES["float32"])
@@ -153,6 +164,28 @@ class Family:
         if self.flop_formula is not None:
             return self.flop_formula(case, phase)
         return matmul_flops(self, case, phase)
+
+
+def eval_backward_refused(family: Family, device: str) -> bool:
+    """Try it: a backward pass through the family's module for ``device``, in eval mode, on a
+    tiny input (asked once per family and device in a process)."""
+    return _eval_backward_refused(family.device_modules[device], device,
+                                  tuple(sorted(family.extra_kwargs.items())))
+
+
+@functools.cache
+def _eval_backward_refused(build: Callable[..., nn.Module], device: str,
+                           extra: tuple[tuple[str, Any], ...]) -> bool:
+    import torch
+
+    module = build(input_size=2, hidden_size=2, **dict(extra), device=device).eval()
+    x = torch.ones(2, 1, 2, device=device, requires_grad=True)
+    try:
+        output = module(x)[0]
+        output.sum().backward()
+    except RuntimeError:
+        return True
+    return False
 
 
 def matmul_flops(family: Family, case: Case, phase: str) -> int:

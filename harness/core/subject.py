@@ -8,14 +8,15 @@ reference always runs on the CPU, so a CUDA implementation is compared against t
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
-from harness.core.case import Case
-from harness.core.contract import Inputs, Outputs, call
+from harness.core.case import DTYPES, Case
+from harness.core.contract import Inputs, Outputs, Twin, call
 from harness.core.families import Family
 from harness.core.spec import Capabilities, ImplSpec
 
@@ -142,28 +143,45 @@ class Subject:
 
     def build(self, weights: dict[str, Tensor] | None = None, *,
               gradients: bool = False) -> nn.Module:
-        """The implementation, built for the case, holding the reference weights.
+        """The implementation, built for the case, holding the reference weights, in the case's
+        mode (eval unless the case trains).
 
-        gradients: the check takes gradients through it, so it runs in training mode, as
-        training runs it (cuDNN's RNNs refuse backward in eval mode) — unless the case has
-        dropout, which training mode would switch on."""
+        gradients: the check takes gradients through it. Gradients in eval mode are part of
+        the contract, so the mode stays — except on a device where torch's own module refuses
+        a backward pass in eval mode (cuDNN): there it runs in training mode, as training runs
+        it, when the case has no dropout (the same function); gradients::gradients_in_eval_mode
+        checks eval mode there on its own."""
         module = self.spec.build(self.case)
         state = self.weights() if weights is None else weights
         device = torch.device(self.case.device)
         self.spec.load_weights(module, {k: v.to(device) for k, v in state.items()})
-        if gradients and self.case.dropout == 0:
+        if gradients and self.train_for_gradients:
             module.train()
         return module
 
-    def reference(self, weights: dict[str, Tensor] | None = None) -> nn.Module:
-        """torch's module of the family on the CPU, holding the reference weights."""
+    @property
+    def train_for_gradients(self) -> bool:
+        """Gradient checks run in training mode: torch refuses them in eval mode here."""
+        return (self.case.dropout == 0 and not self.case.training
+                and self.family_def.refuses_eval_backward(self.case.device))
+
+    def reference(self, weights: dict[str, Tensor] | None = None, *, device: str = "cpu",
+                  gradients: bool = False) -> nn.Module:
+        """The family's reference module (torch's, or the family's loop) holding the reference
+        weights: on the CPU, where it defines the contract, or on ``device``, where torch's own
+        module may behave otherwise (``gradients``: in training mode where it refuses a backward
+        pass in eval mode, as ``build``)."""
         case = self.case
         module = self.family_def.build_reference(
             **case.torch_kwargs(), **self.family_def.constructor_kwargs(case.proj_size),
-            dtype=case.torch_dtype,
+            dtype=case.torch_dtype, device=torch.device(device),
         )
-        module.load_state_dict(self.weights() if weights is None else weights)
-        return module.train(case.training)
+        state = self.weights() if weights is None else weights
+        module.load_state_dict({k: v.to(device) for k, v in state.items()})
+        module.train(case.training)
+        if gradients and device != "cpu" and self.train_for_gradients:
+            module.train()
+        return module
 
     def run(self, module: nn.Module, inputs: Inputs, *, case: Case | None = None) -> Outputs:
         """The implementation's outputs for ``inputs``, through the forward contract. ``case``
@@ -173,11 +191,62 @@ class Subject:
                     has_cell=self.family_def.has_cell)
 
     def run_reference(
-        self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None
+        self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None,
+        device: str = "cpu",
     ) -> Outputs:
-        """torch's outputs for the same inputs (on the CPU, fed packed when lengths are set)."""
+        """The reference's outputs for the same inputs (fed packed when lengths are set), on the
+        CPU — with their twin in another precision — or on ``device`` for a module built
+        there (``reference(device=...)``)."""
         reference = self.reference() if module is None else module
-        case = (case or self.case).with_(device="cpu")
+        case = (case or self.case).with_(device=device)
         # torch's module claims the whole contract: it is fed packed input when lengths are set.
-        return call(reference, Capabilities(), case, inputs.to("cpu"),
-                    has_cell=self.family_def.has_cell)
+        outputs = call(reference, Capabilities(), case, inputs.to(device),
+                       has_cell=self.family_def.has_cell)
+        if device != "cpu" or (reference.training and case.dropout > 0):
+            return outputs  # dropout draws anew: no twin gives the same function
+        twin = functools.partial(self._twin, reference, inputs.to("cpu"), case)
+        return replace(outputs, twin=functools.cache(twin))
+
+    def _twin(self, reference: nn.Module, inputs: Inputs, case: Case) -> Twin:
+        """The reference in the other precision (float64, or float32 for a float64 case), with
+        the same weights and inputs, and at NEARBY points a few float32 units away: how far the
+        answer moves under rounding alone."""
+        other = "float32" if case.dtype == "float64" else "float64"
+        state = reference.state_dict()
+        exact = self._run_in(other, state, inputs, case, reference.training)
+        nearby = []
+        for k in range(NEARBY):
+            generator = torch.Generator().manual_seed(case.data_seed + 104729 * (k + 1))
+            moved_state = {name: nudged(value, generator) for name, value in state.items()}
+            hx = inputs.hx
+            hx = (None if hx is None else tuple(nudged(h, generator) for h in hx)
+                  if isinstance(hx, tuple) else nudged(hx, generator))
+            moved = Inputs(nudged(inputs.x, generator), inputs.lengths, hx)
+            nearby.append(tuple(self._run_in(dtype, moved_state, moved, case, reference.training)
+                                for dtype in (case.dtype, other)))
+        return Twin(exact, tuple(nearby))
+
+    def _run_in(self, dtype: str, state: dict[str, Tensor], inputs: Inputs, case: Case,
+                training: bool) -> Outputs:
+        """The family's reference in ``dtype`` holding ``state``, on ``inputs`` (cast)."""
+        family = self.family_def
+        module = family.build_reference(
+            **case.torch_kwargs(), **family.constructor_kwargs(case.proj_size),
+            dtype=DTYPES[dtype])
+        module.load_state_dict({k: v.to(DTYPES[dtype]) for k, v in state.items()})
+        module.train(training)
+        with torch.no_grad():
+            out = call(module, Capabilities(), case.with_(dtype=dtype),
+                       inputs.to(dtype=DTYPES[dtype]), has_cell=family.has_cell)
+        return out.detach()
+
+
+NEARBY = 3  # further samples of a case's rounding, each at a nudged point
+NUDGE = 2.0 ** -20  # relative size of the nudge: a few float32 units in the last place
+
+
+def nudged(tensor: Tensor, generator: torch.Generator) -> Tensor:
+    """``tensor`` times (1 + NUDGE u), u uniform in [-1, 1): the same problem, rounded anew
+    (zeros, such as padded steps, stay zeros)."""
+    noise = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
+    return (tensor.detach().double() * (1 + NUDGE * noise)).to(tensor.dtype)

@@ -14,6 +14,7 @@ from harness.records.files import (
     write_run_info,
 )
 from harness.records.record import (
+    AS_TORCH,
     FAILED,
     NOT_SUPPORTED,
     OUTCOMES,
@@ -25,7 +26,7 @@ from harness.records.record import (
 )
 from harness.records.run_info import RunInfo, git_commit, new_run_id, processor_name
 
-__all__ = ["FAILED", "NOT_SUPPORTED", "OUTCOMES", "PASSED", "RECORDS_FILE", "RUN_FILE",
+__all__ = ["AS_TORCH", "FAILED", "NOT_SUPPORTED", "OUTCOMES", "PASSED", "RECORDS_FILE", "RUN_FILE",
            "SCHEMA_VERSION", "SKIPPED", "Record", "RecordWriter", "ResultsError", "RunInfo",
            "drop_partial_line", "git_commit", "iter_records", "load_run", "new_run_id",
            "prepare_results_dir", "processor_name", "read_run_info", "record_rows",

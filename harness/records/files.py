@@ -16,7 +16,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from harness.records.record import SCHEMA_VERSION, Record, ResultsError
+from harness.records.record import READABLE_VERSIONS, Record, ResultsError
 from harness.records.run_info import RunInfo
 
 RUN_FILE = "run.json"
@@ -67,10 +67,10 @@ def write_run_info(directory: str | os.PathLike, info: RunInfo) -> Path:
 
 def _check_version(data: dict[str, Any], where: str) -> None:
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ResultsError(
             f"{where}: schema_version {version!r} is not supported; this seq-harness reads "
-            f"version {SCHEMA_VERSION}"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
 
 

@@ -11,10 +11,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the outcome "as torch"
+READABLE_VERSIONS = (1, 2)  # a version-1 file is a version-2 file without "as torch"
 
 PASSED, FAILED, NOT_SUPPORTED, SKIPPED = "passed", "failed", "not supported", "skipped"
-OUTCOMES = (PASSED, FAILED, NOT_SUPPORTED, SKIPPED)
+AS_TORCH = "as torch"
+OUTCOMES = (PASSED, FAILED, AS_TORCH, NOT_SUPPORTED, SKIPPED)
 
 
 class ResultsError(ValueError):
@@ -27,8 +29,10 @@ class Record:
 
     impl, family, suite, check: what ran; check is the suite's test name without ``test_``.
     case: the Case as a dict (None for checks that are not about one case); case_id its id.
-    outcome: passed, failed, not supported (outside the claimed contract) or skipped (the
-        environment lacks something, e.g. CUDA).
+    outcome: passed, failed, as torch (failed the CPU contract exactly as torch's own module
+        does on this device, e.g. cuDNN refusing a non-contiguous hx: reported apart from
+        failures), not supported (outside the claimed contract) or skipped (the environment
+        lacks something, e.g. CUDA).
     max_error, tolerance, rtol: the largest absolute error the check compared, and its bound.
     compared: how many values the check compared (a check that compared none is not a pass).
     duration_s: wall time of the check. message: why it failed or was not run.

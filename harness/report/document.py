@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.core.machine import labels
 from harness.core.text import code, md
-from harness.records import OUTCOMES, RunInfo
+from harness.records import AS_TORCH, OUTCOMES, RunInfo
 from harness.report.frame import to_frame
 from harness.report.sections import SECTIONS
 
@@ -46,7 +46,8 @@ def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str
     """The report's markdown (see the module docstring)."""
     infos, frame = to_frame(dirs)
     counts = frame["outcome"].value_counts()
-    summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
+    summary = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES
+                        if o != AS_TORCH or counts.get(o, 0))
     lines = ["# seq-harness report", "",
              f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
              f"{frame['suite'].nunique()} suites: {summary}. The runs, commands and machines "

@@ -499,3 +499,15 @@ class DetachedInputRNN(ScratchRNN):
 
     def cell(self, slot, x_t, state):
         return super().cell(slot, x_t.detach(), state)
+
+
+class EvalNoGradLSTM(ScratchLSTM):
+    """Runs under torch.no_grad() whenever it is in eval mode ("no gradients needed when not
+    training"): gradients for saliency maps, adversarial inputs or fine-tuning are silently
+    gone."""
+
+    def forward(self, *args, **kwargs):
+        if self.training:
+            return super().forward(*args, **kwargs)
+        with torch.no_grad():
+            return super().forward(*args, **kwargs)
