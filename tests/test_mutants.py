@@ -128,7 +128,7 @@ def run_suite(target: str, family: str, suite: str, out, keyword: str | None = N
 def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
     module, _, name = mutant.rpartition(":")  # tests.mutants.bugs unless named
     code, records = run_suite(f"tests.mutants.{module or 'bugs'}:{name}", family, suite,
-                              tmp_path)
+                              tmp_path, check)  # the check's cases only: the control runs all
     failed = [r for r in records if r["check"] == check and r["outcome"] == "failed"]
     assert code == 1
     assert failed, f"{suite}::{check} did not catch {mutant}"

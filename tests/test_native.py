@@ -119,7 +119,10 @@ def test_activations_across_the_range_and_beyond():
                    torch.tensor([0.0, -0.0, 1e-30, -1e-30, 89.0, -89.0, 1e4, -1e4])])
     out = torch.empty_like(x)
     KERNELS.rnn_act(x, out, relu=False)
-    torch.testing.assert_close(out.double(), x.double().tanh(), atol=1e-7, rtol=0)
+    # Cephes documents tanhf's peak relative error as 1.3e-7 (its exp), ours is measured at
+    # 6.6e-8 absolute and 1.1e-7 relative on an AVX2 EPYC: the bounds leave room for another
+    # -march's rounding, and a tanh that loses relative precision near 0 still fails below
+    torch.testing.assert_close(out.double(), x.double().tanh(), atol=2e-7, rtol=0)
     small = (x.abs() < 1) & (x != 0)  # near 0 the error is relative to a small result
     relative = (out.double() - x.double().tanh()).abs() / x.double().tanh().abs()
     assert relative[small].max() < 2e-7 and out[x == 1e-30].item() == x[x == 1e-30].item()

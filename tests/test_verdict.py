@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.core.case import Case
+from harness.latency.grids import LATENCY_GRIDS
 from harness.records import Record, RecordWriter, RunInfo, write_run_info
 from harness.report import render, write_report
 
@@ -63,15 +64,30 @@ def verdict_lines(text: str) -> list[str]:
     return lines[start:lines.index("", lines.index("", start + 2) + 1)]
 
 
+def regime_lines(text: str, family: str = "gru") -> tuple[str, dict[str, str]]:
+    """The family's verdict bullet and its sub-bullets by regime label."""
+    lines = text.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith(f"- **{family}**"))
+    subs = {}
+    for line in lines[start + 1:]:
+        if not line.startswith("  - "):
+            break
+        label, _, said = line[4:].partition(": ")
+        subs[label] = said
+    return lines[start], subs
+
+
 def test_the_first_screen_says_which_conforms_and_which_is_fastest(run_dir):
     text = render([run_dir])
     first_screen = text.splitlines()[:40]
     assert "## Verdict" in first_screen
-    (sentence,) = [x for x in first_screen if x.startswith("- **gru**")]
+    sentence, regimes = regime_lines("\n".join(first_screen))
     assert "3 of 4 implementations conform (wrong-gru fails)" in sentence
     # wrong-gru is the fastest of all, and fails: the fastest *conforming* one is named.
-    assert "inference: fast-gru, 0.50x (" in sentence and "of torch-gru" in sentence
-    assert "fwd+bwd: fast-gru, 0.50x (" in sentence
+    standard = regimes["T=100, B=64, I=H=512"]
+    assert "inference: fast-gru, 0.50x (" in standard and "of torch-gru" in standard
+    assert "fwd+bwd: fast-gru, 0.50x (" in standard
+    assert "inference: fast-gru, 0.50x (" in regimes["other shapes"]
 
 
 def test_verdict_rows_rank_conforming_entries_fastest_first_with_errors(run_dir):
@@ -94,8 +110,41 @@ def test_an_implementation_no_faster_for_sure_is_not_called_faster(tmp_path):
             writer.write(timing(impl, STANDARD, "inference", speed, worker, rng))
         writer.write(check(impl, "passed", 0.0))
     writer.close()
-    (sentence,) = [x for x in render([directory]).splitlines() if x.startswith("- **gru**")]
-    assert "inference: torch-gru (the closest, slow-gru, is 1.99x (1.98–2.01))" in sentence
+    _, regimes = regime_lines(render([directory]))
+    assert regimes == {"T=100, B=64, I=H=512":
+                       "inference: torch-gru (the closest, slow-gru, is 1.99x (1.98–2.01))."}
+
+
+LONG = LATENCY_GRIDS["long"].cases[1]
+B1 = LATENCY_GRIDS["standard"].cases[1]
+
+
+def test_the_verdict_speaks_per_regime_and_never_pools_shapes_that_disagree(tmp_path):
+    """A scan 2x faster on long sequences and 1.6x slower at the standard shape: each regime
+    gets its own sentence, and the table shows the standard shape's figure, which no sentence
+    contradicts."""
+    directory = tmp_path / "run"
+    write_run_info(directory, INFO)
+    writer = RecordWriter(directory)
+    rng = np.random.default_rng(3)
+    speeds = {"torch-gru": {STANDARD: 1.0, B1: 1.0, LONG: 1.0},
+              "scan-gru": {STANDARD: 1.6, B1: 1.0, LONG: 0.5}}
+    for impl, by_case in speeds.items():
+        for case, speed in by_case.items():
+            for worker in range(3):
+                writer.write(timing(impl, case, "inference", speed, worker, rng))
+        writer.write(check(impl, "passed", 0.0))
+    writer.close()
+    text = render([directory])
+    _, regimes = regime_lines(text)
+    assert regimes["T=100, B=64, I=H=512"].startswith(
+        "inference: torch-gru (the closest, scan-gru, is 1.60x")
+    assert "tie" in regimes["T=100, B=1, I=H=512"]
+    (long,) = [said for label, said in regimes.items() if label.startswith("long sequences")]
+    assert long.startswith("inference: scan-gru, 0.50x (")
+    (row,) = [x for x in verdict_lines(text) if x.startswith("| gru") and "scan-gru" in x]
+    assert "1.60x" in row and "0.50x" not in row
+    assert "at T=100, B=64, I=H=512 (the headline regime" in text
 
 
 def test_latency_details_move_beside_the_report(run_dir, tmp_path):

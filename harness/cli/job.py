@@ -23,7 +23,13 @@ def add_parser(commands) -> None:
     job.add_argument("--scale", default="ci", choices=tuple(SCALES),
                      help="ci: the quick scale of every suite, the standard and varlen-small "
                      "grids; full: the heavy suite variants, standard, varlen, deepbench and "
-                     "long grids (default ci)")
+                     "long grids; gpu: the quick suites and the standard grid over torch's "
+                     "modules, the fast, CUDA-graph and compiled entries (with --device cuda) "
+                     "(default ci)")
+    job.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="device the implementations run on (the reference stays on the CPU)")
+    job.add_argument("--tf32", default="off", choices=("off", "on"),
+                     help="TF32 products on CUDA (default off: IEEE float32)")
     job.add_argument("--out", metavar="DIR", default="results/main",
                      help="the job's directory: checks/, timings/, job.json (default "
                      "results/main)")
@@ -69,7 +75,7 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
             impl_classes=tuple(args.impl_class), family=args.family, suites=tuple(args.suite),
             skipped=tuple(args.skip_suite), workers=args.workers,
             threads=args.threads, check_timeout=args.check_timeout, report=args.report,
-            progress_s=args.progress, argv=tuple(argv))
+            progress_s=args.progress, device=args.device, tf32=args.tf32, argv=tuple(argv))
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:

@@ -67,6 +67,7 @@ class Check:
         self.always_rounding = always_rounding  # measure the rounding even where atol holds
         self.rounding: float | None = None  # the largest rounding measured (case's dtype)
         self.rounding_ratio: float | None = None  # largest error / rounding of one tensor
+        self.atol_before: float | None = None  # the atol a measured rounding was weighed against
         self.source_used: str | None = None  # where the bound of the largest error came from
         self.pools: dict[str, ErrorPool] = {}  # measured quantity -> its errors
         self.reference_name = reference_name
@@ -150,6 +151,7 @@ class Check:
         if rounding is not None and (self.always_rounding or not diff.ok):
             found, exact = rounding()
             self.rounding = max(self.rounding or 0.0, found.error)
+            self.atol_before = max(self.atol_before or 0.0, tol.atol)
             ratio = diff.max_abs_error / max(found.unit, 1e-300)
             self.rounding_ratio = max(self.rounding_ratio or 0.0, ratio)
         if diff.ok or found is None or not found.bound > tol.atol:

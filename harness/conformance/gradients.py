@@ -15,6 +15,7 @@ reaches ...", naming what the gradient does not reach.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from harness.conformance.checks import CheckFailed, Tolerance
+from harness.conformance.rounding import rounding_over
 from harness.core.contract import Inputs, Outputs
-from harness.core.subject import Subject
+from harness.core.subject import NEARBY, Subject, nudged
 
 
 @dataclass(frozen=True)
@@ -200,13 +202,58 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
                        inputs.to("cpu"), upstream, seed=case.data_seed)
     require_gradients(got, want)
     tol = check.tolerance_of("gradient")  # see harness.conformance.tolerance
+    twins = functools.cache(lambda: twin_gradients(subject, reference, inputs.to("cpu"),
+                                                   upstream))
+
+    def rounding(kind: str, name: str, expected: Tensor):
+        return lambda: rounding_over(expected, [(low[kind][name], high[kind][name])
+                                                for low, high in twins()])
+
     for name, expected in want.wrt.items():
-        check.close(f"d loss / d {name}", got.wrt[name], expected, tol, measure="gradient")
+        check.close(f"d loss / d {name}", got.wrt[name], expected, tol, measure="gradient",
+                    rounding=rounding("wrt", name, expected))
     if uses_torch_names(module, reference):
         for name, expected in want.params.items():
             check.close(f"d loss / d {name}", got.params[name], expected, tol,
-                        measure="gradient")
+                        measure="gradient", rounding=rounding("params", name, expected))
         return
     for along_impl, along_ref, l1 in directional_derivatives(subject, got, want):
         check.close("parameter gradient along a random direction (through the weight loader)",
                     torch.tensor(along_impl), torch.tensor(along_ref), Tolerance(tol.atol * l1))
+
+
+def twin_gradients(subject: Subject, reference: nn.Module, inputs: Inputs, upstream: Upstream
+                   ) -> list[tuple[dict, dict]]:
+    """The reference's gradients in the case's dtype and in the other precision, at the case's
+    point (the first pair's case-dtype side is recomputed) and at NEARBY nudged points: the
+    samples of the gradients' rounding (harness.conformance.rounding)."""
+    case = subject.case
+    other = "float32" if case.dtype == "float64" else "float64"
+    state = reference.state_dict()
+    points = [(state, inputs)]
+    for k in range(NEARBY):
+        generator = torch.Generator().manual_seed(case.data_seed + 104729 * (k + 1))
+        hx = inputs.hx
+        hx = (None if hx is None else tuple(nudged(h, generator) for h in hx)
+              if isinstance(hx, tuple) else nudged(hx, generator))
+        points.append(({n: nudged(v, generator) for n, v in state.items()},
+                       Inputs(nudged(inputs.x, generator), inputs.lengths, hx)))
+    return [tuple(gradients_in(subject, dtype, point, moved, upstream, reference.training)
+                  for dtype in (case.dtype, other)) for point, moved in points]
+
+
+def gradients_in(subject: Subject, dtype: str, state: dict[str, Tensor], inputs: Inputs,
+                 upstream: Upstream, training: bool) -> dict[str, dict[str, Tensor | None]]:
+    """The reference's gradients in ``dtype``, holding ``state``, for ``upstream``."""
+    case = subject.case.with_(dtype=dtype, device="cpu")
+    family = subject.family_def
+    module = family.build_reference(**case.torch_kwargs(),
+                                    **family.constructor_kwargs(case.proj_size),
+                                    dtype=case.torch_dtype)
+    module.load_state_dict({k: v.to(case.torch_dtype) for k, v in state.items()})
+    module.train(training)
+    cast = Upstream(*(None if t is None else t.to(case.torch_dtype)
+                      for t in (upstream.output, upstream.h_n, upstream.c_n)))
+    found, _ = backward(lambda i: subject.run_reference(i, module, case=case), module,
+                        inputs.to(dtype=case.torch_dtype), cast, seed=case.data_seed)
+    return {"wrt": found.wrt, "params": found.params}

@@ -77,8 +77,9 @@ class TorchState:
         torch.set_default_dtype(self.default_dtype)
         torch.set_num_threads(self.threads)
         torch.set_grad_enabled(self.grad_enabled)
-        torch.use_deterministic_algorithms(self.deterministic,
-                                           warn_only=self.deterministic_warn_only)
+        if {"deterministic", "deterministic_warn_only"} & set(changed):  # 2 ms a call: only then
+            torch.use_deterministic_algorithms(self.deterministic,
+                                               warn_only=self.deterministic_warn_only)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.backends.cudnn.deterministic = self.cudnn_deterministic
         torch.backends.cudnn.allow_tf32 = self.cudnn_tf32

@@ -34,7 +34,7 @@ def recorded_metrics(measured) -> dict:
         metrics["error"] = errors
     if getattr(measured, "tolerance_used", None) is not None:
         metrics["tolerance_source"] = getattr(measured, "source_used", None) or measured.source
-    for name in ("rounding", "rounding_ratio"):  # harness.conformance.rounding
+    for name in ("rounding", "rounding_ratio", "atol_before"):  # harness.conformance.rounding
         if getattr(measured, name, None) is not None:
             metrics[name] = getattr(measured, name)
     return metrics

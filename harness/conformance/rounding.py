@@ -117,4 +117,12 @@ def rounding_of(name: str, expected: Tensor, twin: Twin) -> tuple[Rounding, Tens
     return rounding, exact
 
 
+def rounding_over(expected: Tensor, pairs: list[tuple[Tensor, Tensor]]) -> tuple[Rounding, Tensor]:
+    """The rounding of ``expected`` from (case's dtype, other precision) pairs whose first one
+    is at the case's point, and the float64 answer for it."""
+    rounding = Rounding.over([(expected, pairs[0][1]), *pairs[1:]])
+    exact = expected if expected.dtype == torch.float64 else pairs[0][1]
+    return rounding, exact
+
+
 Measured = Callable[[], tuple[Rounding, Tensor]]  # (the rounding, the float64 answer), on demand

@@ -56,6 +56,10 @@ class SuiteRun:
         args = [str(f) for f in self.files]
         args += ["--results-dir", str(self.out), *self.options(),
                  "-p", "no:cacheprovider",
+                 # pytest's log capture hooks every logger around every check (14% of a check's
+                 # time); the suites log nothing
+                 "-p", "no:logging",
+                 "-p", "no:hypothesispytest",  # 2 s to import; the suites use no hypothesis
                  # harness is imported before pytest starts, so its plugin is not rewritten.
                  "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         # Not -q: pytest-xdist then prints "bringing up nodes..." twice, not its worker count.

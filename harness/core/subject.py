@@ -17,14 +17,21 @@ from torch import Tensor, nn
 
 from harness.core.case import DTYPES, Case
 from harness.core.contract import Inputs, Outputs, Twin, call
-from harness.core.families import Family
+from harness.core.families import Family, family
 from harness.core.spec import Capabilities, ImplSpec
 
 
 def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
     """torch's state_dict for the case's reference, drawn U(-1/sqrt(H), 1/sqrt(H)) as torch's
     default initialisation does, from the case's own seed, with the recurrent blocks rescaled
-    to ``case.radius`` when it is set. CPU tensors in the case's dtype."""
+    to ``case.radius`` when it is set. CPU tensors in the case's dtype, the caller's own (a
+    check asks for them several times: they are drawn once per case and family, then copied)."""
+    return {name: value.clone() for name, value in drawn_weights(case, fam.name).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def drawn_weights(case: Case, family_name: str) -> dict[str, Tensor]:
+    fam = family(family_name)
     module = fam.build_reference(
         **case.torch_kwargs(), **fam.constructor_kwargs(case.proj_size), dtype=case.torch_dtype
     )

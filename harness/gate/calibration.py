@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from harness.core.phases import check_phase
 from harness.core.spec import ImplSpec
-from harness.gate.stats import attainable_p, process_statistic, undetectable_message
+from harness.gate.stats import (
+    attainable_p,
+    process_statistic,
+    scipy_stats,
+    undetectable_message,
+)
 from harness.latency.grids import LatencyGrid
 from harness.latency.plan import Plan, Side
 from harness.latency.run import run_sides
@@ -30,6 +34,7 @@ from harness.latency.samples import samples_per_process
 from harness.records import iter_records
 
 PYTEST_BENCHMARK_THRESHOLD = 0.05  # --benchmark-compare-fail=median:5%
+
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ def simulate(base: Pool, other: Pool, *, per_side: int, repetitions: int, alpha:
         a = rng.choice(len(base_min), size=k, replace=False)
         b = rng.choice(len(other_min), size=k, replace=False)
         ratio = np.median(other_min[b]) / np.median(base_min[a])
-        p = stats.mannwhitneyu(other_min[b], base_min[a], alternative="greater").pvalue
+        p = scipy_stats().mannwhitneyu(other_min[b], base_min[a], alternative="greater").pvalue
         gate_alarms += bool(p < alpha and ratio > 1 + min_effect)
         # pytest-benchmark: one saved run against one new run, each one process.
         one_base, one_other = rng.integers(len(base_med)), rng.integers(len(other_med))

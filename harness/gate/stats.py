@@ -21,11 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 REGRESSION, IMPROVEMENT, UNCHANGED = "regression", "improvement", "no significant change"
 UNJUDGED = "too few processes to judge"
 MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " ", UNJUDGED: "?"}
+
+
+def scipy_stats():
+    """scipy.stats, imported on first use (0.8-1.5 s: every seq-harness command would pay it)."""
+    from scipy import stats
+
+    return stats
 
 
 def process_statistic(samples: Sequence[float]) -> float:
@@ -40,7 +46,7 @@ def smallest_p(n_base: int, n_head: int) -> float:
     if min(n_base, n_head) < 1:
         return 1.0
     base, head = np.arange(n_base, dtype=float), np.arange(n_head, dtype=float) + n_base
-    return float(stats.mannwhitneyu(head, base, alternative="greater").pvalue)
+    return float(scipy_stats().mannwhitneyu(head, base, alternative="greater").pvalue)
 
 
 def attainable_p(n_base: int, n_head: int, comparisons: int) -> float:
@@ -93,17 +99,17 @@ class Comparison:
 
     @property
     def p_slower(self) -> float:
-        return float(stats.mannwhitneyu(self.head, self.base, alternative="greater").pvalue)
+        return float(scipy_stats().mannwhitneyu(self.head, self.base, alternative="greater").pvalue)
 
     @property
     def p_faster(self) -> float:
-        return float(stats.mannwhitneyu(self.head, self.base, alternative="less").pvalue)
+        return float(scipy_stats().mannwhitneyu(self.head, self.base, alternative="less").pvalue)
 
     def interval(self, *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
         """Bootstrap percentile interval of the ratio of medians, resampling processes."""
         if len(self.base) < 2 or len(self.head) < 2:
             return (math.nan, math.nan)
-        result = stats.bootstrap(
+        result = scipy_stats().bootstrap(
             (np.asarray(self.head), np.asarray(self.base)),
             lambda h, b, axis: np.median(h, axis=axis) / np.median(b, axis=axis),
             vectorized=True, paired=False, n_resamples=2000, confidence_level=confidence,

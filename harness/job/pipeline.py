@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from harness.conformance.alone import describe
 from harness.conformance.session import SuiteRun, run_suites
 from harness.conformance.suites import suite_files
@@ -25,6 +27,7 @@ from harness.latency.grids import load_grid
 from harness.latency.jobs import record_key
 from harness.latency.plan import Plan
 from harness.latency.run import run as run_timings
+from harness.latency.run import skip_all
 from harness.records import (
     RunInfo,
     iter_records,
@@ -53,6 +56,7 @@ class Timing:
     first_call_shapes: int | None = 0
     memory: bool = True
     job_timeout_s: float = 600.0  # one timing's limit; past it, a failed "timeout" record
+    impls: tuple[str, ...] = ()  # only these registry entries (empty: the job's selection)
 
 
 SCALES = {
@@ -69,7 +73,15 @@ SCALES = {
              # T=16384: a minute's limit records it as a timeout instead of stalling the job;
              # one process (the long grid is for the plots, not for intervals).
              Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0)),
+    # A lent GPU's job (--device cuda, about 8 minutes on one H100-class GPU): the suites at the
+    # quick scale, then the standard grid over the entries a GPU user compares — torch's
+    # modules (cuDNN), the fast layers eager and CUDA-graphed, and the compiled ones.
+    "gpu": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.2,
+                   impls=("torch-rnn-tanh", "torch-rnn-relu", "torch-lstm", "torch-gru",
+                          "fast-rnn", "fast-lstm", "fast-gru", "fast-lstm-cudagraph",
+                          "fast-gru-cudagraph", "compiled-lstm", "compiled-gru")),),
 }
+SUITE_SCALE = {"ci": "ci", "full": "full", "gpu": "ci"}  # the suites' --scale of a job scale
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class JobRequest:
     check_timeout: float = 120.0
     report: str | None = None
     progress_s: float = 30.0
+    device: str = "cpu"
+    tf32: str = "off"
     argv: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -117,9 +131,11 @@ def plans(request: JobRequest, specs) -> list[tuple[Timing, Plan]]:
     made = []
     for timing in SCALES[request.scale]:
         grid = load_grid(timing.grid)
-        made.append((timing, Plan(specs=specs, grid=grid, phases=timing.phases or grid.phases,
+        chosen = tuple(s for s in specs if not timing.impls or s.name in timing.impls)
+        made.append((timing, Plan(specs=chosen, grid=grid, phases=timing.phases or grid.phases,
                          workers=timing.workers, min_run_time=timing.min_run_time,
                          threads=request.threads, memory=timing.memory,
+                         device=request.device, tf32=request.tf32,
                          first_call=timing.first_call_shapes != 0,
                          first_call_shapes=timing.first_call_shapes)))
     return [(t, p) for t, p in made if p.tasks() or p.unsupported()]
@@ -147,13 +163,15 @@ def run_job(request: JobRequest, *, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     request.save()
     checks, timings = out / CHECKS, out / TIMINGS
-    emit(f"seq-harness job: stage 1 of 3, every suite at --scale {request.scale} over "
-         f"{len(chosen.specs)} implementations, records in {checks}")
+    emit(f"seq-harness job: stage 1 of 3, every suite at --scale "
+         f"{SUITE_SCALE[request.scale]} over {len(chosen.specs)} implementations on "
+         f"{request.device}, records in {checks}")
     start(checks, ["seq-harness", *request.argv], resume=resume)
     outcome = run_suites(SuiteRun(
         files=tuple(suite_files(request.suites, request.skipped)), out=checks,
         skipped=request.skipped, impls=request.impls,
-        impl_classes=request.impl_classes, family=request.family, scale=request.scale,
+        impl_classes=request.impl_classes, family=request.family,
+        scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,
         workers=request.workers, progress_s=request.progress_s,
         resume=resume and any(True for _ in iter_records(checks))))
@@ -167,6 +185,9 @@ def run_job(request: JobRequest, *, resume: bool = False,
          f"({', '.join(p.grid.name for _, p in made)}), records in {timings}")
     progress = Progress(total, "timings", every_s=request.progress_s, emit=emit)
     progress.done = min(len(done), total)
+    if request.device == "cuda" and not torch.cuda.is_available():
+        skip_all([p for _, p in made], timings, run_id=run_id, why="CUDA is not available")
+        made = []
     for timing, plan in made:
         run_timings(plan, timings, run_id=run_id, done=done, job_timeout_s=timing.job_timeout_s,
                     progress=lambda line: progress.step())

@@ -12,8 +12,9 @@ from harness.report.sections import (
     latency,
     recall,
     stability,
+    tolerances,
     verdict,
 )
 
-SECTIONS = (verdict, conformance, accuracy, deployment, stability, adding, recall, latency,
-            against_gru, failures)
+SECTIONS = (verdict, conformance, accuracy, tolerances, deployment, stability, adding, recall,
+            latency, against_gru, failures)

@@ -2,10 +2,13 @@
 how fast is it against its family's baseline, for sure — sorted so the best choice of each
 family comes first, with a sentence per family saying what the run found.
 
-Latency is the geometric mean over the shapes timed of the ratio of medians to the family's
-baseline (torch's module, or the reference loop), with its 95% bootstrap interval
-(harness.latency.ratios); memory the same ratio of peak tensor memory; a timing marked noisy
-counts against nothing but is counted here.
+Speed is said per regime (harness.latency.regimes: the standard shape at B=64 and at B=1,
+variable lengths, long sequences, ...), never pooled over shapes that disagree: per regime, the
+geometric mean over its shapes of the ratio of medians to the family's baseline (torch's module,
+or the reference loop), with its 95% bootstrap interval (harness.latency.ratios). The table's
+latency and memory columns are at the headline regime, the standard shape at B=64 where it was
+timed (the shape the deployment and latency tables show); a timing marked noisy counts against
+nothing but is counted here.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from harness.core.text import md
 from harness.latency.jobs import LATENCY
 from harness.latency.peak import PEAK
 from harness.latency.ratios import Ratio, geometric_mean_ratio
+from harness.latency.regimes import Regime, regime_of
 from harness.latency.samples import samples_per_process, timings
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
 from harness.report.errors import pooled_of, sci, worst_output_error
@@ -67,15 +71,23 @@ def task_solved(rows: pd.DataFrame, suite: str, size_key: str) -> str:
     return f"✓ {', '.join(map(str, solved))}" if solved else "✗"
 
 
-def latency_ratios(records: list[Record], impl: str, baseline: str
+def regimes_of(records: list[Record]) -> dict[str, Regime]:
+    """case_id -> the regime of every timed shape."""
+    return {r.case_id: regime_of(r.case) for r in records if r.case is not None}
+
+
+def latency_ratios(records: list[Record], impl: str, baseline: str, regime: Regime
                    ) -> dict[str, Ratio | None]:
-    """Per phase, the geometric-mean ratio to the baseline over the shapes both timed."""
+    """Per phase, the geometric-mean ratio to the baseline over the shapes of ``regime`` both
+    timed."""
     samples = samples_per_process(records)
+    where = regimes_of(records)
     out: dict[str, Ratio | None] = {}
     for phase in PHASES:
         pairs = [(s, samples[(baseline, case_id, p)])
                  for (name, case_id, p), s in samples.items()
-                 if name == impl and p == phase and (baseline, case_id, p) in samples]
+                 if name == impl and p == phase and (baseline, case_id, p) in samples
+                 and where.get(case_id) == regime]
         # Shapes timed once on a side have no known uncertainty: left out of the mean while
         # others have one (all of them timed once: a ratio without an interval).
         sampled = [pair for pair in pairs if all(sum(map(len, side)) > 1 for side in pair)]
@@ -83,12 +95,14 @@ def latency_ratios(records: list[Record], impl: str, baseline: str
     return out
 
 
-def memory_ratio(measured: dict, impl: str, baseline: str) -> str:
+def memory_ratio(measured: dict, impl: str, baseline: str, regime: Regime,
+                 where: dict[str, Regime]) -> str:
     # A peak of 0 or less is no measurement (a call that freed more than it allocated).
     ratios = [t.peak_bytes / measured[(baseline, case_id, phase)].peak_bytes
               for (name, case_id, phase), t in measured.items()
               if name == impl and (t.peak_bytes or 0) > 0 and (baseline, case_id, phase) in measured
-              and (measured[(baseline, case_id, phase)].peak_bytes or 0) > 0]
+              and (measured[(baseline, case_id, phase)].peak_bytes or 0) > 0
+              and where.get(case_id) == regime]
     return "—" if not ratios else f"{math.exp(np.mean(np.log(ratios))):.2f}x"
 
 
@@ -97,22 +111,31 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         return []
     records = records_of(frame[frame["suite"] == LATENCY])
     measured = timings(records)
+    where = regimes_of(records)
     checks = frame[~frame["suite"].isin([*measured_names(), "registry"])]
     known = family_names()
-    rows, sentences = [], []
+    rows, sentences, headlines = [], [], set()
     for name in [f for f in known if f in set(frame["family"])] + sorted(
             set(frame["family"]) - set(known) - {PEAK}):
         baseline = family(name).baseline if name in known else ""
+        timed = sorted({where[c] for (i, c, _) in measured if i == baseline and c in where},
+                       key=lambda r: r.order)
+        headline = timed[0] if timed else None
+        if headline is not None:
+            headlines.add(headline.label)
         entries = []
         for impl in dict.fromkeys(frame[frame["family"] == name]["impl"]):
             mine = checks[checks["impl"] == impl]
             verdict, failed, passed = conformance(mine)
-            ratios = latency_ratios(records, impl, baseline) if impl != baseline else {}
+            by_regime = ({r: latency_ratios(records, impl, baseline, r) for r in timed}
+                         if impl != baseline else {})
             noisy = sum(1 for (i, _, _), t in measured.items() if i == impl and t.noise)
-            entries.append((impl, verdict, failed, passed, ratios, noisy, mine))
+            entries.append((impl, verdict, failed, passed,
+                            by_regime.get(headline, {}), noisy, mine, by_regime))
         ranked = sorted(entries, key=lambda entry, base=baseline: rank(entry, base))
-        timed_phases = {p for (i, _, p) in measured if i == baseline}
-        for impl, verdict, _, _, ratios, noisy, mine in ranked:
+        timed_phases = {p for (i, c, p) in measured
+                        if i == baseline and where.get(c) == headline}
+        for impl, verdict, _, _, ratios, noisy, mine, _ in ranked:
             rel_rms, max_abs = accuracy(mine)
             row = {"family": md(name), "implementation": md(impl), "conformance": verdict,
                    "rel RMS": rel_rms, "max abs": max_abs}
@@ -121,27 +144,29 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
                 row[PHASE_LABEL[phase]] = ("baseline" if impl == baseline and phase in
                                            timed_phases else str(ratio) if ratio else "—")
             row["memory"] = ("baseline" if impl == baseline and timed_phases
-                             else memory_ratio(measured, impl, baseline))
+                             else memory_ratio(measured, impl, baseline, headline, where))
             row["adding"] = task_solved(mine, "adding", "seq_len")
             row["recall"] = task_solved(mine, "recall", "pairs")
             row["noisy"] = str(noisy) if noisy else ""
             rows.append(row)
-        sentences.append(sentence(name, baseline, ranked))
+        sentences.append(sentence(name, baseline, ranked, timed))
     if not rows:
         return []
     table = pd.DataFrame(rows)
     for column in ("inference", "forward", "fwd+bwd", "memory", "adding", "recall", "noisy"):
         if column in table and (table[column].isin(["—", "", "baseline"])).all():
             table = table.drop(columns=column)
+    at = (" at " + " / ".join(sorted(headlines))) if headlines else ""
     return ["## Verdict", "",
-            *[f"- {s}" for s in sentences if s], "",
+            *[line for s in sentences if s for line in s], "",
             table.to_markdown(index=False, disable_numparse=True), "",
             "Per family, the baseline first, then conforming implementations fastest first. "
             "*conformance*: ✅ every check passed (how many), ❌ how many failed; *n/s* the share "
             "of cases outside what the implementation claims. *rel RMS*, *max abs*: the error "
             "of outputs and final states against the reference over every check that compared "
             "them (RMS of the error over RMS of the reference; the largest absolute error). "
-            "Latency and memory: the geometric mean over the shapes timed of the ratio to the "
+            f"Latency and memory{at} (the headline regime; the sentences above give every "
+            "regime timed): the geometric mean over its shapes of the ratio to the "
             "family's baseline, with its 95% interval (below 1.00x is faster; shapes timed "
             "once on a side, as the long grid's slowest, are left out); memory is what "
             "torch's allocator sees (another runtime's, as onnxruntime's, is not: see RSS in "
@@ -153,18 +178,19 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
 def rank(entry, baseline: str):
     """The baseline first, then conforming entries fastest first (forward+backward, else
     inference), then the others."""
-    impl, _, failed, passed, ratios, _, _ = entry
+    impl, _, failed, passed, ratios, _, _, _ = entry
     timed = ratios.get("forward_backward") or ratios.get("inference")
     return (impl != baseline, failed > 0 or not passed, timed.value if timed else math.inf,
             impl)
 
 
-def fastest(phase: str, baseline: str, conforming) -> str:
-    """Which of the conforming implementations and the baseline is fastest in a phase, for
-    sure: 'X, 0.51x (0.50–0.55) of B' when X's interval is below 1.00x, 'B (the closest, X,
-    1.20x (…))' when it is above, a tie when it reaches 1.00x; '' when nothing was timed."""
-    timed = sorted((e[4][phase].value, e[0], e[4][phase]) for e in conforming
-                   if e[4].get(phase))
+def fastest(phase: str, baseline: str, conforming, regime: Regime) -> str:
+    """Which of the conforming implementations and the baseline is fastest in a phase and
+    regime, for sure: 'X, 0.51x (0.50–0.55) of B' when X's interval is below 1.00x, 'B (the
+    closest, X, 1.20x (…))' when it is above, a tie when it reaches 1.00x; '' when nothing was
+    timed."""
+    timed = sorted((e[7][regime][phase].value, e[0], e[7][regime][phase]) for e in conforming
+                   if e[7].get(regime, {}).get(phase))
     if not timed:
         return ""
     _, impl, ratio = timed[0]
@@ -177,22 +203,24 @@ def fastest(phase: str, baseline: str, conforming) -> str:
     return f"{md(impl)} and {md(baseline)} tie ({ratio})"
 
 
-def sentence(name: str, baseline: str, entries) -> str:
-    """What the run found for one family, in words: which implementations conform, and per
-    phase which is fastest for sure (see ``fastest``)."""
+def sentence(name: str, baseline: str, entries, regimes: list[Regime]) -> list[str]:
+    """What the run found for one family, in words: which implementations conform, then per
+    regime timed and per phase which is fastest for sure (see ``fastest``); a bullet and its
+    sub-bullets."""
     others = [e for e in entries if e[0] != baseline]
     if not others:
-        return ""
+        return []
     conforming = [e for e in others if e[2] == 0 and e[3] > 0]
     failing = [md(e[0]) for e in others if e[2] > 0]
     idle = [md(e[0]) for e in others if e[2] == 0 and e[3] == 0]
     notes = ([f"{', '.join(failing)} {'fails' if len(failing) == 1 else 'fail'}"]
              if failing else []) + (
         [f"{', '.join(idle)}: nothing claimed runs here"] if idle else [])
-    parts = [f"**{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
-             + (f" ({'; '.join(notes)})" if notes else "")]
-    for phase in ("inference", "forward_backward"):
-        said = fastest(phase, baseline, conforming)
-        if said:
-            parts.append(f"{PHASE_LABEL[phase]}: {said}")
-    return "; ".join(parts) + "."
+    lines = [f"- **{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
+             + (f" ({'; '.join(notes)})" if notes else "") + "."]
+    for regime in regimes:
+        parts = [f"{PHASE_LABEL[phase]}: {said}" for phase in ("inference", "forward_backward")
+                 if (said := fastest(phase, baseline, conforming, regime))]
+        if parts:
+            lines.append(f"  - {regime.label}: " + "; ".join(parts) + ".")
+    return lines

@@ -1,0 +1,208 @@
+"""Verdicts that mean what they say: a correct implementation passes whatever the case's
+conditioning, a saturated case is judged on its own rounding and a well-conditioned one keeps
+the family's atol, and a failure torch's own module shares on a device is *as torch*, not a
+failure (proved on the CPU with a fake device behaviour)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.conformance.checks import Check, CheckFailed, Tolerance
+from harness.conformance.rounding import ROUNDING, K, Rounding
+from tests.plain_loops import PLAIN
+
+
+def run(target: str, family: str, out, *args: str) -> tuple[int, list[dict]]:
+    code = main(["run", "--impl-class", target, "--family", family, "--workers", "0",
+                 "--confirm-alone", "0", "--out", str(out), *args])
+    return code, [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+# --- the tolerance follows the case's conditioning -------------------------------------------
+
+
+def measured(error: float, scale: float = 1.0):
+    """A rounding of ``error`` on values of size ``scale``, and a float64 answer of zeros."""
+    return lambda: (Rounding(error, scale, "float32"), torch.zeros(3, dtype=torch.float64))
+
+
+def test_an_ill_conditioned_comparison_is_held_to_k_roundings():
+    check = Check(Tolerance(1e-5))
+    expected, actual = torch.zeros(3), torch.full((3,), 0.5)
+    check.close("output", actual, expected, rounding=measured(0.05, 1e3))
+    assert check.tolerance_used.atol == pytest.approx(K * 0.05)
+    assert check.source_used == ROUNDING and check.rounding == 0.05
+    with pytest.raises(CheckFailed, match=r"against float64 this implementation is 2 off"):
+        check.close("output", torch.full((3,), 2.0), expected, rounding=measured(0.05, 1e3))
+
+
+def test_a_well_conditioned_comparison_keeps_the_family_atol():
+    check = Check(Tolerance(1e-5))
+    expected = torch.zeros(3)
+    with pytest.raises(CheckFailed, match=r"> atol 1e-05 .* own float32 rounding on this case"):
+        check.close("output", torch.full((3,), 2e-5), expected, rounding=measured(1e-9, 1.0))
+
+
+def test_the_plain_relu_loop_passes_saturated_gates_on_its_rounding(tmp_path):
+    """The loop of issue 21: |y| ~ 1e6 where torch's own float32 module is ~0.1 from float64."""
+    code, records = run(PLAIN["rnn_relu"], "rnn_relu", tmp_path, "--suite", "extremes",
+                        "-k", "saturated")
+    assert code == 0, [r["message"] for r in records if r["outcome"] == "failed"]
+    saturated = next(r for r in records if r["case_id"] == "T5-B3-I3-H7-L2-bi")
+    assert saturated["max_error"] > 1e-3  # far past the family's 1e-5: rounding, not a bug
+    assert saturated["metrics"]["tolerance_source"] == ROUNDING
+    assert saturated["tolerance"] == pytest.approx(K * saturated["metrics"]["rounding"])
+    assert saturated["metrics"]["rounding_ratio"] < K
+
+
+def test_well_conditioned_cases_keep_the_atol_when_the_rounding_is_measured(tmp_path):
+    code, records = run(PLAIN["lstm"], "lstm", tmp_path, "--suite", "shapes", "-k",
+                        "values_match_reference", "--rounding", "always")
+    assert code == 0
+    compared = [r for r in records if r["outcome"] == "passed"]
+    assert compared
+    for r in compared:
+        atol = {"float32": 1e-5, "float64": 1e-10}[r["case"]["dtype"]]
+        assert r["tolerance"] == atol and r["metrics"]["tolerance_source"] == "family default"
+        assert K * r["metrics"]["rounding"] < atol, r["case_id"]
+
+
+# --- correct implementations pass everywhere -------------------------------------------------
+
+SUITES_OF_ROUNDING = ("--suite", "extremes", "--suite", "numerics")
+
+
+@pytest.mark.parametrize("family", sorted(PLAIN))
+def test_the_plain_loops_pass_where_rounding_decides(family, tmp_path):
+    """Saturated gates, huge and tiny decays, underflowing gates, long sequences, precision
+    against float64: a correct loop in another summation order passes every one."""
+    code, records = run(PLAIN[family], family, tmp_path, *SUITES_OF_ROUNDING)
+    assert [f"{r['check']}[{r['case_id']}]: {r['message']}" for r in records
+            if r["outcome"] == "failed"] == []
+    assert code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", ["ci", "full"])
+@pytest.mark.parametrize("family", sorted(PLAIN))
+def test_the_plain_loops_pass_every_suite_at_every_scale(family, scale, tmp_path):
+    """Every suite (the training tasks included) at both scales: `tox -e verdicts`."""
+    code = main(["run", "--impl-class", PLAIN[family], "--family", family, "--workers", "2",
+                 "--confirm-alone", "0", "--scale", scale, "--out", str(tmp_path)])
+    records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [f"{r['suite']}::{r['check']}[{r['case_id']}]: {r['message']}" for r in records
+            if r["outcome"] == "failed"] == []
+    assert code == 0
+
+
+# --- torch's own behaviour on a device -------------------------------------------------------
+
+# A family whose torch module, on the "device" cpu, behaves as cuDNN does on CUDA: it refuses a
+# non-contiguous hx and a backward pass in eval mode. Installed as a third party installs one.
+PACKAGE = '''
+import torch
+from torch import nn
+
+from harness.core.families import Family
+
+
+class CudnnLikeLSTM(nn.LSTM):
+    """nn.LSTM with cuDNN's two refusals."""
+
+    def forward(self, input, hx=None):
+        if hx is not None and not all(h.is_contiguous() for h in hx):
+            raise RuntimeError("rnn: hx is not contiguous")
+        out = super().forward(input, hx)
+        if not self.training and torch.is_grad_enabled():
+            out[0].register_hook(self.refuse)
+        return out
+
+    @staticmethod
+    def refuse(grad):
+        raise RuntimeError("cudnn RNN backward can only be called in training mode")
+
+
+class OtherwiseStrictLSTM(nn.LSTM):
+    """Refuses a non-contiguous hx with another error than torch's."""
+
+    def forward(self, input, hx=None):
+        if hx is not None and not all(h.is_contiguous() for h in hx):
+            raise ValueError("hx must be contiguous")
+        return super().forward(input, hx)
+
+
+class NoGradInEvalLSTM(nn.LSTM):
+    """Drops autograd in eval mode (the mutant of issue 21) on the fake device."""
+
+    def forward(self, input, hx=None):
+        if self.training:
+            return super().forward(input, hx)
+        with torch.no_grad():
+            return super().forward(input, hx)
+
+
+FAKE = Family("fakecuda_lstm", nn.LSTM, gates=4, state=("h", "c"), supports_proj=True,
+              baseline="torch-lstm", reference_label="torch lstm",
+              device_modules={"cpu": CudnnLikeLSTM})
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_device(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("site")
+    (root / "fakecuda.py").write_text(textwrap.dedent(PACKAGE))
+    dist = root / "fakecuda-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakecuda\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[seq_harness.families]\nfakecuda_lstm = fakecuda:FAKE\n")
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run_on_fake_device(env, tmp_path, target: str) -> list[dict]:
+    out = tmp_path / target.rpartition(":")[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--impl-class", target, "--family",
+         "fakecuda_lstm", "--suite", "shapes", "--suite", "gradients", "-k",
+         "non_contiguous or gradients_in_eval_mode or gradients_match_reference",
+         "--workers", "0", "--confirm-alone", "0", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def outcomes(records, check: str) -> set[str]:
+    return {r["outcome"] for r in records if r["check"] == check}
+
+
+def test_doing_what_torch_does_on_the_device_is_as_torch(fake_device, tmp_path):
+    records = run_on_fake_device(fake_device, tmp_path, "fakecuda:CudnnLikeLSTM")
+    assert outcomes(records, "non_contiguous_inputs") == {"as torch"}
+    assert outcomes(records, "gradients_in_eval_mode") == {"as torch"}
+    said = next(r["message"] for r in records if r["outcome"] == "as torch")
+    assert said.startswith("as torch on cpu:") and "torch's own module" in said
+    # torch refuses eval-mode backward there: the other gradient checks run in training mode
+    assert outcomes(records, "gradients_match_reference") == {"passed"}
+
+
+def test_torch_s_contract_itself_passes_on_the_device(fake_device, tmp_path):
+    records = run_on_fake_device(fake_device, tmp_path, "torch.nn:LSTM")
+    assert {r["outcome"] for r in records} == {"passed"}
+
+
+def test_behaving_otherwise_than_torch_on_the_device_still_fails(fake_device, tmp_path):
+    records = run_on_fake_device(fake_device, tmp_path, "fakecuda:OtherwiseStrictLSTM")
+    assert outcomes(records, "non_contiguous_inputs") == {"failed"}
+    records = run_on_fake_device(fake_device, tmp_path, "fakecuda:NoGradInEvalLSTM")
+    failed = [r for r in records if r["check"] == "gradients_in_eval_mode"]
+    assert failed and {r["outcome"] for r in failed} == {"failed"}
+    assert all("no gradient reaches" in r["message"] for r in failed)
