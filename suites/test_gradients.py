@@ -1,7 +1,8 @@
 """gradients: backward passes equal torch's — with respect to the input, hx (and cx) and every
 parameter, for the same weights and the same random upstream gradients into output, h_n and c_n;
 in eval mode as in training mode; torch.autograd.gradcheck passes in float64; padded steps get
-exactly zero gradient."""
+exactly zero gradient. For ops: dq, dk, dv, the gates' and the initial state's gradients, and
+gradcheck."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from harness.conformance.gradients import (
     require_graph,
 )
 from harness.conformance.grids import BASE, layouts, varlen
+from harness.conformance.op_checks import gradients_match
+from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
@@ -113,3 +116,41 @@ def test_gradcheck(subject, check):
         check.fail("gradcheck returned False")
     outputs = sum(t.numel() for t in forward(*leaves, *params))
     check.count("gradcheck's Jacobian", outputs * sum(t.numel() for t in (*leaves, *params)))
+
+
+def op_grid(fam):
+    return [OP_BASE.with_(seq_len=65), OP_BASE.with_(seq_len=65, dtype="float64"),
+            OP_BASE.with_(seq_len=63, key_dim=100, value_dim=64, heads=1),
+            OP_BASE.with_(seq_len=83, batch=1, lengths=(1, 17, 0, 65)),
+            OP_BASE.with_(seq_len=64, with_state=False)]
+
+
+@cases(op_grid, kind="op")
+def test_op_gradients_match_reference(subject, check):
+    """dq, dk, dv, every gate's gradient and the initial state's equal the reference's, for the
+    loss (o · do) + (final state · dht) with random do and dht (fla's)."""
+    gradients_match(subject, check)
+
+
+@cases(lambda fam: [OP_BASE.with_(seq_len=5, batch=1, heads=1, key_dim=3, value_dim=2,
+                                  dtype="float64"),
+                    OP_BASE.with_(seq_len=5, batch=1, heads=1, key_dim=3, value_dim=2,
+                                  dtype="float64", chunk_size=2)], kind="op")
+def test_op_gradcheck(subject, check):
+    """Analytic gradients equal finite differences (float64) with respect to every input."""
+    inputs = subject.inputs()
+    leaves = list(inputs.leaves().tensors())
+
+    def forward(*tensors):
+        return tuple(subject.run(inputs.rebuilt(tensors)).named().values())
+
+    if not any(t.requires_grad for t in forward(*leaves)):
+        raise NoGradient("no gradient reaches any input: the outputs were computed without "
+                         "autograd")
+    try:
+        torch.autograd.gradcheck(forward, tuple(leaves), eps=1e-6, atol=1e-6, rtol=1e-4,
+                                 raise_exception=True)
+    except RuntimeError as error:
+        check.fail(f"gradcheck: {' '.join(str(error).split())[:600]}")
+    outputs = sum(t.numel() for t in forward(*leaves))
+    check.count("gradcheck's Jacobian", outputs * sum(t.numel() for t in leaves))

@@ -1,7 +1,8 @@
 """streaming: a sequence split at random points, the state carried from piece to piece, equals
 the whole sequence — every output step, the final state, and the gradient that reaches the
 initial state. This is how a recurrent model serves a stream; for a parallel implementation it
-is also the classic bug: a scan given an h_0 must agree with its own sequential mode."""
+is also the classic bug: a scan given an h_0 must agree with its own sequential mode (for an op:
+an initial state ignored, or detached from the graph)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import itertools
 import pytest
 import torch
 
+from harness.conformance.gradients import NoGradient
 from harness.conformance.grids import BASE, product
+from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
+from harness.core.op_subject import OpInputs, OpOutputs
 from harness.core.subject import layout
 
 SUITE = SuiteInfo(order=45)
@@ -102,3 +106,38 @@ def test_split_sequence_gradient_into_h0(subject, check):
         grads.append(found)
     for name, split, whole in zip(("h_0", "c_0"), grads[1], grads[0]):
         check.close(f"d loss / d {name} through the pieces vs the whole sequence", split, whole)
+
+
+@pytest.mark.autograd
+@cases(lambda fam: [OP_BASE.with_(seq_len=100), OP_BASE.with_(seq_len=100, dtype="float64")],
+       kind="op")
+def test_op_split_sequence_equals_whole(subject, check):
+    """Split at steps 17 and 64, the final state carried in as the next piece's initial state:
+    the outputs, the final state and the gradient into the first initial state equal the whole
+    sequence's."""
+    inputs = subject.inputs().leaves()
+    whole = subject.run(inputs)
+    if whole.state is None:
+        check.not_supported("the op returns no final state: nothing to carry")
+    pieces, state = [], inputs.initial_state
+    for start, end in ((0, 17), (17, 64), (64, 100)):
+        part = slice(start, end)
+        piece = subject.run(OpInputs(inputs.q[:, part], inputs.k[:, part], inputs.v[:, part],
+                                     tuple(g[:, part] for g in inputs.gates), state))
+        pieces.append(piece.o)
+        state = piece.state
+    split = OpOutputs(torch.cat(pieces, 1), state, whole.names)
+    check.outputs_close(split, whole.detach(), against="the whole sequence")
+    generator = torch.Generator().manual_seed(subject.case.data_seed)
+    upstream = [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.dtype)
+                for t in whole.named().values()]
+    start = inputs.initial_state[0]
+    grads = []
+    for result in (whole, split):
+        total = sum((t * u.to(t.device)).sum() for t, u in zip(result.named().values(), upstream))
+        found = torch.autograd.grad(total, [start], allow_unused=True)[0]
+        if found is None:
+            raise NoGradient("no gradient reaches the initial state")
+        grads.append(found)
+    check.close("d loss / d initial_state (split vs whole)", grads[1], grads[0],
+                check.tolerance_of("gradient"))

@@ -1,15 +1,21 @@
 """varlen: variable-length batches at their edges — sequences of length 1 next to long ones, a
 batch of one-step sequences, and (where an implementation takes padded input plus ``lengths=``)
 a sequence of length 0 in a batch, which PackedSequence cannot hold: its output rows are zeros,
-its final state is its initial state, and the other rows are unaffected."""
+its final state is its initial state, and the other rows are unaffected. For ops: cu_seqlens
+with empty and length-1 sequences, each sequence equal to itself run alone."""
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
 from harness.conformance.grids import BASE
+from harness.conformance.op_checks import outputs_match
+from harness.conformance.op_grids import varlen as op_varlen
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
+from harness.core.op_subject import OpInputs
 from harness.core.subject import layout
 
 SUITE = SuiteInfo(order=25)
@@ -65,3 +71,25 @@ def test_empty_sequence_in_a_batch(subject, check):
                     time_major(alone_case, alone.output))
         check.close(f"h_n of sequence {b} (length {n}) vs alone", batch.h_n[:, b:b + 1],
                     alone.h_n)
+
+
+@cases(op_varlen, kind="op")
+def test_op_sequences_alone(subject, check):
+    """cu_seqlens with empty and length-1 sequences, an initial state per sequence: the
+    outputs and final states equal the reference's, and each sequence run on its own (no state
+    crosses a boundary)."""
+    inputs = subject.inputs()
+    got, _ = outputs_match(subject, check, inputs)
+    bounds = inputs.cu_seqlens.tolist()
+    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
+        part = slice(start, end)
+        alone = OpInputs(inputs.q[:, part], inputs.k[:, part], inputs.v[:, part],
+                         tuple(g[:, part] for g in inputs.gates),
+                         None if inputs.initial_state is None
+                         else tuple(s[n:n + 1] for s in inputs.initial_state))
+        one = subject.run(alone)
+        check.close(f"o of sequence {n} vs the sequence alone", got.o[:, part], one.o)
+        if got.state is not None and one.state is not None:
+            for name, mine, single in zip(subject.family_def.state, got.state, one.state):
+                check.close(f"final {name} of sequence {n} vs the sequence alone", mine[n:n + 1],
+                            single)

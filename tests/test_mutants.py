@@ -97,12 +97,34 @@ COMPILED_MUTANTS = [
 ]
 MUTANTS += [(f"compiled:{m}", *rest) for m, *rest in COMPILED_MUTANTS]
 
+# Matrix-state ops with one bug each (tests.mutants.ops), the bug classes their users report.
+OP_MUTANTS = [
+    ("MaskAfterExpScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
+    ("CarryOffByOneScalarDecay", "scalar_decay", "chunking", "chunk_size_invariance"),
+    ("CarryOffByOneScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("PaddedChunkScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("EmptyTailScalarDecay", "scalar_decay", "poisoning", "reads_only_what_it_wrote"),
+    ("ZeroDecayIsResetScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
+    ("IgnoresInitialStateScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("DetachedInitialStateScalarDecay", "scalar_decay", "streaming",
+     "op_split_sequence_equals_whole"),
+    ("DetachedInitialStateScalarDecay", "scalar_decay", "gradients",
+     "op_gradients_match_reference"),
+    ("LeakyVarlenScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
+    ("DecayAfterDeltaGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("DiagonalKeptGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
+    ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
+]
+MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
+
 # Precision mutants: every value failure names both errors against float64 (the implementation's
 # and the reference's own rounding), so a reader sees it is not rounding.
 PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN"}
 
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
-NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM"}
+NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM",
+               "DetachedInitialStateScalarDecay"}
 
 CORRECT = {
     "mingru": "tests.mutants.families:ChunkedMinGRU",
@@ -111,6 +133,9 @@ CORRECT = {
     "lstm": "harness.impls.scratch:ScratchLSTM",
     "gru": "harness.impls.scratch:ScratchGRU",
     "rnn_tanh": "harness.impls.course_cell:ScratchRNN",
+    "scalar_decay": "harness.ops.scalar_decay:scalar_decay_chunk",
+    "gated_delta": "harness.ops.gated_delta:gated_delta_chunk",
+    "mlstm": "harness.ops.mlstm:mlstm_chunk",
 }
 
 

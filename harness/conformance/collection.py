@@ -39,8 +39,10 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
     # A check needs a backward pass when its suite says so, or the test itself (marker).
     backward = (needs_autograd(Path(metafunc.module.__file__))
                 or metafunc.definition.get_closest_marker("autograd") is not None)
-    params = []
+    params, kind = [], marker.kwargs.get("kind", "module")
     for spec in specs:
+        if spec.family_def.kind != kind:  # a module suite's test over ops, or the reverse
+            continue
         cases = grid(spec.family_def) if callable(grid) else grid
         for case in cases:
             case = spec.family_def.adapt(case.with_(device=device))
@@ -82,7 +84,10 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep, drop = [], []
     for item in items:
         is_suite = "subject" in getattr(item, "fixturenames", ())
-        chosen = not is_suite or (suite_name(item.module.__name__) in wanted
+        # a test with no implementation of its kind selected has an empty parameter set
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        empty = is_suite and not isinstance(params.get("spec"), ImplSpec)
+        chosen = not is_suite or (not empty and suite_name(item.module.__name__) in wanted
                                   and record_key(item) not in recorded)
         (keep if chosen else drop).append(item)
         if chosen and is_suite and suite_name(item.module.__name__) in opt_in:

@@ -31,10 +31,14 @@ IMPL = option("--impl", action="append", default=[], metavar="NAME",
               help="registry entry to run (repeatable; default: the whole registry)")
 IMPL_CLASS = option("--impl-class", action="append", default=[], metavar="MODULE:CLASS",
                     help="your nn.Module class with torch's RNN/LSTM/GRU contract (repeatable)")
+IMPL_FN = option("--impl-fn", action="append", dest="impl_class", default=[],
+                 metavar="MODULE:FUNCTION",
+                 help="your op with fla's signature, for a matrix-state family (scalar_decay, "
+                 "gated_delta, mlstm; repeatable; the same list as --impl-class)")
 FAMILY = option("--family", default=None, metavar="FAMILY",
-                help="family of the --impl-class classes: rnn_tanh, rnn_relu, lstm, gru, ... "
-                "(optional for a class that declares harness_family)")
-SELECTION = (IMPL, IMPL_CLASS, FAMILY)
+                help="family of the --impl-class classes or --impl-fn ops: rnn_tanh, lstm, gru, "
+                "gated_delta, ... (optional for one that declares harness_family)")
+SELECTION = (IMPL, IMPL_CLASS, IMPL_FN, FAMILY)
 
 # How the suites run (run and pytest).
 SUITE = option("--suite", action="append", default=[], metavar="NAME",

@@ -21,11 +21,13 @@ MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's rema
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
 
 
-def cases(grid, *, full=None):
+def cases(grid, *, full=None, kind: str = "module"):
     """Decorator: the Case grid of a suite test — a list of Cases, or a function of the Family
     returning one (so LSTM-only cases such as proj_size appear only for LSTMs). ``full`` is the
-    grid at ``--scale full`` (the heavy variants of the main run), when it differs."""
-    return pytest.mark.cases.with_args(grid, full=full)
+    grid at ``--scale full`` (the heavy variants of the main run), when it differs. ``kind``:
+    the subjects the test checks, modules or (``"op"``) ops; it is parametrized over the
+    implementations of families of that kind only."""
+    return pytest.mark.cases.with_args(grid, full=full, kind=kind)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,7 +121,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def subject(spec, case):
-    """The implementation under test paired with its family's torch reference for this case."""
+    """The implementation under test paired with its family's reference for this case: a
+    module's Subject, or an op's OpSubject."""
+    from harness.core.op_case import OpCase
+
+    if isinstance(case, OpCase):
+        from harness.core.op_subject import OpSubject
+
+        return OpSubject(spec, case)
     from harness.core.subject import Subject
 
     return Subject(spec, case)

@@ -93,6 +93,8 @@ class Family:
     reference_label: str = ""
     device_modules: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
 
+    kind = "module"  # the kind of subject it checks (harness.core.op_family: "op")
+
     def __post_init__(self) -> None:
         if self.recurrence not in RECURRENCES:
             raise ValueError(f"family {self.name!r}: recurrence {self.recurrence!r} is invalid; "
@@ -212,6 +214,11 @@ def matmul_flops(family: Family, case: Case, phase: str) -> int:
     return int(per_step * sum(case.effective_lengths))
 
 
+def is_op_family(obj: object) -> bool:
+    """An OpFamily (harness.core.op_family, which builds on this module): the families of ops."""
+    return getattr(obj, "kind", None) == "op" and hasattr(obj, "reference")
+
+
 @dataclass(frozen=True)
 class Families:
     """Every family published in the entry-point group, in order, and those that failed to load
@@ -229,9 +236,10 @@ def load_families(group: str = GROUP) -> Families:
     for ep in entry_points(group=group):
         try:
             loaded = ep.load()
-            for fam in [loaded] if isinstance(loaded, Family) else list(loaded):
-                if not isinstance(fam, Family):
-                    raise TypeError(f"expected Family, got {type(fam).__name__}")
+            single = isinstance(loaded, Family) or is_op_family(loaded)
+            for fam in [loaded] if single else list(loaded):
+                if not (isinstance(fam, Family) or is_op_family(fam)):
+                    raise TypeError(f"expected Family or OpFamily, got {type(fam).__name__}")
                 if fam.name in found:
                     raise ValueError(f"duplicate family name {fam.name!r}")
                 found[fam.name] = fam

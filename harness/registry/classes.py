@@ -1,9 +1,11 @@
-"""A class that is not packaged: ``--impl-class MODULE:CLASS [--family FAMILY]``.
+"""A class or an op that is not packaged: ``--impl-class MODULE:CLASS`` or ``--impl-fn
+MODULE:FUNCTION`` (the same list: either takes either), with ``[--family FAMILY]``.
 
-The class is imported (the current directory is importable, as with ``python -m``), described
-by an ImplSpec from what it declares, and built and loaded once on a tiny probe case, so that a
-malformed path, a module that does not import, a class of another family or one that does not
-build with torch's constructor arguments is one line before anything runs.
+The object is imported (the current directory is importable, as with ``python -m``), described
+by an ImplSpec from what it declares, and tried once on a tiny probe case — a class built and
+loaded with the reference weights, an op called — so that a malformed path, a module that does
+not import, an object of another family, or one that does not build or run with the contract's
+arguments is one line before anything runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 
 from harness.core.case import Case
 from harness.core.families import family, family_names
+from harness.core.op_spec import spec_from_function
 from harness.core.spec import ImplSpec, spec_from_class
 from harness.core.subject import reference_weights
 from harness.core.text import one_line
@@ -63,6 +66,8 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
         except ValueError as error:
             raise ValueError(f"--family: {error}") from None
     cls = resolve_class(path)
+    if not isinstance(cls, type) and callable(cls):
+        return spec_for_function(path, cls, family_name)
     if family_name is None and getattr(cls, "harness_family", None) is None:
         raise ValueError(
             f"--impl-class {path!r} needs --family (or a harness_family attribute on the "
@@ -88,4 +93,30 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
             f"--impl-class {path!r} does not take family {family_name}'s weights "
             f"({one_line(error)}); is --family {family_name} its family?"
         ) from None
+    return spec
+
+
+def spec_for_function(path: str, fn, family_name: str | None) -> ImplSpec:
+    """The registry entry of an op (``--impl-fn MODULE:FUNCTION``), called once on a probe."""
+    from harness.core.op_case import OpCase
+    from harness.core.op_subject import OpSubject
+
+    if family_name is None and getattr(fn, "harness_family", None) is None:
+        ops = [name for name in family_names() if family(name).kind == "op"]
+        raise ValueError(f"--impl-fn {path!r} needs --family (or a harness_family attribute on "
+                         f"the function); valid: {', '.join(ops)}")
+    try:
+        spec = spec_from_function(fn, family_name=family_name, origin=path)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"--impl-fn {path!r}: {error}") from None
+    if spec.family_def.kind != "op":
+        raise ValueError(f"--impl-fn {path!r}: family {spec.family} checks nn.Module classes; "
+                         "a function is checked against an op family")
+    probe = OpSubject(spec, OpCase(seq_len=3, heads=1, key_dim=2, value_dim=2))
+    try:
+        probe.run(probe.inputs())
+    except Exception as error:
+        raise ValueError(f"--impl-fn {path!r} does not run with family {spec.family}'s "
+                         f"arguments (q, k, v, {', '.join(spec.family_def.gates)}) "
+                         f"({one_line(error)})") from None
     return spec

@@ -1,0 +1,147 @@
+"""What the suites check on an op, written once for every op family: outputs and final states
+against the reference loop, gradients with respect to every input, and the call under poisoned
+scratch memory. The suites (values, chunking, varlen, streaming, gradients, extremes, poisoning,
+determinism) are thin tests over these.
+
+Gradients follow fla's tests: the loss is (o · do).sum() + (final state · dht).sum() with random
+do and dht, and dq, dk, dv, each gate's gradient and the initial state's are compared with the
+reference's. A gradient the reference has and the op lacks is a failure naming the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from harness.conformance.checks import Check
+from harness.conformance.gradients import NoGradient
+from harness.conformance.rounding import rounding_over
+from harness.core.op_subject import OpInputs, OpOutputs, OpSubject, call_op
+
+
+def outputs_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None,
+                  quantity: str = "output") -> tuple[OpOutputs, OpOutputs]:
+    """o and the final state equal the reference's (the state as the family compares it), held
+    to ``quantity``'s bound and the case's rounding; returns (op's, reference's) outputs."""
+    inputs = subject.inputs() if inputs is None else inputs
+    got = subject.run(inputs)
+    for name, tensor in got.named().items():
+        check.finite(name, tensor)
+    want = subject.run_reference(inputs, final=got.state is not None)
+    check.outputs_close(subject.comparable(got, want), want, check.tolerance_of(quantity))
+    return got, want
+
+
+def names(subject: OpSubject, inputs: OpInputs) -> list[str]:
+    """The name of each of ``inputs.tensors()``: q, k, v, the gates, the initial state's parts."""
+    family = subject.family_def
+    found = ["q", "k", "v", *family.gates]
+    if inputs.initial_state is not None:
+        found += [f"initial_state.{part}" for part in family.state]
+    return found
+
+
+def upstream(outputs: OpOutputs, seed: int) -> list[Tensor]:
+    """Random do and dht, one per output tensor (float64, then cast)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.dtype)
+            for t in outputs.named().values()]
+
+
+def loss(outputs: OpOutputs, grads: list[Tensor]) -> Tensor:
+    tensors = list(outputs.named().values())
+    return sum((t * g.to(t.device)).sum() for t, g in zip(tensors, grads) if t.requires_grad)
+
+
+def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | None, *,
+              chunk_size: int | None = None) -> tuple[list[Tensor | None], list[Tensor]]:
+    """d loss / d each input (None where none reached) of ``fn`` on leaf copies of ``inputs``,
+    and the upstream gradients used (into the final state too when the op returns one)."""
+    leaves = inputs.leaves()
+    final = subject.spec.capabilities.final_state
+    out = call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size)
+    grads = upstream(out, subject.case.data_seed + 31) if grads is None else grads
+    if not any(t.requires_grad for t in out.named().values()):
+        raise NoGradient("no gradient reaches q, k, v, the gates or the initial state: the "
+                         "outputs were computed without autograd")
+    found = torch.autograd.grad(loss(out, grads), list(leaves.tensors()), allow_unused=True)
+    return list(found), grads
+
+
+def gradients_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None) -> None:
+    """Every gradient equals the reference's (the gradient bound, and the case's rounding)."""
+    inputs = subject.inputs() if inputs is None else inputs
+    got, grads = gradients(subject.spec.factory, subject, inputs, None,
+                           chunk_size=subject.case.chunk_size)
+    reference = subject.family_def.reference
+    want, _ = gradients(reference, subject, inputs.to("cpu"), grads)
+    labels = names(subject, inputs)
+    missing = [n for n, g, w in zip(labels, got, want) if w is not None and g is None]
+    if missing:
+        raise NoGradient(f"no gradient reaches {', '.join(missing)}")
+    twins = functools.cache(lambda: gradient_twins(subject, inputs.to("cpu"), grads))
+    tol = check.tolerance_of("gradient")
+    for index, (label, g, w) in enumerate(zip(labels, got, want)):
+        if w is None:
+            continue
+        check.close(f"d loss / d {label}", g, w, tol, measure="gradient",
+                    rounding=functools.partial(rounding_of_gradient, twins, index, w))
+
+
+def rounding_of_gradient(twins, index: int, expected: Tensor):
+    return rounding_over(expected, [(low[index], high[index]) for low, high in twins()])
+
+
+def gradient_twins(subject: OpSubject, inputs: OpInputs, grads: list[Tensor]):
+    """The reference's gradients in the case's dtype and the other precision, at the case's
+    point and nearby ones (harness.conformance.rounding)."""
+    from harness.core.subject import NEARBY, nudged
+
+    case = subject.case
+    other = torch.float32 if case.dtype == "float64" else torch.float64
+    reference = subject.family_def.reference
+    points = [inputs]
+    for k in range(NEARBY):
+        generator = torch.Generator().manual_seed(case.data_seed + 104729 * (k + 1))
+        points.append(inputs.rebuilt(nudged(t, generator) for t in inputs.tensors()))
+    pairs = []
+    for point in points:
+        pair = []
+        for dtype in (case.torch_dtype, other):
+            found, _ = gradients(reference, subject, point.to(dtype=dtype),
+                                 [g.to(dtype) for g in grads])
+            pair.append(found)
+        pairs.append(tuple(pair))
+    return pairs
+
+
+@contextlib.contextmanager
+def poisoned_scratch() -> Iterator[None]:
+    """torch.empty, empty_like and Tensor.new_empty hand out NaN-filled memory (floating point
+    dtypes): an op that reads memory it never wrote returns NaN."""
+    originals = torch.empty, torch.empty_like, torch.Tensor.new_empty
+
+    def poison(tensor: Tensor) -> Tensor:
+        if tensor.is_floating_point() or tensor.is_complex():
+            with torch.no_grad():
+                tensor.fill_(float("nan"))
+        return tensor
+
+    def empty(*args, **kwargs):
+        return poison(originals[0](*args, **kwargs))
+
+    def empty_like(*args, **kwargs):
+        return poison(originals[1](*args, **kwargs))
+
+    def new_empty(self, *args, **kwargs):
+        return poison(originals[2](self, *args, **kwargs))
+
+    torch.empty, torch.empty_like, torch.Tensor.new_empty = empty, empty_like, new_empty
+    try:
+        yield
+    finally:
+        torch.empty, torch.empty_like, torch.Tensor.new_empty = originals

@@ -1,0 +1,30 @@
+"""Case grids the op suites share: fla's shapes — lengths around chunk boundaries (1, 15, 63,
+64, 65, 100, 1000), head dimensions that are not powers of two (100), one and several heads,
+variable lengths with empty and length-1 sequences — small enough for exact comparisons."""
+
+from __future__ import annotations
+
+from harness.core.op_case import OpCase
+
+BASE = OpCase(seq_len=63, batch=2, heads=4, key_dim=16, value_dim=16, with_state=True)
+
+
+def values(fam) -> list[OpCase]:
+    cases = [BASE.with_(seq_len=t) for t in (1, 15, 63, 64, 65, 100)]
+    cases += [BASE.with_(seq_len=1000, batch=1, heads=1),
+              BASE.with_(seq_len=65, heads=1, key_dim=64, value_dim=64),
+              BASE.with_(seq_len=63, key_dim=100, value_dim=64),
+              BASE.with_(seq_len=64, key_dim=16, value_dim=100),
+              BASE.with_(seq_len=65, with_state=False),
+              BASE.with_(seq_len=65, dtype="float64"),
+              BASE.with_(seq_len=100, heads=1, dtype="float64", with_state=False)]
+    return cases
+
+
+def varlen(fam) -> list[OpCase]:
+    one = BASE.with_(batch=1)
+    return [one.with_(seq_len=15, lengths=(0, 15)),
+            one.with_(seq_len=16, lengths=(0, 0, 16)),
+            one.with_(seq_len=83, lengths=(1, 17, 0, 65)),
+            one.with_(seq_len=130, lengths=(64, 1, 65), dtype="float64"),
+            one.with_(seq_len=40, lengths=(20, 20), with_state=False)]

@@ -1,0 +1,48 @@
+"""The built-in matrix-state ops as registry entries: for each family its reference loop, its
+chunked form and, where the family has one, its quadratic parallel form (harness.ops)."""
+
+from __future__ import annotations
+
+import functools
+
+from harness.core.op_spec import OpCapabilities
+from harness.core.spec import ImplSpec
+from harness.ops.gated_delta import gated_delta_chunk, gated_delta_recurrent
+from harness.ops.mlstm import mlstm_chunk, mlstm_parallel, mlstm_recurrent
+from harness.ops.scalar_decay import (
+    scalar_decay_chunk,
+    scalar_decay_parallel,
+    scalar_decay_recurrent,
+)
+
+RECURRENT = OpCapabilities(form="recurrent")
+CHUNKED = OpCapabilities(chunk_sizes="any", form="chunk")
+# A T x T matrix per (sequence, head): 2 GB of float32 scores at T=2048, B=8, H=16.
+PARALLEL = OpCapabilities(form="parallel", max_seq_len=2048)
+
+_op = functools.partial(ImplSpec, origin="builtin")
+
+SCALAR_DECAY_RECURRENT = _op(
+    name="scalar-decay-recurrent", family="scalar_decay", factory=scalar_decay_recurrent,
+    capabilities=RECURRENT, description="the reference loop, one step at a time")
+SCALAR_DECAY_CHUNK = _op(
+    name="scalar-decay-chunk", family="scalar_decay", factory=scalar_decay_chunk,
+    capabilities=CHUNKED, description="chunks of 64: intra-chunk products, the state carried")
+SCALAR_DECAY_PARALLEL = _op(
+    name="scalar-decay-parallel", family="scalar_decay", factory=scalar_decay_parallel,
+    capabilities=PARALLEL, description="the quadratic form: a T x T decay-masked product")
+GATED_DELTA_RECURRENT = _op(
+    name="gated-delta-recurrent", family="gated_delta", factory=gated_delta_recurrent,
+    capabilities=RECURRENT, description="the reference loop, one step at a time")
+GATED_DELTA_CHUNK = _op(
+    name="gated-delta-chunk", family="gated_delta", factory=gated_delta_chunk,
+    capabilities=CHUNKED, description="chunks of 64, WY / UT form: a triangular solve each")
+MLSTM_RECURRENT = _op(
+    name="mlstm-recurrent", family="mlstm", factory=mlstm_recurrent,
+    capabilities=RECURRENT, description="the reference loop, one step at a time")
+MLSTM_CHUNK = _op(
+    name="mlstm-chunk", family="mlstm", factory=mlstm_chunk,
+    capabilities=CHUNKED, description="chunks of 64, each stabilised by its own log weights")
+MLSTM_PARALLEL = _op(
+    name="mlstm-parallel", family="mlstm", factory=mlstm_parallel,
+    capabilities=PARALLEL, description="the stabilised quadratic form: a T x T weight matrix")

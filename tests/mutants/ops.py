@@ -1,0 +1,200 @@
+"""Matrix-state ops with one bug each, the bugs their users report (fla, mamba, mlstm_kernels
+issues): each the built-in form with one thing done the wrong way. tests/test_mutants.py proves
+the check written for each catches it, and the built-in forms pass the same checks."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import torch
+
+from harness.ops import gated_delta, mlstm, scalar_decay
+from harness.ops.sequences import as_tuple, chunks, decay_mask
+
+
+def scalar_chunk(name: str, doc: str, **bug):
+    """An op with scalar_decay_chunk's signature around scalar_chunk_core with ``bug`` on."""
+    core = functools.partial(scalar_chunk_core, **bug)
+
+    def op(q, k, v, g, *, scale=None, initial_state=None, output_final_state=False,
+           cu_seqlens=None, chunk_size=64):
+        return scalar_decay.call(core, q, k, v, g, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                 chunk_size=chunk_size)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+def scalar_chunk_core(q, k, v, gates, state, scale, chunk_size, *, mask_after=False,
+                      carry_lag=0, pad=False, empty_tail=False, zero_is_reset=False):
+    """scalar_decay.chunk_core with the bugs below switched on one at a time."""
+    (g,), (s,) = gates, state
+    if zero_is_reset:  # a "safe" exp: log decay 0 taken as "no decay term", i.e. decay 0
+        g = torch.where(g == 0, torch.full_like(g, -1e4), g)
+    steps = q.shape[1]
+    if pad and steps % chunk_size:  # padded to a multiple of the chunk, decay kept non-zero
+        extra = chunk_size - steps % chunk_size
+        q, k, v = (torch.cat([t, t.new_zeros(t.shape[0], extra, *t.shape[2:])], 1)
+                   for t in (q, k, v))
+        g = torch.cat([g, g[:, -1:].expand(-1, extra, -1)], 1)
+    qs, kt, vt, gt = ((q * scale).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                      g.transpose(1, 2))
+    outputs = torch.empty(q.shape[0], q.shape[2], q.shape[1], v.shape[-1], dtype=v.dtype)
+    for part in chunks(q.shape[1], chunk_size):
+        if empty_tail and part.stop - part.start < chunk_size:
+            break  # the tail chunk never computed: its outputs stay what empty() held
+        qc, kc, vc = qs[:, :, part], kt[:, :, part], vt[:, :, part]
+        b = gt[:, :, part].cumsum(-1)
+        if mask_after:  # exponentiate every b_t - b_j, then mask by multiplying: inf * 0
+            lower = torch.ones(b.shape[-1], b.shape[-1], dtype=b.dtype).tril()
+            gamma = (b.unsqueeze(-1) - b.unsqueeze(-2)).exp() * lower
+        else:
+            gamma = decay_mask(gt[:, :, part])
+        outputs[:, :, part] = ((qc @ kc.transpose(-1, -2) * gamma) @ vc
+                               + (qc * b.exp().unsqueeze(-1)) @ s)
+        last = b[..., -1 - carry_lag:b.shape[-1] - carry_lag]  # the carry's decay
+        into = (kc * (b[..., -1:] - b).exp().unsqueeze(-1)).transpose(-1, -2)
+        s = s * last.exp().unsqueeze(-1) + into @ vc
+    o = outputs.transpose(1, 2)[:, :steps]
+    return o, (s,)
+
+
+MaskAfterExpScalarDecay = scalar_chunk(
+    "MaskAfterExpScalarDecay", "The causal mask applied after the exponential, by a product: "
+    "e^(b_t - b_j) overflows above the diagonal, inf x 0 = NaN.", mask_after=True)
+CarryOffByOneScalarDecay = scalar_chunk(
+    "CarryOffByOneScalarDecay", "The state carried to the next chunk one step of decay short.",
+    carry_lag=1)
+PaddedChunkScalarDecay = scalar_chunk(
+    "PaddedChunkScalarDecay", "T padded to a multiple of the chunk with the last decay kept: "
+    "the final state decays through the padding.", pad=True)
+EmptyTailScalarDecay = scalar_chunk(
+    "EmptyTailScalarDecay", "The output written chunk by chunk into torch.empty, the tail "
+    "chunk skipped when T is no multiple: it returns whatever the memory held.", empty_tail=True)
+ZeroDecayIsResetScalarDecay = scalar_chunk(
+    "ZeroDecayIsResetScalarDecay", "An exact-zero log decay taken as 'no decay term', i.e. "
+    "decay 0: the state is reset where it should be kept.", zero_is_reset=True)
+
+
+def IgnoresInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                   output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The initial state accepted and dropped: every sequence starts from zero."""
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=None,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                    output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
+    if initial_state is not None:
+        initial_state = initial_state.detach()
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def LeakyVarlenScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Variable-length sequences run one after the other, each starting from the state the
+    previous one ended in: state leaks across the boundary."""
+    if cu_seqlens is None:
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               chunk_size=chunk_size)
+    bounds = cu_seqlens.tolist()
+    state, pieces, finals = None, [], []
+    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
+        mine = None if initial_state is None else initial_state[n:n + 1]
+        start_state = mine if state is None else state
+        o, state = scalar_decay.scalar_decay_chunk(
+            q[:, start:end], k[:, start:end], v[:, start:end], g[:, start:end], scale=scale,
+            initial_state=start_state, output_final_state=True, chunk_size=chunk_size)
+        pieces.append(o)
+        finals.append(state)
+    return torch.cat(pieces, 1), torch.cat(finals) if output_final_state else None
+
+
+def decay_after_core(q, k, v, gates, state, scale, chunk_size):
+    """The gated delta rule with the decay after the delta error: u = beta (v - S^T k) on the
+    undecayed S, then S = e^g (S + k u^T)."""
+    (g, beta), (s,) = gates, state
+    outputs = []
+    for t in range(q.shape[1]):
+        error = v[:, t] - torch.einsum("bhkv,bhk->bhv", s, k[:, t])
+        s = (s + k[:, t, :, :, None] * (beta[:, t, :, None] * error)[..., None, :]) * \
+            g[:, t].exp()[..., None, None]
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, s))
+    return (torch.stack(outputs, 1) if outputs else v.new_zeros(v.shape)), (s,)
+
+
+def DecayAfterDeltaGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None):
+    """The decay applied after the delta error (fla #885's question), not before."""
+    return gated_delta.call(decay_after_core, q, k, v, g, beta, scale=scale,
+                            initial_state=initial_state, output_final_state=output_final_state,
+                            cu_seqlens=cu_seqlens)
+
+
+def DiagonalKeptGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The WY form with A's diagonal kept (tril instead of strict tril) and solved as a plain
+    triangular system: T = (I + A)^-1 counts each step's own update twice."""
+    original = torch.linalg.solve_triangular
+
+    def solve(a, b, *, upper, unitriangular=False):
+        lower = a - torch.eye(a.shape[-1], dtype=a.dtype)  # A, strictly lower
+        kept = lower + torch.diag_embed(torch.ones(a.shape[:-1], dtype=a.dtype)) * 2
+        return original(kept, b, upper=upper, unitriangular=False)
+
+    torch.linalg.solve_triangular = solve
+    try:
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    finally:
+        torch.linalg.solve_triangular = original
+
+
+def bound_one_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS):
+    """mlstm.recurrent_core with max(|n q|, 1) in place of max(|n q|, e^-m)."""
+    (i, f), (c, n, m) = gates, state
+    outputs = []
+    for t in range(q.shape[1]):
+        log_f = torch.nn.functional.logsigmoid(f[:, t])
+        m_new = torch.maximum(log_f + m, i[:, t])
+        forget, write = (log_f + m - m_new).exp(), (i[:, t] - m_new).exp()
+        c = forget[..., None, None] * c + write[..., None, None] * (
+            k[:, t, :, :, None] * v[:, t, :, None, :])
+        n = forget[..., None] * n + write[..., None] * k[:, t]
+        q_hat = q[:, t] * scale
+        denominator = torch.einsum("bhk,bhk->bh", n, q_hat).abs().clamp(min=1.0)
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q_hat, c) / (denominator + eps)[..., None])
+        m = m_new
+    return (torch.stack(outputs, 1) if outputs else v.new_zeros(v.shape)), (c, n, m)
+
+
+def LowerBoundOneMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                       output_final_state=False, cu_seqlens=None):
+    """The normaliser's lower bound taken as 1 (the unstabilised formula's) instead of e^-m."""
+    return mlstm.call(bound_one_core, q, k, v, i, f, scale=scale, initial_state=initial_state,
+                      output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+
+
+def DroppedStabiliserMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The final state returned without its stabiliser: m comes back as zeros, so C and n read
+    in the wrong units by whoever continues from them."""
+    o, state = mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                 chunk_size=chunk_size)
+    if state is None:
+        return o, None
+    c, n, m = as_tuple(state)
+    return o, (c, n, torch.zeros_like(m))
+
