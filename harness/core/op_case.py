@@ -76,6 +76,11 @@ class OpCase:
         return self.batch if self.lengths is None else len(self.lengths)
 
     @property
+    def varlen(self) -> bool:
+        """A variable-length batch (its packed-versus-padded comparison is the modules')."""
+        return False
+
+    @property
     def effective_lengths(self) -> tuple[int, ...]:
         return self.lengths if self.lengths is not None else (self.seq_len,) * self.batch
 

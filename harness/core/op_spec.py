@@ -22,7 +22,7 @@ from harness.core.op_family import FORMS
 # How `seq-harness list` names each part of an op's contract.
 OP_PARTS = {"varlen": "cu_seqlens", "initial_state": "initial_state",
             "final_state": "output_final_state", "autograd": "autograd",
-            "chunk_sizes": "chunk sizes", "max_seq_len": "longest T"}
+            "chunk_sizes": "chunk sizes", "max_elements": "largest"}
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,12 @@ class OpCapabilities:
     autograd: gradients flow back to q, k, v, the gates and the initial state.
     chunk_sizes: the ``chunk_size`` values it takes (None: it has no such keyword; "any": every
         positive size).
-    max_seq_len: the longest T it is meant for (None: no limit); longer cases are not supported
-        (a quadratic form's T x T matrix).
-    form: how it computes — recurrent, chunk or parallel — for the FLOP formula of its timings.
+    max_elements: the largest case it is meant for, in elements of the biggest tensor its form
+        keeps (``elements``: a recurrent loop's backward keeps every step's K x V state, a
+        parallel form a T x T matrix per sequence and head); None: no limit. Larger cases are
+        not supported, saying so.
+    form: how it computes — recurrent, chunk or parallel — for the FLOP formula of its timings
+        and the size of what it keeps.
     """
 
     varlen: bool = True
@@ -47,7 +50,7 @@ class OpCapabilities:
     devices: frozenset[str] = frozenset(DEVICES)
     autograd: bool = True
     chunk_sizes: frozenset[int] | str | None = None
-    max_seq_len: int | None = None
+    max_elements: int | None = None
     form: str = "chunk"
 
     def __post_init__(self) -> None:
@@ -119,8 +122,9 @@ class OpCapabilities:
             (case.with_state and not self.initial_state, "initial_state"),
             (case.chunk_size is not None and not self.takes_chunk(case.chunk_size),
              f"chunk_size={case.chunk_size}"),
-            (self.max_seq_len is not None and case.seq_len > self.max_seq_len,
-             f"T={case.seq_len} (longest: {self.max_seq_len})"),
+            (self.max_elements is not None and elements(case, self.form) > self.max_elements,
+             f"{elements(case, self.form):,} elements kept by a {self.form} form (largest: "
+             f"{self.max_elements:,})"),
             (case.dtype not in self.dtypes, f"dtype {case.dtype}"),
             (case.device not in self.devices, f"device {case.device}"),
         )
@@ -128,6 +132,18 @@ class OpCapabilities:
             if excluded:
                 return f"not supported: {what}"
         return fam.why_not(case)
+
+
+def elements(case: OpCase, form: str) -> int:
+    """The biggest tensor a form keeps for a case: every step's K x V state (recurrent, for the
+    backward pass), a T x T matrix per sequence and head (parallel), a C x C one per chunk
+    (chunk)."""
+    rows = case.sequences * case.heads
+    if form == "recurrent":
+        return case.seq_len * rows * case.key_dim * case.value_dim
+    if form == "parallel":
+        return rows * case.seq_len ** 2
+    return rows * case.seq_len * (case.chunk_size or 64)
 
 
 def spec_from_function(fn: Callable, *, family_name: str | None = None, name: str | None = None,

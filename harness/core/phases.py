@@ -86,3 +86,44 @@ def phase_step(
         finish()
 
     return forward_backward
+
+
+def op_phase_step(run: Callable[..., object], leaves: list[torch.Tensor], phase: str,
+                  *, synchronize: bool = False) -> Callable[[], None]:
+    """One step of ``phase`` for an op (no module, no modes): ``run(tensors)`` calls it on the
+    given input tensors and returns its outputs (``named()``). inference: under inference_mode on
+    inputs that need no gradient; forward: the graph built on inputs that require grad;
+    forward_backward: their gradients cleared, forward, the sum of every output (o and the final
+    state), backward."""
+    check_phase(phase)
+    plain = [t.detach() for t in leaves]
+    tracked = [t.detach().clone().requires_grad_(True) for t in leaves]
+
+    def finish() -> None:
+        if synchronize:
+            torch.cuda.synchronize()
+
+    if phase == "inference":
+        def inference() -> None:
+            with torch.inference_mode():
+                run(plain)
+            finish()
+
+        return inference
+    if phase == "forward":
+        def forward() -> None:
+            with torch.enable_grad():
+                run(tracked)
+            finish()
+
+        return forward
+
+    def forward_backward() -> None:
+        with torch.enable_grad():
+            for t in tracked:
+                t.grad = None
+            outputs = run(tracked).named().values()
+            torch.stack([t.sum() for t in outputs if t.requires_grad]).sum().backward()
+        finish()
+
+    return forward_backward

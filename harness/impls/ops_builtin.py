@@ -15,10 +15,11 @@ from harness.ops.scalar_decay import (
     scalar_decay_recurrent,
 )
 
-RECURRENT = OpCapabilities(form="recurrent")
+# A recurrent loop's backward keeps every step's state, a parallel form a T x T matrix per
+# sequence and head: up to 2^28 elements (1 GB in float32) each.
+RECURRENT = OpCapabilities(form="recurrent", max_elements=2 ** 28)
 CHUNKED = OpCapabilities(chunk_sizes="any", form="chunk")
-# A T x T matrix per (sequence, head): 2 GB of float32 scores at T=2048, B=8, H=16.
-PARALLEL = OpCapabilities(form="parallel", max_seq_len=2048)
+PARALLEL = OpCapabilities(form="parallel", max_elements=2 ** 28)
 
 _op = functools.partial(ImplSpec, origin="builtin")
 

@@ -64,7 +64,8 @@ SCALES = {
     # (the verdict's intervals need both), no first calls, no memory.
     "ci": (Timing("standard", ("inference", "forward_backward"), min_run_time=0.1,
                   memory=False),
-           Timing("varlen-small", min_run_time=0.05, memory=False)),
+           Timing("varlen-small", min_run_time=0.05, memory=False),
+           Timing("ops-small", min_run_time=0.05, memory=False)),
     # The full scale: three processes and memory at the standard shapes, the first call at
     # B=64; the other grids in two processes, memory where the profiler's cost stays small.
     "full": (Timing("standard", workers=3, min_run_time=0.3, first_call_shapes=1),
@@ -72,7 +73,11 @@ SCALES = {
              # A step-by-step entry (torch.compile's step) can take minutes per call at
              # T=16384: a minute's limit records it as a timeout instead of stalling the job;
              # one process (the long grid is for the plots, not for intervals).
-             Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0)),
+             Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0),
+             # The ops: the speed targets' shape in three processes; the op grid in one (its
+             # recurrent loops take a minute a call at T=16384), memory where it is cheap.
+             Timing("ops-target", workers=3, min_run_time=0.5, memory=False),
+             Timing("ops", workers=1, min_run_time=0.1, memory=False, job_timeout_s=120.0)),
     # A lent GPU's job (--device cuda, about 8 minutes on one H100-class GPU): the suites at the
     # quick scale, then the standard grid over the entries a GPU user compares — torch's
     # modules (cuDNN), the fast layers eager and CUDA-graphed, and the compiled ones.

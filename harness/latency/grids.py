@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.case import Case
+from harness.core.op_case import OpCase, case_from_dict
 from harness.core.phases import PHASES
 from harness.core.spec import ImplSpec
 
@@ -28,8 +29,14 @@ class LatencyGrid:
     min_run_time: float = 0.5
     workers: int = 3
 
+    @property
+    def kind(self) -> str:
+        """The subjects its shapes are for: modules, or ops (harness.core.op_case)."""
+        return getattr(self.cases[0], "kind", "module") if self.cases else "module"
+
     def covers(self, spec: ImplSpec) -> bool:
-        return self.families is None or spec.family in self.families
+        return spec.family_def.kind == self.kind and (
+            self.families is None or spec.family in self.families)
 
 
 def varlen_cases(seq_len: int, batch: int, size: int) -> tuple[Case, ...]:
@@ -72,6 +79,25 @@ LATENCY_GRIDS: dict[str, LatencyGrid] = {
 }
 
 
+def op_grid(batches, lengths, heads, dims) -> tuple[OpCase, ...]:
+    return tuple(OpCase(seq_len=t, batch=b, heads=h, key_dim=d, value_dim=d)
+                 for d in dims for h in heads for b in batches for t in lengths)
+
+
+# The matrix-state ops: the op grid of the full job (B 1 and 8, T up to 16384, H 4 and 16, K = V
+# 64 and 128); the shape of the chunked forms' speed targets (T=4096, B=1, H=4, K=V=64: a
+# recurrent loop's forward+backward there takes 10-30 s a call); the main job's quick look.
+LATENCY_GRIDS["ops"] = LatencyGrid(
+    "ops", op_grid((1, 8), (256, 1024, 4096, 16384), (4, 16), (64, 128)),
+    phases=("inference", "forward_backward"), min_run_time=0.1, workers=2)
+LATENCY_GRIDS["ops-target"] = LatencyGrid(
+    "ops-target", op_grid((1,), (4096,), (4,), (64,)),
+    phases=("inference", "forward_backward"), min_run_time=0.5, workers=3)
+LATENCY_GRIDS["ops-small"] = LatencyGrid(
+    "ops-small", op_grid((1,), (256, 1024), (4,), (64,)),
+    phases=("inference", "forward_backward"), min_run_time=0.1, workers=2)
+
+
 def load_grid(name_or_path: str) -> LatencyGrid:
     """A built-in grid by name, or a JSON file {"name", "cases": [Case fields...], "families",
     "phases", "min_run_time", "workers"}; ValueError naming what is wrong."""
@@ -91,7 +117,7 @@ def load_grid(name_or_path: str) -> LatencyGrid:
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
         raise ValueError(f"grid file {str(path)!r} needs a non-empty \"cases\" list")
     try:
-        cases = tuple(Case.from_dict(c) for c in data["cases"])
+        cases = tuple(case_from_dict(c) for c in data["cases"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"grid file {str(path)!r}: {error}") from None
     phases = tuple(data.get("phases", PHASES))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.core.case import Case
+from harness.core.op_case import case_from_dict
 from harness.core.precision import set_tf32
 from harness.core.spec import ImplSpec
 from harness.latency.first_call import PHASE as FIRST_CALL_PHASE
@@ -40,7 +40,7 @@ def job_key(kind: str, payload: dict[str, Any], worker: int) -> tuple:
         return PEAK, Gemm(payload["backend"], payload["size"], payload["device"]).id, "gemm", \
             worker, None
     check = FIRST_CALL if kind == FIRST_CALL else payload["phase"]
-    return (payload["impl"], Case.from_dict(payload["case"]).id, check, worker,
+    return (payload["impl"], case_from_dict(payload["case"]).id, check, worker,
             payload.get("cudnn_benchmark"))
 
 
@@ -58,7 +58,7 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     set_tf32(payload.get("tf32", "off"))
     if kind == FIRST_CALL:
         spec = spec_by_origin(payload["impl"], payload["origin"], payload["family"])
-        first = first_call(spec, Case.from_dict(payload["case"]), threads=payload["threads"])
+        first = first_call(spec, case_from_dict(payload["case"]), threads=payload["threads"])
         return {"first_call_s": first.seconds, "graphs": first.graphs,
                 "graph_breaks": first.graph_breaks, "rss_bytes": first.rss_bytes}
     if kind == PEAK:
@@ -66,7 +66,7 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         timed = measure_peak(gemm, threads=payload["threads"],
                              min_run_time=payload["min_run_time"])
     else:
-        case = Case.from_dict(payload["case"])
+        case = case_from_dict(payload["case"])
         spec = spec_by_origin(payload["impl"], payload["origin"], payload["family"])
         task = Task(spec.name, case, payload["phase"], payload["cudnn_benchmark"])
         timed = measure(spec, task, threads=payload["threads"],
@@ -92,7 +92,7 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
         spec = specs[payload["impl"]]
         impl, family, origin = spec.name, spec.family, spec.origin
         check = FIRST_CALL if kind == FIRST_CALL else payload["phase"]
-        parsed = Case.from_dict(payload["case"])
+        parsed = case_from_dict(payload["case"])
         case_id, case = parsed.id, parsed.to_dict()
         if kind == FIRST_CALL:
             metrics.update(first_call_s=result.get("first_call_s"), phase=FIRST_CALL_PHASE,

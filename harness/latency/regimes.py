@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass
 
 from harness.core.case import Case
+from harness.core.op_case import OpCase, case_from_dict
 from harness.latency.grids import LATENCY_GRIDS
 
 
@@ -59,7 +60,16 @@ def known() -> dict[str, Regime]:
     add(long, Regime("long", f"long sequences ({shapes(long)})", 4))
     deep = LATENCY_GRIDS["deepbench"].cases
     add(deep, Regime("deepbench", f"DeepBench shapes ({shapes(deep)})", 5))
+    ops = [c for g in ("ops-small", "ops-target", "ops") for c in LATENCY_GRIDS[g].cases]
+    for order, length in enumerate(sorted({c.seq_len for c in ops})):
+        same = [c for c in ops if c.seq_len == length]
+        add(same, Regime(f"ops-T{length}", f"T={length} ({op_shapes(same)})", 10 + order))
     return found
+
+
+def op_shapes(cases: list[OpCase]) -> str:
+    return (f"B={span([c.batch for c in cases])}, H={span([c.heads for c in cases])}, "
+            f"K=V={span([c.key_dim for c in cases])}")
 
 
 OTHER = Regime("other", "other shapes", 9)
@@ -70,5 +80,5 @@ def regime_of(case: Case | dict | None) -> Regime:
     if case is None:
         return OTHER
     if isinstance(case, dict):
-        case = Case.from_dict(case)
+        case = case_from_dict(case)
     return known().get(case.with_(device="cpu", dtype="float32").id, OTHER)

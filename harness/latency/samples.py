@@ -15,6 +15,7 @@ import numpy as np
 from harness.core.case import Case
 from harness.core.families import family as family_named
 from harness.core.families import family_names
+from harness.core.op_case import case_from_dict
 from harness.latency.jobs import FIRST_CALL, LATENCY
 from harness.latency.peak import PEAK
 from harness.records import FAILED, PASSED, Record
@@ -117,7 +118,7 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], LatencyStat
         if impl == PEAK:
             out[key] = LatencyStats(per_process, flops=int(group[0].metrics["flops"]))
             continue
-        case = Case.from_dict(group[0].case)
+        case = case_from_dict(group[0].case)
         peaks = [r.metrics.get("peak_bytes") for r in group if r.metrics.get("peak_bytes")]
         rss = [r.metrics["peak_rss_bytes"] for r in group
                if r.metrics.get("peak_rss_bytes") is not None]
@@ -125,13 +126,21 @@ def timings(records: Iterable[Record]) -> dict[tuple[str, str, str], LatencyStat
                   else None)
         out[key] = LatencyStats(
             per_process,
-            flops=family.flops(case, phase) if family else 0,
+            flops=flops_of(family, case, phase, group[0]) if family else 0,
             peak_bytes=max(peaks) if peaks else None,
             tokens=sum(case.effective_lengths),
             case=case,
             peak_rss_bytes=max(rss) if rss else None,
         )
     return out
+
+
+def flops_of(family, case, phase: str, record: Record) -> int:
+    """The family's FLOP formula; an op's by the form its timing recorded (kernel.form)."""
+    if family.kind == "op":
+        form = (record.metrics.get("kernel") or {}).get("form", "chunk")
+        return family.flops(case, phase, form)
+    return family.flops(case, phase)
 
 
 @dataclass(frozen=True)

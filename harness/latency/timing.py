@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 
 from harness.core.case import Case
-from harness.core.phases import check_phase, phase_step
+from harness.core.op_case import OpCase
+from harness.core.op_subject import OpSubject
+from harness.core.phases import check_phase, op_phase_step, phase_step
 from harness.core.spec import ImplSpec
 from harness.core.subject import Subject
 from harness.latency.peak import Gemm
@@ -59,9 +61,16 @@ class BlockTimes:
     kernel: dict | None = None  # what ran the call (kernel_path)
 
 
-def prepared(spec: ImplSpec, task: Task) -> tuple[Callable[[], None], torch.nn.Module]:
+def prepared(spec: ImplSpec, task: Task) -> tuple[Callable[[], None], object]:
     """The call a task times — the phase step (harness.core.phases) on the case's module and
-    inputs, built as the conformance suites build them — and that module."""
+    inputs, built as the conformance suites build them — and that module (an op: the
+    function)."""
+    if isinstance(task.case, OpCase):
+        subject = OpSubject(spec, task.case)
+        inputs = subject.inputs()
+        step = op_phase_step(lambda tensors: subject.run(inputs.rebuilt(tensors)),
+                             list(inputs.tensors()), task.phase)
+        return step, spec.factory
     subject = Subject(spec, task.case)
     module = subject.build()
     inputs = subject.inputs()
@@ -72,7 +81,7 @@ def task_callable(spec: ImplSpec, task: Task) -> Callable[[], None]:
     return prepared(spec, task)[0]
 
 
-def kernel_path(module: torch.nn.Module, device: str) -> dict:
+def kernel_path(module: object, device: str) -> dict:
     """What ran a timed call: the instruction set torch dispatches to (or the GPU), and what
     the implementation says about its own kernels when it says something — a method
     ``harness_kernel_path() -> dict`` (the fast layers report the GEMM library they chose)."""
@@ -187,8 +196,10 @@ def measure(
                           label=f"{spec.name} {task.phase} {task.case.id}")
     peak = peak_bytes(call, task.case.device) if memory else None
     rss = peak_growth(call)[1] if memory else None  # memory torch's allocator does not see
-    return BlockTimes(timed.block_s, timed.number_per_run, peak, rss,
-                      kernel_path(module, task.case.device))
+    path = kernel_path(module, task.case.device)
+    if isinstance(task.case, OpCase):  # the FLOP formula of an op's timings is its form's
+        path["form"] = spec.capabilities.form
+    return BlockTimes(timed.block_s, timed.number_per_run, peak, rss, path)
 
 
 def measure_peak(gemm: Gemm, *, threads: int, min_run_time: float) -> BlockTimes:

@@ -17,7 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness.ops.sequences import State, chunks, decay_mask, run
+from harness.ops.sequences import (
+    State,
+    blocks,
+    decay_mask,
+    factored_decays,
+    in_chunks,
+    regions,
+    run,
+)
 
 GATES = ("g",)
 
@@ -38,18 +46,42 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
     (g,), (s,) = gates, state
-    qs, kt, vt = ((q * scale).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B,H,T,.)
+    # (B, H, T, .); v laid out once: every chunk's products read it
+    qs, kt, vt = ((q * scale).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).contiguous())
     gt = g.transpose(1, 2)  # (B, H, T)
     outputs = []
-    for part in chunks(q.shape[1], chunk_size):
-        qc, kc, vc = qs[:, :, part], kt[:, :, part], vt[:, :, part]
-        b = gt[:, :, part].cumsum(-1)  # (B, H, c): log decay from the chunk's start
-        gamma = decay_mask(gt[:, :, part])  # (B, H, c, c): e^(b_t - b_j), j <= t
-        outputs.append((qc @ kc.transpose(-1, -2) * gamma) @ vc + (qc * b.exp().unsqueeze(-1)) @ s)
-        into = (kc * gamma[..., -1, :].unsqueeze(-1)).transpose(-1, -2)  # (B, H, K, c)
-        s = s * b[..., -1:].exp().unsqueeze(-1) + into @ vc
+    for part, size in regions(q.shape[1], chunk_size):
+        o, s = region(qs[:, :, part], kt[:, :, part], vt[:, :, part], gt[:, :, part], s, size)
+        outputs.append(o)
     o = torch.cat(outputs, 2).transpose(1, 2) if outputs else v.new_zeros(v.shape)
     return o, (s,)
+
+
+def region(qs, kt, vt, gt, s, size) -> tuple[Tensor, Tensor]:
+    """Chunks of ``size`` steps. Every chunk's products at once — its intra-chunk outputs, what
+    it adds to the state (U_n) and how it decays it (e^(b_C)) — then the states themselves,
+    S_(n+1) = e^(b_C) S_n + U_n, one elementwise step per chunk, and every chunk's read of its
+    incoming state at once. qs, kt (B, H, L, K); vt (B, H, L, V); gt (B, H, L)."""
+    qc, kc, vc, gc = (in_chunks(t, size) for t in (qs, kt, vt, gt))  # (B, H, N, c, .)
+    b = gc.cumsum(-1)  # (B, H, N, c): log decay from each chunk's start
+    reads = qc * b.exp().unsqueeze(-1)  # how each step reads the chunk's incoming state
+    if factored_decays(b):  # e^(b_t - b_j) as e^(b_t) e^(-b_j): no (c, c) exponential
+        keys = kc * (-b).exp().unsqueeze(-1)
+        o = (reads @ keys.transpose(-1, -2)).tril_() @ vc  # intra-chunk: (B, H, N, c, V)
+        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).transpose(-1, -2)  # (B, H, N, K, c)
+    else:  # strong decays: the masked exponential of segment sums (every exponent <= 0)
+        gamma = decay_mask(gc)  # (B, H, N, c, c): e^(b_t - b_j), j <= t
+        o = (qc @ kc.transpose(-1, -2) * gamma) @ vc
+        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).transpose(-1, -2)
+    carry = b[..., -1].exp()[..., None, None]  # (B, H, N, 1, 1)
+    for part in blocks(qc.shape[2], s[0].numel()):
+        added = writes[:, :, part] @ vc[:, :, part]  # U_n: (B, H, n, K, V)
+        starts = []
+        for n in range(added.shape[2]):
+            starts.append(s)
+            s = torch.addcmul(added[:, :, n], s, carry[:, :, part][:, :, n])
+        o[:, :, part] += reads[:, :, part] @ torch.stack(starts, 2)
+    return o.reshape(*o.shape[:2], -1, o.shape[-1]), s
 
 
 def parallel_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:

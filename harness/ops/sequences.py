@@ -131,6 +131,47 @@ def decay_mask(g: Tensor) -> Tensor:
 def chunks(seq_len: int, chunk_size: int | None) -> list[slice]:
     """The chunks of a sequence: chunk_size steps each, the last one shorter when T is not a
     multiple (never padded)."""
-    if chunk_size is None or chunk_size < 1:
-        raise ValueError(f"chunk_size {chunk_size!r} is invalid; expected a positive integer")
+    check_chunk(chunk_size)
     return [slice(s, min(s + chunk_size, seq_len)) for s in range(0, seq_len, chunk_size)]
+
+
+def check_chunk(chunk_size: int | None) -> None:
+    if chunk_size is None or isinstance(chunk_size, bool) or not isinstance(chunk_size, int) \
+            or chunk_size < 1:
+        raise ValueError(f"chunk_size {chunk_size!r} is invalid; expected a positive integer")
+
+
+def regions(seq_len: int, chunk_size: int) -> list[tuple[slice, int]]:
+    """The sequence as at most two regions of equal chunks, (steps, chunk size): the whole
+    chunks, computed as one batch of chunks, and the tail shorter than a chunk (never padded)."""
+    check_chunk(chunk_size)
+    whole = seq_len // chunk_size * chunk_size
+    found = [(slice(0, whole), chunk_size)] if whole else []
+    if whole < seq_len:
+        found.append((slice(whole, seq_len), seq_len - whole))
+    return found
+
+
+FACTORED_DECAY = 20.0  # |log decay| over a chunk below which e^(b_t - b_j) = e^(b_t) e^(-b_j)
+
+
+def factored_decays(b: Tensor) -> bool:
+    """Whether every chunk's cumulative log decay b (..., c) stays within FACTORED_DECAY: then
+    e^(b_t - b_j) may be formed as e^(b_t) x e^(-b_j) — both factors in range, the product off
+    by at most 20 x 6e-8 relative in float32 — instead of a masked (c, c) exponential."""
+    return bool((b >= -FACTORED_DECAY).all())
+
+
+STATES_PER_BLOCK = 2 ** 24  # state elements held at once while carrying states across chunks
+
+
+def blocks(chunk_count: int, state_elements: int) -> list[slice]:
+    """Consecutive groups of chunks whose states (one per chunk, ``state_elements`` each) hold
+    at most STATES_PER_BLOCK elements: memory stays bounded at any T, B and H."""
+    size = max(1, STATES_PER_BLOCK // max(state_elements, 1))
+    return [slice(i, min(i + size, chunk_count)) for i in range(0, chunk_count, size)]
+
+
+def in_chunks(x: Tensor, size: int) -> Tensor:
+    """(B, H, L, ...) -> (B, H, L / size, size, ...)."""
+    return x.reshape(*x.shape[:2], x.shape[2] // size, size, *x.shape[3:])

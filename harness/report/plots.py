@@ -103,11 +103,31 @@ def plot_latency(measured: dict, families: Mapping[str, str], baselines: Mapping
     them (other dimensions held at their most common value): a column per family, a row per
     phase."""
     plt = pyplot()
-    rows = [(impl, phase, t.case, t.median_s) for (impl, _, phase), t in measured.items()
-            if impl != PEAK and t.case is not None and t.case.lengths is None]
     made = []
-    for axis, label in (("seq_len", "sequence length T"), ("hidden_size", "hidden size H")):
-        others = [k for k in ("seq_len", "batch", "hidden_size") if k != axis]
+    for kind, axes_of_kind in PLOTTED.items():
+        rows = [(impl, phase, t.case, t.median_s) for (impl, _, phase), t in measured.items()
+                if impl != PEAK and t.case is not None and t.case.lengths is None
+                and getattr(t.case, "kind", "module") == kind]
+        made += plot_kind(plt, rows, axes_of_kind, families, baselines, output,
+                          suffix=("" if kind == "module" else "-ops") + suffix)
+    return made
+
+
+# Per kind of subject: the dimensions a latency plot may vary, with their axis labels, and the
+# dimensions held at their most common value.
+PLOTTED = {
+    "module": ((("seq_len", "sequence length T"), ("hidden_size", "hidden size H")),
+               ("seq_len", "batch", "hidden_size")),
+    "op": ((("seq_len", "sequence length T"),), ("seq_len", "batch", "heads", "key_dim")),
+}
+
+
+def plot_kind(plt, rows, axes_of_kind, families, baselines, output: Path, *, suffix: str
+              ) -> list[tuple[Path, str]]:
+    made = []
+    plotted, dimensions = axes_of_kind
+    for axis, label in plotted:
+        others = [k for k in dimensions if k != axis]
         if len({getattr(c, axis) for _, _, c, _ in rows}) < 2:
             continue
         common = {k: statistics.mode([getattr(c, k) for _, _, c, _ in rows]) for k in others}
