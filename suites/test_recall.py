@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.conformance.plugin import cases
-from harness.conformance.recall import budget_for, recall_case, train
+from harness.conformance.recall import budget_for, recall_case, recall_op_case, train
 from harness.conformance.suites import SuiteInfo
 
 SUITE = SuiteInfo(order=105, autograd=True)
@@ -21,11 +21,24 @@ SUITE = SuiteInfo(order=105, autograd=True)
 @cases(lambda fam: [recall_case(2)],
        full=lambda fam: [recall_case(2), recall_case(4), recall_case(8)])
 def test_associative_recall(subject, check):
+    measured(subject, check, subject.case.hidden_size)
+
+
+@pytest.mark.time_limit(10)
+@cases(lambda fam: [recall_op_case(2)],
+       full=lambda fam: [recall_op_case(2), recall_op_case(4), recall_op_case(8)], kind="op")
+def test_op_associative_recall(subject, check):
+    """The same task with an op inside its family's thin layer (harness.ops.layer): 4 heads of
+    16, q, k, v and gates projected from a 64-wide embedding."""
+    measured(subject, check, subject.case.heads * subject.case.key_dim)
+
+
+def measured(subject, check, hidden_size: int) -> None:
     case = subject.case
     budget = budget_for(case)
     result = train(subject, budget)
     check.metrics.update(
-        pairs=case.seq_len // 3, seq_len=case.seq_len, hidden_size=case.hidden_size,
+        pairs=case.seq_len // 3, seq_len=case.seq_len, hidden_size=hidden_size,
         batch=case.batch, best_accuracy=result.best_accuracy,
         steps_to_solve=result.steps_to_solve, steps_run=result.steps_run,
         seconds=result.seconds, seed=case.data_seed,

@@ -4,8 +4,9 @@ store several key-value pairs in its state and retrieve each one on request?
 A sequence holds N key-value pairs (k_1 v_1 ... k_N v_N, distinct keys), then the N keys again
 in a random order; at each query the model must name the value that followed that key. Keys
 and values are tokens of disjoint halves of a vocabulary of 2 * VOCAB_HALF. The model is an
-embedding of the tokens (into the layer's input size), the recurrent layer, and a Linear read-out
-at every query step, trained with cross-entropy at the query steps only. Accuracy is the
+embedding of the tokens (into the layer's input size), the recurrent layer (an op inside its
+family's thin layer, harness.ops.layer), and a Linear read-out at every query step, trained with
+cross-entropy at the query steps only. Accuracy is the
 fraction of queries answered right on held-out sequences; guessing gives 1 / VOCAB_HALF; the task
 counts as solved at SOLVED_ACCURACY. Every implementation of a family trains from the same
 initial weights on the same data with the same optimiser and step budget. Unlike the adding
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +27,10 @@ from torch import Tensor, nn
 from harness.conformance.gradients import NoGradient
 from harness.core.case import Case
 from harness.core.contract import Inputs
+from harness.core.op_case import OpCase
+from harness.core.op_subject import OpSubject
 from harness.core.subject import Subject
+from harness.ops.layer import OpLayer
 
 VOCAB_HALF = 16  # keys are tokens 0..15, values 16..31
 SOLVED_ACCURACY = 0.9
@@ -47,6 +52,36 @@ class Budget:
 def recall_case(pairs: int, *, batch: int = 64) -> Case:
     """N pairs then N queries: T = 3N."""
     return Case(seq_len=3 * pairs, batch=batch, input_size=WIDTH, hidden_size=WIDTH)
+
+
+HEADS = 4  # an op family's layer: 4 heads of WIDTH / 4
+
+
+def recall_op_case(pairs: int, *, batch: int = 64) -> OpCase:
+    """The same task for an op family: its layer (harness.ops.layer) WIDTH wide in HEADS heads."""
+    return OpCase(seq_len=3 * pairs, batch=batch, heads=HEADS, key_dim=WIDTH // HEADS,
+                  value_dim=WIDTH // HEADS)
+
+
+def model_of(subject: Subject | OpSubject) -> tuple[nn.Module, Callable[[Tensor, int], Tensor],
+                                                   int]:
+    """The layer the task trains — the implementation itself, or an op inside its family's thin
+    layer — how to run it on embedded tokens (T, B, width) of a given batch, and its width in
+    and out."""
+    case = subject.case
+    if isinstance(subject, OpSubject):
+        family = subject.family_def
+        width = case.heads * case.key_dim
+        layer = OpLayer(subject.spec.factory, family.gates, family.layer, width=width,
+                        heads=case.heads, dtype=case.torch_dtype,
+                        device=torch.device(case.device))
+        return layer, lambda x, batch: layer(x), width
+    module = subject.build(gradients=True)
+
+    def run(x: Tensor, batch: int) -> Tensor:
+        return subject.run(module, Inputs(x), case=case.with_(batch=batch)).output
+
+    return module, run, case.num_directions * case.h_out
 
 
 def budget_for(case: Case) -> Budget:
@@ -89,10 +124,10 @@ def train(subject: Subject, budget: Budget) -> Result:
     pairs = case.seq_len // 3
     dtype, device = case.torch_dtype, torch.device(case.device)
     init = torch.Generator().manual_seed(case.data_seed)
-    module = subject.build(gradients=True)
-    embed = nn.Embedding(2 * VOCAB_HALF, case.input_size, dtype=dtype, device=device)
-    head = nn.Linear(case.num_directions * case.h_out, 2 * VOCAB_HALF, dtype=dtype,
-                     device=device)
+    module, run, features = model_of(subject)
+    width = features if isinstance(subject, OpSubject) else case.input_size
+    embed = nn.Embedding(2 * VOCAB_HALF, width, dtype=dtype, device=device)
+    head = nn.Linear(features, 2 * VOCAB_HALF, dtype=dtype, device=device)
     with torch.no_grad():
         for p in (*embed.parameters(), *head.parameters()):
             p.copy_(0.5 * torch.randn(p.shape, generator=init, dtype=torch.float64))
@@ -101,18 +136,17 @@ def train(subject: Subject, budget: Budget) -> Result:
     data = torch.Generator().manual_seed(case.data_seed + 1)
     test_tokens, test_targets = recall_batch(
         pairs, budget.test_size, torch.Generator().manual_seed(case.data_seed + 2))
-    test_case = case.with_(batch=budget.test_size)
 
-    def logits(tokens: Tensor, batch_case: Case) -> Tensor:
-        x = embed(tokens.to(device))  # (T, B, I)
-        output = subject.run(module, Inputs(x), case=batch_case).output  # (T, B, D*H)
+    def logits(tokens: Tensor, batch: int) -> Tensor:
+        x = embed(tokens.to(device))  # (T, B, width)
+        output = run(x, batch)  # (T, B, features)
         return head(output[2 * pairs:])  # (N, B, vocab): the query steps
 
     curve, best, solved_at, step = [], 0.0, None, 0
     start = time.perf_counter()
     for step in range(1, budget.max_steps + 1):
         tokens, targets = recall_batch(pairs, case.batch, data)
-        loss = nn.functional.cross_entropy(logits(tokens, case).flatten(0, 1),
+        loss = nn.functional.cross_entropy(logits(tokens, case.batch).flatten(0, 1),
                                            targets.to(device).flatten())
         optimiser.zero_grad()
         loss.backward()
@@ -123,7 +157,7 @@ def train(subject: Subject, budget: Budget) -> Result:
         optimiser.step()
         if step % budget.eval_every == 0 or not math.isfinite(loss.item()):
             with torch.no_grad():
-                guess = logits(test_tokens, test_case).argmax(-1).cpu()
+                guess = logits(test_tokens, budget.test_size).argmax(-1).cpu()
                 accuracy = float((guess == test_targets).double().mean())
             if not math.isfinite(loss.item()):
                 accuracy = math.nan

@@ -46,7 +46,8 @@ class OpFamily:
     comparable: (state, reference state) -> the state as it is compared with the reference's
         (mLSTM: C and n rescaled to the reference's stabiliser); None: compared as returned.
     flop_formula: (case, phase, form) -> FLOPs of one call (the matrix products).
-    layer: builds the thin model layer around an op for the training tasks (harness.ops.layer).
+    layer: how the thin model layer around an op (harness.ops.layer) makes its gates, for the
+        training tasks.
     tolerances, not_applicable, order, description, baseline, reference_label: as a module
         Family's.
     """
@@ -60,7 +61,7 @@ class OpFamily:
     stresses: Mapping[str, str] = field(default_factory=dict)
     comparable: Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], tuple[Tensor, ...]] | None = None
     flop_formula: Callable[[OpCase, str, str], int] | None = None
-    layer: Callable[..., Any] | None = None
+    layer: Any = None
     tolerances: Mapping[str, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_TOLERANCES))
     not_applicable: Mapping[str, str] = field(default_factory=dict)

@@ -124,7 +124,7 @@ class OpCapabilities:
              f"chunk_size={case.chunk_size}"),
             (self.max_elements is not None and elements(case, self.form) > self.max_elements,
              f"{elements(case, self.form):,} elements kept by a {self.form} form (largest: "
-             f"{self.max_elements:,})"),
+             f"{self.max_elements or 0:,})"),
             (case.dtype not in self.dtypes, f"dtype {case.dtype}"),
             (case.device not in self.devices, f"device {case.device}"),
         )
