@@ -31,11 +31,16 @@ def add_parser(commands) -> None:
     side = gate.add_argument_group("what is compared (one base option, one head option)")
     side.add_argument("--base-impl", metavar="NAME", help="registry entry as the baseline")
     side.add_argument("--base-impl-class", metavar="MODULE:CLASS", help="class as the baseline")
+    side.add_argument("--base-impl-fn", dest="base_impl_class", metavar="MODULE:FUNCTION",
+                      help="op as the baseline (a matrix-state family)")
     side.add_argument("--base-ref", metavar="GIT_REF",
                       help="the head implementation as it is at GIT_REF (a temporary worktree)")
     side.add_argument("--head-impl", metavar="NAME", help="registry entry under test")
     side.add_argument("--head-impl-class", metavar="MODULE:CLASS", help="class under test")
-    side.add_argument("--family", metavar="FAMILY", help="family of the --*-impl-class classes")
+    side.add_argument("--head-impl-fn", dest="head_impl_class", metavar="MODULE:FUNCTION",
+                      help="op under test (a matrix-state family)")
+    side.add_argument("--family", metavar="FAMILY",
+                      help="family of the --*-impl-class classes or --*-impl-fn ops")
     gate.add_argument("--grid", default="gate", metavar="NAME|FILE",
                       help="shapes to time (default: gate, T=50 B=8 I=H=128)")
     gate.add_argument("--phase", action="append", default=[], metavar="PHASE",

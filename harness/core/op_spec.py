@@ -164,11 +164,11 @@ def spec_from_function(fn: Callable, *, family_name: str | None = None, name: st
         raise ValueError(f"{origin or fn.__name__} declares no harness_family; name it with "
                          "--family")
     doc = inspect.getdoc(fn) or ""
-    declared = getattr(fn, "harness_capabilities", None)
-    capabilities = OpCapabilities.from_declaration(declared)
+    claimed = getattr(fn, "harness_capabilities", None)
+    capabilities = OpCapabilities.from_declaration(claimed)
     takes_chunk = "chunk_size" in inspect.signature(fn).parameters
-    if takes_chunk and not (isinstance(declared, Mapping) and "chunk_sizes" in declared) \
-            and not isinstance(declared, OpCapabilities):
+    if takes_chunk and not (isinstance(claimed, Mapping) and "chunk_sizes" in claimed) \
+            and not isinstance(claimed, OpCapabilities):
         capabilities = replace(capabilities, chunk_sizes="any")  # a chunk_size keyword: any
     return ImplSpec(
         name=name or getattr(fn, "harness_name", None) or function_name(fn.__name__),

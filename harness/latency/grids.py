@@ -92,7 +92,7 @@ LATENCY_GRIDS["ops"] = LatencyGrid(
     phases=("inference", "forward_backward"), min_run_time=0.1, workers=2)
 LATENCY_GRIDS["ops-target"] = LatencyGrid(
     "ops-target", op_grid((1,), (4096,), (4,), (64,)),
-    phases=("inference", "forward_backward"), min_run_time=0.5, workers=3)
+    phases=("inference", "forward_backward"), min_run_time=0.3, workers=2)
 LATENCY_GRIDS["ops-small"] = LatencyGrid(
     "ops-small", op_grid((1,), (256, 1024), (4,), (64,)),
     phases=("inference", "forward_backward"), min_run_time=0.1, workers=2)

@@ -194,7 +194,10 @@ def measure(
         call = slowed(call, slowdown)
     timed = time_callable(call, threads=threads, min_run_time=min_run_time,
                           label=f"{spec.name} {task.phase} {task.case.id}")
-    peak = peak_bytes(call, task.case.device) if memory else None
+    # An op's recurrent loop records millions of allocations in a backward pass: the profiler's
+    # replay of them takes gigabytes, so ops keep the RSS growth only (and CUDA's own peak).
+    profiled = memory and (task.case.device == "cuda" or not isinstance(task.case, OpCase))
+    peak = peak_bytes(call, task.case.device) if profiled else None
     rss = peak_growth(call)[1] if memory else None  # memory torch's allocator does not see
     path = kernel_path(module, task.case.device)
     if isinstance(task.case, OpCase):  # the FLOP formula of an op's timings is its form's

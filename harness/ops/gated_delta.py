@@ -43,8 +43,10 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
     (g, beta), (s,) = gates, state
-    # (B, H, T, .); v laid out once: every chunk's products read it
-    qs, kt, vt = ((q * scale).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).contiguous())
+    # (B, H, T, .), laid out once: elementwise products keep their operands' strides, and
+    # every batched product over chunks of a transposed view would copy it again
+    qs, kt, vt = ((q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
+                  v.transpose(1, 2).contiguous())
     gt, bt = g.transpose(1, 2), beta.transpose(1, 2)  # (B, H, T)
     outputs = []
     for part, size in regions(q.shape[1], chunk_size):

@@ -56,8 +56,10 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size, eps=EPS) -> tuple[T
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size, eps=EPS) -> tuple[Tensor, State]:
     (i, f), (c, n, m) = gates, state
-    # (B, H, T, .); v laid out once: every chunk's products read it
-    qs, kt, vt = ((q * scale).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).contiguous())
+    # (B, H, T, .), laid out once: elementwise products keep their operands' strides, and
+    # every batched product over chunks of a transposed view would copy it again
+    qs, kt, vt = ((q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
+                  v.transpose(1, 2).contiguous())
     it, log_f = i.transpose(1, 2), F.logsigmoid(f).transpose(1, 2)  # (B, H, T)
     outputs = []
     for part, size in regions(q.shape[1], chunk_size):
