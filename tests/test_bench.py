@@ -140,6 +140,7 @@ def test_timing_statistics_come_from_the_samples():
     assert timing.gflops == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_bench_end_to_end_with_pytest_benchmark_compare(tmp_path, capsys):
     out = tmp_path / "b"
     code = main(["bench", "--impl", "torch-gru", "--impl", "scratch-gru", "--grid", "smoke",

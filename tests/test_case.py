@@ -70,27 +70,34 @@ def test_rows_and_lengths_of_empty_unbatched_and_full_batches(batch, rows, lengt
 # Ids --------------------------------------------------------------------------------------------
 
 
-def _from_grid(grid):
+def _from_grid(grid, kind: str = "module"):
+    """A grid's cases for every family of the kind it is for (a module grid is never asked
+    about an op family, as the collection never asks it)."""
     if not callable(grid):
         return list(grid)
-    return [case for fam in load_families().by_name.values() for case in grid(fam)]
+    return [case for fam in load_families().by_name.values() if fam.kind == kind
+            for case in grid(fam)]
 
 
 def all_grid_cases() -> set[Case]:
     """Every Case of harness.conformance.grids and of every suite's grids (``cases`` marks and
-    *grid* functions), for every family, on both devices."""
+    *grid* functions), for every family of the grid's kind (module cases, op cases), on both
+    devices."""
     found = list(grids.layouts()) + [grids.BASE]
     for fam in load_families().by_name.values():
+        if fam.kind != "module":
+            continue
         for batch_first in (None, False, True):
             found += grids.varlen(fam, batch_first=batch_first)
     for path in sorted(suite_dir().glob("test_*.py")):
         module = importlib.import_module(f"harness.suites.{path.stem}")
         for name, obj in vars(module).items():
+            kind = "op" if name.startswith("op_") else "module"
             if inspect.isfunction(obj) and "grid" in name and obj.__module__ == module.__name__:
-                found += _from_grid(obj)
+                found += _from_grid(obj, kind)
             for mark in getattr(obj, "pytestmark", []):
                 if mark.name == "cases":
-                    found += _from_grid(mark.args[0])
+                    found += _from_grid(mark.args[0], mark.kwargs.get("kind", "module"))
     return {case.with_(device=device) for case in found for device in ("cpu", "cuda")}
 
 

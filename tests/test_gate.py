@@ -185,6 +185,7 @@ GATE = ["gate", "--family", "gru", "--workers", "5", "--phase", "inference",
         "--min-run-time", "0.1"]
 
 
+@pytest.mark.slow
 def test_gate_measures_both_sides_interleaved_and_flags_ten_times_the_work(tmp_path):
     """End to end: fresh processes per side, records, summary, exit 1. (Whether identical
     sides pass is a rate, measured by calibrate; on synthetic data, test_compare_exit_codes.)"""

@@ -33,6 +33,7 @@ def interrupt(directory: Path, keep: float) -> int:
     return len(kept)
 
 
+@pytest.mark.slow
 def test_bench_resume_times_only_what_is_missing(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--impl", "torch-gru", "--impl", "scratch-gru", "--grid", "smoke",
@@ -84,6 +85,7 @@ def test_job_runs_checks_timings_and_one_report(tmp_path, quick_scale, capsys):
     assert "--overwrite" in err and "--resume" in err
 
 
+@pytest.mark.slow
 def test_an_interrupted_job_resumes_to_the_same_records(tmp_path, quick_scale, capsys):
     out = tmp_path / "job"
     argv = ["job", "--impl", "torch-gru", "--impl", "fast-gru", "--suite", "varlen", "-n", "1",

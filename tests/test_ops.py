@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 import textwrap
 from pathlib import Path
 
@@ -198,7 +199,16 @@ def retention_bhtd(q, k, v, decay, scale, state):
 '''
 
 
-def test_the_docs_examples_run_as_written(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_mypkg():
+    """The docs' mypkg, forgotten afterwards: README's tests import a mypkg of their own in the
+    same worker process."""
+    yield
+    for name in [n for n in sys.modules if n == "mypkg" or n.startswith("mypkg.")]:
+        del sys.modules[name]
+
+
+def test_the_docs_examples_run_as_written(tmp_path, monkeypatch, fresh_mypkg):
     """docs/ops.md: its two modules become mypkg.kernels (with a stand-in for the [B, H, T, D]
     kernel the second imports) and mypkg.adapters; every command runs, narrowed."""
     kernels, adapters = re.findall(r"^```python\n(.*?)^```", DOCS, flags=re.S | re.M)

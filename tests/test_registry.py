@@ -45,6 +45,14 @@ BUILTINS = {
     "script-lstm": "lstm",
     "onnxruntime-lstm": "lstm",
     "onnxruntime-gru": "gru",
+    "scalar-decay-recurrent": "scalar_decay",
+    "scalar-decay-chunk": "scalar_decay",
+    "scalar-decay-parallel": "scalar_decay",
+    "gated-delta-recurrent": "gated_delta",
+    "gated-delta-chunk": "gated_delta",
+    "mlstm-recurrent": "mlstm",
+    "mlstm-chunk": "mlstm",
+    "mlstm-parallel": "mlstm",
 }
 FIXTURES = "tests.fixtures_impls"
 
@@ -54,7 +62,8 @@ def test_load_finds_exactly_the_builtins():
     assert {name: spec.family for name, spec in registry.specs.items()} == BUILTINS
     assert dict(registry.broken) == {}
     families = [spec.family for spec in registry.specs.values()]
-    order = ["rnn_tanh", "rnn_relu", "lstm", "gru", "mingru", "minlstm", "indrnn", "rglru"]
+    order = ["rnn_tanh", "rnn_relu", "lstm", "gru", "mingru", "minlstm", "indrnn", "rglru",
+             "scalar_decay", "gated_delta", "mlstm"]
     assert families == sorted(families, key=order.index)
 
 

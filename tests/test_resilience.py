@@ -12,6 +12,8 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from harness.cli import main
 
 BROKEN = "tests.mutants.broken"
@@ -80,6 +82,7 @@ def test_global_torch_state_changes_do_not_leak_into_other_implementations(tmp_p
     assert any(r["outcome"] == "passed" for r in theirs)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_exactly_the_records_of_a_clean_run(tmp_path):
     args = ["run", "--impl", "torch-gru", "--impl", "scratch-gru", "--suite", "shapes",
             "--suite", "state", "--workers", "1"]
@@ -105,6 +108,7 @@ def test_kill_9_then_resume_gives_exactly_the_records_of_a_clean_run(tmp_path):
     assert outcomes(killed) == outcomes(clean)
 
 
+@pytest.mark.slow
 def test_serial_and_parallel_runs_give_the_same_outcomes(tmp_path):
     args = ["run", "--impl", "torch-lstm", "--impl", "fast-lstm", "--suite", "padding",
             "--suite", "errors"]

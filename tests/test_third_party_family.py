@@ -90,6 +90,7 @@ def test_list_shows_the_family_and_its_entry(installed, tmp_path):
                for line in listing.splitlines()), listing
 
 
+@pytest.mark.slow
 def test_run_bench_and_report_use_the_family(installed, tmp_path):
     run = seq_harness(installed, tmp_path, "run", "--impl", "leaky-loop",
                       "--impl-class", "leakyrnn:LeakyFast", "--family", "leaky",

@@ -94,7 +94,7 @@ def test_the_plain_loops_pass_where_rounding_decides(family, tmp_path):
 @pytest.mark.parametrize("scale", ["ci", "full"])
 @pytest.mark.parametrize("family", sorted(PLAIN))
 def test_the_plain_loops_pass_every_suite_at_every_scale(family, scale, tmp_path):
-    """Every suite (the training tasks included) at both scales: `tox -e verdicts`."""
+    """Every suite (the training tasks included) at both scales: `tox -e slow`."""
     code = main(["run", "--impl-class", PLAIN[family], "--family", family, "--workers", "2",
                  "--confirm-alone", "0", "--scale", scale, "--out", str(tmp_path)])
     records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]

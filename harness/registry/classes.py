@@ -110,8 +110,8 @@ def spec_for_function(path: str, fn, family_name: str | None) -> ImplSpec:
     except (TypeError, ValueError) as error:
         raise type(error)(f"--impl-fn {path!r}: {error}") from None
     if spec.family_def.kind != "op":
-        raise ValueError(f"--impl-fn {path!r}: family {spec.family} checks nn.Module classes; "
-                         "a function is checked against an op family")
+        raise TypeError(f"--impl-fn {path!r} is not an nn.Module class: family {spec.family} "
+                        "checks classes; a function is checked against an op family")
     probe = OpSubject(spec, OpCase(seq_len=3, heads=1, key_dim=2, value_dim=2))
     try:
         probe.run(probe.inputs())
