@@ -17,6 +17,7 @@ autograd: its checks need a backward pass; for an implementation that declares
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +65,14 @@ def suite_name(module_name: str) -> str:
 
 
 def declared(path: Path) -> SuiteInfo:
-    """The ``SUITE = SuiteInfo(...)`` of a suite file (keyword literals only)."""
+    """The ``SUITE = SuiteInfo(...)`` of a suite file (keyword literals only); parsed once per
+    version of the file (reports and runs ask for every suite many times)."""
+    stat = path.stat()
+    return declared_in(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def declared_in(path: Path, mtime_ns: int, size: int) -> SuiteInfo:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
         if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SUITE"

@@ -18,6 +18,7 @@ from harness.core.case import DEVICES, DTYPES
 from harness.core.declared import class_declarations, declared_family
 from harness.core.op_case import OpCase
 from harness.core.op_family import FORMS
+from harness.core.values import chosen_among
 
 # How `seq-harness list` names each part of an op's contract.
 OP_PARTS = {"varlen": "cu_seqlens", "initial_state": "initial_state",
@@ -54,15 +55,8 @@ class OpCapabilities:
     form: str = "chunk"
 
     def __post_init__(self) -> None:
-        for name in ("dtypes", "devices"):
-            value = getattr(self, name)
-            if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
-                raise TypeError(f"capabilities {name}={value!r} is invalid; expected a set")
-            object.__setattr__(self, name, frozenset(value))
-        if bad := sorted(self.dtypes - set(DTYPES)):
-            raise ValueError(f"capabilities dtypes {bad} unknown; valid: {', '.join(DTYPES)}")
-        if bad := sorted(self.devices - set(DEVICES)):
-            raise ValueError(f"capabilities devices {bad} unknown; valid: {', '.join(DEVICES)}")
+        for name, valid in (("dtypes", DTYPES), ("devices", DEVICES)):
+            object.__setattr__(self, name, chosen_among(name, getattr(self, name), valid))
         sizes = self.chunk_sizes
         if sizes is not None and sizes != "any":
             if isinstance(sizes, str) or not all(isinstance(c, int) and c > 0 for c in sizes):

@@ -25,6 +25,7 @@ from harness.core.declared import (
     parse_tolerance,
 )
 from harness.core.families import Family, family
+from harness.core.values import chosen_among
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -79,15 +80,8 @@ class Capabilities:
     compiled: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("dtypes", "devices"):
-            value = getattr(self, name)
-            if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
-                raise TypeError(f"capabilities {name}={value!r} is invalid; expected a set")
-            object.__setattr__(self, name, frozenset(value))
-        if bad := sorted(self.dtypes - set(DTYPES)):
-            raise ValueError(f"capabilities dtypes {bad} unknown; valid: {', '.join(DTYPES)}")
-        if bad := sorted(self.devices - set(DEVICES)):
-            raise ValueError(f"capabilities devices {bad} unknown; valid: {', '.join(DEVICES)}")
+        for name, valid in (("dtypes", DTYPES), ("devices", DEVICES)):
+            object.__setattr__(self, name, chosen_among(name, getattr(self, name), valid))
 
     @classmethod
     def from_declaration(cls, declared: Capabilities | Mapping[str, Any] | None) -> Capabilities:

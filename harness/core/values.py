@@ -21,3 +21,13 @@ def positive_number(name: str, value: object, *, flag: bool = False) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number and 0 < value < float("inf")):
         raise ValueError(f"{shown(name, value, flag)} is invalid; expected a positive number")
+
+
+def chosen_among(name: str, value: object, valid) -> frozenset:
+    """A declared set (dtypes, devices) as a frozenset; TypeError unless a set-like of strings,
+    ValueError naming what is unknown and the valid choices."""
+    if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
+        raise TypeError(f"capabilities {name}={value!r} is invalid; expected a set")
+    if bad := sorted(set(value) - set(valid)):
+        raise ValueError(f"capabilities {name} {bad} unknown; valid: {', '.join(valid)}")
+    return frozenset(value)
