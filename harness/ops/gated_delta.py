@@ -18,11 +18,9 @@ from torch import Tensor
 from harness.ops.scalar_decay import zero_state
 from harness.ops.sequences import (
     State,
-    blocks,
+    chunked,
     decay_mask,
     factored_decays,
-    in_chunks,
-    regions,
     run,
 )
 
@@ -42,67 +40,53 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
-    (g, beta), (s,) = gates, state
-    # (B, H, T, .), laid out once: elementwise products keep their operands' strides, and
-    # every batched product over chunks of a transposed view would copy it again
-    qs, kt, vt = ((q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
-                  v.transpose(1, 2).contiguous())
-    gt, bt = g.transpose(1, 2), beta.transpose(1, 2)  # (B, H, T)
-    outputs = []
-    for part, size in regions(q.shape[1], chunk_size):
-        o, s = region(qs[:, :, part], kt[:, :, part], vt[:, :, part], gt[:, :, part],
-                      bt[:, :, part], s, size)
-        outputs.append(o)
-    o = torch.cat(outputs, 2).transpose(1, 2) if outputs else v.new_zeros(v.shape)
+    o, (s,) = chunked(region, q * scale, k, v, gates, state, chunk_size)
     return o, (s,)
 
 
-def region(qs, kt, vt, gt, bt, s, size) -> tuple[Tensor, Tensor]:
-    """Chunks of ``size`` steps. Every chunk's WY factors at once (one batched triangular
-    solve); with them each chunk is an affine map of its incoming state,
+def region(qc, kc, vc, gates, state) -> tuple[Tensor, State]:
+    """Whole chunks, chunk-major: qc (scaled), kc (N, B, H, c, K); vc (N, B, H, c, V); g and
+    β (N, B, H, c). Every chunk's WY factors at once (one batched triangular solve); with them
+    each chunk is an affine map of its incoming state,
     S_(n+1) = (e^(b_C) I - X_n W_n) S_n + X_n U_n (X_n = (K ⊙ e^(b_C - b))^T), and its output
     O_n = (R_n - M_n W_n) S_n + M_n U_n (R = (scale Q) ⊙ e^b, M the masked scores): the maps are
     built at once, the states carried one product per chunk, the outputs read at once."""
-    qc, kc, vc, gc, betas = (in_chunks(t, size) for t in (qs, kt, vt, gt, bt))
-    b = gc.cumsum(-1)  # (B, H, N, c)
+    (gc, betas), (s,) = gates, state
+    key_dim = kc.shape[-1]
+    b = gc.cumsum(-1)  # (N, B, H, c)
+    growth = b.exp().unsqueeze(-1)  # e^b: (N, B, H, c, 1)
     kb = kc * betas.unsqueeze(-1)  # diag(β) K
-    reads = qc * b.exp().unsqueeze(-1)
+    kbg = kb * growth  # diag(β)(K ⊙ e^b)
+    reads = qc * growth
     if factored_decays(b):  # e^(b_t - b_j) as e^(b_t) e^(-b_j): no (c, c) exponential
         keys = kc * (-b).exp().unsqueeze(-1)
-        a = ((kb * b.exp().unsqueeze(-1)) @ keys.transpose(-1, -2)).tril_(-1)  # strictly lower
-        scores = (reads @ keys.transpose(-1, -2)).tril_()  # (B, H, N, c, c)
-        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).transpose(-1, -2)  # (B, H, N, K, c)
+        unit = (kbg @ keys.mT).tril_(-1)  # A, strictly lower
+        scores = (reads @ keys.mT).tril_()  # (N, B, H, c, c)
+        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).mT  # (N, B, H, K, c)
     else:  # strong decays: the masked exponential of segment sums (every exponent <= 0)
-        gamma = decay_mask(gc)  # (B, H, N, c, c): e^(b_t - b_j), zero above
-        a = (kb @ kc.transpose(-1, -2) * gamma).tril(-1)
-        scores = qc @ kc.transpose(-1, -2) * gamma
-        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).transpose(-1, -2)
-    unit = a + torch.eye(size, dtype=a.dtype, device=a.device)
-    # T = (I + A)^-1 applied to both right-hand sides in one solve: W = T diag(β)(K ⊙ e^b),
-    # U = T diag(β) V
+        gamma = decay_mask(gc)  # (N, B, H, c, c): e^(b_t - b_j), zero above
+        unit = (kb @ kc.mT * gamma).tril_(-1)
+        scores = qc @ kc.mT * gamma
+        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).mT
+    unit.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # I + A
+    # T = (I + A)^-1 on both right-hand sides at once: diag(β)(K ⊙ e^b) and diag(β) V
     both = torch.linalg.solve_triangular(
-        unit, torch.cat([kb * b.exp().unsqueeze(-1), vc * betas.unsqueeze(-1)], -1),
-        upper=False, unitriangular=True)
-    w, u = both[..., :kc.shape[-1]], both[..., kc.shape[-1]:]  # (B, H, N, c, K), (.., V)
-    reads = reads - scores @ w  # (B, H, N, c, K)
-    o = scores @ u  # (B, H, N, c, V)
-    carry = b[..., -1].exp()[..., None, None]
-    identity = torch.eye(s.shape[-2], dtype=s.dtype, device=s.device)
+        unit, torch.cat([kbg, vc * betas.unsqueeze(-1)], -1), upper=False, unitriangular=True)
+    w, u = both[..., :key_dim], both[..., key_dim:]  # W (N, B, H, c, K), U (.., V)
+    reads = reads - scores @ w  # (N, B, H, c, K)
+    o = scores @ u  # (N, B, H, c, V)
+    carry = b[..., -1].exp()[..., None, None]  # (N, B, H, 1, 1)
+    identity = torch.eye(key_dim, dtype=s.dtype, device=s.device)
     batch, heads = s.shape[:2]
-    for part in blocks(qc.shape[2], s[0].numel()):
-        # each chunk's map, chunk-major and contiguous: one baddbmm per chunk, no copies
-        maps = (carry[:, :, part] * identity - writes[:, :, part] @ w[:, :, part])
-        maps = maps.permute(2, 0, 1, 3, 4).reshape(-1, batch * heads, *maps.shape[-2:])
-        added = (writes[:, :, part] @ u[:, :, part]).permute(2, 0, 1, 3, 4)
-        added = added.reshape(-1, batch * heads, *added.shape[-2:])  # (n, B * H, K, V)
-        state, starts = s.reshape(batch * heads, *s.shape[2:]), []
-        for n in range(added.shape[0]):
-            starts.append(state)
-            state = torch.baddbmm(added[n], maps[n], state)
-        s = state.view_as(s)
-        o[:, :, part] += reads[:, :, part] @ torch.stack(starts, 1).view(
-            batch, heads, -1, *s.shape[2:])
-    return o.reshape(*o.shape[:2], -1, o.shape[-1]), s
+    maps = carry * identity - writes @ w  # (N, B, H, K, K), contiguous
+    added = writes @ u  # (N, B, H, K, V)
+    state, starts = s.reshape(batch * heads, *s.shape[2:]), []
+    for n in range(added.shape[0]):
+        starts.append(state)
+        state = torch.baddbmm(added[n].view_as(state), maps[n].view(
+            batch * heads, key_dim, key_dim), state)
+    o += reads @ torch.stack(starts).view(-1, *s.shape)
+    return o, (state.view_as(s),)
 
 
 def call(core, q, k, v, g, beta, *, scale=None, initial_state=None, output_final_state=False,

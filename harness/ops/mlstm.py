@@ -20,11 +20,13 @@ h_t = (Σ_j e^(D_tj - m_t) (k_j · q̂_t) v_j + e^(a_t - m_t) C_prev^T q̂_t)
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.ops.sequences import State, blocks, in_chunks, regions, run, segment_sums
+from harness.ops.sequences import State, chunked, run, segment_sums
 
 GATES = ("i", "f")
 EPS = 1e-6
@@ -55,60 +57,44 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size, eps=EPS) -> tuple[T
 
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size, eps=EPS) -> tuple[Tensor, State]:
-    (i, f), (c, n, m) = gates, state
-    # (B, H, T, .), laid out once: elementwise products keep their operands' strides, and
-    # every batched product over chunks of a transposed view would copy it again
-    qs, kt, vt = ((q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
-                  v.transpose(1, 2).contiguous())
-    it, log_f = i.transpose(1, 2), F.logsigmoid(f).transpose(1, 2)  # (B, H, T)
-    outputs = []
-    for part, size in regions(q.shape[1], chunk_size):
-        o, (c, n, m) = region(qs[:, :, part], kt[:, :, part], vt[:, :, part], it[:, :, part],
-                              log_f[:, :, part], (c, n, m), size, eps)
-        outputs.append(o)
-    o = torch.cat(outputs, 2).transpose(1, 2) if outputs else v.new_zeros(v.shape)
-    return o, (c, n, m)
+    i, f = gates
+    return chunked(functools.partial(region, eps=eps), q * scale, k, v, (i, F.logsigmoid(f)),
+                   state, chunk_size)
 
 
-def region(qs, kt, vt, it, log_f, state, size, eps) -> tuple[Tensor, State]:
-    """Chunks of ``size`` steps. Every chunk's log weights D and products q k^T at once; the
+def region(qc, kc, vc, gates, state, eps) -> tuple[Tensor, State]:
+    """Whole chunks, chunk-major: qc (scaled), kc (N, B, H, c, K); vc (N, B, H, c, V); i and
+    logσ(f) (N, B, H, c). Every chunk's log weights D and products q k^T at once; the
     stabiliser at each chunk's start, chunk by chunk (a scalar per sequence and head:
     m_next = max(b_C + m, max_j D_Cj)); then every chunk's weights at once, the states C and n
     carried with one elementwise step per chunk, and the outputs read at once."""
-    c, n, m = state
-    qc, kc, vc, ic, fc = (in_chunks(t, size) for t in (qs, kt, vt, it, log_f))
-    b = fc.cumsum(-1)  # (B, H, N, c)
+    (ic, fc), (c, n, m) = gates, state
+    b = fc.cumsum(-1)  # (N, B, H, c)
     steps = segment_sums(fc) + ic.unsqueeze(-2)  # D_tj = b_t - b_j + i_j, -inf above
-    largest = steps.amax(-1)  # (B, H, N, c)
+    largest = steps.amax(-1)  # (N, B, H, c)
     starts = []
-    for j in range(qc.shape[2]):
+    for j in range(qc.shape[0]):
         starts.append(m)
-        m = torch.maximum(b[:, :, j, -1] + m, largest[:, :, j, -1])
-    carried = b + torch.stack(starts, 2).unsqueeze(-1)  # a_t = b_t + m_start
-    m_t = torch.maximum(carried, largest)  # (B, H, N, c): the reference's m at every step
-    weights = (steps - m_t.unsqueeze(-1)).exp() * (qc @ kc.transpose(-1, -2))  # (B,H,N,c,c)
-    old = (carried - m_t).exp().unsqueeze(-1)  # the carried state's weight: (B, H, N, c, 1)
-    into = kc * (steps[..., -1, :] - m_t[..., -1:]).exp().unsqueeze(-1)  # (B, H, N, c, K)
-    keep = (carried[..., -1] - m_t[..., -1]).exp()  # (B, H, N)
-    outputs = []
-    for part in blocks(qc.shape[2], c[0].numel()):
-        added_c = into[:, :, part].transpose(-1, -2) @ vc[:, :, part]  # (B, H, n, K, V)
-        added_n = into[:, :, part].sum(-2)  # (B, H, n, K)
-        start_c, start_n = [], []
-        for j in range(added_c.shape[2]):
-            start_c.append(c)
-            start_n.append(n)
-            kept = keep[:, :, part][:, :, j]
-            c = torch.addcmul(added_c[:, :, j], c, kept[..., None, None])
-            n = torch.addcmul(added_n[:, :, j], n, kept[..., None])
-        q_part, w_part = qc[:, :, part], weights[:, :, part]
-        numerator = w_part @ vc[:, :, part] + old[:, :, part] * (q_part @ torch.stack(start_c, 2))
-        normaliser = w_part.sum(-1, keepdim=True) + old[:, :, part] * (
-            q_part @ torch.stack(start_n, 2).unsqueeze(-1))
-        floor = (-m_t[:, :, part]).exp().unsqueeze(-1)
-        outputs.append(numerator / (torch.maximum(normaliser.abs(), floor) + eps))
-    o = torch.cat(outputs, 2)
-    return o.reshape(*o.shape[:2], -1, o.shape[-1]), (c, n, m)
+        m = torch.maximum(b[j, ..., -1] + m, largest[j, ..., -1])
+    carried = b + torch.stack(starts).unsqueeze(-1)  # a_t = b_t + m_start
+    m_t = torch.maximum(carried, largest)  # (N, B, H, c): the reference's m at every step
+    weights = (steps - m_t.unsqueeze(-1)).exp() * (qc @ kc.mT)  # (N, B, H, c, c)
+    old = (carried - m_t).exp().unsqueeze(-1)  # the carried state's weight: (N, B, H, c, 1)
+    into = kc * (steps[..., -1, :] - m_t[..., -1:]).exp().unsqueeze(-1)  # (N, B, H, c, K)
+    keep = (carried[..., -1] - m_t[..., -1]).exp()  # (N, B, H)
+    added_c = into.mT @ vc  # (N, B, H, K, V)
+    added_n = into.sum(-2)  # (N, B, H, K)
+    start_c, start_n = [], []
+    for j in range(added_c.shape[0]):
+        start_c.append(c)
+        start_n.append(n)
+        c = torch.addcmul(added_c[j], c, keep[j][..., None, None])
+        n = torch.addcmul(added_n[j], n, keep[j][..., None])
+    numerator = weights @ vc + old * (qc @ torch.stack(start_c))
+    normaliser = weights.sum(-1, keepdim=True) + old * (
+        qc @ torch.stack(start_n).unsqueeze(-1))
+    floor = (-m_t).exp().unsqueeze(-1)
+    return numerator / (torch.maximum(normaliser.abs(), floor) + eps), (c, n, m)
 
 
 def parallel_core(q, k, v, gates, state, scale, chunk_size, eps=EPS) -> tuple[Tensor, State]:

@@ -17,15 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness.ops.sequences import (
-    State,
-    blocks,
-    decay_mask,
-    factored_decays,
-    in_chunks,
-    regions,
-    run,
-)
+from harness.ops.sequences import State, chunked, decay_mask, factored_decays, run
 
 GATES = ("g",)
 
@@ -45,45 +37,34 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
-    (g,), (s,) = gates, state
-    # (B, H, T, .), laid out once: elementwise products keep their operands' strides, and
-    # every batched product over chunks of a transposed view would copy it again
-    qs, kt, vt = ((q * scale).transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(),
-                  v.transpose(1, 2).contiguous())
-    gt = g.transpose(1, 2)  # (B, H, T)
-    outputs = []
-    for part, size in regions(q.shape[1], chunk_size):
-        o, s = region(qs[:, :, part], kt[:, :, part], vt[:, :, part], gt[:, :, part], s, size)
-        outputs.append(o)
-    o = torch.cat(outputs, 2).transpose(1, 2) if outputs else v.new_zeros(v.shape)
-    return o, (s,)
+    return chunked(region, q * scale, k, v, gates, state, chunk_size)
 
 
-def region(qs, kt, vt, gt, s, size) -> tuple[Tensor, Tensor]:
-    """Chunks of ``size`` steps. Every chunk's products at once — its intra-chunk outputs, what
-    it adds to the state (U_n) and how it decays it (e^(b_C)) — then the states themselves,
+def region(qc, kc, vc, gates, state) -> tuple[Tensor, State]:
+    """Whole chunks, chunk-major: qc (scaled), kc (N, B, H, c, K); vc (N, B, H, c, V); g
+    (N, B, H, c). Every chunk's products at once — its intra-chunk outputs, what it adds to the
+    state (U_n) and how it decays it (e^(b_C)) — then the states themselves,
     S_(n+1) = e^(b_C) S_n + U_n, one elementwise step per chunk, and every chunk's read of its
-    incoming state at once. qs, kt (B, H, L, K); vt (B, H, L, V); gt (B, H, L)."""
-    qc, kc, vc, gc = (in_chunks(t, size) for t in (qs, kt, vt, gt))  # (B, H, N, c, .)
-    b = gc.cumsum(-1)  # (B, H, N, c): log decay from each chunk's start
+    incoming state at once."""
+    (gc,), (s,) = gates, state
+    b = gc.cumsum(-1)  # (N, B, H, c): log decay from each chunk's start
     reads = qc * b.exp().unsqueeze(-1)  # how each step reads the chunk's incoming state
     if factored_decays(b):  # e^(b_t - b_j) as e^(b_t) e^(-b_j): no (c, c) exponential
         keys = kc * (-b).exp().unsqueeze(-1)
-        o = (reads @ keys.transpose(-1, -2)).tril_() @ vc  # intra-chunk: (B, H, N, c, V)
-        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).transpose(-1, -2)  # (B, H, N, K, c)
+        o = (reads @ keys.mT).tril_() @ vc  # intra-chunk: (N, B, H, c, V)
+        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).mT  # (N, B, H, K, c)
     else:  # strong decays: the masked exponential of segment sums (every exponent <= 0)
-        gamma = decay_mask(gc)  # (B, H, N, c, c): e^(b_t - b_j), j <= t
-        o = (qc @ kc.transpose(-1, -2) * gamma) @ vc
-        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).transpose(-1, -2)
-    carry = b[..., -1].exp()[..., None, None]  # (B, H, N, 1, 1)
-    for part in blocks(qc.shape[2], s[0].numel()):
-        added = writes[:, :, part] @ vc[:, :, part]  # U_n: (B, H, n, K, V)
-        starts = []
-        for n in range(added.shape[2]):
-            starts.append(s)
-            s = torch.addcmul(added[:, :, n], s, carry[:, :, part][:, :, n])
-        o[:, :, part] += reads[:, :, part] @ torch.stack(starts, 2)
-    return o.reshape(*o.shape[:2], -1, o.shape[-1]), s
+        gamma = decay_mask(gc)  # (N, B, H, c, c): e^(b_t - b_j), j <= t
+        o = (qc @ kc.mT * gamma) @ vc
+        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).mT
+    carry = b[..., -1].exp()[..., None, None]  # (N, B, H, 1, 1)
+    added = writes @ vc  # U_n: (N, B, H, K, V)
+    starts = []
+    for n in range(added.shape[0]):
+        starts.append(s)
+        s = torch.addcmul(added[n], s, carry[n])
+    o += reads @ torch.stack(starts)
+    return o, (s,)
 
 
 def parallel_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:

@@ -162,16 +162,48 @@ def factored_decays(b: Tensor) -> bool:
     return bool((b >= -FACTORED_DECAY).all())
 
 
-STATES_PER_BLOCK = 2 ** 24  # state elements held at once while carrying states across chunks
+GROUP_ELEMENTS = 2 ** 18  # elements of one chunk-major input per group of chunks
 
 
-def blocks(chunk_count: int, state_elements: int) -> list[slice]:
-    """Consecutive groups of chunks whose states (one per chunk, ``state_elements`` each) hold
-    at most STATES_PER_BLOCK elements: memory stays bounded at any T, B and H."""
-    size = max(1, STATES_PER_BLOCK // max(state_elements, 1))
+def groups(chunk_count: int, chunk_elements: int) -> list[slice]:
+    """Consecutive groups of chunks whose inputs hold about GROUP_ELEMENTS elements each
+    (``chunk_elements`` per chunk; at least one chunk): a group's intermediates stay in the
+    caches (1.7x faster than all chunks at once at T=4096, H=4, K=V=64 on a 2-vCPU EPYC),
+    and memory stays bounded at any T, B and H."""
+    size = max(1, GROUP_ELEMENTS // max(chunk_elements, 1))
     return [slice(i, min(i + size, chunk_count)) for i in range(0, chunk_count, size)]
 
 
-def in_chunks(x: Tensor, size: int) -> Tensor:
-    """(B, H, L, ...) -> (B, H, L / size, size, ...)."""
-    return x.reshape(*x.shape[:2], x.shape[2] // size, size, *x.shape[3:])
+Region = Callable[..., tuple[Tensor, State]]
+
+
+def chunked(region: Region, q: Tensor, k: Tensor, v: Tensor, gates: Sequence[Tensor],
+            state: State, chunk_size: int) -> tuple[Tensor, State]:
+    """A chunked form's core from its ``region(q, k, v, gates, state) -> (o, state)``, which
+    takes whole chunks, chunk-major (``chunk_major``: q, k (N, B, H, c, K), v (N, B, H, c, V),
+    gates (N, B, H, c)) and returns o (N, B, H, c, V): the sequence's whole chunks group by
+    group, then its tail (one shorter chunk, never padded), the state carried through."""
+    outputs = []
+    for part, size in regions(q.shape[1], chunk_size):
+        pieces = [chunk_major(t[:, part], size) for t in (q, k, v, *gates)]
+        for group in groups(pieces[0].shape[0], pieces[0][0].numel()):
+            qc, kc, vc, *gc = (p[group] for p in pieces)
+            o, state = region(qc, kc, vc, tuple(gc), state)
+            outputs.append(from_chunk_major(o))
+    if not outputs:
+        return v.new_zeros(v.shape), state
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)), state
+
+
+def chunk_major(x: Tensor, size: int) -> Tensor:
+    """(B, L, H, ...) -> (L / size, B, H, size, ...), contiguous: chunk-major, so that one
+    chunk's slice of anything computed from it is contiguous for the step-per-chunk loop."""
+    batch, steps = x.shape[:2]
+    return x.reshape(batch, steps // size, size, *x.shape[2:]).movedim(1, 0).transpose(
+        2, 3).contiguous()
+
+
+def from_chunk_major(o: Tensor) -> Tensor:
+    """(N, B, H, c, V) -> (B, N c, H, V): ``chunk_major``'s inverse for outputs."""
+    chunks, batch, heads, size, width = o.shape
+    return o.permute(1, 0, 3, 2, 4).reshape(batch, chunks * size, heads, width)
