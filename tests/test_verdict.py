@@ -193,3 +193,26 @@ def test_a_timing_of_one_sample_has_no_interval_and_is_never_faster_for_sure():
     assert str(once) == "0.50x (one sample: no interval)"
     twice = geometric_mean_ratio([([[0.5], [0.51]], [[1.0], [1.01]])])
     assert twice.has_interval and twice.high < 1
+
+
+def test_a_large_speed_up_keeps_its_digits_and_says_how_many_times_faster():
+    from harness.latency.ratios import Ratio
+
+    assert str(Ratio(0.0052, 0.0039, 0.0093)) == "0.0052x (0.0039–0.0093, 192.3x faster)"
+    assert str(Ratio(0.5, 0.4, 0.6)) == "0.50x (0.40–0.60)"
+
+
+def test_a_bench_without_checks_says_conformance_was_not_checked(tmp_path):
+    directory = tmp_path / "bench"
+    write_run_info(directory, INFO)
+    writer = RecordWriter(directory)
+    rng = np.random.default_rng(0)
+    for impl in ("torch-gru", "fast-gru"):
+        for phase in ("inference", "forward_backward"):
+            for worker in range(3):
+                writer.write(timing(impl, STANDARD, phase, SPEED[impl] * 10, worker, rng))
+    writer.close()
+    text = render([directory])
+    assert "**gru**: conformance not checked in this run (timings only)." in text
+    assert "nothing claimed runs here" not in text
+    assert "inference: fast-gru, 0.50x (" in text  # the speed is still said

@@ -28,7 +28,8 @@ K: measured on this kit's correct implementations — every float32 registry ent
 loops of every family in another summation order (tests/plain_loops.py) — at the precision
 checks' stresses over 20 seeds: the largest distance to the float64 answer was 8.0 roundings
 (onnxruntime-gru at saturated gates; the plain loops 6.5), and over every value check of every
-suite with ``--rounding always``, 4.8 (docs/verdicts.md has the figures and commands). K = 16
+suite with ``--rounding always``, 2.8 where the rounding decided (docs/verdicts.md has the
+figures and commands). K = 16
 leaves a factor of two above that; the least precise mutant in tests/mutants sits at 57.
 """
 

@@ -33,9 +33,12 @@ class Ratio:
         return not (math.isnan(self.low) or math.isnan(self.high))
 
     def __str__(self) -> str:
+        # below 0.1x, three significant figures and the speed-up (0.00x would say nothing)
+        digits = (lambda x: f"{x:.2f}") if self.value >= 0.1 else (lambda x: f"{x:.3g}")
+        faster = f", {1 / self.value:.1f}x faster" if 0 < self.value < 0.1 else ""
         if not self.has_interval:
-            return f"{self.value:.2f}x (one sample: no interval)"
-        return f"{self.value:.2f}x ({self.low:.2f}–{self.high:.2f})"
+            return f"{digits(self.value)}x (one sample: no interval{faster})"
+        return f"{digits(self.value)}x ({digits(self.low)}–{digits(self.high)}{faster})"
 
 
 def resampled_medians(per_process: Sequence[Sequence[float]], rng: np.random.Generator,

@@ -212,15 +212,23 @@ def sentence(name: str, baseline: str, entries, regimes: list[Regime]) -> list[s
         return []
     conforming = [e for e in others if e[2] == 0 and e[3] > 0]
     failing = [md(e[0]) for e in others if e[2] > 0]
-    idle = [md(e[0]) for e in others if e[2] == 0 and e[3] == 0]
+    unchecked = [e for e in others if e[6].empty]  # timed only: no check in this run
+    idle = [md(e[0]) for e in others if e[2] == 0 and e[3] == 0 and not e[6].empty]
     notes = ([f"{', '.join(failing)} {'fails' if len(failing) == 1 else 'fail'}"]
              if failing else []) + (
-        [f"{', '.join(idle)}: nothing claimed runs here"] if idle else [])
-    lines = [f"- **{md(name)}**: {len(conforming)} of {len(others)} implementations conform"
-             + (f" ({'; '.join(notes)})" if notes else "") + "."]
+        [f"{', '.join(idle)}: nothing claimed runs here"] if idle else []) + (
+        [f"{', '.join(md(e[0]) for e in unchecked)}: not checked in this run"]
+        if unchecked else [])
+    if len(unchecked) == len(others):
+        lines = [f"- **{md(name)}**: conformance not checked in this run (timings only)."]
+    else:
+        lines = [f"- **{md(name)}**: {len(conforming)} of {len(others) - len(unchecked)} "
+                 "implementations conform"
+                 + (f" ({'; '.join(notes)})" if notes else "") + "."]
     for regime in regimes:
+        # speed is said of what conforms, or of what this run did not check at all (a bench)
         parts = [f"{PHASE_LABEL[phase]}: {said}" for phase in ("inference", "forward_backward")
-                 if (said := fastest(phase, baseline, conforming, regime))]
+                 if (said := fastest(phase, baseline, conforming + unchecked, regime))]
         if parts:
             lines.append(f"  - {regime.label}: " + "; ".join(parts) + ".")
     return lines
