@@ -221,12 +221,14 @@ def test_the_docs_examples_run_as_written(tmp_path, monkeypatch, fresh_mypkg):
     monkeypatch.syspath_prepend(str(tmp_path))
     lines = [line.strip() for block in re.findall(r"^```sh\n(.*?)^```", DOCS, flags=re.S | re.M)
              for line in block.splitlines() if line.strip()]
-    assert len(lines) == 3
+    assert len(lines) == 5
     for n, line in enumerate(lines):
-        argv = shlex.split(line)[1:]
+        argv = shlex.split(line, comments=True)[1:]
         if argv[0] == "run":
             argv += ["--suite", "values", "--suite", "varlen", "--workers", "0"]
         else:
+            if "--impl" not in argv and "--impl-fn" not in argv:  # the speed section's
+                argv += ["--impl", "scalar-decay-chunk"]  # commands, one fast entry
             argv += ["--phase", "inference", "--workers", "1", "--min-run-time", "0.01",
                      "--no-memory", "--no-first-call"]
         assert main([*argv, "--out", str(tmp_path / f"out{n}")]) == 0, line

@@ -150,6 +150,13 @@ class OpCase:
 AnyCase = Case | OpCase
 
 
+OP_ONLY = frozenset({"heads", "key_dim", "value_dim", "chunk_size"})  # fields only ops' cases have
+
+
 def case_from_dict(data: dict[str, Any]) -> AnyCase:
-    """A record's case, whichever kind it is."""
-    return OpCase.from_dict(data) if data.get("kind") == "op" else Case.from_dict(data)
+    """A record's (or a grid file's) case, whichever kind it is: ``kind: "op"``, or, with no
+    kind given, a field only an op's case has (heads, key_dim, ...)."""
+    kind = data.get("kind")
+    if kind == "op" or (kind is None and OP_ONLY & set(data)):
+        return OpCase.from_dict(data)
+    return Case.from_dict(data)
