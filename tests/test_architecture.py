@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "harness"
 STAGES = {
     "harness": 0, "harness.core": 1,
     "harness.records": 2, "harness.registry": 2, "harness.families": 2, "harness.spec": 2,
+    "harness.diagnosis": 2.5,
     "harness.impls": 3, "harness.conformance": 3, "harness.latency": 3, "harness.profiling": 3,
     "harness.gate": 4,
     "harness.report": 5,

@@ -139,10 +139,10 @@ CORRECT = {
 }
 
 
-def run_suite(target: str, family: str, suite: str, out, keyword: str | None = None
-              ) -> tuple[int, list[dict]]:
+def run_suite(target: str, family: str, suite: str, out, keyword: str | None = None,
+              workers: int = 0) -> tuple[int, list[dict]]:
     code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
-                 "--workers", "0", "--confirm-alone", "0", "--out", str(out),
+                 "--workers", str(workers), "--confirm-alone", "0", "--out", str(out),
                  *(["-k", keyword] if keyword else [])])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return code, records
@@ -178,6 +178,12 @@ def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
     assert any(r["outcome"] == "passed" for r in records)
 
 
+# TorchScript's executor keeps what it profiled per scripted function for the whole process: once
+# the scripted LSTM has run elsewhere in a test process, its plan is already optimised and the
+# inference-mode failure no longer shows. This one is checked as a run meets it: in a fresh
+# worker process.
+FRESH_PROCESS = {"InferenceModeScriptLSTM"}
+
 # Deployment variants with one mistake each (tests.mutants.deploy): the check that catches it
 # and what its failure says. The Loose* mutants declare atol 10: exact checks are not loosened.
 DEPLOY_MUTANTS = [
@@ -208,7 +214,8 @@ DEPLOY_CONTROLS = [
 @pytest.mark.parametrize(("mutant", "family", "suite", "check", "says"), DEPLOY_MUTANTS,
                          ids=[m for m, *_ in DEPLOY_MUTANTS])
 def test_suite_catches_deployment_mutant(mutant, family, suite, check, says, tmp_path):
-    code, records = run_suite(f"tests.mutants.deploy:{mutant}", family, suite, tmp_path, check)
+    code, records = run_suite(f"tests.mutants.deploy:{mutant}", family, suite, tmp_path, check,
+                              workers=1 if mutant in FRESH_PROCESS else 0)
     failed = [r for r in records if r["check"] == check and r["outcome"] == "failed"]
     assert code == 1
     assert failed, f"{suite}::{check} did not catch {mutant}"

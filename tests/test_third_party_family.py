@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -66,11 +67,23 @@ leaky-loop = leakyrnn:LEAKY_LOOP
 '''
 
 
+def docs_signature_block() -> str:
+    """docs/diagnosis.md's example: leakyrnn's LEAKY declaring its own bug signature."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md").read_text()
+    (block,) = re.findall(r"^```python\n(.*?)^```", docs, flags=re.S | re.M)
+    return block
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict[str, str]:
     """The environment of a user who installed the leakyrnn package."""
     root = tmp_path_factory.mktemp("site")
-    (root / "leakyrnn.py").write_text(textwrap.dedent(PACKAGE))
+    # the docs' LEAKY, with its own signature, in place of the plain one
+    plain = 'LEAKY = Family("leaky", LeakyLoop, gates=1, recurrence="none", description="a ' \
+        'leaky integrator")\n'
+    assert plain in PACKAGE
+    (root / "leakyrnn.py").write_text(textwrap.dedent(PACKAGE.replace(
+        plain, docs_signature_block() + "\n\n")))
     dist = root / "leakyrnn-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: leakyrnn\nVersion: 0.1\n")
@@ -114,6 +127,21 @@ def test_run_bench_and_report_use_the_family(installed, tmp_path):
     assert "| leaky-fast " in text and "| leaky " in text
     # the family's baseline is its reference loop: the fast class is timed against it
     assert "leaky-loop" in text and "1.00x" in text
+
+
+def test_the_family_s_own_signature_names_its_mistake(installed, tmp_path):
+    """docs/diagnosis.md's example, installed: a class with the leak on the input fails and is
+    diagnosed with the family's own signature, through the entry point."""
+    run = seq_harness(installed, tmp_path, "run", "--impl-class", "leakyrnn:LeakOnInput",
+                      "--family", "leaky", "--suite", "shapes", "--workers", "0",
+                      "-k", "values_match_reference and T5-B3-I3-H7]",
+                      "--out", str(tmp_path / "run"))
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    records = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").open()]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert failed and all(r["metrics"]["diagnosis"]["signatures"] == ["leak-on-input"]
+                          for r in failed)
+    assert "the leak applied to the input, not the state" in run.stdout
 
 
 def test_a_family_that_fails_to_load_is_named_without_hiding_the_others(tmp_path):

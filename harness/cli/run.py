@@ -83,7 +83,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         tf32=args.tf32, check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
-        atol=args.atol, rtol=args.rtol, rounding=args.rounding))
+        atol=args.atol, rtol=args.rtol, rounding=args.rounding,
+        diagnosis=not args.no_diagnosis))
     for line in describe(outcome.confirmed):
         print(line)
     if outcome.confirmed:  # the verdicts of the re-runs belong in the report

@@ -70,7 +70,12 @@ ROUNDING = option("--rounding", default="needed", choices=("needed", "always"),
                   help="when a value check measures the case's rounding (the reference in "
                   "float32 against float64): needed (default), only where the family's atol is "
                   "exceeded; always, on every comparison (for the tolerance tables)")
-SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL, ROUNDING)
+NO_DIAGNOSIS = option("--no-diagnosis", action="store_true",
+                      help="do not diagnose failed value checks (by default each is shrunk to "
+                      "its smallest failing case and matched against the family's known bug "
+                      "patterns, harness.diagnosis)")
+SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL, ROUNDING,
+          NO_DIAGNOSIS)
 
 
 # Where a plain pytest run writes its records (`seq-harness run` passes them itself).

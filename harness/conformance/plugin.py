@@ -16,6 +16,7 @@ SELECTION = pytest.StashKey["object"]()
 WRITER = pytest.StashKey["object"]()
 RUN_ID = pytest.StashKey[str]()
 STRIKES = pytest.StashKey["object"]()
+DIAGNOSERS = pytest.StashKey[dict]()  # implementation name -> its Diagnoser, per process
 MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
 # fail at once (a hanging or crashing implementation must not hold the run for hours)
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
@@ -166,9 +167,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         params, config = pyfuncitem.callspec.params, pyfuncitem.config
         said = as_torch(pyfuncitem.obj, params["spec"], params["case"], error,
                         lambda spec: new_check(params["case"], spec, config))
-        if said is None:
+        if said is not None:
+            pytest.skip(said)
+        from harness.conformance.diagnosed import diagnosed
+        sentence = diagnosed(pyfuncitem, error, config.stash.setdefault(DIAGNOSERS, {}))
+        if sentence is None:
             raise
-        pytest.skip(said)
+        raise type(error)(f"{error}\ndiagnosis: {sentence}") from error
     # A check that compared nothing has not passed: it is not supported, saying what was empty.
     measured = pyfuncitem.funcargs.get("check")
     reason = getattr(measured, "vacuous_reason", None)

@@ -40,6 +40,7 @@ class SuiteRun:
     atol: float | None = None
     rtol: float | None = None
     rounding: str = "needed"
+    diagnosis: bool = True
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
@@ -47,6 +48,8 @@ class SuiteRun:
         options = ["--device", self.device, "--scale", self.scale, "--threads",
                    str(self.threads), "--tf32", self.tf32,
                    "--check-timeout", str(self.check_timeout), "--rounding", self.rounding]
+        if not self.diagnosis:
+            options.append("--no-diagnosis")
         for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
             if value is not None:
                 options += [flag, repr(value)]
@@ -129,4 +132,9 @@ def lines_for(records: Sequence[Record], limit: int = 15) -> list[str]:
              for (impl, suite, check), n in list(failing.items())[:limit]]
     if len(failing) > limit:
         lines.append(f"... and {len(failing) - limit} more failing checks (see the report)")
+    said = Counter((r.impl, r.metrics["diagnosis"]["sentence"]) for r in records
+                   if r.outcome == "failed" and isinstance(r.metrics, dict)
+                   and isinstance(r.metrics.get("diagnosis"), dict))
+    lines += [f"DIAGNOSIS {impl}: {sentence} ({n} failed check{'s' if n > 1 else ''})"
+              for (impl, sentence), n in said.most_common()]
     return lines

@@ -18,7 +18,7 @@ padded or packed input, ``h_n`` of shape ``(num_layers * num_directions, B, H)``
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -72,6 +72,11 @@ class Family:
         backward in eval mode). A check an implementation fails on that device is run again on
         that module; failing it the same way, the implementation did what torch does there:
         outcome *as torch* (harness.conformance.as_torch).
+    gate_names: the gate blocks' names in their order ("i", "f", "g", "o"): a diagnosis tries
+        every other order (harness.diagnosis.signatures).
+    signatures: the family's own bug signatures (harness.diagnosis.signatures.Signature), tried
+        with the generic ones when an implementation fails: a callable returning them, or its
+        "module:function" path (imported only then).
     """
 
     name: str
@@ -92,6 +97,8 @@ class Family:
     baseline: str = ""
     reference_label: str = ""
     device_modules: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
+    gate_names: tuple[str, ...] = ()
+    signatures: str | Callable[[], Sequence[Any]] | None = None
 
     kind = "module"  # the kind of subject it checks (harness.core.op_family: "op")
 
@@ -102,6 +109,12 @@ class Family:
         if self.state_domain not in DOMAINS:
             raise ValueError(f"family {self.name!r}: state_domain {self.state_domain!r} is "
                              f"invalid; valid: {', '.join(DOMAINS)}")
+        if self.gate_names and len(self.gate_names) != self.gates:
+            raise ValueError(f"family {self.name!r}: gate_names {self.gate_names!r} name "
+                             f"{len(self.gate_names)} gates; expected {self.gates}")
+        if isinstance(self.signatures, str) and ":" not in self.signatures:
+            raise ValueError(f"family {self.name!r}: signatures {self.signatures!r} is invalid; "
+                             "expected a callable or a 'module:function' path")
         if self.state not in (("h",), ("h", "c")):
             raise ValueError(f"family {self.name!r}: state {self.state!r} is invalid; valid: "
                              "('h',) or ('h', 'c')")

@@ -188,6 +188,24 @@ class RecurrentLayer(nn.Module):
                                sizes=self.state_sizes(), batched=batched)
 
 
+class CellState:
+    """LSTM's state for a RecurrentLayer: (h, c), h of h_out features (projected), c of
+    hidden_size; forward returns (h_n, c_n) and takes hx as such a tuple."""
+
+    mode: ClassVar[str] = "LSTM"
+
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.h_out, self.hidden_size)  # h may be projected; c never is
+
+    def pack_state(self, state: State) -> State:
+        return state[0], state[1]
+
+    def unpack_hx(self, hx: Tensor | State) -> State:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise RuntimeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
+        return tuple(hx)
+
+
 class NamedParameters(RecurrentLayer):
     """Parameters named as torch's (weight_ih_l0, bias_hh_l1_reverse, weight_hr_l0), shaped by
     the family's layout, so a reference state_dict loads by name.

@@ -26,6 +26,8 @@ from torch import Tensor
 from harness.core.families import Family
 from harness.core.layer import NamedParameters, State
 
+STEPS = "harness.diagnosis.steps"  # the families' own bug signatures, loaded when asked
+
 
 def g(a: Tensor) -> Tensor:
     """a + 0.5 for a >= 0, σ(a) otherwise: continuous, increasing, always positive."""
@@ -76,9 +78,11 @@ class MinLSTMLoop(NamedParameters):
 
 MINGRU = Family(
     "mingru", MinGRULoop, gates=2, recurrence="none", state_domain="positive", order=10,
+    gate_names=("z", "h̃"), signatures=f"{STEPS}:mingru_signatures",
     description="minGRU: h' = (1 - z) h + z g(W_h x), z = σ(W_z x); gates from x only",
 )
 MINLSTM = Family(
     "minlstm", MinLSTMLoop, gates=3, recurrence="none", state_domain="positive", order=11,
+    gate_names=("f", "i", "h̃"), signatures=f"{STEPS}:minlstm_signatures",
     description="minLSTM: h' = f' h + i' g(W_h x), f', i' normalised to sum to 1",
 )

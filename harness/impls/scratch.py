@@ -18,25 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.core.layer import NamedParameters, State
+from harness.core.layer import CellState, NamedParameters, State
 
 
-class ScratchLSTM(NamedParameters):
+class ScratchLSTM(CellState, NamedParameters):
     """LSTM from scratch with torch's gate layout: weight rows [i, f, g, o]."""
 
-    mode = "LSTM"
     gates = 4
-
-    def state_sizes(self) -> tuple[int, ...]:
-        return (self.h_out, self.hidden_size)  # h may be projected; c never is
-
-    def pack_state(self, state: State) -> State:
-        return state[0], state[1]
-
-    def unpack_hx(self, hx: Tensor | State) -> State:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise RuntimeError(f"LSTM expects hx as a tuple (h_0, c_0), got {type(hx).__name__}")
-        return tuple(hx)
 
     def cell(self, slot: int, x_t: Tensor, state: State) -> State:
         w = self.weights(slot)

@@ -3,6 +3,7 @@ reproduces it (and whether it fails alone), and the checks that were skipped, wi
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
     if frame.empty:
         return []
     lines = ["## Failures", ""]
-    lines += failures(frame) or ["None: every check that ran passed.", ""]
+    lines += diagnoses(frame)
+    lines += failures(frame, output) or ["None: every check that ran passed.", ""]
     skipped = frame[frame["outcome"] == SKIPPED]
     if not skipped.empty:
         reasons = skipped["message"].fillna("").value_counts()
@@ -59,7 +61,51 @@ def alone_lines(row: pd.Series) -> list[str]:
             f"Reproduce with them: {code(shlex.join([*target, '--workers', '0']))}.", ""]
 
 
-def failures(frame: pd.DataFrame) -> list[str]:
+def diagnosis_of(row) -> dict:
+    metrics = row["metrics"] if isinstance(row["metrics"], dict) else {}
+    found = metrics.get("diagnosis")
+    return found if isinstance(found, dict) else {}
+
+
+def diagnoses(frame: pd.DataFrame) -> list[str]:
+    """What the failed value checks were diagnosed as (harness.diagnosis): per implementation
+    and diagnosis, the checks it explains and the smallest case that still fails."""
+    failed = frame[frame["outcome"] == FAILED]
+    rows: dict[tuple[str, str], dict] = {}
+    for _, row in failed.iterrows():
+        found = diagnosis_of(row)
+        if not found:
+            continue
+        entry = rows.setdefault((row["impl"], found["sentence"]), {
+            "implementation": md(row["impl"]), "diagnosis": md(found["sentence"]),
+            "smallest failing case": md(found.get("smallest", "")), "checks": set()})
+        entry["checks"].add(f"{row['suite']}::{row['check']}")
+    if not rows:
+        return []
+    table = [{**entry, "checks": f"{len(entry['checks'])}: " + ", ".join(
+        md(c) for c in sorted(entry["checks"]))} for entry in rows.values()]
+    return ["### Diagnosis", "",
+            "Each failed value check was shrunk to the smallest case that still fails and tried "
+            "against the family's known bug patterns (the reference with a known mistake): a "
+            "pattern is named only where the reference with that mistake equals the "
+            "implementation and the plain reference does not.", "",
+            pd.DataFrame(table).to_markdown(index=False, disable_numparse=True), ""]
+
+
+def script_line(script: str | None, run_dir: str, output: Path | None) -> list[str]:
+    """A link to the check's repro script (``script`` is relative to the run's directory),
+    relative to where the report is written."""
+    if not script:
+        return []
+    path = Path(run_dir) / script
+    if output is not None:
+        path = Path(os.path.relpath(path.resolve(), output.resolve().parent))
+    return [f"Repro script (the smallest case, both results side by side): "
+            f"[{md(str(path))}]({path.as_posix()}) — run it with `python {path.as_posix()}`.",
+            ""]
+
+
+def failures(frame: pd.DataFrame, output: Path | None = None) -> list[str]:
     """A section per failing check: the smallest failing case as the reproducer, the others
     listed."""
     failed = frame[frame["outcome"] == FAILED]
@@ -70,13 +116,19 @@ def failures(frame: pd.DataFrame) -> list[str]:
                     & (frame["check"] == check) & frame["outcome"].isin([PASSED, FAILED])]
         group = group.assign(size=group["case"].map(size_of)).sort_values("size", kind="stable")
         first = group.iloc[0]
+        message = first["message"] if isinstance(first["message"], str) else "no message"
+        said = diagnosis_of(first)
+        message = message.split("\ndiagnosis: ")[0]
         lines += [
             f"### {number}. {md(impl)} · {md(suite)} · {md(check)}",
             "",
             f"Failed on {len(group)} of {len(ran)} cases. Smallest: {code(first['case_id'])}.",
             "",
-            f"> {md(first['message'] if isinstance(first['message'], str) else 'no message')}",
+            f"> {md(message)}",
             "",
+            *([f"**Diagnosis**: {md(said['sentence'])}. Smallest failing case: "
+               f"{md(said.get('smallest', ''))}.", ""] if said else []),
+            *(script_line(said.get("script"), first["run_dir"], output) if said else []),
             f"Reproduce: {code(reproduce(first))}",
             "",
             *alone_lines(first),

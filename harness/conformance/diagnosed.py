@@ -1,0 +1,51 @@
+"""A failed check, diagnosed: the pytest adapter's bridge to harness.diagnosis. The diagnosis
+goes into the check's record (``metrics.diagnosis``) and its message, and a repro script of
+the smallest failing case into the results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.conformance.checks import CheckFailed
+from harness.conformance.suites import suite_name
+from harness.core.case import Case
+from harness.diagnosis.diagnose import Diagnoser, Diagnosis
+from harness.diagnosis.repro import script_name, write_script
+
+
+def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str | None:
+    """The diagnosis of a check a module failed, in one sentence, recorded in the check's
+    metrics (``diagnosis``, with the repro script's path); None for a failure that is not a
+    CheckFailed, an op, ``--no-diagnosis``, or nothing found. ``diagnosers``: implementation
+    name -> its Diagnoser in this process (what it found is remembered)."""
+    params, config = item.callspec.params, item.config
+    if (type(error) is not CheckFailed or not isinstance(params["case"], Case)
+            or config.getoption("no_diagnosis") or "check" not in item.funcargs):
+        return None
+    spec = params["spec"]
+    if spec.name not in diagnosers:
+        diagnosers[spec.name] = Diagnoser(spec)
+    diagnosis = diagnosers[spec.name].of(params["case"])
+    if diagnosis is None:
+        return None
+    said = diagnosis.to_metrics()
+    script = repro_script(item, diagnosis)
+    if script is not None:
+        said["script"] = script
+    item.funcargs["check"].metrics["diagnosis"] = said
+    return diagnosis.sentence
+
+
+def repro_script(item: pytest.Function, diagnosis: Diagnosis) -> str | None:
+    """The check's repro script (harness.diagnosis.repro) in the results directory, written by
+    the first failing case that shows the mismatch in one call; its relative path, or None."""
+    directory = item.config.getoption("results_dir")
+    if directory is None or not diagnosis.error > 0:
+        return None
+    spec, suite = item.callspec.params["spec"], suite_name(item.module.__name__)
+    check = item.originalname.removeprefix("test_")
+    if (Path(directory) / script_name(spec.name, suite, check)).exists():
+        return script_name(spec.name, suite, check)
+    return write_script(Path(directory), spec, suite, check, diagnosis)

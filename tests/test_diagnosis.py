@@ -1,0 +1,251 @@
+"""The diagnosis names the bug: each mutant in tests/mutants whose failure is a value mismatch is
+shrunk and matched against its family's signatures and behaviours, and the right one is named
+first; no correct implementation ever gets a diagnosis; every signature changes the reference
+where it applies (none is named for nothing); and the diagnosis reaches the record, the console
+and the report of a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.core.case import Case
+from harness.core.families import Family, family
+from harness.diagnosis.diagnose import Diagnoser, Probe, describe, diagnosis_case
+from harness.diagnosis.generic import of
+from harness.registry import Registry, spec_for_class_path
+
+ROOT = Path(__file__).resolve().parents[1]  # tests.mutants import from the repository
+BASE = Case(5, 3, 3, 7)
+VARLEN = BASE.with_(lengths=(3, 5, 1))
+
+# Every mutant of tests/mutants whose failure is a value mismatch with the reference (one call,
+# several calls, or at large inputs): the case its check fails on, and the pattern that names
+# it (None: no pattern of the kit names it; counted against the share below).
+VALUE_MUTANTS = [
+    ("bugs:SwappedGatesLSTM", "lstm", BASE, "gate-order-figo"),
+    ("bugs:SigmoidCandidateLSTM", "lstm", BASE, "candidate-sigmoid"),
+    ("bugs:ResetBeforeMatmulGRU", "gru", BASE, "reset-before-matmul"),
+    ("bugs:SwappedUpdateGRU", "gru", BASE, "update-gate-swapped"),
+    ("bugs:OneBiasRNN", "rnn_tanh", BASE, "bias-hh-dropped"),
+    ("bugs:Float32AccumulatingLSTM", "lstm", BASE.with_(dtype="float64"),
+     "computes-in-float32"),
+    ("bugs:PaddingLeaksGRU", "gru", VARLEN, "state-runs-through-padding"),
+    ("bugs:ReverseIgnoresLengthsLSTM", "lstm", VARLEN.with_(bidirectional=True),
+     "reverse-ignores-lengths"),
+    ("bugs:LastPaddedStepLSTM", "lstm", VARLEN, "h-n-at-last-padded-step"),
+    ("bugs:CarriedPaddingGRU", "gru", VARLEN, "padding-not-zeroed"),
+    ("bugs:SortedOrderLSTM", "lstm", VARLEN, "h-n-in-sorted-order"),
+    ("bugs:IgnoresHxRNN", "rnn_tanh", BASE, "h0-ignored"),
+    ("bugs:DirectionMajorGRU", "gru", BASE.with_(num_layers=2, bidirectional=True),
+     "h-n-direction-major"),
+    ("bugs:ReverseNotRealignedRNN", "rnn_tanh", BASE.with_(bidirectional=True),
+     "reverse-output-not-realigned"),
+    ("bugs:StatefulLSTM", "lstm", BASE, "state-kept-between-calls"),
+    ("bugs:EvalDropoutGRU", "gru", BASE.with_(num_layers=2, dropout=0.5), "dropout-in-eval"),
+    ("bugs:OutputDropoutLSTM", "lstm", BASE.with_(num_layers=2, dropout=0.5),
+     "dropout-after-last-layer"),
+    ("bugs:CachedWeightsRNN", "rnn_tanh", BASE, "stale-weights"),
+    ("bugs:VersionCachedWeightsRNN", "rnn_tanh", BASE, "stale-weights"),
+    ("bugs:ReusedBufferLSTM", "lstm", BASE, "shared-output-buffer"),
+    ("bugs:InPlaceHxGRU", "gru", BASE, "inputs-modified"),
+    ("bugs:ExpTanhRNN", "rnn_tanh", BASE, "overflows"),
+    ("broken:WornOutGRU", "gru", BASE, "wears-out"),
+    ("families:ScanIgnoresH0MinGRU", "mingru", BASE, "h0-ignored"),
+    ("families:GTwiceMinGRU", "mingru", BASE, "g-twice"),
+    ("families:SwappedBlocksMinLSTM", "minlstm", BASE, "gate-order-ifh"),
+    ("families:ChunkOffByOneMinGRU", "mingru", Case(40, 2, 3, 5), "chunk-carry-off-by-one-16"),
+    ("families:ExpSpaceScanMinGRU", "mingru", BASE, "overflows"),
+    ("families:RatioMinLSTM", "minlstm", BASE, "overflows"),
+    ("compiled:ResetOutsideFastGRU", "gru", BASE, "reset-scales-input-side"),
+    ("compiled:UnclampedExpFastLSTM", "lstm", BASE, "overflows"),
+    ("deploy:LooseCarriedPaddingGRU", "gru", VARLEN, "padding-not-zeroed"),
+    # precision: right to a few float32 units on ordinary inputs, many roundings off on long
+    # sequences or small values (numerics::precision_*): the check's own message says how far
+    ("families:LogSpaceScanMinGRU", "mingru", BASE, None),
+    ("families:CancellingRGLRU", "rglru", BASE, None),
+    ("compiled:PlainTanhFastRNN", "rnn_tanh", BASE, None),
+    # an int8 entry declaring a float-like tolerance: quantisation, not a mistake in the maths
+    ("deploy:TightInt8LSTM", "lstm", BASE, None),
+]
+
+
+def spec_of(target: str, family_name: str):
+    module, _, name = target.partition(":")
+    return spec_for_class_path(f"tests.mutants.{module}:{name}", family_name)
+
+
+@pytest.fixture(scope="module")
+def diagnosed():
+    """Every value mutant's diagnosis on its case, computed once."""
+    found = {}
+    for target, family_name, case, _ in VALUE_MUTANTS:
+        spec = spec_of(target, family_name)
+        found[target] = Diagnoser(spec).of(spec.family_def.adapt(case))
+    return found
+
+
+@pytest.mark.parametrize(("target", "expected"),
+                         [(t, e) for t, _, _, e in VALUE_MUTANTS if e is not None],
+                         ids=[t for t, _, _, e in VALUE_MUTANTS if e is not None])
+def test_the_mutants_bug_is_named_first(diagnosed, target, expected):
+    found = diagnosed[target]
+    assert found is not None, f"{target}: not diagnosed"
+    assert found.names[:1] == (expected,), f"{target}: {found.sentence}"
+
+
+def test_at_least_80_percent_of_value_mutants_are_named(diagnosed):
+    named = [t for t, _, _, e in VALUE_MUTANTS
+             if e is not None and diagnosed[t] is not None and diagnosed[t].names[:1] == (e,)]
+    share = len(named) / len(VALUE_MUTANTS)
+    print(f"named {len(named)} of {len(VALUE_MUTANTS)} value mutants ({share:.0%})")
+    assert share >= 0.8
+
+
+@pytest.mark.parametrize("target", [t for t, _, _, e in VALUE_MUTANTS if e is None])
+def test_what_no_pattern_explains_is_not_given_a_name(diagnosed, target):
+    found = diagnosed[target]
+    assert found is None or found.names == (), found.sentence
+    if found is not None:
+        assert found.sentence.startswith("no known bug pattern matches")
+
+
+def registry_modules():
+    registry = Registry.load()
+    return [s for s in registry.specs.values()
+            if s.family_def.kind == "module" and s.unavailable() is None
+            and "cpu" in s.capabilities.devices]
+
+
+CORRECT_CASES = (BASE, BASE.with_(num_layers=2, bidirectional=True, batch_first=True),
+                 VARLEN.with_(bidirectional=True), BASE.with_(num_layers=2, dropout=0.5),
+                 BASE.with_(dtype="float64", proj_size=2))
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param(s, id=s.name, marks=[pytest.mark.slow] if s.capabilities.compiled else [])
+    for s in registry_modules()])
+def test_no_correct_implementation_gets_a_diagnosis(spec):
+    """The registry's entries are correct: whatever a failure on them would be, no signature
+    or behaviour is named (the compiled ones, a minute of compiling, in the slow tier)."""
+    diagnoser = Diagnoser(spec)
+    ran = 0
+    for case in CORRECT_CASES:
+        case = spec.family_def.adapt(case)
+        if spec.why_not(case) is not None or (case.proj_size
+                                              and not spec.family_def.supports_proj):
+            continue
+        ran += 1
+        found = diagnoser.of(case)
+        assert found is None, f"{spec.name} on {case}: {found.sentence}"
+    assert ran
+
+
+@pytest.mark.parametrize("family_name", ["rnn_tanh", "rnn_relu", "lstm", "gru", "mingru",
+                                         "minlstm", "indrnn", "rglru"])
+def test_every_signature_changes_the_reference_where_it_applies(family_name):
+    """A signature equal to the plain reference could never be told apart from it: on cases
+    rich enough for each (hx, biases, lengths, directions, layers, float64), every applicable
+    one moves the outputs beyond the match bound."""
+    fam = family(family_name)
+    reference = spec_for_class_path_of(fam)
+    cases = [BASE.with_(input_size=7), VARLEN, VARLEN.with_(bidirectional=True),
+             BASE.with_(num_layers=2, bidirectional=True), BASE.with_(dtype="float64"),
+             Case(40, 2, 3, 5)]
+    tried = set()
+    for case in cases:
+        case = diagnosis_case(reference, fam.adapt(case))
+        if reference.why_not(case) is not None:
+            continue
+        probe = Probe(reference, case)
+        assert not probe.fails
+        for signature in of(fam):
+            if signature.applies(case):
+                tried.add(signature.name)
+                assert probe.error(probe.expected(signature)) > 1, (signature.name, case.id)
+    assert len(tried) >= 10
+
+
+def spec_for_class_path_of(fam: Family):
+    """The family's reference as an implementation: a correct one by construction."""
+    from harness.core.spec import ImplSpec
+
+    return ImplSpec(name="the-reference", family=fam.name,
+                    factory=lambda **kw: fam.build_reference(**kw))
+
+
+def test_the_smallest_failing_case_is_found_and_said_in_words():
+    found = Diagnoser(spec_of("bugs:SwappedGatesLSTM", "lstm")).of(
+        BASE.with_(num_layers=2, bidirectional=True, batch_first=True))
+    smallest = found.smallest
+    assert (smallest.seq_len, smallest.batch, smallest.input_size, smallest.hidden_size,
+            smallest.num_layers, smallest.bidirectional, smallest.bias) == (1, 1, 1, 1, 1,
+                                                                           False, False)
+    assert describe(smallest) == "T=1, B=1, I=1, H=1, one layer, no bias"
+
+
+def test_gate_names_must_name_every_gate():
+    with pytest.raises(ValueError, match=r"gate_names .* name 2 gates; expected 3"):
+        Family("odd", family("gru").reference, gates=3, gate_names=("r", "z"))
+
+
+def test_a_run_records_prints_and_reports_the_diagnosis(tmp_path, capsys):
+    code = main(["run", "--impl-class", "tests.mutants.bugs:SwappedGatesLSTM", "--family",
+                 "lstm", "--suite", "shapes", "--workers", "0", "--confirm-alone", "0",
+                 "-k", "values_match_reference", "--out", str(tmp_path)])
+    assert code == 1
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert failed and all(r["metrics"]["diagnosis"]["signatures"] == ["gate-order-figo"]
+                          for r in failed)
+    assert all("diagnosis: output equals torch lstm with gate blocks ordered (f, i, g, o)"
+               in r["message"] for r in failed)
+    out = capsys.readouterr().out
+    assert "DIAGNOSIS swapped-gates-lstm: output equals torch lstm with gate blocks ordered " \
+           "(f, i, g, o)" in out
+    report = (tmp_path / "report.md").read_text()
+    assert "### Diagnosis" in report and "T=1, B=1, I=1, H=1, one layer, no bias" in report
+    script = failed[0]["metrics"]["diagnosis"]["script"]
+    assert f"python {script}" in report
+
+
+@pytest.mark.parametrize(("target", "family_name", "suite", "check"), [
+    ("bugs:SwappedGatesLSTM", "lstm", "shapes", "values_match_reference"),
+    ("bugs:PaddingLeaksGRU", "gru", "padding", "each_sequence_alone"),
+    ("bugs:DirectionMajorGRU", "gru", "shapes", "h_n_rows_are_layer_major"),
+    ("families:GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
+])
+def test_the_repro_script_reproduces_the_failure_alone(tmp_path, target, family_name, suite,
+                                                       check):
+    """The script a failed check leaves in the results directory runs in a fresh interpreter
+    with nothing but the packages, prints the first differing value, and exits 1."""
+    module, _, name = target.partition(":")
+    out = tmp_path / "out"
+    assert main(["run", "--impl-class", f"tests.mutants.{module}:{name}", "--family",
+                 family_name, "--suite", suite, "--workers", "0", "--confirm-alone", "0",
+                 "-k", check, "--out", str(out)]) == 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    scripts = {r["metrics"]["diagnosis"].get("script") for r in records
+               if r["outcome"] == "failed" and r["check"] == check}
+    assert len(scripts) == 1 and None not in scripts
+    (script,) = scripts
+    done = subprocess.run([sys.executable, str(out / script)], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "differs first at" in done.stdout, done.stdout
+
+
+def test_no_diagnosis_leaves_failures_as_they_were(tmp_path):
+    main(["run", "--impl-class", "tests.mutants.bugs:SwappedGatesLSTM", "--family", "lstm",
+          "--suite", "shapes", "--workers", "0", "--confirm-alone", "0", "--no-diagnosis",
+          "-k", "values_match_reference and T5-B3-I3-H7]", "--out", str(tmp_path)])
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert failed and not any("diagnosis" in (r["metrics"] or {}) for r in failed)
