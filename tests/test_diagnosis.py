@@ -218,8 +218,10 @@ def test_a_run_records_prints_and_reports_the_diagnosis(tmp_path, capsys):
 @pytest.mark.parametrize(("target", "family_name", "suite", "check"), [
     ("bugs:SwappedGatesLSTM", "lstm", "shapes", "values_match_reference"),
     ("bugs:PaddingLeaksGRU", "gru", "padding", "each_sequence_alone"),
-    ("bugs:DirectionMajorGRU", "gru", "shapes", "h_n_rows_are_layer_major"),
-    ("families:GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
+    pytest.param("bugs:DirectionMajorGRU", "gru", "shapes", "h_n_rows_are_layer_major",
+                 marks=pytest.mark.slow),
+    pytest.param("families:GTwiceMinGRU", "mingru", "shapes", "values_match_reference",
+                 marks=pytest.mark.slow),
 ])
 def test_the_repro_script_reproduces_the_failure_alone(tmp_path, target, family_name, suite,
                                                        check):

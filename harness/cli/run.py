@@ -12,7 +12,7 @@ import torch
 
 from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, resumed, usage_errors
 from harness.conformance.alone import describe
-from harness.conformance.options import SELECTION, SUITES, add_options
+from harness.conformance.options import SELECTION, SKIP_IMPL, SUITES, add_options
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
 from harness.conformance.suites import suite_files
 from harness.conformance.tolerance import Override
@@ -24,7 +24,7 @@ from harness.report import write_report
 
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="run the suites; write records and a report")
-    add_options(run.add_argument, (*SELECTION, *SUITES))
+    add_options(run.add_argument, (*SELECTION, SKIP_IMPL, *SUITES))
     run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
                      help="worker processes running the checks (pytest-xdist; default 1). A "
                      "crashing implementation costs only its check; 0 runs in this process")
@@ -64,7 +64,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     with usage_errors():
         # No --suite: the default suites only (an opt-in suite's file is not even collected).
         files = suite_files(args.suite, args.skip_suite)
-        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
+                        skipped=args.skip_impl)
     if not chosen.specs and not chosen.broken:
         raise UsageError("no implementations are installed in the seq_harness.impls group")
     validate(args)
@@ -79,6 +80,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         write_run_info(out, info)
     outcome = run_suites(SuiteRun(
         files=tuple(files), out=out, impls=tuple(args.impl), impl_classes=tuple(args.impl_class),
+        skipped_impls=tuple(args.skip_impl),
         family=args.family, device=args.device, scale=args.scale, threads=args.threads,
         tf32=args.tf32, check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,

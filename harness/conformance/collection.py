@@ -26,6 +26,15 @@ EXPECTED_WARNINGS = (
 )
 
 
+def only_once(case, adapted, spec: ImplSpec) -> str:
+    """Why a case is not supported by an implementation that takes some arguments one way
+    only (Capabilities.only): adapted, it is a case that runs anyway."""
+    fixed = ", ".join(f"{k}={v}" for k, v in spec.capabilities.only
+                      if getattr(case, k) != v)
+    return (f"not supported: the implementation takes {fixed} only; as such this case is "
+            f"{adapted.id}, which runs")
+
+
 def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
     """(spec, case) for every selected implementation x the test's ``cases`` grid."""
     marker = metafunc.definition.get_closest_marker("cases")
@@ -44,10 +53,19 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
         if spec.family_def.kind != kind:  # a module suite's test over ops, or the reverse
             continue
         cases = grid(spec.family_def) if callable(grid) else grid
+        given = {spec.family_def.adapt(c.with_(device=device)).id for c in cases}
+        ran = set()
         for case in cases:
             case = spec.family_def.adapt(case.with_(device=device))
-            marks = []
-            why = spec.family_def.suite_applies(suite) or spec.why_not(case)
+            marks, why = [], None
+            adapted = spec.capabilities.adapt(case)  # what it takes one value of, set
+            if adapted != case:
+                if adapted.id in given or adapted.id in ran:  # runs as itself, or already
+                    why = only_once(case, adapted, spec)
+                else:
+                    case = adapted
+            ran.add(case.id)
+            why = why or spec.family_def.suite_applies(suite) or spec.why_not(case)
             if why is None and backward and not spec.capabilities.autograd:
                 why = INFERENCE_ONLY
             if why is not None:

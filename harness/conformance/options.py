@@ -39,6 +39,9 @@ FAMILY = option("--family", default=None, metavar="FAMILY",
                 help="family of the --impl-class classes or --impl-fn ops: rnn_tanh, lstm, gru, "
                 "gated_delta, ... (optional for one that declares harness_family)")
 SELECTION = (IMPL, IMPL_CLASS, IMPL_FN, FAMILY)
+SKIP_IMPL = option("--skip-impl", action="append", default=[], metavar="NAME",
+                   help="leave this registry entry out (repeatable): the whole registry but "
+                   "these")
 
 # How the suites run (run and pytest).
 SUITE = option("--suite", action="append", default=[], metavar="NAME",

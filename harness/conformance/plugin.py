@@ -32,10 +32,10 @@ def cases(grid, *, full=None, kind: str = "module"):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from harness.conformance.options import RECORDING, SELECTION, SUITES, add_options
+    from harness.conformance.options import RECORDING, SELECTION, SKIP_IMPL, SUITES, add_options
 
     group = parser.getgroup("seq-harness", "seq-harness: RNN conformance suites")
-    add_options(group.addoption, (*SELECTION, *SUITES))
+    add_options(group.addoption, (*SELECTION, SKIP_IMPL, *SUITES))
     add_options(group.addoption, RECORDING)
 
 
@@ -100,6 +100,7 @@ def selection(config: pytest.Config):
                 impls=config.getoption("impl"),
                 impl_classes=config.getoption("impl_class"),
                 family=config.getoption("family"),
+                skipped=config.getoption("skip_impl"),
             )
         except (ValueError, TypeError) as error:
             raise pytest.UsageError(str(error)) from None
@@ -163,7 +164,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     except Exception as error:
         # torch's own module may break the CPU contract on this device: then so may this one
         from harness.conformance.as_torch import as_torch
-
         params, config = pyfuncitem.callspec.params, pyfuncitem.config
         said = as_torch(pyfuncitem.obj, params["spec"], params["case"], error,
                         lambda spec: new_check(params["case"], spec, config))

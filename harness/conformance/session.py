@@ -25,6 +25,7 @@ class SuiteRun:
     out: Path
     impls: tuple[str, ...] = ()
     impl_classes: tuple[str, ...] = ()
+    skipped_impls: tuple[str, ...] = ()
     family: str | None = None
     device: str = "cpu"
     scale: str = "ci"
@@ -71,6 +72,8 @@ class SuiteRun:
             args += ["--impl", name]
         for path in self.impl_classes:
             args += ["--impl-class", path]
+        for name in self.skipped_impls:
+            args += ["--skip-impl", name]
         if self.family:
             args += ["--family", self.family]
         for name in self.skipped:

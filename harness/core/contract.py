@@ -39,6 +39,13 @@ class Inputs:
     lengths: Tensor | None = None
     hx: Hidden | None = None
 
+    def detach(self) -> Inputs:
+        """The same values, cut from any autograd graph (what an inference-only class gets)."""
+        hx = self.hx
+        hx = (None if hx is None else tuple(h.detach() for h in hx) if isinstance(hx, tuple)
+              else hx.detach())
+        return Inputs(self.x.detach(), self.lengths, hx)
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
            ) -> Inputs:
         """The same inputs on ``device`` and/or in ``dtype`` (lengths stay int64 on the CPU)."""

@@ -107,6 +107,10 @@ class OpCapabilities:
                     out.append(f"{label} {mine}")
         return out
 
+    def adapt(self, case):
+        """An op takes every case as it is (no argument is fixed to one value)."""
+        return case
+
     def why_not(self, case, fam) -> str | None:
         """None when the case is inside the claimed contract, else the reason it is not."""
         if not isinstance(case, OpCase):

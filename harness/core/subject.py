@@ -194,6 +194,8 @@ class Subject:
         """The implementation's outputs for ``inputs``, through the forward contract. ``case``
         describes the inputs when they differ from the subject's (one step, one sequence)."""
         case = case or self.case
+        if not self.spec.capabilities.autograd:  # an inference-only class never gets a tensor
+            inputs = inputs.detach()  # that requires grad (it may hand its input to numpy)
         return call(module, self.spec.capabilities, case, inputs,
                     has_cell=self.family_def.has_cell)
 

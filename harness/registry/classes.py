@@ -78,7 +78,8 @@ def spec_for_class_path(path: str, family_name: str | None) -> ImplSpec:
     except (TypeError, ValueError) as error:
         raise type(error)(f"--impl-class {path!r}: {error}") from None
     family_name = spec.family
-    probe = spec.family_def.adapt(Case(seq_len=2, batch=1, input_size=3, hidden_size=4))
+    probe = spec.capabilities.adapt(spec.family_def.adapt(
+        Case(seq_len=2, batch=1, input_size=3, hidden_size=4)))
     try:
         module = spec.build(probe)
     except Exception as error:

@@ -29,14 +29,23 @@ def choose(
     impl_classes: Sequence[str] = (),
     family: str | None = None,
     registry: Registry | None = None,
+    skipped: Sequence[str] = (),
 ) -> Selection:
     """No --impl and no --impl-class: the whole registry (broken entries included, to be
-    reported). --impl-class alone: only those classes. Raises ValueError/TypeError on bad input."""
+    reported), less the ``skipped`` entries. --impl-class alone: only those classes. Raises
+    ValueError/TypeError on bad input."""
     if family is not None and not impl_classes:
         raise ValueError(f"--family {family!r} is only meaningful with --impl-class MODULE:CLASS")
     registry = registry or Registry.load()
+    if unknown := sorted(set(skipped) - set(registry.specs) - set(registry.broken)):
+        raise ValueError(f"--skip-impl {unknown[0]!r} is not a registry entry; valid: "
+                         f"{', '.join(registry.specs)}")
+    if skipped and (impls or impl_classes):
+        raise ValueError("--skip-impl leaves entries out of the whole registry: it does not go "
+                         "with --impl or --impl-class")
     if not impls and not impl_classes:
-        return Selection(tuple(registry.specs.values()), dict(registry.broken))
+        return Selection(tuple(s for s in registry.specs.values() if s.name not in skipped),
+                         {k: v for k, v in registry.broken.items() if k not in skipped})
     specs = registry.select(impls)
     for path in impl_classes:
         spec = spec_for_class_path(path, family)
