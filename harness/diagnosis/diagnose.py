@@ -199,27 +199,26 @@ class Diagnoser:
 
     def __init__(self, spec: ImplSpec, budget_s: float = TOTAL_S) -> None:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
-        self.found: dict[str, Diagnosis | None] = {}  # by the case's id
+        self.found: dict[str, Diagnosis | None] = {}  # by the failing case's id
 
     def of(self, case: Case) -> Diagnosis | None:
         """The case's diagnosis (None: not a value mismatch on its inputs, nothing shown, or
         this implementation's diagnosis time spent)."""
-        plain = diagnosis_case(self.spec, case)
-        if plain.id not in self.found:
+        if case.id not in self.found:
             if self.spent_s >= self.budget_s:
                 return None
             started = time.monotonic()
-            self.found[plain.id] = self._diagnose(plain, case)
+            self.found[case.id] = self._diagnose(diagnosis_case(self.spec, case), case)
             self.spent_s += time.monotonic() - started
-        return self.found[plain.id]
+        return self.found[case.id]
 
     def _diagnose(self, case: Case, original: Case) -> Diagnosis | None:
         """``case``: the failing case as the diagnosis runs it (``diagnosis_case``);
         ``original``: as the check ran it (its dropout and mode, for the behaviours)."""
         spec, family = self.spec, self.spec.family_def
         first = probe(spec, case)
-        differs = first is not None and first.fails
-        if differs:
+        found = None  # what the signatures say where one call differs
+        if first is not None and first.fails:
             for known in (d for d in self.found.values() if d is not None):
                 if known.matched and all(first.matches(s) for s in known.matched):
                     return dataclasses.replace(known, case=case)
@@ -228,9 +227,9 @@ class Diagnoser:
                 return found
         behaviours = shown(spec, original)
         if behaviours:
-            return Diagnosis(case, case, first.largest(first.plain) if differs else 0.0, (),
-                             0, family.reference_label, behaviours)
-        return found if differs else None
+            return Diagnosis(case, case, 0.0 if found is None else found.error, (), 0,
+                             family.reference_label, behaviours)
+        return found  # "no known bug pattern matches", or None where one call agrees
 
     def _signatures(self, case: Case, first: Probe) -> Diagnosis:
         spec = self.spec
