@@ -149,8 +149,18 @@ def run_suite(target: str, family: str, suite: str, out, keyword: str | None = N
     return code, records
 
 
-@pytest.mark.parametrize(("mutant", "family", "suite", "check"), MUTANTS,
-                         ids=[f"{m}-{c}" for m, _, _, c in MUTANTS])
+# Training tasks take a minute in CI: in the slow tier (the gradient checks catch NoGradLSTM).
+SLOW = {("lstm", "adding")}
+
+
+def marked(rows):
+    """pytest params of (mutant, family, suite, check) rows, the SLOW suites marked slow."""
+    return [pytest.param(*row, id=f"{row[0]}-{row[3]}",
+                         marks=[pytest.mark.slow] if (row[1], row[2]) in SLOW else [])
+            for row in rows]
+
+
+@pytest.mark.parametrize(("mutant", "family", "suite", "check"), marked(MUTANTS))
 def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
     module, _, name = mutant.rpartition(":")  # tests.mutants.bugs unless named
     code, records = run_suite(f"tests.mutants.{module or 'bugs'}:{name}", family, suite,
@@ -166,7 +176,9 @@ def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
             failed[0]["message"]
 
 
-@pytest.mark.parametrize(("family", "suite"), sorted({(f, s) for _, f, s, _ in MUTANTS}))
+@pytest.mark.parametrize(("family", "suite"), [
+    pytest.param(f, s, marks=[pytest.mark.slow] if (f, s) in SLOW else [])
+    for f, s in sorted({(f, s) for _, f, s, _ in MUTANTS})])
 def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
     """The control: the classes the mutants were derived from pass the checks that catch the
     mutants, so each failure above is the bug's doing."""
