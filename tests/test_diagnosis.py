@@ -131,12 +131,19 @@ CORRECT_CASES = (BASE, BASE.with_(num_layers=2, bidirectional=True, batch_first=
                  BASE.with_(dtype="float64", proj_size=2))
 
 
+# In CI one entry of each kind (a loop, torch's module, packed, fused C kernels, a scan, int8,
+# onnxruntime, TorchScript); every other entry, the compiled ones included, in the slow tier.
+IN_CI = {"scratch-rnn", "scratch-lstm", "torch-gru", "torch-lstm-packed", "fast-lstm",
+         "mingru-scan", "minlstm-loop", "indrnn-fused", "rglru-scan", "torch-gru-int8",
+         "onnxruntime-gru", "script-lstm"}
+
+
 @pytest.mark.parametrize("spec", [
-    pytest.param(s, id=s.name, marks=[pytest.mark.slow] if s.capabilities.compiled else [])
+    pytest.param(s, id=s.name, marks=[] if s.name in IN_CI else [pytest.mark.slow])
     for s in registry_modules()])
 def test_no_correct_implementation_gets_a_diagnosis(spec):
     """The registry's entries are correct: whatever a failure on them would be, no signature
-    or behaviour is named (the compiled ones, a minute of compiling, in the slow tier)."""
+    or behaviour is named."""
     diagnoser = Diagnoser(spec)
     ran = 0
     for case in CORRECT_CASES:
