@@ -5,10 +5,11 @@ of only, which every case it runs is adapted to."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.core.case import DEVICES, DTYPES, Case
+from harness.core.declared import capabilities_from
 from harness.core.families import Family
 from harness.core.values import chosen_among
 
@@ -92,20 +93,7 @@ class Capabilities:
     def from_declaration(cls, declared: Capabilities | Mapping[str, Any] | None) -> Capabilities:
         """Capabilities from what a class declares: an instance, overrides of the full contract,
         or nothing (the whole torch contract is claimed)."""
-        if declared is None:
-            return cls()
-        if isinstance(declared, Capabilities):
-            return declared
-        if isinstance(declared, Mapping):
-            valid = {f.name for f in fields(cls)}
-            if bad := sorted(set(declared) - valid):
-                raise ValueError(
-                    f"unknown capabilities {bad}; valid: {', '.join(sorted(valid))}"
-                )
-            return replace(cls(), **declared)
-        raise TypeError(
-            f"harness_capabilities={declared!r} is invalid; expected Capabilities or a mapping"
-        )
+        return capabilities_from(cls, declared, label="capabilities")
 
     def differences(self, fam: Family) -> list[str]:
         """Every way this differs from torch's full contract, e.g. 'no packed', 'lengths=',

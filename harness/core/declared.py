@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from harness.core.case import DTYPES
@@ -132,3 +132,21 @@ def class_declarations(cls: type) -> dict[str, Any]:
         "check_timeout": parse_timeout(getattr(cls, "harness_check_timeout", None),
                                        where="harness_check_timeout"),
     }
+
+
+def capabilities_from(cls, declared, *, label: str):
+    """An instance of the capabilities dataclass ``cls`` from what a class or an op declares:
+    an instance, a mapping of overrides of the full contract (ValueError naming an unknown
+    field and the valid ones), or nothing (the whole contract is claimed). ``label`` names the
+    capabilities in that error ("capabilities", "op capabilities")."""
+    if declared is None:
+        return cls()
+    if isinstance(declared, cls):
+        return declared
+    if isinstance(declared, Mapping):
+        valid = {f.name for f in fields(cls)}
+        if bad := sorted(set(declared) - valid):
+            raise ValueError(f"unknown {label} {bad}; valid: {', '.join(sorted(valid))}")
+        return replace(cls(), **declared)
+    raise TypeError(f"harness_capabilities={declared!r} is invalid; expected {cls.__name__} "
+                    "or a mapping")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 
 from harness.core.case import DEVICES, DTYPES
-from harness.core.declared import class_declarations, declared_family
+from harness.core.declared import capabilities_from, class_declarations, declared_family
 from harness.core.op_case import OpCase
 from harness.core.op_family import FORMS
 from harness.core.values import chosen_among
@@ -77,18 +77,7 @@ class OpCapabilities:
 
     @classmethod
     def from_declaration(cls, declared) -> OpCapabilities:
-        if declared is None:
-            return cls()
-        if isinstance(declared, OpCapabilities):
-            return declared
-        if isinstance(declared, Mapping):
-            valid = {f.name for f in fields(cls)}
-            if bad := sorted(set(declared) - valid):
-                raise ValueError(f"unknown op capabilities {bad}; valid: "
-                                 f"{', '.join(sorted(valid))}")
-            return replace(cls(), **declared)
-        raise TypeError(f"harness_capabilities={declared!r} is invalid; expected "
-                        "OpCapabilities or a mapping")
+        return capabilities_from(cls, declared, label="op capabilities")
 
     def differences(self, fam) -> list[str]:
         """Every way this differs from the full op contract (for `seq-harness list`)."""
