@@ -19,6 +19,7 @@ STAGES = {
     "harness.diagnosis": 2.5,
     "harness.impls": 3, "harness.conformance": 3, "harness.latency": 3, "harness.profiling": 3,
     "harness.gate": 4,
+    "harness.history": 4.5,
     "harness.report": 5,
     "harness.job": 6,
     "harness.cli": 7, "harness.__main__": 8,

@@ -12,11 +12,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from harness.cli import bench, calibrate, compare, gate, job, listing, profile, report, run
+from harness.cli import (
+    bench,
+    calibrate,
+    compare,
+    gate,
+    history,
+    job,
+    listing,
+    profile,
+    report,
+    run,
+)
 from harness.cli.common import INTERRUPTED, USAGE_ERROR, Interrupted, Parser, UsageError
 
 COMMANDS = {"list": listing, "run": run, "bench": bench, "job": job, "profile": profile,
-            "compare": compare, "gate": gate, "calibrate": calibrate, "report": report}
+            "compare": compare, "gate": gate, "calibrate": calibrate, "report": report,
+            "history": history}
 
 
 def build_parser() -> Parser:

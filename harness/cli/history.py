@@ -1,0 +1,110 @@
+"""``seq-harness history add|list|check``: results directories into a history database, what it
+holds, and its judgement over commits (exit 1 on a new regression or a check that started
+failing; harness.history says how it decides)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from harness.cli.common import CHECK_FAILED, UsageError, usage_errors
+
+DB_HELP = ("database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, or a path to an "
+           "SQLite file (default: $SEQ_HARNESS_DB, else seq-harness-history.sqlite here)")
+
+
+def add_parser(commands) -> None:
+    history = commands.add_parser("history", help="results across commits and machines")
+    actions = history.add_subparsers(dest="action", metavar="ACTION",
+                                     parser_class=type(history))
+    actions.required = True
+    add = actions.add_parser("add", help="add results directories to the history database")
+    add.add_argument("dirs", nargs="+", metavar="DIR",
+                     help="results directories (run, bench, gate, job; every run.json below)")
+    add.add_argument("--machine", metavar="NAME",
+                     help="name the machine (tells apart two machines of identical hardware)")
+    add.add_argument("--branch", metavar="NAME",
+                     help="the branch the runs are on (default: the checkout's, when the "
+                          "commit is on it)")
+    listing = actions.add_parser("list", help="what the history database holds, per machine")
+    check = actions.add_parser("check", help="change points and checks that started failing; "
+                                             "exit 1 on a new regression")
+    check.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
+                       help="smallest slowdown that fails the check (default 0.03: 3%%)")
+    check.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
+                       help="level of the ratios' intervals (default 0.95)")
+    for parser in (add, listing, check):
+        parser.add_argument("--db", metavar="URL", help=DB_HELP)
+
+
+def command(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.history import HistoryError, open_database
+    from harness.records import ResultsError
+
+    with usage_errors(HistoryError, ResultsError, ValueError):
+        engine = open_database(args.db, create=args.action == "add")
+        try:
+            return {"add": add, "list": show, "check": check}[args.action](engine, args)
+        finally:
+            engine.dispose()
+
+
+def add(engine, args: argparse.Namespace) -> int:
+    from harness.history import add_directories
+
+    if args.machine is not None and not args.machine.strip():
+        raise UsageError("--machine '' is invalid; expected a name, e.g. ci-runner-1")
+    added = add_directories(engine, args.dirs, machine=args.machine, branch=args.branch)
+    for warning in added.warnings:
+        print(f"seq-harness history: {warning}")
+    print(f"seq-harness history: {added.line()}")
+    return 0
+
+
+def show(engine, args: argparse.Namespace) -> int:
+    from harness.history import holdings
+
+    held = holdings(engine)
+    rows = [[h.label, h.runs, h.latency_series, h.check_series, f"{h.points:,}",
+             f"{h.outcomes:,}", h.first, h.last] for h in held]
+    print(tabulate(rows, headers=["machine", "runs", "latency series", "check series", "points",
+                                  "check outcomes", "first run", "last run"]))
+    print(f"seq-harness history: {len(held)} machines, {sum(h.runs for h in held):,} runs, "
+          f"{sum(h.latency_series for h in held):,} latency series, "
+          f"{sum(h.check_series for h in held):,} check series")
+    return 0
+
+
+def check(engine, args: argparse.Namespace) -> int:
+    from harness.history import judge
+
+    if not 0.0 < args.confidence < 1.0:
+        raise UsageError(f"--confidence {args.confidence:g} is invalid; expected 0 < it < 1")
+    judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence)
+    if judgement.changes:
+        print(tabulate([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
+                         c.first_bad.name, f"{c.change.ratio:.3f}x",
+                         f"[{c.change.low:.3f}, {c.change.high:.3f}]", c.verdict]
+                        for c in judgement.changes],
+                       headers=["machine", "implementation", "shape", "phase", "threads",
+                                "last good", "first bad", "ratio",
+                                f"{args.confidence:.0%} interval", "verdict"]))
+    if judgement.breakages:
+        print(tabulate([[b.machine, b.impl, f"{b.suite}::{b.check}", b.case_id,
+                         b.last_good.name, b.first_bad.name, b.failing,
+                         (b.message or "").splitlines()[0][:80] if b.message else ""]
+                        for b in judgement.breakages],
+                       headers=["machine", "implementation", "check", "case", "last passed",
+                                "first failed", "runs failing", "message"]))
+    news, broken = len(judgement.new_regressions), len(judgement.breakages)
+    counts = (f"{judgement.latency_series:,} latency series ({judgement.too_short:,} with too "
+              f"few runs to judge), {judgement.check_series:,} check series")
+    if judgement.dirty_runs:
+        counts += f"; {judgement.dirty_runs} runs from modified checkouts left out"
+    verdicts = (f"{news} new {'regression' if news == 1 else 'regressions'}" if news
+                else "no new regression")
+    verdicts += (f", {broken} {'check' if broken == 1 else 'checks'} started failing"
+                 if broken else ", no check started failing")
+    print(f"seq-harness history: {verdicts} ({counts})")
+    return CHECK_FAILED if judgement.failed else 0
