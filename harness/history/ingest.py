@@ -144,7 +144,7 @@ def add_run(connection: Connection, info: RunInfo, values: dict[str, Any],
         ids = series_ids(connection, machine_id)
 
     had_points = set(connection.execute(select(Point.series_id, Point.worker)
-                                        .where(Point.run_id == run_pk)).tuples())
+                                        .where(Point.run_id == run_pk)).all())
     points = [dict(row, series_id=ids[k], run_id=run_pk) for (k, w), row in timed.items()
               if (ids[k], w) not in had_points]
     had_outcomes = set(connection.execute(select(Outcome.series_id)

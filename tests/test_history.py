@@ -1,0 +1,291 @@
+"""The history store and its judgement (harness.history, ``seq-harness history``): on SQLite
+files here, and on a real PostgreSQL server the tests start themselves (marker ``postgres``).
+
+Results directories are synthetic (tests/synthetic_history.py): written with the project's own
+RecordWriter and RunInfo, one run per fake commit."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, text
+
+from harness.cli import main
+from harness.history import (
+    SCHEMA_VERSION,
+    HistoryError,
+    add_directories,
+    change_points,
+    describe_changes,
+    holdings,
+    judge,
+    open_database,
+    resolve_url,
+)
+from harness.history.schema import Machine, Outcome, Point, Run, Series
+from tests.synthetic_history import FINGERPRINT, build_history, fake_commit, run_info, write_run
+
+ROOT = Path(__file__).resolve().parent.parent
+# Per synthetic run: 2 implementations x 2 phases x 2 processes; 2 x 3 checks.
+POINTS_PER_RUN, OUTCOMES_PER_RUN, LATENCY_SERIES = 8, 6, 4
+
+
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'history.sqlite'}"
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {table.__tablename__: connection.execute(
+            select(func.count()).select_from(table)).scalar_one()
+            for table in (Machine, Run, Series, Point, Outcome)}
+
+
+def test_adding_twice_adds_nothing(tmp_path, capsys):
+    build_history(tmp_path / "results", 3)
+    url = db_url(tmp_path)
+    assert main(["history", "add", str(tmp_path / "results"), "--db", url]) == 0
+    first = capsys.readouterr().out
+    assert ("added 3 runs, 18 check outcomes, 4 latency series, 24 points; skipped 0 already "
+            "there") in first
+    assert main(["history", "add", str(tmp_path / "results"), "--db", url]) == 0
+    assert ("added 0 runs, 0 check outcomes, 0 latency series, 0 points; skipped 42 already "
+            "there") in capsys.readouterr().out
+    engine = open_database(url)
+    assert counts(engine) == {"machines": 1, "runs": 3, "series": 10, "points": 24,
+                              "outcomes": 18}
+
+
+def test_a_run_completed_later_adds_only_what_is_new(tmp_path):
+    """A resumed run keeps its run_id and appends records: the second add takes the new ones."""
+    [directory] = build_history(tmp_path / "results", 1)
+    records = (directory / "records.jsonl").read_text().splitlines(keepends=True)
+    (directory / "records.jsonl").write_text("".join(records[:5]))
+    engine = open_database(db_url(tmp_path))
+    first = add_directories(engine, [directory])
+    assert (first.runs, first.points, first.outcomes) == (1, 4, 1)  # 4 timings, then a check
+    (directory / "records.jsonl").write_text("".join(records))
+    added = add_directories(engine, [directory])
+    assert (added.runs, added.points, added.outcomes, added.skipped) == (0, 4, 5, 5)
+
+
+def test_job_and_gate_directories_add_every_run_below(tmp_path):
+    build_history(tmp_path / "job" / "checks", 1)
+    build_history(tmp_path / "job" / "timings", 1, first=1)
+    build_history(tmp_path / "gate" / "base", 1, first=2)
+    engine = open_database(db_url(tmp_path))
+    added = add_directories(engine, [tmp_path / "job", tmp_path / "gate"])
+    assert added.runs == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no run\.json in it or below"):
+        add_directories(engine, [tmp_path / "job", tmp_path / "empty"])
+    assert counts(engine)["runs"] == 3  # a bad directory is found before anything is added
+
+
+def test_a_directory_without_runs_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["history", "add", str(tmp_path / "empty"), "--db", db_url(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no run.json in it or below" in err
+
+
+# A writer process: imports everything first, waits for the go file, then adds its directory.
+WRITER = """
+import sys, time
+from pathlib import Path
+from harness.cli import main
+Path(sys.argv[2]).touch()
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.01)
+sys.exit(main(["history", "add", *sys.argv[3:]]))
+"""
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path):
+    """Two processes add different directories (sharing the machine and every series) into one
+    SQLite file at the same moment: every run, point and outcome arrives once, and their
+    transactions did interleave."""
+    build_history(tmp_path / "a", 30, seed=1)
+    build_history(tmp_path / "b", 30, seed=2, first=30)
+    url, go = db_url(tmp_path), tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(go) + side,
+                                 str(tmp_path / side), "--db", url], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for side in ("a", "b")]
+    deadline = time.monotonic() + 120
+    while not all(Path(str(go) + side).exists() for side in "ab") and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for writer in writers:
+        out, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err
+        assert "added 30 runs" in out
+    engine = open_database(url)
+    assert counts(engine) == {
+        "machines": 1, "runs": 60, "series": 10, "points": 60 * POINTS_PER_RUN,
+        "outcomes": 60 * OUTCOMES_PER_RUN}
+    with engine.connect() as connection:
+        sides = [source.split("/")[-2] for source in
+                 connection.execute(select(Run.source).order_by(Run.id)).scalars()]
+    switches = sum(x != y for x, y in itertools.pairwise(sides))
+    assert switches >= 2, f"the writers did not overlap: {sides}"
+
+
+def test_a_machine_is_its_hardware_not_its_hostname(tmp_path):
+    renamed = dict(FINGERPRINT, hostname="runner-7f3a", memory_gib=16)
+    other_cpu = dict(FINGERPRINT, cpu_id="GenuineTest 6 85 4")  # another stepping
+    build_history(tmp_path / "one", 1)
+    build_history(tmp_path / "renamed", 1, first=1, fingerprint=renamed,
+                  platform="Linux-6.5-x86_64-with-glibc2.36")
+    build_history(tmp_path / "other", 1, first=2, fingerprint=other_cpu)
+    engine = open_database(db_url(tmp_path))
+    add_directories(engine, [tmp_path / "one", tmp_path / "renamed"])
+    assert counts(engine)["machines"] == 1
+    add_directories(engine, [tmp_path / "other"])
+    assert counts(engine)["machines"] == 2
+    assert counts(engine)["series"] == 20  # two CPUs never share a series
+    build_history(tmp_path / "named", 1, first=3)
+    add_directories(engine, [tmp_path / "named"], machine="rack-2")
+    labels = sorted(h.label for h in holdings(engine))
+    assert labels == ["Test CPU 9000 (AVX2)", "Test CPU 9000 (AVX2)", "rack-2"]
+
+
+@pytest.mark.parametrize(("version", "says"), [
+    (SCHEMA_VERSION + 1, "newer than this seq-harness reads"),
+    (SCHEMA_VERSION - 1, "cannot upgrade from"),
+])
+def test_another_schema_version_is_refused_in_one_line(tmp_path, capsys, version, says):
+    build_history(tmp_path / "results", 1)
+    url = db_url(tmp_path)
+    engine = open_database(url)
+    add_directories(engine, [tmp_path / "results"])
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE schema_version SET version = :v"), {"v": version})
+    engine.dispose()
+    with pytest.raises(HistoryError, match=says):
+        open_database(url)
+    assert main(["history", "check", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"schema version {version}" in err
+
+
+def test_a_database_that_is_not_a_history_is_refused(tmp_path):
+    url = db_url(tmp_path)
+    engine = open_database(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE schema_version"))
+    with pytest.raises(HistoryError, match="not a seq-harness history database"):
+        open_database(url)
+
+
+def test_the_url_comes_from_the_option_the_environment_or_the_default():
+    assert resolve_url("x/h.sqlite", {}) == "sqlite:///x/h.sqlite"
+    assert resolve_url(None, {"SEQ_HARNESS_DB": "postgresql+psycopg://u@h/d"}) == \
+        "postgresql+psycopg://u@h/d"
+    assert resolve_url(None, {}) == "sqlite:///seq-harness-history.sqlite"
+    with pytest.raises(HistoryError, match="unknown database kind"):
+        open_database("nosuchdb://x")
+
+
+def test_reading_a_missing_file_creates_nothing(tmp_path, capsys):
+    assert main(["history", "list", "--db", str(tmp_path / "typo.sqlite")]) == 2
+    assert "no such SQLite file" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists()
+
+
+def test_commit_parent_time_and_branch_come_from_the_checkout(tmp_path):
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    for n in range(2):
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", f"c{n}"], check=True,
+                       env={**os.environ, "GIT_COMMITTER_DATE": f"2024-02-0{n + 1}T12:00:00+02:00"})
+    head, parent = (subprocess.run([*git, "rev-parse", ref], capture_output=True, text=True,
+                                   check=True).stdout.strip() for ref in ("HEAD", "HEAD~1"))
+    write_run(repo / "results", replace(run_info(0), git_commit=head), [])
+    engine = open_database(db_url(tmp_path))
+    add_directories(engine, [repo / "results"])
+    with engine.connect() as connection:
+        run = connection.execute(select(Run)).one()
+    assert (run.commit, run.parent_commit, run.branch) == (head, parent, "main")
+    assert str(run.commit_time) == "2024-02-02 10:00:00"  # UTC
+
+
+def test_check_finds_an_injected_ten_percent_step(tmp_path, capsys):
+    build_history(tmp_path / "results", 30, step_at=22, noise=0.02, seed=3)
+    url = db_url(tmp_path)
+    main(["history", "add", str(tmp_path / "results"), "--db", url])
+    capsys.readouterr()
+    assert main(["history", "check", "--db", url]) == 1
+    out = capsys.readouterr().out
+    assert "1 new regression, no check started failing" in out.splitlines()[-1]
+    [change] = judge(open_database(url)).new_regressions
+    assert (change.impl, change.phase) == ("torch-gru", "inference")
+    assert change.last_good.commit == fake_commit(21)
+    assert change.first_bad.commit == fake_commit(22)
+    assert change.change.low < 1.10 < change.change.high
+    assert fake_commit(21)[:12] in out and fake_commit(22)[:12] in out
+
+
+def test_check_is_quiet_on_a_flat_noisy_history(tmp_path, capsys):
+    build_history(tmp_path / "results", 40, noise=0.03, seed=4)
+    url = db_url(tmp_path)
+    main(["history", "add", str(tmp_path / "results"), "--db", url])
+    capsys.readouterr()
+    assert main(["history", "check", "--db", url]) == 0
+    assert "no new regression, no check started failing" in capsys.readouterr().out
+
+
+def test_check_names_the_commit_a_check_started_failing_at(tmp_path, capsys):
+    build_history(tmp_path / "results", 12, fail_at=9, seed=5)
+    url = db_url(tmp_path)
+    main(["history", "add", str(tmp_path / "results"), "--db", url])
+    capsys.readouterr()
+    assert main(["history", "check", "--db", url]) == 1
+    out = capsys.readouterr().out
+    assert "no new regression, 1 check started failing" in out.splitlines()[-1]
+    [broken] = judge(open_database(url)).breakages
+    assert (broken.impl, broken.check, broken.failing) == ("torch-gru", "matches_reference", 3)
+    assert (broken.last_good.commit, broken.first_bad.commit) == (fake_commit(8), fake_commit(9))
+    assert "h_n differs by 0.3" in out
+
+
+def test_dirty_runs_are_left_out_of_the_judgement(tmp_path):
+    build_history(tmp_path / "clean", 12, seed=6)
+    build_history(tmp_path / "dirty", 4, first=12, step_at=12, step=0.5, seed=7, dirty=True)
+    engine = open_database(db_url(tmp_path))
+    add_directories(engine, [tmp_path / "clean", tmp_path / "dirty"])
+    judgement = judge(engine)
+    assert not judgement.failed and judgement.dirty_runs == 4
+
+
+def test_flat_histories_rarely_alarm_and_steps_are_found():
+    """The detector's calibration in small (docs/history.md has the full one): 400 flat
+    histories of 100 runs with heavy-tailed noise (Student t, 3 degrees of freedom, 2% scale)
+    raise a significant change of at least 3% in at most 2% of them; a +10% step is found
+    within 2 runs in at least 95% of 100 histories."""
+    rng = np.random.default_rng(11)
+    alarms = 0
+    for _ in range(400):
+        values = np.exp(rng.standard_t(3, 100) * 0.02 / math.sqrt(3))
+        found = describe_changes(values, change_points(values))
+        alarms += any(c.significant() and abs(c.ratio - 1) > 0.03 for c in found)
+    assert alarms <= 8
+    found_steps = 0
+    for _ in range(100):
+        logs = rng.standard_t(3, 40) * 0.02 / math.sqrt(3)
+        logs[30:] += math.log(1.10)
+        found_steps += any(abs(i - 30) <= 2 for i in change_points(np.exp(logs)))
+    assert found_steps >= 95
