@@ -9,8 +9,12 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import pwd
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -117,27 +121,42 @@ def test_two_writers_at_once_lose_nothing(tmp_path):
     transactions did interleave."""
     build_history(tmp_path / "a", 30, seed=1)
     build_history(tmp_path / "b", 30, seed=2, first=30)
-    url, go = db_url(tmp_path), tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(go) + side,
-                                 str(tmp_path / side), "--db", url], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for side in ("a", "b")]
-    deadline = time.monotonic() + 120
-    while not all(Path(str(go) + side).exists() for side in "ab") and \
-            time.monotonic() < deadline:
-        time.sleep(0.05)
-    go.touch()
-    for writer in writers:
-        out, err = writer.communicate(timeout=300)
-        assert writer.returncode == 0, err
+    url = db_url(tmp_path)
+    for out in add_at_once(tmp_path, url, ["a", "b"]):
         assert "added 30 runs" in out
     engine = open_database(url)
     assert counts(engine) == {
         "machines": 1, "runs": 60, "series": 10, "points": 60 * POINTS_PER_RUN,
         "outcomes": 60 * OUTCOMES_PER_RUN}
+    assert_interleaved(engine)
+
+
+def add_at_once(tmp_path: Path, url: str, sides: list[str]) -> list[str]:
+    """``history add tmp_path/SIDE`` in a process per side, released at the same moment once
+    each has imported everything; their outputs."""
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), f"{go}-{side}",
+                                 str(tmp_path / side), "--db", url], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for side in sides]
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}-{side}").exists() for side in sides) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err
+        outputs.append(out)
+    return outputs
+
+
+def assert_interleaved(engine) -> None:
+    """The runs' insertion order switches between the writers' directories: they overlapped."""
     with engine.connect() as connection:
-        sides = [source.split("/")[-2] for source in
+        sides = [Path(source).parent.name for source in
                  connection.execute(select(Run.source).order_by(Run.id)).scalars()]
     switches = sum(x != y for x, y in itertools.pairwise(sides))
     assert switches >= 2, f"the writers did not overlap: {sides}"
@@ -289,3 +308,106 @@ def test_flat_histories_rarely_alarm_and_steps_are_found():
         logs[30:] += math.log(1.10)
         found_steps += any(abs(i - 30) <= 2 for i in change_points(np.exp(logs)))
     assert found_steps >= 95
+
+
+# --- a real PostgreSQL server, started here ------------------------------------------------------
+
+def postgres_binaries() -> Path | None:
+    """The directory of initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/N/bin."""
+    on_path = shutil.which("initdb")
+    found = [Path(on_path).parent] if on_path else sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+        if p.parent.name.isdigit() else 0)
+    return next((d for d in reversed(found) if (d / "pg_ctl").exists()), None)
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server in a temporary directory, on a unix socket only (no TCP port to
+    collide), trusted local connections; stopped and removed afterwards. initdb refuses root,
+    so as root it runs as the ``postgres`` system user (runuser)."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install "
+                                          "'seq-harness[postgres]')")
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed (Debian: apt install "
+                    "postgresql)")
+    as_user: list[str] = []
+    directory = Path(tempfile.mkdtemp(prefix="seq-harness-pg-"))
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(directory)
+            pytest.skip("running as root, and there is no 'postgres' user to run initdb as")
+        if shutil.which("runuser") is None:
+            shutil.rmtree(directory)
+            pytest.skip("running as root without runuser to run initdb as 'postgres'")
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:  # a free port number: it names the socket file
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = directory / "data"
+    subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres", "-E", "UTF8", "--no-sync"], check=True,
+                   capture_output=True, timeout=120)
+    options = f"-k {directory} -c listen_addresses='' -p {port} -c fsync=off"
+    subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-w",
+                    "-t", "60", "-l", str(directory / "log"), "start"], check=True,
+                   capture_output=True, timeout=120)
+    try:
+        yield f"postgresql+psycopg://postgres@/{{database}}?host={directory}&port={port}"
+    finally:
+        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh database on the server for one test."""
+    import psycopg
+
+    name = "history_" + "".join(c for c in request.node.name.lower() if c.isalnum())[:40]
+    admin = postgres_server.format(database="postgres").replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.format(database=name)
+
+
+@pytest.mark.postgres
+def test_postgres_add_twice_check_and_refusal(tmp_path, postgres_url, capsys):
+    build_history(tmp_path / "results", 30, step_at=22, fail_at=26, seed=3)
+    assert main(["history", "add", str(tmp_path / "results"), "--db", postgres_url]) == 0
+    assert main(["history", "add", str(tmp_path / "results"), "--db", postgres_url]) == 0
+    out = capsys.readouterr().out
+    assert "added 30 runs, 180 check outcomes, 4 latency series, 240 points" in out
+    assert "added 0 runs, 0 check outcomes, 0 latency series, 0 points; skipped 420" in out
+    assert main(["history", "check", "--db", postgres_url]) == 1
+    assert "1 new regression, 1 check started failing" in capsys.readouterr().out
+    engine = open_database(postgres_url)
+    [change] = judge(engine).new_regressions
+    assert change.first_bad.commit == fake_commit(22)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE schema_version SET version = :v"),
+                           {"v": SCHEMA_VERSION + 1})
+    engine.dispose()
+    assert main(["history", "list", "--db", postgres_url]) == 2
+    assert "newer than this seq-harness reads" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_postgres_two_writers_at_once_lose_nothing(tmp_path, postgres_url):
+    """As on SQLite: two processes, different directories, one database, the same moment (the
+    first of them also creates the tables while the other may be doing the same)."""
+    build_history(tmp_path / "a", 20, seed=1)
+    build_history(tmp_path / "b", 20, seed=2, first=20)
+    for out in add_at_once(tmp_path, postgres_url, ["a", "b"]):
+        assert "added 20 runs" in out
+    engine = open_database(postgres_url)
+    assert counts(engine) == {
+        "machines": 1, "runs": 40, "series": 10, "points": 40 * POINTS_PER_RUN,
+        "outcomes": 40 * OUTCOMES_PER_RUN}
+    assert_interleaved(engine)
