@@ -61,7 +61,9 @@ def test_adding_twice_adds_nothing(tmp_path, capsys):
     first = capsys.readouterr().out
     assert ("added 3 runs, 18 check outcomes, 4 latency series, 24 points; skipped 0 already "
             "there") in first
-    assert main(["history", "add", str(tmp_path / "results"), "--db", url]) == 0
+    # a run added before keeps its machine: naming one now adds no machine
+    assert main(["history", "add", str(tmp_path / "results"), "--db", url,
+                 "--machine", "renamed"]) == 0
     assert ("added 0 runs, 0 check outcomes, 0 latency series, 0 points; skipped 42 already "
             "there") in capsys.readouterr().out
     engine = open_database(url)

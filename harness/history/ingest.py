@@ -101,16 +101,16 @@ def run_values(info: RunInfo, directory: Path, *, parent, time, branch) -> dict[
 def add_run(connection: Connection, info: RunInfo, values: dict[str, Any],
             records: list[Record], *, machine: str | None) -> Added:
     """One run's rows (inside the caller's transaction)."""
-    identity = identify(info, name=machine)
-    insert_ignoring(connection, Machine, [dict(identity=identity.digest, name=identity.name,
-                                               label=identity.label,
-                                               hardware=dict(identity.hardware))])
-    machine_id = connection.execute(
-        select(Machine.id).where(Machine.identity == identity.digest)).scalar_one()
     existing = connection.execute(select(Run.id, Run.machine_id)
                                   .where(Run.run_id == info.run_id)).first()
     new_run = existing is None
     if new_run:
+        identity = identify(info, name=machine)
+        insert_ignoring(connection, Machine, [dict(identity=identity.digest, name=identity.name,
+                                                   label=identity.label,
+                                                   hardware=dict(identity.hardware))])
+        machine_id = connection.execute(
+            select(Machine.id).where(Machine.identity == identity.digest)).scalar_one()
         insert_ignoring(connection, Run, [dict(values, machine_id=machine_id)])
         existing = connection.execute(select(Run.id, Run.machine_id)
                                       .where(Run.run_id == info.run_id)).one()
