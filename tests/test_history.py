@@ -216,7 +216,7 @@ def test_the_url_comes_from_the_option_the_environment_or_the_default():
     assert resolve_url(None, {"SEQ_HARNESS_DB": "postgresql+psycopg://u@h/d"}) == \
         "postgresql+psycopg://u@h/d"
     assert resolve_url(None, {}) == "sqlite:///seq-harness-history.sqlite"
-    with pytest.raises(HistoryError, match="unknown database kind"):
+    with pytest.raises(HistoryError, match="is not supported; use sqlite"):
         open_database("nosuchdb://x")
 
 

@@ -66,7 +66,8 @@ def show(engine, args: argparse.Namespace) -> int:
     from harness.history import holdings
 
     held = holdings(engine)
-    rows = [[h.label, h.runs, h.latency_series, h.check_series, f"{h.points:,}",
+    rows = [[h.label, f"{h.runs:,}", f"{h.latency_series:,}", f"{h.check_series:,}",
+             f"{h.points:,}",
              f"{h.outcomes:,}", h.first, h.last] for h in held]
     print(tabulate(rows, headers=["machine", "runs", "latency series", "check series", "points",
                                   "check outcomes", "first run", "last run"]))

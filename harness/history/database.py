@@ -58,8 +58,18 @@ def shown(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; HistoryError naming the URL when SQLAlchemy cannot use it."""
+    from sqlalchemy.engine import make_url
+
     try:
-        if url.startswith("sqlite"):
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as error:
+        raise HistoryError(f"--db {shown(url)!r}: not a database URL ({error}); use "
+                           "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise HistoryError(f"--db {shown(url)!r}: {backend!r} is not supported; use "
+                           "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    try:
+        if backend == "sqlite":
             engine = create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S})
             _serialise_sqlite_writers(engine)
         else:

@@ -78,7 +78,7 @@ class Judgement:
     breakages: tuple[Breakage, ...]
     latency_series: int
     check_series: int
-    too_short: int  # latency series with too few runs to judge
+    too_short: int  # latency series with too few clean runs to judge (none at all included)
     dirty_runs: int
 
     @property
@@ -114,13 +114,13 @@ def judge(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95,
     refs = {pk: RunRef(run.run_id, run.commit, (run.commit_time or run.created, run.created))
             for pk, run in runs.items()}
 
-    changes, too_short = [], 0
+    changes, judged = [], 0
     for series_id, by_run in sorted(timed.items()):
         row = series[series_id]
         order = sorted(by_run, key=lambda pk: refs[pk].order)
         values = [statistics.median(by_run[pk]) for pk in order]
         found = detect(values, min_size=min_size, confidence=confidence)
-        too_short += len(values) < max(MIN_RUNS, 2 * min_size)
+        judged += len(values) >= max(MIN_RUNS, 2 * min_size)
         for position, change in enumerate(found):
             latest = position == len(found) - 1
             changes.append(SeriesChange(
@@ -146,7 +146,8 @@ def judge(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95,
     kinds = [s.kind for s in series.values()]
     return Judgement(changes=tuple(changes), breakages=tuple(breakages),
                      latency_series=kinds.count(LATENCY),
-                     check_series=len(kinds) - kinds.count(LATENCY), too_short=too_short,
+                     check_series=len(kinds) - kinds.count(LATENCY),
+                     too_short=kinds.count(LATENCY) - judged,
                      dirty_runs=sum(bool(r.dirty) for r in runs.values()))
 
 
