@@ -1,11 +1,16 @@
-"""Every command block of README.md runs as written, on a scratch user package ``mypkg``.
+"""Every command and code block of README.md and of the docs pages runs as written, on a
+scratch user package ``mypkg``, or is named with the reason it does not; README.md stays within
+200 lines; every relative link of the pages names a file (and heading) that exists.
 
-The blocks are read from README.md itself: the Python examples become the package's modules,
-the TOML entry points its installed metadata, every ``seq-harness`` and ``pytest`` line runs
-(in-process, narrowed to a few suites or a tiny shape where the full command would take
-minutes; the narrowing only adds options), and the GitHub Actions workflow's steps run as a
-script, its install step against a local clone pinned to a commit. A README line no test here
-knows fails ``test_every_command_is_exercised``, so a new example gets a test or a reason."""
+The blocks are read from the pages themselves (``PAGES``: README.md and every docs/*.md): the
+Python examples become the package's modules, the TOML entry points its installed metadata,
+every ``seq-harness`` and ``pytest`` line runs (in-process, narrowed to a few suites or a tiny
+shape where the full command would take minutes; the narrowing only adds options), and the
+GitHub Actions workflow's steps run as a script, its install step against a local clone pinned
+to a commit. A page whose examples another test module runs is named in ``ELSEWHERE`` with that
+module, which must read it. A command line no test here knows fails
+``test_every_command_is_exercised``, and a code block no test here uses fails
+``test_every_block_is_used``, so a new example gets a test or a reason."""
 
 from __future__ import annotations
 
@@ -23,7 +28,25 @@ import pytest
 from harness.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+# Every page a user reads, by its path from the repository's root.
+PAGES = ("README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")))
+TEXT = {page: (ROOT / page).read_text() for page in PAGES}
+README_MAX_LINES = 200
+
+# Pages whose blocks another test module runs (it reads the page itself).
+ELSEWHERE = {
+    "docs/diagnosis.md": "tests/test_third_party_family.py",
+    "docs/history.md": "tests/test_history_docs.py",
+    "docs/ops.md": "tests/test_ops.py",
+}
+HERE = tuple(page for page in PAGES if page not in ELSEWHERE)
+# The Python blocks here, by page: the mypkg module each becomes, or why it only compiles.
+MODULES = {"README.md": "declarations", "docs/deployment.md": "deploy"}
+COMPILED_ONLY = {
+    "docs/packed-gru-backward.md": "a standalone torch-only reproduction that trains nn.GRU at "
+                                   "the standard shape for tens of seconds (run by hand)",
+}
+SHELL = ("sh", "bash")
 
 # Lines not run here, and why.
 NOT_RUN = {
@@ -70,14 +93,21 @@ LEAKY = Family("leaky", LeakyLoop, gates=1, recurrence="none")
 '''
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+def fenced(page: str) -> list[tuple[str, str]]:
+    """Every fenced block of a page: (language, body)."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", TEXT[page], flags=re.S | re.M)
 
 
-def command_lines() -> list[str]:
-    """Every command of the README's sh blocks, comments dropped."""
+def blocks(language: str, pages: tuple[str, ...] = HERE) -> list[str]:
+    """The blocks of one language (sh: the shell's, bash included) on the pages run here."""
+    languages = SHELL if language == "sh" else (language,)
+    return [body for page in pages for lang, body in fenced(page) if lang in languages]
+
+
+def command_lines(pages: tuple[str, ...] = HERE) -> list[str]:
+    """Every command of the pages' shell blocks, comments dropped."""
     lines = []
-    for block in blocks("sh"):
+    for block in blocks("sh", pages):
         for line in block.splitlines():
             line = line.split("  #")[0].split(" # ")[0].strip()
             if line and not line.startswith("#"):
@@ -86,7 +116,7 @@ def command_lines() -> list[str]:
 
 
 def workflow_steps() -> list[str]:
-    """The `run:` steps of the README's workflow, folded (`>`) steps joined into one line."""
+    """The `run:` steps of the pages' workflow, folded (`>`) steps joined into one line."""
     (workflow,) = blocks("yaml")
     steps, current = [], None
     for line in workflow.splitlines():
@@ -112,16 +142,17 @@ def seq_harness_lines() -> list[str]:
 
 @pytest.fixture(scope="module")
 def mypkg(tmp_path_factory) -> Path:
-    """A scratch user package from the README's own examples, installed as a distribution
-    whose entry points are the README's TOML blocks."""
+    """A scratch user package from the pages' own examples, installed as a distribution
+    whose entry points are the pages' TOML blocks."""
     root = tmp_path_factory.mktemp("user")
     package = root / "mypkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "rnn.py").write_text(RNN)
-    declarations, int8 = blocks("python")
-    (package / "declarations.py").write_text("from torch import nn\n\n" + declarations)
-    (package / "deploy.py").write_text(int8)
+    for page, module in MODULES.items():
+        (block,) = blocks("python", (page,))
+        imports = "from torch import nn\n\n" if module == "declarations" else ""
+        (package / f"{module}.py").write_text(imports + block)
     (package / "harness_entries.py").write_text(ENTRIES)
     (package / "families.py").write_text("from mypkg.harness_entries import LEAKY\n")
     dist = root / "mypkg-0.1.dist-info"
@@ -150,14 +181,66 @@ def argv_of(line: str) -> list[str]:
     return shlex.split(line.replace("${{ github.base_ref }}", "main"))[1:]
 
 
-def test_every_command_is_exercised():
-    for line in command_lines() + workflow_steps()[1:]:
+@pytest.mark.parametrize("page", PAGES)
+def test_every_command_is_exercised(page):
+    if page in ELSEWHERE:
+        module = ELSEWHERE[page]
+        assert re.search(rf"[\"']{re.escape(Path(page).name)}[\"']", (ROOT / module).read_text()), (
+            f"{page} is said to be run by {module}, which does not read it")
+        return
+    steps = workflow_steps()[1:] if blocks("yaml", (page,)) else []
+    for line in command_lines((page,)) + steps:
         assert line in NOT_RUN or EXTRAS.match(line) or line.startswith(EXERCISED), (
-            f"README command {line!r} is run by no test in tests/test_readme.py")
+            f"{page} command {line!r} is run by no test in tests/test_readme.py")
     assert len(workflow_steps()) == 3
 
 
-def test_extras_named_in_the_readme_exist():
+def test_every_block_is_used():
+    """Every block of the pages run here is a shell block (its lines checked above), a TOML
+    entry point, the workflow, or a Python module of mypkg (or compiled, for a reason)."""
+    for page in HERE:
+        for language, _ in fenced(page):
+            assert language in (*SHELL, "toml", "yaml", "python"), (
+                f"{page}: a {language or 'plain'} block no test in tests/test_readme.py uses")
+        python = blocks("python", (page,))
+        assert len(python) == (page in MODULES or page in COMPILED_ONLY), (
+            f"{page}: {len(python)} Python blocks; tests/test_readme.py uses "
+            f"{int(page in MODULES or page in COMPILED_ONLY)}")
+    assert len(blocks("yaml")) == 1
+
+
+def test_readme_is_short():
+    """README.md is the page a newcomer reads; the reference lives in docs/."""
+    lines = len(TEXT["README.md"].splitlines())
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; at most {README_MAX_LINES}"
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a markdown file's headings."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", title.strip().lower().replace("`", "")).replace(" ", "-")
+            for title in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_point_to_files_that_exist(page):
+    """Every relative link of a page (outside code) names an existing file, and a heading of it
+    where it names one."""
+    text = re.sub(r"^```.*?^```", "", TEXT[page], flags=re.S | re.M)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    for link in links:
+        if re.match(r"^[a-z]+:", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = ((ROOT / page).parent / path).resolve() if path else ROOT / page
+        assert target.exists(), f"{page}: link {link!r} names no file"
+        if anchor and target.suffix == ".md":
+            assert anchor in anchors(target), (
+                f"{page}: link {link!r} names no heading of {path or page}")
+
+
+def test_extras_named_on_the_pages_exist():
     tomllib = pytest.importorskip("tomllib")
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
@@ -196,9 +279,10 @@ def test_plug_in_example_runs(user):
     assert " passed" in done.stdout
 
 
-def test_int8_wrapper_fails_only_where_the_readme_says(user):
-    """The int8 wrapper, run as it is, passes every check it claims but one: 4-D input raises
-    RuntimeError where nn.LSTM raises ValueError (shapes and errors suites here)."""
+def test_int8_wrapper_fails_only_where_its_page_says(user):
+    """docs/deployment.md's int8 wrapper, run as it is, passes every check it claims but one:
+    4-D input raises RuntimeError where nn.LSTM raises ValueError (shapes and errors suites
+    here)."""
     (run_line,) = [x for x in command_lines() if x.startswith("seq-harness run --impl-class "
                                                               "mypkg.deploy:")]
     out = user / "int8"
@@ -295,7 +379,10 @@ def test_profile_example_runs(user):
     assert (user / "results" / "profile" / "profile.md").is_file()
 
 
-def test_readme_snippets_are_complete_files():
-    """The Python examples are whole modules (imports included), as a user copies them."""
-    for block in blocks("python")[1:]:
-        compile(textwrap.dedent(block), "README.md", "exec")
+def test_python_blocks_are_complete_files():
+    """The Python examples are whole modules (imports included), as a user copies them; all but
+    README's declarations, a class shown alone."""
+    for page in HERE:
+        for block in blocks("python", (page,)):
+            if MODULES.get(page) != "declarations":
+                compile(textwrap.dedent(block), page, "exec")
