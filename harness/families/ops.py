@@ -141,7 +141,7 @@ def mlstm_flops(case: OpCase, phase: str, form: str) -> int:
     return flops(case, phase, form, extra_per_step=4 * case.key_dim)  # the normaliser n
 
 
-# Float32 tolerances: outputs sum hundreds of products; values of order 1-10 (see the README).
+# Float32 tolerances: outputs sum hundreds of products; values of order 1-10 (see docs/ops.md).
 OP_TOLERANCES = {"float32": (1e-5, 1e-5), "float64": (1e-10, 1e-10)}
 
 SCALAR_DECAY = OpFamily(
