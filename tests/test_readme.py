@@ -215,6 +215,12 @@ def test_readme_is_short():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; at most {README_MAX_LINES}"
 
 
+def test_every_docs_page_is_linked_from_the_readme():
+    """README.md's list of where to go next names every page of docs/."""
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)(?:#[\w-]+)?\)", TEXT["README.md"]))
+    assert set(PAGES) - {"README.md"} - linked == set()
+
+
 def anchors(path: Path) -> set[str]:
     """The anchors GitHub gives a markdown file's headings."""
     text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
