@@ -218,7 +218,8 @@ def test_readme_is_short():
 def test_every_docs_page_is_linked_from_the_readme():
     """README.md's list of where to go next names every page of docs/."""
     linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)(?:#[\w-]+)?\)", TEXT["README.md"]))
-    assert set(PAGES) - {"README.md"} - linked == set()
+    missing = sorted(set(PAGES) - {"README.md"} - linked)
+    assert not missing, f"README.md does not link {', '.join(missing)}"
 
 
 def anchors(path: Path) -> set[str]:
