@@ -109,13 +109,49 @@ def test_ctrl_c_keeps_the_records_and_says_how_to_continue(tmp_path, quick_scale
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_timings", interrupted)
+    monkeypatch.setattr(pipeline, "measure", interrupted)
     out = tmp_path / "job"
     assert main(["job", "--impl", "torch-gru", "--suite", "varlen", "-n", "1",
                  "--out", str(out)]) == 130
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"seq-harness job --resume {out}" in err
     assert (out / "checks" / "records.jsonl").stat().st_size > 0  # stage 1 is kept
+
+
+def test_a_spent_budget_leaves_timings_out_and_a_resume_measures_them(tmp_path, quick_scale,
+                                                                      capsys):
+    out = tmp_path / "job"
+    # one second: the checks run in full, the timings find the budget spent
+    assert main(["job", "--impl", "torch-gru", "--suite", "varlen", "-n", "1", "--budget", "1",
+                 "--out", str(out), "--progress", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "a time budget of 1 s" in printed and "the time budget left out 1 of" in printed
+    records = [json.loads(x) for x in (out / "timings" / "records.jsonl").read_text().split("\n")
+               if x]
+    left = [r for r in records if r["metrics"].get("left_out")]
+    assert [(r["impl"], r["check"], r["outcome"]) for r in left] == [
+        ("torch-gru", "inference", "skipped")]
+    assert f"seq-harness job --resume {out} --budget 0" in left[0]["message"]
+    assert "left out: the job's time budget (1 s)" in (out / "README.md").read_text()
+    checks = keys(out / "checks")
+    assert main(["job", "--resume", str(out), "--budget", "0"]) == 0
+    assert "left out" not in capsys.readouterr().out.split("stage 2 of 3")[1].split("\n")[0]
+    timed = [Record.from_dict(json.loads(x)) for x in
+             (out / "timings" / "records.jsonl").read_text().split("\n") if x]
+    assert not [r for r in timed if r.metrics.get("left_out")]
+    measured = [r for r in timed if r.impl == "torch-gru" and r.check == "inference"]
+    assert [r.outcome for r in measured] == ["passed"] and measured[0].metrics["wall_s"] > 0
+    assert keys(out / "checks") == checks  # the checks were done: none ran again
+    assert json.loads((out / "job.json").read_text())["budget_s"] is None
+
+
+def test_the_quick_scale_has_a_budget_and_a_budget_is_checked(tmp_path, quick_scale, capsys):
+    assert pipeline.JobRequest(out=str(tmp_path)).budget_s is None
+    assert main(["job", "--budget", "-5", "--out", str(tmp_path / "j")]) == 2
+    assert "--budget -5 is invalid" in capsys.readouterr().err
+    assert main(["job", "--resume", str(tmp_path), "--budget", "3", "-n", "2"]) == 2
+    assert "no other options but --budget" in capsys.readouterr().err
+    assert pipeline.BUDGET_S["ci"] and not pipeline.BUDGET_S["full"]
 
 
 @pytest.mark.parametrize(("argv", "names"), [

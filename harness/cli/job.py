@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ import torch
 from harness.cli.common import CHECK_FAILED, UsageError, positive, resumable, usage_errors
 from harness.conformance.options import SELECTION, SKIP_SUITE, SUITE, add_options
 from harness.conformance.suites import suite_files
-from harness.job.pipeline import SCALES, JobRequest, run_job
+from harness.job.pipeline import BUDGET_S, SCALES, JobRequest, run_job
 from harness.registry import choose
 
 
@@ -47,16 +48,27 @@ def add_parser(commands) -> None:
     job.add_argument("--overwrite", action="store_true",
                      help="replace an earlier job in DIR")
     job.add_argument("--resume", metavar="DIR",
-                     help="continue the interrupted job in DIR with its own options")
+                     help="continue the interrupted job in DIR with its own options (and "
+                     "--budget, when given)")
+    job.add_argument("--budget", type=float, metavar="SECONDS",
+                     help="the whole job's time: the checks run in full, the timings take what "
+                     "is left and the ones it does not reach are recorded as left out (default "
+                     + ", ".join(f"{scale} {budget:g}" if budget else f"{scale} none"
+                                 for scale, budget in BUDGET_S.items())
+                     + "; 0: no limit)")
 
 
 def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
+    if args.budget is not None and args.budget < 0:
+        raise UsageError(f"--budget {args.budget:g} is invalid; expected seconds > 0, or 0 for "
+                         "no limit")
     if args.resume:
-        if argv != ["job", "--resume", args.resume]:
-            raise UsageError("--resume DIR takes no other options: the job continues with its "
-                             "own")
+        if without_budget(argv) != ["job", "--resume", args.resume]:
+            raise UsageError("--resume DIR takes no other options but --budget: the job "
+                             "continues with its own")
         with usage_errors():
-            return JobRequest.saved(args.resume)
+            saved = JobRequest.saved(args.resume)
+            return saved if args.budget is None else replace(saved, budget_s=args.budget or None)
     positive("--workers", args.workers)
     positive("--threads", args.threads)
     positive("--check-timeout", args.check_timeout, integer=False)
@@ -75,7 +87,22 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
             impl_classes=tuple(args.impl_class), family=args.family, suites=tuple(args.suite),
             skipped=tuple(args.skip_suite), workers=args.workers,
             threads=args.threads, check_timeout=args.check_timeout, report=args.report,
-            progress_s=args.progress, device=args.device, tf32=args.tf32, argv=tuple(argv))
+            progress_s=args.progress, device=args.device, tf32=args.tf32,
+            budget_s=BUDGET_S[args.scale] if args.budget is None else args.budget or None,
+            argv=tuple(argv))
+
+
+def without_budget(argv: list[str]) -> list[str]:
+    """The command line less its --budget option (the one a resumed job may change)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--budget":
+            skip = True
+        elif not token.startswith("--budget="):
+            kept.append(token)
+    return kept
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:

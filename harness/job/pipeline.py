@@ -8,11 +8,19 @@
 Ctrl-C (or a kill) keeps everything recorded so far; ``--resume OUT`` runs the job again with its
 own options and measures only what is missing: checks already recorded are skipped, timings
 already recorded are not repeated, and the report is rendered from all of it.
+
+A time budget (``--budget``; the quick scale's fits the job in 10 minutes on a 2-core machine)
+bounds the whole job on any machine: the checks run in full, and the timings take what is left,
+every grid's first process before any grid's second, so a slow machine loses intervals before
+it loses figures. A timing the budget did not reach is recorded as skipped, saying so; a resumed
+job (``--resume OUT --budget 0``: no limit) measures it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +33,10 @@ from harness.conformance.suites import suite_files
 from harness.core.progress import Progress
 from harness.latency.grids import load_grid
 from harness.latency.jobs import record_key
-from harness.latency.plan import Plan
-from harness.latency.run import run as run_timings
-from harness.latency.run import skip_all
+from harness.latency.plan import Plan, Side
+from harness.latency.run import first_calls, left_out, not_supported, run_sides, skip_all
 from harness.records import (
+    RECORDS_FILE,
     RunInfo,
     iter_records,
     prepare_results_dir,
@@ -87,6 +95,10 @@ SCALES = {
                           "fast-gru-cudagraph", "compiled-lstm", "compiled-gru")),),
 }
 SUITE_SCALE = {"ci": "ci", "full": "full", "gpu": "ci"}  # the suites' --scale of a job scale
+# A scale's time budget in seconds (None: none). The quick scale's keeps the main job, with its
+# minute and a half of setup (tox, a fresh environment), under 10 minutes on a 2-core machine.
+BUDGET_S = {"ci": 480.0, "full": None, "gpu": None}
+REPORT_S = 15.0  # what the budget keeps for the report
 
 
 @dataclass(frozen=True)
@@ -107,11 +119,15 @@ class JobRequest:
     progress_s: float = 30.0
     device: str = "cpu"
     tf32: str = "off"
+    budget_s: float | None = None  # the whole job's seconds (None: no limit); see the docstring
     argv: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"--scale {self.scale!r} is invalid; valid: {', '.join(SCALES)}")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"--budget {self.budget_s:g} is invalid; expected seconds > 0, "
+                             "or 0 for no limit")
 
     @property
     def report_path(self) -> Path:
@@ -160,6 +176,7 @@ def run_job(request: JobRequest, *, resume: bool = False,
             emit: Callable[[str], None] = print) -> int:
     """The job (see the module docstring); 0 when every check passed and every timing was
     measured, 1 otherwise."""
+    began = time.monotonic()
     out = Path(request.out)
     chosen = choose(impls=request.impls, impl_classes=request.impl_classes,
                     family=request.family)
@@ -168,9 +185,10 @@ def run_job(request: JobRequest, *, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     request.save()
     checks, timings = out / CHECKS, out / TIMINGS
+    budget = (f", a time budget of {request.budget_s:g} s" if request.budget_s else "")
     emit(f"seq-harness job: stage 1 of 3, every suite at --scale "
          f"{SUITE_SCALE[request.scale]} over {len(chosen.specs)} implementations on "
-         f"{request.device}, records in {checks}")
+         f"{request.device}{budget}, records in {checks}")
     start(checks, ["seq-harness", *request.argv], resume=resume)
     outcome = run_suites(SuiteRun(
         files=tuple(suite_files(request.suites, request.skipped)), out=checks,
@@ -183,19 +201,29 @@ def run_job(request: JobRequest, *, resume: bool = False,
     for line in describe(outcome.confirmed):  # failures run again alone
         emit(line)
     run_id = start(timings, ["seq-harness", *request.argv], resume=resume)
+    if resume:
+        forget_left_out(timings)
     done = {record_key(r) for r in iter_records(timings)}
     made = plans(request, chosen.specs)
     total = sum(p.jobs() for _, p in made)
+    deadline = began + request.budget_s - REPORT_S if request.budget_s else None
+    left = (f", {max(0.0, deadline - time.monotonic()):.0f} s of the budget left"
+            if deadline is not None else "")
     emit(f"seq-harness job: stage 2 of 3, {total} timings over {len(made)} grids "
-         f"({', '.join(p.grid.name for _, p in made)}), records in {timings}")
+         f"({', '.join(p.grid.name for _, p in made)}){left}, records in {timings}")
     progress = Progress(total, "timings", every_s=request.progress_s, emit=emit)
     progress.done = min(len(done), total)
     if request.device == "cuda" and not torch.cuda.is_available():
         skip_all([p for _, p in made], timings, run_id=run_id, why="CUDA is not available")
         made = []
-    for timing, plan in made:
-        run_timings(plan, timings, run_id=run_id, done=done, job_timeout_s=timing.job_timeout_s,
-                    progress=lambda line: progress.step())
+    skipped = measure(made, timings, run_id=run_id, done=done, deadline=deadline,
+                      why=f"left out: the job's time budget ({request.budget_s:g} s) was spent "
+                          f"before this timing; `seq-harness job --resume {out} --budget 0` "
+                          "measures it" if request.budget_s else "",
+                      progress=lambda line: progress.step())
+    if skipped:
+        emit(f"seq-harness job: the time budget left out {skipped} of {total} timings (the "
+             f"report lists them; `seq-harness job --resume {out} --budget 0` measures them)")
     emit(f"seq-harness job: stage 3 of 3, the report: {request.report_path}")
     write_report([checks, timings], request.report_path)
     checked = list(iter_records(checks))
@@ -203,5 +231,47 @@ def run_job(request: JobRequest, *, resume: bool = False,
     failed = sum(r.outcome == "failed" for r in checked)
     failed_timings = sum(r.outcome == "failed" for r in timed)
     emit(f"seq-harness job: {len(checked)} checks ({failed} failed), {len(timed)} timings "
-         f"({failed_timings} failed); report: {request.report_path}")
+         f"({failed_timings} failed, {skipped} left out); report: {request.report_path}")
     return 1 if failed or failed_timings else 0
+
+
+def measure(made: Sequence[tuple[Timing, Plan]], out: Path, *, run_id: str, done: set[tuple],
+            deadline: float | None, why: str, progress: Callable[[str], None]) -> int:
+    """Every grid's timings: what each implementation cannot do, first calls, then worker
+    process 0 of every grid, then process 1 of every grid, ...; once ``deadline`` has passed,
+    what is left is recorded as skipped with ``why``. How many were left out."""
+    for timing, plan in made:
+        not_supported(plan, out, run_id=run_id, done=done)
+        first_calls(plan, out, run_id=run_id, job_timeout_s=timing.job_timeout_s,
+                    progress=progress, done=done)
+    sides = [(timing, Side(plan, out, run_id)) for timing, plan in made]
+    passes = [(worker, timing, side) for worker in range(max((p.workers for _, p in made),
+                                                              default=0))
+              for timing, side in sides if worker < side.plan.workers]
+    for worker, timing, side in passes:
+        run_sides([side], workers=[worker], job_timeout_s=timing.job_timeout_s,
+                  progress=progress, done=done, deadline=deadline)
+    if deadline is None or time.monotonic() < deadline:
+        return 0
+    recorded = {record_key(r) for r in iter_records(out)}
+    return sum(len(left_out(side, worker, recorded, why=why)) for worker, _, side in passes)
+
+
+def forget_left_out(directory: Path) -> None:
+    """Drop the records of timings a time budget left out (a resumed job measures them)."""
+    path = directory / RECORDS_FILE
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if not was_left_out(line)]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("".join(kept))
+    os.replace(temporary, path)
+
+
+def was_left_out(line: str) -> bool:
+    try:
+        metrics = json.loads(line).get("metrics")
+    except json.JSONDecodeError:  # a line cut short by a kill: iter_records drops it
+        return False
+    return isinstance(metrics, dict) and metrics.get("left_out") is True

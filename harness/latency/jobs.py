@@ -78,11 +78,15 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
-              worker: int, run_id: str, threads: int) -> Record:
+              worker: int, run_id: str, threads: int, wall_s: float | None = None) -> Record:
+    """``wall_s``: the job's whole cost as the parent saw it (a worker's start, the build, the
+    warm-up and the timing), what a time budget spends."""
     error = result.get("error")
     samples = result.get("block_s") or []
     metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
                "worker": worker, "threads": threads}
+    if wall_s is not None:
+        metrics["wall_s"] = round(wall_s, 4)
     if kind == PEAK:
         gemm = Gemm(payload["backend"], payload["size"], payload["device"])
         impl, family, check, origin = PEAK, PEAK, "gemm", ""

@@ -21,10 +21,12 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import replace
 from pathlib import Path
 
+from harness.core.op_case import case_from_dict
 from harness.latency.jobs import (
     FIRST_CALL,
     LATENCY,
@@ -107,44 +109,87 @@ def first_calls(plan: Plan, out: Path, *, run_id: str, job_timeout_s: float,
     return records
 
 
-def run_sides(sides: Sequence[Side], *, workers: int, job_timeout_s: float = 600.0,
-              progress: Callable[[str], None] | None = None, done: Set[tuple] = frozenset()
-              ) -> list[Record]:
-    """For each worker index, one fresh process per side, sides alternating (A B A B ...);
-    every result is appended to its side's records as it arrives. ``done``: jobs already
-    recorded (of a single side's run that resumes)."""
+def worker_jobs(side: Side, worker: int) -> list[WorkerJob]:
+    """What worker process number ``worker`` of a side runs: the peak sweep (when the side has
+    it), then every task of its plan, in the worker's rotation."""
+    plan = side.plan
+    jobs = [WorkerJob(f"{worker}:peak:{g.id}", PEAK,
+                      {"backend": g.backend, "size": g.size, "device": g.device,
+                       "threads": plan.threads, "min_run_time": PEAK_RUN_TIME})
+            for g in sweep(plan.device)] if side.peak else []
+    # Peak memory does not vary between processes: the first one measures it.
+    plan_w = plan if worker == 0 else replace(plan, memory=False)
+    jobs += [WorkerJob(f"{worker}:{i}", TIME,
+                       {**job_payload(spec, task, plan_w), "slowdown": side.slowdown})
+             for i, (spec, task) in enumerate(plan.tasks())]
+    return rotated(jobs, worker)
+
+
+def run_sides(sides: Sequence[Side], *, workers: int | Sequence[int],
+              job_timeout_s: float = 600.0, progress: Callable[[str], None] | None = None,
+              done: Set[tuple] = frozenset(), deadline: float | None = None) -> list[Record]:
+    """For each worker index (``workers``: how many, or which), one fresh process per side,
+    sides alternating (A B A B ...); every result is appended to its side's records as it
+    arrives. ``done``: jobs already recorded (of a single side's run that resumes).
+    ``deadline`` (time.monotonic()): no job starts after it (the one running finishes); what
+    is not measured then is the caller's to record (see ``left_out``)."""
     writers = [RecordWriter(side.out) for side in sides]
     records: list[Record] = []
+    indices = range(workers) if isinstance(workers, int) else workers
     try:
-        for worker in range(workers):
+        for worker in indices:
             for index in range(len(sides)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return records
                 side = sides[(index + worker) % len(sides)] if worker % 2 else sides[index]
                 writer = writers[sides.index(side)]
-                plan = side.plan
-                jobs = [WorkerJob(f"{worker}:peak:{g.id}", PEAK,
-                            {"backend": g.backend, "size": g.size, "device": g.device,
-                             "threads": plan.threads, "min_run_time": PEAK_RUN_TIME})
-                        for g in sweep(plan.device)] if side.peak else []
-                # Peak memory does not vary between processes: the first one measures it.
-                plan_w = plan if worker == 0 else replace(plan, memory=False)
-                jobs += [WorkerJob(f"{worker}:{i}", TIME,
-                             {**job_payload(spec, task, plan_w), "slowdown": side.slowdown})
-                         for i, (spec, task) in enumerate(plan.tasks())]
-                jobs = [j for j in jobs if job_key(j.kind, j.payload, worker) not in done]
+                jobs = [j for j in worker_jobs(side, worker)
+                        if job_key(j.kind, j.payload, worker) not in done]
                 if not jobs:
                     continue
-                specs = {s.name: s for s in plan.specs}
-                for job, result in run_jobs(rotated(jobs, worker), threads=plan.threads,
-                                            job_timeout_s=job_timeout_s, env=side.env):
+                specs = {s.name: s for s in side.plan.specs}
+                threads = side.plan.threads
+                started = time.monotonic()
+                for job, result in run_jobs(jobs, threads=threads, job_timeout_s=job_timeout_s,
+                                            env=side.env):
                     record = to_record(job.kind, job.payload, result, specs, worker=worker,
-                                       run_id=side.run_id, threads=plan.threads)
+                                       run_id=side.run_id, threads=threads,
+                                       wall_s=time.monotonic() - started)
+                    started = time.monotonic()
                     writer.write(record)
                     records.append(record)
                     if progress is not None:
                         progress(progress_line(record))
+                    if deadline is not None and started >= deadline:
+                        return records
     finally:
         for writer in writers:
             writer.close()
+    return records
+
+
+def left_out(side: Side, worker: int, recorded: Set[tuple], *, why: str) -> list[Record]:
+    """A skipped record, with ``why``, for each job of the side's worker ``worker`` that is not
+    in ``recorded`` (record keys): the timings a time budget did not reach. Their metrics say
+    ``left_out`` (a resumed job measures them and drops these records)."""
+    specs = {s.name: s for s in side.plan.specs}
+    records = []
+    for job in worker_jobs(side, worker):
+        if job.kind != TIME or job_key(job.kind, job.payload, worker) in recorded:
+            continue
+        spec, case = specs[job.payload["impl"]], case_from_dict(job.payload["case"])
+        records.append(Record(
+            impl=spec.name, family=spec.family, suite=LATENCY, check=job.payload["phase"],
+            outcome=SKIPPED, case_id=case.id, case=case.to_dict(), message=why,
+            origin=spec.origin, run_id=side.run_id,
+            metrics={"worker": worker, "threads": side.plan.threads, "left_out": True,
+                     "cudnn_benchmark": job.payload.get("cudnn_benchmark")}))
+    writer = RecordWriter(side.out)
+    try:
+        for record in records:
+            writer.write(record)
+    finally:
+        writer.close()
     return records
 
 
