@@ -186,3 +186,33 @@ def test_progress_says_done_of_total_and_an_eta_at_most_every_so_often():
     progress.step(6)
     assert said[-1] == "seq-harness: 10/10 checks (100%), 1m46s elapsed, done"
     assert duration(3725) == "1h02m"
+
+
+def test_progress_weighs_checks_by_their_cost_class():
+    """The long checks run first: the ETA weighs what is left by what each cost class took,
+    and is unknown while a class with checks left has none finished."""
+    from types import SimpleNamespace
+
+    from harness.conformance.progress_line import ProgressLine
+    from harness.core.progress import Progress
+
+    line = ProgressLine(SimpleNamespace())
+    line.know({f"long{i}": 10.0 for i in range(2)} | {f"short{i}": 1.0 for i in range(100)})
+    now, said = [0.0], []
+    line.progress = Progress(102, "checks", every_s=0, emit=said.append, clock=lambda: now[0],
+                             share_left=line.share_left)
+
+    def finish(nodeid: str, seconds: float) -> None:
+        now[0] += seconds / 2  # two workers
+        line.pytest_runtest_logreport(SimpleNamespace(when="call", passed=True, nodeid=nodeid,
+                                                      duration=seconds))
+
+    finish("long0", 10.0)
+    finish("long1", 10.0)
+    assert line.share_left() is None and said[-1].endswith("ETA unknown")  # no short one yet
+    for i in range(50):
+        finish(f"short{i}", 0.2)
+    # 20 s of long checks and 10 s of short ones done in 15 s; 10 s of short ones are left: a
+    # quarter of the work, 5 s (the share of the count, 50 of 102 left, would say 14 s)
+    assert abs(line.share_left() - 0.25) < 1e-9
+    assert said[-1] == "seq-harness: 52/102 checks (51%), 15s elapsed, ETA 5s"

@@ -103,3 +103,19 @@ def test_latency_suite_is_opt_in_and_speaks_pytest_benchmark(pytester, run):
     assert names == [f"test_{p}[torch-gru:T10-B4-I32-H32]"
                      for p in ("forward", "forward_backward", "inference")]
     assert all(b["stats"]["rounds"] >= 5 for b in saved["benchmarks"])
+
+
+def test_the_longest_checks_are_collected_first(pytester, run):
+    """Under several workers the training tasks (time_limit 10) start at once and the short
+    checks fill in after them; otherwise the collection's order is kept."""
+    result = run("--pyargs", "harness.suites", "--impl", "torch-gru", "--suite", "state",
+                 "--suite", "adding", "--suite", "numerics", "--collect-only", "-q")
+    ids = [line for line in result.outlines if "::test_" in line]
+    suites = [line.split("::")[0].rsplit("/", 1)[-1] for line in ids]
+    factors = [10 if s == "test_adding.py" else 3 if "precision_over_long" in line else 1
+               for s, line in zip(suites, ids)]
+    assert suites[0] == "test_adding.py" and factors == sorted(factors, reverse=True)
+    state = [line for s, line in zip(suites, ids) if s == "test_state.py"]
+    alone = run("--pyargs", "harness.suites", "--impl", "torch-gru", "--suite", "state",
+                "--collect-only", "-q")
+    assert len(state) > 3 and state == [line for line in alone.outlines if "::test_" in line]

@@ -5,13 +5,20 @@ yet. The plugin's collection hooks call these."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
-from harness.conformance.suites import chosen_suites, needs_autograd, opt_in_names, suite_name
+from harness.conformance.suites import (
+    SUITES_PACKAGE,
+    chosen_suites,
+    needs_autograd,
+    opt_in_names,
+    suite_name,
+)
 from harness.core.precision import set_tf32
 from harness.core.spec import ImplSpec
 from harness.records import iter_records
@@ -116,7 +123,44 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
                     "workers); rerun without -n"))
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = longest_first(keep)
+
+
+def expected_cost(item: pytest.Item) -> float:
+    """A check's expected time, relative: its time_limit factor (the training tasks 10, the
+    measuring checks at long sequences 3, everything else 1)."""
+    marker = item.get_closest_marker("time_limit")
+    return float(marker.args[0]) if marker and marker.args else 1.0
+
+
+def cost_of_nodeid(config: pytest.Config, nodeid: str) -> float:
+    """expected_cost of a check known only by its node id (the xdist controller collects
+    nothing): its test function's time_limit marker, read from its suite module."""
+    import importlib.util
+
+    path, _, name = nodeid.partition("::")
+    function = None
+    file = config.rootpath / path
+    module_name = f"{SUITES_PACKAGE}.{file.stem}"
+    module = sys.modules.get(module_name)
+    if module is None and file.is_file():
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+    if module is not None:
+        function = getattr(module, name.split("[")[0], None)
+    marks = [m for m in getattr(function, "pytestmark", []) if m.name == "time_limit"]
+    return float(marks[0].args[0]) if marks and marks[0].args else 1.0
+
+
+def longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The checks expected to take longest first, the collection's order kept otherwise (a
+    stable sort, the same in every worker process): under several workers the long ones start
+    at once and the short ones fill in after, so the workers finish together instead of one
+    running the training tasks alone at the end."""
+    return sorted(items, key=lambda item: -expected_cost(item))
 
 
 def already_recorded(config: pytest.Config) -> set[tuple[str, str, str, str]]:

@@ -82,7 +82,11 @@ class SuiteRun:
             args += ["-k", self.keyword]
         if self.workers:
             # Checks run in worker processes: a crash costs the check it happened in.
-            args += ["-n", str(self.workers), "--max-worker-restart", "100000"]
+            args += ["-n", str(self.workers), "--max-worker-restart", "100000",
+                     # checks handed out a few at a time, in order: the long ones first
+                     # (harness.conformance.collection.longest_first), and no worker holding a
+                     # long queue of them while the other goes idle
+                     "--maxschedchunk", "8"]
         if self.resume:
             args += ["--resume"]
         if self.progress_s:

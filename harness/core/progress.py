@@ -22,18 +22,24 @@ class Progress:
     the end), how many, how long it took so far and an ETA from the average rate."""
 
     def __init__(self, total: int, what: str, *, every_s: float = 20.0,
-                 emit: Callable[[str], None] = print, clock=time.monotonic) -> None:
+                 emit: Callable[[str], None] = print, clock=time.monotonic,
+                 share_left: Callable[[], float | None] | None = None) -> None:
+        """``share_left``: where items differ in cost, the share of the work still to do as the
+        caller knows it (None: not known yet); by default, the share of the items."""
         self.total, self.what, self.every_s = total, what, every_s
-        self.emit, self.clock = emit, clock
+        self.emit, self.clock, self.share_left = emit, clock, share_left
         self.done = 0
         self.started = self.last = clock()
 
     def line(self) -> str:
         elapsed = self.clock() - self.started
         share = self.done / self.total if self.total else 1.0
-        eta = (elapsed / self.done * (self.total - self.done)) if self.done else float("nan")
+        left_share = (self.share_left() if self.share_left is not None
+                      else 1.0 - share if self.done else None)
+        eta = (elapsed / (1.0 - left_share) * left_share
+               if left_share is not None and left_share < 1.0 else None)
         left = "done" if self.done >= self.total else (
-            f"ETA {duration(eta)}" if self.done else "ETA unknown")
+            f"ETA {duration(eta)}" if eta is not None else "ETA unknown")
         return (f"seq-harness: {self.done}/{self.total} {self.what} ({share:.0%}), "
                 f"{duration(elapsed)} elapsed, {left}")
 
