@@ -1,6 +1,7 @@
 """recall: multi-query associative recall (MQAR, Arora et al. 2023) as a measurement — held-out
 accuracy and steps to solve, for every implementation of every family, with the same seeds and
-step budgets within a family. 2 pairs by default; 4 and 8 pairs at ``--scale full``. The check
+step budgets within a family. 2 pairs and 300 steps by default; 2, 4 and 8 pairs at ``--scale
+full``, with 600, 1500 and 3000 steps. The check
 fails only if training breaks (an error or a non-finite loss); what is learned is reported."""
 
 from __future__ import annotations
@@ -20,22 +21,27 @@ SUITE = SuiteInfo(order=105, autograd=True)
 @pytest.mark.time_limit(10)
 @cases(lambda fam: [recall_case(2)],
        full=lambda fam: [recall_case(2), recall_case(4), recall_case(8)])
-def test_associative_recall(subject, check):
-    measured(subject, check, subject.case.hidden_size)
+def test_associative_recall(subject, check, request):
+    measured(subject, check, subject.case.hidden_size, quick(request))
 
 
 @pytest.mark.time_limit(10)
 @cases(lambda fam: [recall_op_case(2)],
        full=lambda fam: [recall_op_case(2), recall_op_case(4), recall_op_case(8)], kind="op")
-def test_op_associative_recall(subject, check):
+def test_op_associative_recall(subject, check, request):
     """The same task with an op inside its family's thin layer (harness.ops.layer): 4 heads of
     16, q, k, v and gates projected from a 64-wide embedding."""
-    measured(subject, check, subject.case.heads * subject.case.key_dim)
+    measured(subject, check, subject.case.heads * subject.case.key_dim, quick(request))
 
 
-def measured(subject, check, hidden_size: int) -> None:
+def quick(request) -> bool:
+    """The quick scale (the main job's) trains half the steps of the full one."""
+    return request.config.getoption("scale") == "ci"
+
+
+def measured(subject, check, hidden_size: int, quick: bool) -> None:
     case = subject.case
-    budget = budget_for(case)
+    budget = budget_for(case, quick=quick)
     result = train(subject, budget)
     check.metrics.update(
         pairs=case.seq_len // 3, seq_len=case.seq_len, hidden_size=hidden_size,

@@ -40,9 +40,11 @@ class Budget:
     test_size: int = 512
 
 
-def budget_for(seq_len: int) -> Budget:
-    """Longer sequences get more steps: 600 at T <= 50, 1500 beyond."""
-    return Budget(max_steps=600 if seq_len <= 50 else 1500)
+def budget_for(seq_len: int, *, quick: bool = False) -> Budget:
+    """Longer sequences get more steps: 600 at T <= 50, 1500 beyond; ``quick`` (the suites'
+    quick scale, the main job's) half as many."""
+    steps = 600 if seq_len <= 50 else 1500
+    return Budget(max_steps=steps // 2 if quick else steps)
 
 
 def adding_case(seq_len: int) -> Case:

@@ -84,10 +84,12 @@ def model_of(subject: Subject | OpSubject) -> tuple[nn.Module, Callable[[Tensor,
     return module, run, case.num_directions * case.h_out
 
 
-def budget_for(case: Case) -> Budget:
-    """More pairs get more steps: 600 for 2 pairs, 1500 for up to 4, 3000 beyond."""
+def budget_for(case: Case, *, quick: bool = False) -> Budget:
+    """More pairs get more steps: 600 for 2 pairs, 1500 for up to 4, 3000 beyond; ``quick``
+    (the suites' quick scale, the main job's) half as many."""
     pairs = case.seq_len // 3
-    return Budget(max_steps=600 if pairs <= 2 else 1500 if pairs <= 4 else 3000)
+    steps = 600 if pairs <= 2 else 1500 if pairs <= 4 else 3000
+    return Budget(max_steps=steps // 2 if quick else steps)
 
 
 def recall_batch(pairs: int, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
