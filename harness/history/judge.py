@@ -14,36 +14,24 @@ else the run's start.
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from harness.history.changes import MIN_RUNS, Change, detect
-from harness.history.schema import LATENCY, Machine, Outcome, Point, Run, Series
+from harness.history.timelines import RunRef, Timelines, load
 
 NEW_REGRESSION, REGRESSION, IMPROVEMENT = "new regression", "regression", "improvement"
 SMALL, UNSURE = "below the minimum effect", "not significant"
 
-
-@dataclass(frozen=True)
-class RunRef:
-    """A run as the tables name it: its commit (short) or, without one, its run id."""
-
-    run_id: str
-    commit: str | None
-    order: tuple[datetime, datetime]
-
-    @property
-    def name(self) -> str:
-        return self.commit[:12] if self.commit else f"run {self.run_id}"
+__all__ = ["IMPROVEMENT", "NEW_REGRESSION", "REGRESSION", "SMALL", "UNSURE", "Breakage",
+           "Judgement", "RunRef", "SeriesChange", "judge", "judge_timelines", "verdict"]
 
 
 @dataclass(frozen=True)
 class SeriesChange:
-    """A change in one latency series: between ``last_good`` and ``first_bad``."""
+    """A change in one latency series (``series_id``): between ``last_good`` and
+    ``first_bad``."""
 
     machine: str
     impl: str
@@ -55,11 +43,13 @@ class SeriesChange:
     last_good: RunRef
     first_bad: RunRef
     verdict: str
+    series_id: int = 0
 
 
 @dataclass(frozen=True)
 class Breakage:
-    """A check that passed before and fails in its latest runs (``failing`` of them)."""
+    """A check (``series_id``) that passed before and fails in its latest runs (``failing`` of
+    them)."""
 
     machine: str
     impl: str
@@ -70,6 +60,7 @@ class Breakage:
     first_bad: RunRef
     failing: int
     message: str | None
+    series_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,62 +84,47 @@ class Judgement:
 def judge(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95,
           min_size: int = 2) -> Judgement:
     """Every series of the database judged (see the module docstring)."""
+    return judge_timelines(load(engine), min_effect=min_effect, confidence=confidence,
+                           min_size=min_size)
+
+
+def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidence: float = 0.95,
+                    min_size: int = 2) -> Judgement:
+    """The judgement of timelines already read (harness.history.timelines.load)."""
     if not 0.0 <= min_effect < 1.0:
         raise ValueError(f"--min-effect {min_effect!r} is invalid; expected a fraction in "
                          "[0, 1), e.g. 0.03 for 3%")
-    with engine.connect() as connection:
-        runs = {row.id: row for row in connection.execute(select(Run))}
-        labels = dict(connection.execute(select(Machine.id, Machine.label)).all())
-        series = {row.id: row for row in connection.execute(select(Series))}
-        points = connection.execute(select(Point.series_id, Point.run_id, Point.median_s))
-        outcomes = connection.execute(select(Outcome.series_id, Outcome.run_id,
-                                             Outcome.outcome, Outcome.message))
-        timed: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for series_id, run_pk, median_s in points:
-            if not runs[run_pk].dirty:
-                timed[series_id][run_pk].append(median_s)
-        checked: dict[int, list[tuple[int, str, str | None]]] = defaultdict(list)
-        for series_id, run_pk, outcome, message in outcomes:
-            if not runs[run_pk].dirty:
-                checked[series_id].append((run_pk, outcome, message))
-    refs = {pk: RunRef(run.run_id, run.commit, (run.commit_time or run.created, run.created))
-            for pk, run in runs.items()}
-
     changes, judged = [], 0
-    for series_id, by_run in sorted(timed.items()):
-        row = series[series_id]
-        order = sorted(by_run, key=lambda pk: refs[pk].order)
-        values = [statistics.median(by_run[pk]) for pk in order]
-        found = detect(values, min_size=min_size, confidence=confidence)
-        judged += len(values) >= max(MIN_RUNS, 2 * min_size)
+    for line in timelines.latency:
+        found = detect(line.medians_s, min_size=min_size, confidence=confidence)
+        judged += len(line.runs) >= max(MIN_RUNS, 2 * min_size)
         for position, change in enumerate(found):
             latest = position == len(found) - 1
             changes.append(SeriesChange(
-                machine=labels[row.machine_id], impl=row.impl, family=row.family,
-                case_id=row.case_id, phase=row.check, threads=row.threads, change=change,
-                last_good=refs[order[change.index - 1]], first_bad=refs[order[change.index]],
-                verdict=verdict(change, latest=latest, min_effect=min_effect)))
+                machine=line.machine, impl=line.impl, family=line.family,
+                case_id=line.case_id, phase=line.check, threads=line.threads, change=change,
+                last_good=line.runs[change.index - 1], first_bad=line.runs[change.index],
+                verdict=verdict(change, latest=latest, min_effect=min_effect),
+                series_id=line.series_id))
 
     breakages = []
-    for series_id, seen in sorted(checked.items()):
-        row = series[series_id]
-        decisive = sorted(((refs[pk], outcome, message) for pk, outcome, message in seen
-                           if outcome in ("passed", "failed")), key=lambda s: s[0].order)
+    for line in timelines.checks:
+        decisive = [(ref, outcome, message) for ref, (outcome, message)
+                    in zip(line.runs, line.outcomes) if outcome in ("passed", "failed")]
         start = len(decisive)
         while start > 0 and decisive[start - 1][1] == "failed":
             start -= 1
         if 0 < start < len(decisive):
             breakages.append(Breakage(
-                machine=labels[row.machine_id], impl=row.impl, suite=row.suite, check=row.check,
-                case_id=row.case_id, last_good=decisive[start - 1][0],
+                machine=line.machine, impl=line.impl, suite=line.suite, check=line.check,
+                case_id=line.case_id, last_good=decisive[start - 1][0],
                 first_bad=decisive[start][0], failing=len(decisive) - start,
-                message=decisive[-1][2]))
-    kinds = [s.kind for s in series.values()]
+                message=decisive[-1][2], series_id=line.series_id))
     return Judgement(changes=tuple(changes), breakages=tuple(breakages),
-                     latency_series=kinds.count(LATENCY),
-                     check_series=len(kinds) - kinds.count(LATENCY),
-                     too_short=kinds.count(LATENCY) - judged,
-                     dirty_runs=sum(bool(r.dirty) for r in runs.values()))
+                     latency_series=timelines.latency_series,
+                     check_series=timelines.check_series,
+                     too_short=timelines.latency_series - judged,
+                     dirty_runs=timelines.dirty_runs)
 
 
 def verdict(change: Change, *, latest: bool, min_effect: float) -> str:
