@@ -1,6 +1,6 @@
-"""``seq-harness history add|list|check``: results directories into a history database, what it
-holds, and its judgement over commits (exit 1 on a new regression or a check that started
-failing; harness.history says how it decides)."""
+"""``seq-harness history add|list|check|page``: results directories into a history database, what
+it holds, its judgement over commits (exit 1 on a new regression or a check that started
+failing; harness.history says how it decides), and that judgement as a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -30,11 +30,18 @@ def add_parser(commands) -> None:
     listing = actions.add_parser("list", help="what the history database holds, per machine")
     check = actions.add_parser("check", help="change points and checks that started failing; "
                                              "exit 1 on a new regression")
-    check.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
-                       help="smallest slowdown that fails the check (default 0.03: 3%%)")
-    check.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
-                       help="level of the ratios' intervals (default 0.95)")
-    for parser in (add, listing, check):
+    page = actions.add_parser("page", help="the history as one self-contained HTML file: "
+                                           "latency over commits, regressions, checks")
+    page.add_argument("out", metavar="OUT.html", help="the HTML file to write")
+    page.add_argument("--commit-url", metavar="TEMPLATE",
+                      help="link commits: a URL with {commit}, e.g. "
+                           "https://github.com/OWNER/REPO/commit/{commit}")
+    for parser in (check, page):
+        parser.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
+                            help="smallest slowdown that fails the check (default 0.03: 3%%)")
+        parser.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
+                            help="level of the ratios' intervals (default 0.95)")
+    for parser in (add, listing, check, page):
         parser.add_argument("--db", metavar="URL", help=DB_HELP)
 
 
@@ -45,7 +52,8 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     with usage_errors(HistoryError, ResultsError, ValueError):
         engine = open_database(args.db, create=args.action == "add")
         try:
-            return {"add": add, "list": show, "check": check}[args.action](engine, args)
+            return {"add": add, "list": show, "check": check,
+                    "page": page}[args.action](engine, args)
         finally:
             engine.dispose()
 
@@ -77,11 +85,30 @@ def show(engine, args: argparse.Namespace) -> int:
     return 0
 
 
+def confidence(args: argparse.Namespace) -> float:
+    if not 0.0 < args.confidence < 1.0:
+        raise UsageError(f"--confidence {args.confidence:g} is invalid; expected 0 < it < 1")
+    return args.confidence
+
+
+def page(engine, args: argparse.Namespace) -> int:
+    from harness.history.page import commit_links, write_page
+    from harness.history.page_data import gather
+
+    commit_links(args.commit_url)  # a bad template is refused before any work
+    data = gather(engine, min_effect=args.min_effect, confidence=confidence(args))
+    path = write_page(data, args.out, commit_url=args.commit_url)
+    charts, machines = sum(len(m.charts) for m in data.machines), len(data.machines)
+    print(f"seq-harness history: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {charts:,} "
+          f"latency {'chart' if charts == 1 else 'charts'} on {machines:,} "
+          f"{'machine' if machines == 1 else 'machines'}); {data.summary()}")
+    return 0
+
+
 def check(engine, args: argparse.Namespace) -> int:
     from harness.history import judge
 
-    if not 0.0 < args.confidence < 1.0:
-        raise UsageError(f"--confidence {args.confidence:g} is invalid; expected 0 < it < 1")
+    confidence(args)
     judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence)
     if judgement.changes:
         print(tabulate([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
