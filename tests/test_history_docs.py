@@ -2,7 +2,8 @@
 (tests/synthetic_history.py) in a scratch directory, and prints what the page shows.
 
 ``seq-harness`` lines run in-process (an ``VAR=value`` prefix sets the environment for that line);
-the page's plain blocks after the first command block are its output, compared line by line."""
+the page's plain blocks after the first command block are its output, compared line by line; the
+HTML page `history page` writes holds its summary line and commit links."""
 
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def test_every_command_runs_and_prints_what_the_page_shows(scratch, monkeypatch,
         printed += capsys.readouterr().out.splitlines()
     assert codes["seq-harness history check"] == 1  # the page's history has a new regression
     assert all(code == 0 for line, code in codes.items() if line != "seq-harness history check")
+    [page] = [line.split()[3] for line in codes if line.startswith("seq-harness history page")]
+    html = Path(page).read_text()
+    assert '<p id="summary" class="summary bad">1 new regression: torch-gru inference ' in html
+    assert 'href="https://github.com/OWNER/REPO/commit/0014c0ffee' in html
     shown = [line for lang, body in BLOCKS if lang == "" for line in body.splitlines()]
     assert shown, "docs/history.md shows no output"
     missing = [line for line in shown if line not in printed]

@@ -293,12 +293,12 @@ def test_screenshot_is_not_blank(chromium, page, tmp_path):
     from PIL import Image
 
     png = tmp_path / "page.png"
-    shown = browse(chromium, page.as_uri(), tmp_path / "profile", "--window-size=1400,1000",
+    shown = browse(chromium, page.as_uri(), tmp_path / "profile", "--window-size=1400,1600",
                    f"--screenshot={png}")
     assert shown.returncode == 0 and png.is_file(), shown.stderr[-2000:]
     assert console_lines(shown.stderr) == []
     image = Image.open(png).convert("RGB")
-    assert image.size == (1400, 1000)
+    assert image.size == (1400, 1600)
     colours = image.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 200  # text, tables, plots: not one colour
     pixels = {colour for _, colour in colours}

@@ -104,8 +104,8 @@ def render(data: PageData, *, commit_url: str | None = None,
         '<pre id="errors" class="errors" hidden></pre>',
         f'<label>Machine <select id="machine">{options}</select></label></header>',
         regressions_section(data, link), breakages_section(data.judgement.breakages, link),
-        other_changes_section(data, link), drift_section(),
-        *(machine_section(m, link) for m in data.machines),
+        other_changes_section(data, link),
+        *(machine_section(m, link) for m in data.machines), drift_section(),
         f'<footer>Drawn by <a href="{PLOTLY_LICENCE}">plotly.js {escape(version)}</a> '
         "(MIT licence, copyright Plotly, Inc.), embedded in this file: it opens without a "
         "network or a server. Written by <code>seq-harness history page</code>.</footer>",

@@ -101,7 +101,7 @@ def checks_figure(machine: MachinePage) -> dict[str, Any] | None:
              "zmin": -0.5, "zmax": n - 0.5, "colorscale": scale, "showscale": False,
              "xgap": 1, "ygap": 2, "hoverongaps": False,
              "hovertemplate": "%{y}<br>%{x}: %{text}<extra></extra>"}]
-    layout = {"height": 90 + 24 * len(names), "margin": {"l": 10, "r": 12, "t": 10, "b": 70},
+    layout = {"height": 100 + 24 * len(names), "margin": {"l": 10, "r": 12, "t": 30, "b": 70},
               "plot_bgcolor": "#ffffff", "paper_bgcolor": "#ffffff",
               "xaxis": {"type": "category", "categoryorder": "array",
                         "categoryarray": axis, "tickangle": -45,
