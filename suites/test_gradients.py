@@ -6,6 +6,7 @@ gradcheck."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from harness.conformance.checks import Tolerance
@@ -76,6 +77,7 @@ def gradcheck_grid(fam):
     return chosen
 
 
+@pytest.mark.time_limit(3)  # float64 finite differences over every parameter
 @cases(gradcheck_grid)
 def test_gradcheck(subject, check):
     """Analytic gradients equal finite differences (torch.autograd.gradcheck, float64) with

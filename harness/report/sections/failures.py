@@ -24,9 +24,10 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
     lines += failures(frame, output) or ["None: every check that ran passed.", ""]
     skipped = frame[frame["outcome"] == SKIPPED]
     if not skipped.empty:
-        reasons = skipped["message"].fillna("").value_counts()
+        kinds = skipped["suite"].map(lambda suite: "timings" if suite == "latency" else "checks")
+        reasons = pd.Series(list(zip(kinds, skipped["message"].fillna("")))).value_counts()
         lines += ["## Skipped", ""]
-        lines += [f"- {int(n)} checks: {md(reason)}" for reason, n in reasons.items()]
+        lines += [f"- {int(n)} {kind}: {md(reason)}" for (kind, reason), n in reasons.items()]
         lines.append("")
     return lines
 

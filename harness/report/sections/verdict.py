@@ -158,7 +158,7 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
             table = table.drop(columns=column)
     at = (" at " + " / ".join(sorted(headlines))) if headlines else ""
     return ["## Verdict", "",
-            *[line for s in sentences if s for line in s], "",
+            *[line for s in sentences if s for line in s], "", *left_out(frame),
             table.to_markdown(index=False, disable_numparse=True), "",
             "Per family, the baseline first, then conforming implementations fastest first. "
             "*conformance*: ✅ every check passed (how many), ❌ how many failed; *n/s* the share "
@@ -173,6 +173,18 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
             "the latency details). *adding*, "
             "*recall*: the sequence lengths and numbers of pairs solved. *noisy*: timings whose "
             "blocks or processes disagree (see the latency details).", ""]
+
+
+def left_out(frame: pd.DataFrame) -> list[str]:
+    """A sentence when a time budget left timings out: the verdict says less than it could."""
+    latency = frame[frame["suite"] == LATENCY]
+    gone = latency[latency["metrics"].map(
+        lambda m: isinstance(m, dict) and m.get("left_out") is True)]
+    if gone.empty:
+        return []
+    shown = gone.iloc[0]["message"] or ""
+    return [f"⚠ {len(gone)} of {len(latency)} timings were left out by the job's time budget, "
+            f"so the latency above covers only what was timed ({md(shown)}).", ""]
 
 
 def rank(entry, baseline: str):
