@@ -167,3 +167,74 @@ def test_job_bad_input_is_one_line(argv, names, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(name in err for name in names)
+
+
+def record_keys(directory: Path) -> Counter:
+    """(implementation, suite, check, case, worker) of every record but the machine's peak."""
+    out = Counter()
+    path = directory / "records.jsonl"
+    for line in (path.read_text().splitlines() if path.is_file() else []):
+        r = json.loads(line)
+        if r["suite"] != "latency" or r["impl"] != "peak":
+            out[(r["impl"], r["suite"], r["check"], r["case_id"], r["metrics"].get("worker"))] += 1
+    return out
+
+
+@pytest.mark.slow
+def test_two_shards_hold_the_records_of_one_run(tmp_path, quick_scale, capsys):
+    """--shard K/N: each check and timing in exactly one shard, together those of one job."""
+    common = ["job", "--impl", "torch-gru", "--impl", "scratch-gru", "--suite", "state",
+              "-n", "1", "--progress", "0", "--budget", "0"]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    parts = []
+    for k in (1, 2):
+        assert main([*common, "--shard", f"{k}/2", "--out", str(tmp_path / f"shard{k}")]) == 0
+        parts.append(record_keys(tmp_path / f"shard{k}" / "checks")
+                     + record_keys(tmp_path / f"shard{k}" / "timings"))
+    whole = record_keys(tmp_path / "whole" / "checks") + record_keys(tmp_path / "whole" / "timings")
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert parts[0] + parts[1] == whole
+    assert any(k[1] == "latency" for k in parts[0] | parts[1])
+    # every process of a timing on one shard: (implementation, shape, phase) decides
+    for part in parts:
+        timed = {(k[0], k[2], k[3]) for k in part if k[1] == "latency"}
+        assert all(k in part for k in whole if k[1] == "latency" and (k[0], k[2], k[3]) in timed)
+    capsys.readouterr()
+    dirs = [str(tmp_path / f"shard{k}" / stage) for k in (1, 2) for stage in ("checks",
+                                                                             "timings")]
+    assert main(["report", *dirs, "--out", str(tmp_path / "merged.md")]) == 0
+    assert "scratch-gru" in (tmp_path / "merged.md").read_text()
+
+
+def test_a_shard_is_checked(capsys):
+    assert main(["run", "--impl", "torch-gru", "--shard", "0/2"]) == 2
+    assert "--shard 0/2 is invalid; expected K/N" in capsys.readouterr().err
+
+
+def test_shards_split_checks_and_timings_without_overlap(tmp_path, capsys):
+    """The CI-sized half of the test above: the checks of a run (in this process) and the
+    timings of a plan, over two shards, each in exactly one."""
+    from harness.core.shard import Shard
+    from harness.latency.grids import load_grid
+    from harness.latency.plan import Plan
+    from harness.registry import choose
+
+    common = ["run", "--impl", "torch-gru", "--impl", "scratch-gru", "--suite", "state",
+              "-n", "0", "--confirm-alone", "0"]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    parts = []
+    for k in (1, 2):
+        assert main([*common, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")]) == 0
+        parts.append(record_keys(tmp_path / f"s{k}"))
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert parts[0] + parts[1] == record_keys(tmp_path / "whole")
+    specs = choose(impls=["torch-gru", "scratch-gru", "torch-lstm"]).specs
+    plan = Plan(specs=specs, grid=load_grid("standard"), phases=("inference", "forward"),
+                workers=2, min_run_time=0.1, threads=1, first_call=True)
+    halves = [Plan(**{**plan.__dict__, "shard": Shard(k, 2)}) for k in (1, 2)]
+    tasks = [{(s.name, t.case.id, t.phase) for s, t in half.tasks()} for half in halves]
+    assert tasks[0] and tasks[1] and not tasks[0] & tasks[1]
+    assert tasks[0] | tasks[1] == {(s.name, t.case.id, t.phase) for s, t in plan.tasks()}
+    firsts = [{(s.name, c.id) for s, c in half.first_calls()} for half in halves]
+    assert not firsts[0] & firsts[1]
+    assert firsts[0] | firsts[1] == {(s.name, c.id) for s, c in plan.first_calls()}

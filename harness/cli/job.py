@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from harness.cli.common import CHECK_FAILED, UsageError, positive, resumable, usage_errors
-from harness.conformance.options import SELECTION, SKIP_SUITE, SUITE, add_options
+from harness.conformance.options import SELECTION, SHARD, SKIP_SUITE, SUITE, add_options
 from harness.conformance.suites import suite_files
 from harness.job.pipeline import BUDGET_S, SCALES, JobRequest, run_job
 from harness.registry import choose
@@ -20,7 +20,7 @@ from harness.registry import choose
 def add_parser(commands) -> None:
     job = commands.add_parser("job", help="the main job: every suite, the latency grids of the "
                               "scale, one report")
-    add_options(job.add_argument, (*SELECTION, SUITE, SKIP_SUITE))
+    add_options(job.add_argument, (*SELECTION, SUITE, SKIP_SUITE, SHARD))
     job.add_argument("--scale", default="ci", choices=tuple(SCALES),
                      help="ci: the quick scale of every suite, the standard and varlen-small "
                      "grids; full: the heavy suite variants, standard, varlen, deepbench and "
@@ -89,6 +89,7 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
             threads=args.threads, check_timeout=args.check_timeout, report=args.report,
             progress_s=args.progress, device=args.device, tf32=args.tf32,
             budget_s=BUDGET_S[args.scale] if args.budget is None else args.budget or None,
+            shard=str(args.shard) if args.shard else None,
             argv=tuple(argv))
 
 

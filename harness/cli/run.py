@@ -86,7 +86,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         skipped=tuple(args.skip_suite), keyword=args.keyword,
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol, rounding=args.rounding,
-        diagnosis=not args.no_diagnosis))
+        diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None))
     for line in describe(outcome.confirmed):
         print(line)
     if outcome.confirmed:  # the verdicts of the re-runs belong in the report

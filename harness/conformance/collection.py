@@ -106,6 +106,7 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     recorded = already_recorded(config)
+    shard = config.getoption("shard")
     keep, drop = [], []
     for item in items:
         is_suite = "subject" in getattr(item, "fixturenames", ())
@@ -113,7 +114,8 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         empty = is_suite and not isinstance(params.get("spec"), ImplSpec)
         chosen = not is_suite or (not empty and suite_name(item.module.__name__) in wanted
-                                  and record_key(item) not in recorded)
+                                  and record_key(item) not in recorded
+                                  and (shard is None or shard.holds(*record_key(item))))
         (keep if chosen else drop).append(item)
         if chosen and is_suite and suite_name(item.module.__name__) in opt_in:
             workers = getattr(config, "workerinput", {}).get("workercount", 1)

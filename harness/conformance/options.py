@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from harness.core.shard import shard_option
+
 
 @dataclass(frozen=True)
 class Option:
@@ -77,8 +79,13 @@ NO_DIAGNOSIS = option("--no-diagnosis", action="store_true",
                       help="do not diagnose failed value checks (by default each is shrunk to "
                       "its smallest failing case and matched against the family's known bug "
                       "patterns, harness.diagnosis)")
+SHARD = option("--shard", default=None, metavar="K/N",
+               type=shard_option,
+               help="run only shard K of N: a deterministic split of the checks (and a job's "
+               "timings) by a hash of what identifies them, for N machines of a CI matrix; "
+               "their results directories together hold one run's records")
 SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL, ROUNDING,
-          NO_DIAGNOSIS)
+          NO_DIAGNOSIS, SHARD)
 
 
 # Where a plain pytest run writes its records (`seq-harness run` passes them itself).

@@ -42,6 +42,7 @@ class SuiteRun:
     rtol: float | None = None
     rounding: str = "needed"
     diagnosis: bool = True
+    shard: str | None = None  # "K/N" (harness.core.shard)
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
@@ -80,6 +81,8 @@ class SuiteRun:
             args += ["--skip-suite", name]
         if self.keyword:
             args += ["-k", self.keyword]
+        if self.shard:
+            args += ["--shard", self.shard]
         if self.workers:
             # Checks run in worker processes: a crash costs the check it happened in.
             args += ["-n", str(self.workers), "--max-worker-restart", "100000",

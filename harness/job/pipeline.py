@@ -31,6 +31,7 @@ from harness.conformance.alone import describe
 from harness.conformance.session import SuiteRun, run_suites
 from harness.conformance.suites import suite_files
 from harness.core.progress import Progress
+from harness.core.shard import Shard
 from harness.latency.grids import load_grid
 from harness.latency.jobs import record_key
 from harness.latency.plan import Plan, Side
@@ -120,11 +121,14 @@ class JobRequest:
     device: str = "cpu"
     tf32: str = "off"
     budget_s: float | None = None  # the whole job's seconds (None: no limit); see the docstring
+    shard: str | None = None  # "K/N": this machine's share of the checks and timings
     argv: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"--scale {self.scale!r} is invalid; valid: {', '.join(SCALES)}")
+        if self.shard is not None:
+            Shard.parse(self.shard)
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"--budget {self.budget_s:g} is invalid; expected seconds > 0, "
                              "or 0 for no limit")
@@ -158,7 +162,8 @@ def plans(request: JobRequest, specs) -> list[tuple[Timing, Plan]]:
                          threads=request.threads, memory=timing.memory,
                          device=request.device, tf32=request.tf32,
                          first_call=timing.first_call_shapes != 0,
-                         first_call_shapes=timing.first_call_shapes)))
+                         first_call_shapes=timing.first_call_shapes,
+                         shard=Shard.parse(request.shard) if request.shard else None)))
     return [(t, p) for t, p in made if p.tasks() or p.unsupported()]
 
 
@@ -196,7 +201,7 @@ def run_job(request: JobRequest, *, resume: bool = False,
         impl_classes=request.impl_classes, family=request.family,
         scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,
-        workers=request.workers, progress_s=request.progress_s,
+        workers=request.workers, progress_s=request.progress_s, shard=request.shard,
         resume=resume and any(True for _ in iter_records(checks))))
     for line in describe(outcome.confirmed):  # failures run again alone
         emit(line)

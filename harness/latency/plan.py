@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core.case import Case
+from harness.core.shard import Shard
 from harness.core.spec import ImplSpec
 from harness.latency.grids import LatencyGrid
 from harness.latency.peak import sweep
@@ -35,6 +36,10 @@ class Plan:
     memory: bool = True
     first_call: bool = False
     first_call_shapes: int | None = None
+    shard: Shard | None = None  # only the timings of this shard (harness.core.shard)
+
+    def mine(self, spec: ImplSpec, case: Case, phase: str) -> bool:
+        return self.shard is None or self.shard.holds(spec.name, case.id, phase)
 
     def tasks(self) -> list[tuple[ImplSpec, Task]]:
         out = []
@@ -45,6 +50,8 @@ class Plan:
                     continue
                 for phase in self.phases:
                     if phase in AUTOGRAD_PHASES and not spec.capabilities.autograd:
+                        continue
+                    if not self.mine(spec, case, phase):
                         continue
                     flags = self.cudnn_benchmark if self.device == "cuda" else (None,)
                     out += [(spec, Task(spec.name, case, phase, flag)) for flag in flags]
@@ -67,7 +74,7 @@ class Plan:
                         reason = ("not supported: autograd (inference only: the "
                                   f"implementation declares autograd False; {phase} records "
                                   "a graph)")
-                    if reason is not None:
+                    if reason is not None and self.mine(spec, case, phase):
                         out.append((spec, Task(spec.name, case, phase), reason))
         return out
 
@@ -77,8 +84,9 @@ class Plan:
             return []
         shapes = self.shapes()[:self.first_call_shapes]
         pairs: dict[tuple[str, Case], tuple[ImplSpec, Case]] = {}
-        for spec, task in self.tasks():
-            if task.case in shapes:
+        # every phase's tasks (a shard may hold another phase of the pair), one shard's pairs
+        for spec, task in replace(self, shard=None).tasks():
+            if task.case in shapes and self.mine(spec, task.case, "first_call"):
                 pairs.setdefault((spec.name, task.case), (spec, task.case))
         return list(pairs.values())
 
