@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from harness.cli import (
     bench,
+    bisect,
     calibrate,
     compare,
     gate,
@@ -27,8 +28,8 @@ from harness.cli import (
 from harness.cli.common import INTERRUPTED, USAGE_ERROR, Interrupted, Parser, UsageError
 
 COMMANDS = {"list": listing, "run": run, "bench": bench, "job": job, "profile": profile,
-            "compare": compare, "gate": gate, "calibrate": calibrate, "report": report,
-            "history": history}
+            "compare": compare, "gate": gate, "bisect": bisect, "calibrate": calibrate,
+            "report": report, "history": history}
 
 
 def build_parser() -> Parser:

@@ -31,14 +31,23 @@ def checkout(ref: str) -> Iterator[tuple[Path, str]]:
     if commit.returncode != 0:
         raise ValueError(f"--base-ref {ref!r} names no commit of {root} (see git log)")
     sha = commit.stdout.strip()
+    with worktree_at(root, sha, option=f"--base-ref {ref!r}") as path:
+        yield path, sha
+
+
+@contextlib.contextmanager
+def worktree_at(root: Path, sha: str, *, option: str) -> Iterator[Path]:
+    """A temporary worktree of commit ``sha`` of the repository at ``root``, removed afterwards;
+    ValueError starting with ``option`` (what named the commit) when git cannot add it."""
     parent = Path(tempfile.mkdtemp(prefix="seq-harness-base-"))
     path = parent / "worktree"
     added = git("worktree", "add", "--detach", str(path), sha, cwd=root)
     if added.returncode != 0:
-        raise ValueError(f"--base-ref {ref!r}: git worktree add failed: "
-                         f"{' '.join(added.stderr.split())}")
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+        raise ValueError(f"{option}: git worktree add failed: {' '.join(added.stderr.split())}")
     try:
-        yield path, sha
+        yield path
     finally:
         git("worktree", "remove", "--force", str(path), cwd=root)
         with contextlib.suppress(OSError):
