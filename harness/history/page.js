@@ -13,17 +13,24 @@
   var select = document.getElementById("machine");
   var drawn = {};
 
+  // A few figures per task, top of the page first: a machine with hundreds of series shows
+  // its first charts at once and stays responsive while the rest are drawn.
+  var PER_TASK = 4;
   function draw(machine) {
-    (figures.machines[machine] || []).forEach(function (figure) {
-      if (drawn[figure.id]) { return; }
-      drawn[figure.id] = true;
-      try {
-        Plotly.newPlot(document.getElementById(figure.id), figure.data, figure.layout,
-                       figures.config).catch(function (e) { report(figure.id + ": " + e); });
-      } catch (e) {
-        report(figure.id + ": " + e);
-      }
-    });
+    var waiting = (figures.machines[machine] || []).filter(function (f) { return !drawn[f.id]; });
+    waiting.forEach(function (figure) { drawn[figure.id] = true; });
+    function step() {
+      waiting.splice(0, PER_TASK).forEach(function (figure) {
+        try {
+          Plotly.newPlot(document.getElementById(figure.id), figure.data, figure.layout,
+                         figures.config).catch(function (e) { report(figure.id + ": " + e); });
+        } catch (e) {
+          report(figure.id + ": " + e);
+        }
+      });
+      if (waiting.length) { window.setTimeout(step, 0); }
+    }
+    step();
   }
 
   function show(machine, target) {
