@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +17,21 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.gate.bisect import BAD, GOOD, UNDECIDED, Step, result_lines, search, steps_needed
+from harness.gate.bisect import (
+    BAD,
+    GOOD,
+    UNDECIDED,
+    Step,
+    result_lines,
+    search,
+    step_lines,
+    steps_needed,
+)
+from harness.gate.bisect_steps import TimingJudge
 from harness.gate.commits import CommitRange, first_parent_range
+from harness.gate.run import GateRequest
+from harness.latency.grids import load_grid
+from harness.registry import choose_one
 
 MODULE = '''"""A GRU whose history seq-harness bisect searches."""
 
@@ -46,9 +62,12 @@ class {name}(torch.nn.GRU):
 
 
 def git(repo: Path, *args: str) -> str:
+    """git in ``repo``, as a fixed author at a fixed time: the same commits, the same ids."""
+    env = {**os.environ, "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
     done = subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.com",
                            "-c", "commit.gpgsign=false", *args], cwd=repo, check=True,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     return done.stdout.strip()
 
 
@@ -61,30 +80,32 @@ def commit(repo: Path, files: dict[str, str], message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def history(repo: Path, package: str, *, changed: dict[str, object]) -> list[str]:
-    """Seven commits of a package with one GRU class; the fourth sets ``changed`` (EXTRA or
-    SCALE); the others touch unrelated files."""
+def gru(**values) -> dict[str, str]:
+    settings = {"extra": 0.0, "scale": 1.0, "name": "GRU", **values}
+    return {"mygru/__init__.py": "", "mygru/rnn.py": MODULE.format(**settings)}
+
+
+def build_repository(repo: Path) -> list[str]:
+    """docs/bisect.md's repository: seven commits of a package mygru with one GRU class,
+    tagged v1.0 at the first; the third makes every call 50% slower, the fifth scales the
+    output by 1.01; the others touch unrelated files."""
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
-
-    def module(**values) -> dict[str, str]:
-        settings = {"extra": 0.0, "scale": 1.0, "name": "GRU", **values}
-        return {f"{package}/__init__.py": "", f"{package}/rnn.py": MODULE.format(**settings)}
-
-    shas = [commit(repo, module(), "add the GRU")]
+    shas = [commit(repo, gru(), "add the GRU")]
+    git(repo, "tag", "v1.0")
     shas.append(commit(repo, {"README.md": "# a GRU\n"}, "README"))
+    shas.append(commit(repo, gru(extra=0.5), "a second pass over the output"))
     shas.append(commit(repo, {"NOTES.md": "notes\n"}, "notes"))
-    shas.append(commit(repo, module(**changed), f"the change: {changed}"))
-    shas.append(commit(repo, {"CHANGES.md": "- the change\n"}, "changelog"))
-    shas.append(commit(repo, {"NOTES.md": "more notes\n"}, "more notes"))
+    shas.append(commit(repo, gru(extra=0.5, scale=1.01), "scale the output"))
+    shas.append(commit(repo, {"CHANGES.md": "- scaled\n"}, "changelog"))
     shas.append(commit(repo, {"README.md": "# a GRU, documented\n"}, "README again"))
     return shas
 
 
 @pytest.fixture(scope="module")
-def scaled(tmp_path_factory) -> tuple[Path, list[str]]:
-    repo = tmp_path_factory.mktemp("scaled") / "repo"
-    return repo, history(repo, "scaledgru", changed={"scale": 1.01})
+def mygru(tmp_path_factory) -> tuple[Path, list[str]]:
+    repo = tmp_path_factory.mktemp("user") / "mygru"
+    return repo, build_repository(repo)
 
 
 # --- the search, with a fake judge -------------------------------------------------------------
@@ -205,6 +226,57 @@ def test_the_first_parent_line_skips_the_commits_inside_a_merged_branch(tmp_path
         first_parent_range(repo, "nope", c3)
 
 
+class FakeTiming(TimingJudge):
+    """A timing judge whose 'measurements' are per-process minima given by commit."""
+
+    def measure(self, label, commits):
+        key = ("gru", "T50-B8-I128-H128", "inference")
+        return {name: {key: self.info[sha]} for name, sha in commits.items()}
+
+
+def processes(center: float) -> list[float]:
+    return [center * (1 + 0.01 * k) for k in (0, 3, 1, 4, 2, 5)]
+
+
+def fake_timing(times: dict[str, float], min_effect: float = 0.1) -> FakeTiming:
+    spec = choose_one(impl="torch-gru")
+    request = GateRequest(base=spec, head=spec, ref=None, grid=load_grid("gate"),
+                          phases=("inference",), workers=6, min_run_time=0.3, threads=1,
+                          alpha=0.01)
+    return FakeTiming(Path("."), request, min_effect, Path("."),
+                      {sha: processes(t) for sha, t in times.items()})
+
+
+def test_a_timing_step_decides_only_when_the_gate_says_exactly_one_thing():
+    commits = fake_range(6)
+    line = commits.commits
+    slow_from = {commits.good: 1.0, **{sha: 1.0 if i < 2 else 1.5 for i, sha in enumerate(line)}}
+    found = search(commits, fake_timing(slow_from))
+    assert found.first_bad == line[2] and [s.verdict for s in found.steps] == [BAD, GOOD, GOOD]
+    assert found.steps[0].evidence[0].verdict == "slower"
+    assert found.steps[0].evidence[0].ratio == pytest.approx(1.5)
+    assert found.steps[1].evidence[1].verdict == "faster"
+    two_changes = {commits.good: 1.0, **{sha: 1.0 + 0.3 * (i >= 1) + 0.3 * (i >= 4)
+                                         for i, sha in enumerate(line)}}
+    found = search(commits, fake_timing(two_changes))
+    assert found.stopped and "more than one change in the range" in found.steps[0].why
+    flat = {commits.good: 1.0, **{sha: 1.04 for sha in line}}
+    found = search(commits, fake_timing(flat))
+    printed = [x for step in found.steps for x in step_lines(step)] + result_lines(found)
+    assert found.stopped and len(found.suspects) == 6
+    assert unshown(SHOWN[2], printed) == []  # docs/bisect.md's undecided step
+
+
+def test_a_single_commit_range_times_its_ends():
+    commits = fake_range(1)
+    found = search(commits, fake_timing({commits.good: 1.0, commits.bad: 1.3}))
+    assert found.found and found.steps[0].label == "endpoints"
+    assert "slower than good" in found.steps[0].why
+    found = search(commits, fake_timing({commits.good: 1.0, commits.bad: 1.0}))
+    assert not found.found and "nothing to bisect" in found.steps[0].why
+    assert result_lines(found)[0].startswith("no first bad commit: endpoints could not decide")
+
+
 # --- the command: bad input ---------------------------------------------------------------------
 
 
@@ -221,18 +293,18 @@ def test_the_first_parent_line_skips_the_commits_inside_a_merged_branch(tmp_path
     (["--good", "{good}", "--bad", "{bad}", "--workers", "3"], ["--workers 3", "5 or more"]),
     (["--good", "{good}", "--bad", "{bad}", "--impl-class", "nopkg.rnn:GRU"],
      ["bisect needs exactly one of --impl"]),
-    (["--good", "{good}", "--bad", "{bad}", "--impl-class", "scaledgru.rnn:Nope"],
+    (["--good", "{good}", "--bad", "{bad}", "--impl-class", "mygru.rnn:Nope"],
      ["has no attribute 'Nope'"]),
 ], ids=["unknown-ref", "good-after-bad", "good-is-bad", "not-a-repo", "malformed-check",
         "unknown-suite", "unknown-check", "too-few-workers", "two-implementations",
         "no-such-class"])
-def test_bad_input_is_one_line_and_exit_2(args, names, scaled, tmp_path, monkeypatch, capsys):
-    repo, shas = scaled
+def test_bad_input_is_one_line_and_exit_2(args, names, mygru, tmp_path, monkeypatch, capsys):
+    repo, shas = mygru
     monkeypatch.chdir(tmp_path)
     argv = ["bisect", "--repo", str(repo),
             *[a.format(good=shas[0], bad=shas[-1], tmp=tmp_path) for a in args]]
     if "--impl-class" not in args:
-        argv += ["--impl-class", "scaledgru.rnn:GRU", "--family", "gru"]
+        argv += ["--impl-class", "mygru.rnn:GRU", "--family", "gru"]
     else:
         argv += ["--impl", "torch-gru"] if "nopkg.rnn:GRU" in args else ["--family", "gru"]
     assert main(argv) == 2
@@ -245,21 +317,74 @@ def test_bad_input_is_one_line_and_exit_2(args, names, scaled, tmp_path, monkeyp
 # --- end to end ---------------------------------------------------------------------------------
 
 
-def test_bisect_check_finds_the_commit_that_scaled_the_output(scaled, tmp_path, monkeypatch,
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "bisect.md").read_text()
+BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```", DOC, flags=re.M | re.S)
+SHOWN = [body.splitlines() for lang, body in BLOCKS if lang == ""]  # check, timing, undecided
+
+
+def doc_line(start: str) -> list[str]:
+    """The argv of the bisect.md command line that starts with ``start``."""
+    (line,) = [x for lang, body in BLOCKS if lang == "bash" for x in body.splitlines()
+               if x.startswith(start)]
+    return shlex.split(line)[1:]
+
+
+def unshown(shown: list[str], printed: list[str]) -> list[str]:
+    """The page's lines (… standing for anything) that no printed line matches."""
+    patterns = [re.compile(".*".join(re.escape(part) for part in line.split("…")))
+                for line in shown]
+    return [line for line, pattern in zip(shown, patterns)
+            if not any(pattern.fullmatch(p) for p in printed)]
+
+
+PAGE_BISECT = "seq-harness bisect --good v1.0 --bad main --impl-class mygru.rnn:GRU --family gru"
+CHECK_LINE, TIMING_LINE = f"{PAGE_BISECT} --check ", f"{PAGE_BISECT} --min-effect "
+
+
+def test_every_command_and_block_of_the_page_is_run_here():
+    """The page's two commands run below (the timing one in the slow tier); its output blocks:
+    the check's, the timing's, and an undecided step's (from a fake timing judge above)."""
+    lines = [x for lang, body in BLOCKS if lang == "bash" for x in body.splitlines() if x.strip()]
+    assert len(lines) == 2 and all(x.startswith((CHECK_LINE, TIMING_LINE)) for x in lines)
+    assert [lang for lang, _ in BLOCKS] == ["bash", "", "", ""]
+
+
+def test_bisect_check_finds_the_commit_that_scaled_the_output(mygru, tmp_path, monkeypatch,
                                                               capsys):
-    repo, shas = scaled
-    monkeypatch.chdir(tmp_path)
+    """docs/bisect.md's --check line, run in the repository it describes."""
+    repo, shas = mygru
+    monkeypatch.chdir(repo)
     out, db = tmp_path / "bisect", tmp_path / "history.sqlite"
-    assert main(["bisect", "--repo", str(repo), "--good", shas[0], "--bad", "main",
-                 "--impl-class", "scaledgru.rnn:GRU", "--family", "gru",
-                 "--check", "shapes::values_match_reference", "--out", str(out),
-                 "--db", str(db)]) == 0
-    printed = capsys.readouterr().out
-    assert f"first bad commit: {shas[3]} the change: {{'scale': 1.01}}" in printed
-    assert f"last good commit: {shas[2]}" in printed
-    assert "endpoints: " in printed and "failed in" in printed and "passed in" in printed
+    argv = doc_line(CHECK_LINE)
+    assert main([*argv, "--out", str(out), "--db", str(db)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"first bad commit: {shas[4]} scale the output" in printed
+    assert f"last good commit: {shas[3]}" in printed
+    assert unshown(SHOWN[0], printed) == []
     saved = json.loads((out / "bisect.json").read_text())
-    assert saved["first_bad"] == shas[3]
+    assert saved["first_bad"] == shas[4]
     assert saved["steps"][0]["label"] == "endpoints" and saved["steps"][0]["verdict"] == BAD
     assert len(saved["steps"]) <= 1 + steps_needed(6)
-    assert "added" in printed and "check outcomes" in printed
+    assert any(line.startswith("seq-harness bisect: history: added ") for line in printed)
+    assert git(repo, "worktree", "list").count("\n") == 0  # every worktree removed
+
+
+@pytest.mark.slow
+def test_bisect_finds_the_commit_that_made_the_gru_slower(mygru, tmp_path, monkeypatch, capsys):
+    """docs/bisect.md's timing line, on a small shape with the fewest processes that can
+    decide: 3 steps of 3 x 6 fresh processes (about 3 minutes on a 2-core machine)."""
+    repo, shas = mygru
+    monkeypatch.chdir(repo)
+    grid = tmp_path / "tiny.json"
+    grid.write_text(json.dumps({"name": "tiny", "cases": [
+        {"seq_len": 20, "batch": 4, "input_size": 32, "hidden_size": 32}]}))
+    argv = doc_line(TIMING_LINE)
+    code = main([*argv, "--grid", str(grid), "--phase", "inference", "--workers", "6",
+                 "--min-run-time", "0.3", "--out", str(tmp_path / "bisect")])
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0, "\n".join(printed)
+    assert f"first bad commit: {shas[2]} a second pass over the output" in printed
+    assert unshown(SHOWN[1], printed) == []
+    step = tmp_path / "bisect" / "step-1"
+    assert {json.loads((step / side / "run.json").read_text())["git_commit"]
+            for side in ("good", "mid", "bad")} == {shas[0], shas[3], shas[6]}
