@@ -1,7 +1,8 @@
 """adding: the adding problem (Hochreiter & Schmidhuber 1997) as a measurement — best test MSE
-and steps to solve, for every implementation with the same seeds and step budget. T=50 by
-default, 300 steps; T=50, 100 and 200 at ``--scale full``, 600 steps at T=50 and 1500 beyond. The check fails only if training breaks (an error or
-a non-finite loss); what is learned is reported, whatever it is."""
+and steps to solve, for every implementation with the same seeds and step budget. T=50 and 300
+steps by default; T=50, 100 and 200 at ``--scale full``, 600 steps at T=50 and 1500 beyond. The
+check fails only if training breaks (an error or a non-finite loss); what is learned is
+reported, whatever it is."""
 
 from __future__ import annotations
 

@@ -78,6 +78,7 @@ def test_job_runs_checks_timings_and_one_report(tmp_path, quick_scale, capsys):
     assert {k[2] for k in timed if k[0] == "fast-gru"} == {"inference", "first_call"}
     report = (out / "README.md").read_text()
     assert "fast-gru" in report and "## Latency" in report
+    assert not (out / "checks" / "report.md").exists()  # one report, of every stage
     assert json.loads((out / "job.json").read_text())["suites"] == ["varlen"]
     # A second job into the same directory must say how to replace or continue it.
     assert main(["job", "--impl", "torch-gru", "--out", str(out)]) == 2

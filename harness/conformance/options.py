@@ -98,6 +98,9 @@ RECORDING = (
     option("--progress", type=float, default=0.0, metavar="SECONDS",
            help="every SECONDS, a line with the checks done of all and an ETA (default 0: "
            "none)"),
+    option("--no-report", action="store_true",
+           help="with --results-dir: no DIR/report.md at the end (a job renders one report of "
+           "all its stages)"),
 )
 
 

@@ -43,6 +43,7 @@ class SuiteRun:
     rounding: str = "needed"
     diagnosis: bool = True
     shard: str | None = None  # "K/N" (harness.core.shard)
+    report: bool = True  # OUT/report.md at the end (a job renders its own of every stage)
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
     def options(self) -> list[str]:
@@ -83,6 +84,8 @@ class SuiteRun:
             args += ["-k", self.keyword]
         if self.shard:
             args += ["--shard", self.shard]
+        if not self.report:
+            args += ["--no-report"]
         if self.workers:
             # Checks run in worker processes: a crash costs the check it happened in.
             args += ["-n", str(self.workers), "--max-worker-restart", "100000",

@@ -202,7 +202,7 @@ def run_job(request: JobRequest, *, resume: bool = False,
         scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,
         workers=request.workers, progress_s=request.progress_s, shard=request.shard,
-        resume=resume and any(True for _ in iter_records(checks))))
+        report=False, resume=resume and any(True for _ in iter_records(checks))))
     for line in describe(outcome.confirmed):  # failures run again alone
         emit(line)
     run_id = start(timings, ["seq-harness", *request.argv], resume=resume)

@@ -65,6 +65,8 @@ def legend(axes) -> None:
 def plot_curves(rows, path: Path, baselines: Mapping[str, str]) -> Path:
     """||dL/dh_t|| by lag: a row of panels per family, one panel per initialisation."""
     plt = pyplot()
+    from matplotlib import ticker
+
     families = list(dict.fromkeys(rows["family"]))
     inits = [i for i in RADII if any(m["init"] == i for m in rows["metrics"])]
     fig, axes = plt.subplots(len(families), len(inits), squeeze=False, sharex=True,
@@ -75,14 +77,21 @@ def plot_curves(rows, path: Path, baselines: Mapping[str, str]) -> Path:
         for c, init in enumerate(inits):
             ax = axes[r][c]
             panel = mine[mine["metrics"].map(lambda m, i=init: m["init"] == i)]
+            drawn = False
             for _, row in panel.iterrows():
                 norms = [n if n > 0 and math.isfinite(n) else float("nan")
                          for n in row["metrics"]["norms"]]
                 ax.semilogy(range(len(norms)), norms, label=row["impl"], **style[row["impl"]])
+                drawn = drawn or any(not math.isnan(n) for n in norms)
             if panel.empty:
                 ax.text(0.5, 0.5, "not applicable", ha="center", va="center", fontsize=7,
                         transform=ax.transAxes)
             ax.set_title(f"{name} · {init}", fontsize=8)
+            if drawn:
+                # norms may span hundreds of decades (an exploding initialisation): a few
+                # major ticks and no minor ones, or laying out and drawing takes seconds
+                ax.yaxis.set_major_locator(ticker.LogLocator(numticks=6))
+                ax.yaxis.set_minor_locator(ticker.NullLocator())
             ax.grid(True, which="major", alpha=0.3)
             if c == 0:
                 ax.set_ylabel("||dL/dh_t||", fontsize=7)

@@ -21,7 +21,7 @@ def results_dir(config: pytest.Config) -> str | None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     directory = results_dir(session.config)
-    if directory is None:
+    if directory is None or session.config.getoption("no_report", False):
         return
     from harness.report import write_report
 
@@ -35,7 +35,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     directory = results_dir(config)
     if directory is not None:
+        report = ("" if config.getoption("no_report", False)
+                  else f", report in {Path(directory) / 'report.md'}")
         terminalreporter.write_line(
-            f"seq-harness: records in {Path(directory) / 'records.jsonl'}, "
-            f"report in {Path(directory) / 'report.md'}"
-        )
+            f"seq-harness: records in {Path(directory) / 'records.jsonl'}{report}")
