@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shlex
+import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,21 +367,25 @@ def test_bisect_check_finds_the_commit_that_scaled_the_output(mygru, tmp_path, m
     assert saved["steps"][0]["label"] == "endpoints" and saved["steps"][0]["verdict"] == BAD
     assert len(saved["steps"]) <= 1 + steps_needed(6)
     assert any(line.startswith("seq-harness bisect: history: added ") for line in printed)
+    with sqlite3.connect(db) as connection:  # each run at its commit, its parent from --repo
+        runs = set(connection.execute('SELECT "commit", parent_commit FROM runs'))
+    assert runs == {(shas[i], shas[i - 1] if i else "") for i in (0, 3, 4, 6)}
     assert git(repo, "worktree", "list").count("\n") == 0  # every worktree removed
 
 
 @pytest.mark.slow
 def test_bisect_finds_the_commit_that_made_the_gru_slower(mygru, tmp_path, monkeypatch, capsys):
-    """docs/bisect.md's timing line, on a small shape with the fewest processes that can
-    decide: 3 steps of 3 x 6 fresh processes (about 3 minutes on a 2-core machine)."""
+    """docs/bisect.md's timing line, on a small shape: 3 steps of 3 x 8 fresh processes (about
+    4 minutes on a 2-core machine). 8 per side at alpha 0.05 still decides when one process of
+    a side ran beside another job (6 per side at 0.01 did not, on a shared machine)."""
     repo, shas = mygru
     monkeypatch.chdir(repo)
     grid = tmp_path / "tiny.json"
     grid.write_text(json.dumps({"name": "tiny", "cases": [
         {"seq_len": 20, "batch": 4, "input_size": 32, "hidden_size": 32}]}))
     argv = doc_line(TIMING_LINE)
-    code = main([*argv, "--grid", str(grid), "--phase", "inference", "--workers", "6",
-                 "--min-run-time", "0.3", "--out", str(tmp_path / "bisect")])
+    code = main([*argv, "--grid", str(grid), "--phase", "inference", "--workers", "8",
+                 "--alpha", "0.05", "--min-run-time", "0.3", "--out", str(tmp_path / "bisect")])
     printed = capsys.readouterr().out.splitlines()
     assert code == 0, "\n".join(printed)
     assert f"first bad commit: {shas[2]} a second pass over the output" in printed

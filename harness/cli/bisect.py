@@ -133,18 +133,19 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
          "steps": [asdict(s) for s in found.steps], "last_good": found.last_good,
          "suspects": list(found.suspects), "first_bad": found.first_bad}, indent=2) + "\n")
     if args.db is not None:
-        record_history(args.db, out)
+        record_history(args.db, out, commits.repo)
     return 0 if found.found else CHECK_FAILED
 
 
-def record_history(url: str, out: Path) -> None:
-    """Every step's runs (each a run.json at its commit) into the history database."""
+def record_history(url: str, out: Path, repo: Path) -> None:
+    """Every step's runs (each a run.json at its commit of ``repo``) into the history
+    database."""
     from harness.history import HistoryError, add_directories, open_database
 
     with usage_errors(HistoryError, ValueError):
         engine = open_database(url, create=True)
         try:
-            added = add_directories(engine, [out])
+            added = add_directories(engine, [out], checkout=repo)
         finally:
             engine.dispose()
     print(f"seq-harness bisect: history: {added.line()}")

@@ -58,11 +58,13 @@ class Added:
 
 def add_directories(engine: Engine, directories: Iterable[str | Path], *,
                     machine: str | None = None, branch: str | None = None,
-                    progress: Callable[[str], None] | None = None) -> Added:
+                    progress: Callable[[str], None] | None = None,
+                    checkout: Path | None = None) -> Added:
     """Add every run at or below each directory (ValueError naming a directory without one,
-    before anything is added)."""
+    before anything is added). ``checkout``: the git checkout that knows the runs' commits
+    (default: the one each directory lies in)."""
     runs = [run for d in directories for run in run_directories(d)]
-    commits, total = Commits(), Added()
+    commits, total = Commits(checkout), Added()
     for directory in runs:
         warnings: list[str] = []
         info = read_run_info(directory)

@@ -47,16 +47,18 @@ UNKNOWN = CommitInfo(parent=None, time=None, branch=None)
 
 class Commits:
     """What the checkouts around results directories know of commits, asked once per
-    (checkout, commit) for one ``history add``."""
+    (checkout, commit) for one ``history add``; ``checkout``: ask this one instead (a bisection
+    of another repository than the one its results lie in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkout: Path | None = None) -> None:
         self._known: dict[tuple[str, str], CommitInfo] = {}
+        self._checkout = str(checkout) if checkout is not None else None
 
     def info(self, directory: Path, commit: str | None) -> CommitInfo:
         """What the checkout around ``directory`` knows of ``commit`` (UNKNOWN when nothing)."""
         if not commit:
             return UNKNOWN
-        top = _git(str(directory), "rev-parse", "--show-toplevel")
+        top = self._checkout or _git(str(directory), "rev-parse", "--show-toplevel")
         if not top:
             return UNKNOWN
         if (top, commit) not in self._known:
@@ -68,7 +70,8 @@ def _ask(top: str, commit: str) -> CommitInfo:
     shown = _git(top, "show", "-s", "--format=%P%n%cI", f"{commit}^{{commit}}")
     if shown is None:
         return UNKNOWN
-    parents, _, when = shown.partition("\n")
+    # A root commit has no parents line left once the output is stripped: only its time.
+    parents, _, when = shown.partition("\n") if "\n" in shown else ("", "", shown)
     time = datetime.fromisoformat(when.strip()).astimezone(timezone.utc).replace(tzinfo=None)
     branch = _git(top, "symbolic-ref", "--quiet", "--short", "HEAD")
     if branch and _git(top, "merge-base", "--is-ancestor", commit, "HEAD") is None:
