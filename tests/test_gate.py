@@ -212,3 +212,38 @@ def test_compare_refuses_an_avx2_and_an_avx512_machine_of_one_name(tmp_path, cap
     assert main(["compare", str(base), str(head)]) == 2
     err = capsys.readouterr().err
     assert "ISA level: 'AVX2' vs 'AVX512'" in err and "family/model/stepping" in err
+
+
+def test_base_ref_workers_import_the_base_commit_not_the_checkout(tmp_path, monkeypatch):
+    """`python -m` puts the working directory before PYTHONPATH: a base-side worker started in
+    the checkout would import the head's code. It starts in the worktree's counterpart of the
+    current directory instead."""
+    import subprocess
+    import sys
+
+    from harness.gate.worktree import checkout, worktree_cwd, worktree_env
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    (repo / "src" / "mymod.py").write_text("VALUE = 'base'\n")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    (repo / "src" / "mymod.py").write_text("VALUE = 'head'\n")
+    git("commit", "-qam", "head")
+    monkeypatch.chdir(repo / "src")
+    probe = [sys.executable, "-c", "import mymod; print(mymod.VALUE)"]
+    with checkout("HEAD~1") as (worktree, _):
+        env = worktree_env(worktree)
+        here = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
+        assert here.stdout.strip() == "head"  # what the base side timed before
+        cwd = worktree_cwd(worktree)
+        assert cwd == worktree / "src"
+        there = subprocess.run(probe, env=env, cwd=cwd, capture_output=True, text=True,
+                               check=True)
+        assert there.stdout.strip() == "base"

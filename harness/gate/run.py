@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.core.spec import ImplSpec
 from harness.gate.stats import attainable_p, undetectable_message
-from harness.gate.worktree import checkout, worktree_env
+from harness.gate.worktree import checkout, worktree_cwd, worktree_env
 from harness.latency.grids import LatencyGrid
 from harness.latency.plan import Plan, Side
 from harness.latency.run import run_sides
@@ -66,16 +66,16 @@ def measure_sides(request: GateRequest, out: Path, info: RunInfo, *,
     for side in ("base", "head"):
         prepare_results_dir(out / side, overwrite=True)
     with contextlib.ExitStack() as stack:
-        env, base_commit = None, info.git_commit
+        env, cwd, base_commit = None, None, info.git_commit
         if request.ref:
             worktree, base_commit = stack.enter_context(checkout(request.ref))
-            env = worktree_env(worktree)
+            env, cwd = worktree_env(worktree), worktree_cwd(worktree)
         write_run_info(out / "base", replace(info, run_id=f"{info.run_id}-base",
                                              git_commit=base_commit))
         write_run_info(out / "head", replace(info, run_id=f"{info.run_id}-head"))
         run_sides(
             [Side(request.plan(request.base), out / "base", f"{info.run_id}-base", env=env,
-                  peak=False),
+                  peak=False, cwd=cwd),
              Side(request.plan(request.head), out / "head", f"{info.run_id}-head", peak=False)],
             workers=request.workers, progress=progress)
     return out / "base", out / "head"

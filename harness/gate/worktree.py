@@ -59,3 +59,19 @@ def worktree_env(worktree: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(worktree), env.get("PYTHONPATH")) if p)
     return env
+
+
+def worktree_cwd(worktree: Path) -> Path:
+    """The worktree's counterpart of the current directory (the worktree's root when the
+    current directory is not in the repository or has no counterpart there): worker processes
+    start there, so that what they import from their working directory is the worktree's
+    commit, not the checkout's."""
+    top = git("rev-parse", "--show-toplevel")
+    if top.returncode == 0:
+        try:
+            inside = worktree / Path.cwd().resolve().relative_to(Path(top.stdout.strip()).resolve())
+        except ValueError:
+            return worktree
+        if inside.is_dir():
+            return inside
+    return worktree

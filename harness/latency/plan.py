@@ -110,7 +110,9 @@ def rotated(items: Sequence, k: int) -> list:
 @dataclass(frozen=True)
 class Side:
     """One side of an interleaved measurement: what it times, where its records go, and the
-    environment of its worker processes (e.g. PYTHONPATH at another commit)."""
+    environment and directory of its worker processes (e.g. another commit's worktree: its
+    PYTHONPATH, and the directory there that corresponds to the current one, since ``python -m``
+    imports from its working directory first)."""
 
     plan: Plan
     out: Path
@@ -118,3 +120,4 @@ class Side:
     env: dict[str, str] | None = None
     peak: bool = True
     slowdown: float = 0.0
+    cwd: Path | None = None

@@ -151,7 +151,7 @@ def run_sides(sides: Sequence[Side], *, workers: int | Sequence[int],
                 threads = side.plan.threads
                 started = time.monotonic()
                 for job, result in run_jobs(jobs, threads=threads, job_timeout_s=job_timeout_s,
-                                            env=side.env):
+                                            env=side.env, cwd=side.cwd):
                     record = to_record(job.kind, job.payload, result, specs, worker=worker,
                                        run_id=side.run_id, threads=threads,
                                        wall_s=time.monotonic() - started)

@@ -43,9 +43,11 @@ def describe_exit(code: int) -> str:
 
 
 def run_jobs(
-    jobs: list[WorkerJob], *, threads: int, job_timeout_s: float, env: dict[str, str] | None = None
+    jobs: list[WorkerJob], *, threads: int, job_timeout_s: float, env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
 ) -> Iterator[tuple[WorkerJob, dict[str, Any]]]:
-    """Run ``jobs`` in order in fresh workers; yield (job, result) as each finishes.
+    """Run ``jobs`` in order in fresh workers; yield (job, result) as each finishes. ``cwd``:
+    the workers' directory (``python -m`` imports from it before PYTHONPATH).
 
     A result is the handler's dict, or {"error": ...}; a job whose worker died gets
     {"error": ..., "status": "crashed"}, one past its time limit {"status": "timeout"}.
@@ -53,18 +55,18 @@ def run_jobs(
     pending = list(jobs)
     while pending:
         for job, result in _one_worker(list(pending), threads=threads,
-                                       job_timeout_s=job_timeout_s, env=env):
+                                       job_timeout_s=job_timeout_s, env=env, cwd=cwd):
             pending.remove(job)
             yield job, result
 
 
-def _one_worker(jobs, *, threads, job_timeout_s, env):
+def _one_worker(jobs, *, threads, job_timeout_s, env, cwd):
     request = {"threads": threads,
                "jobs": [{"id": j.id, "kind": j.kind, "payload": j.payload} for j in jobs]}
     process = subprocess.Popen(
         [sys.executable, "-m", "harness.latency.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env,
+        env=env, cwd=cwd,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     errors: list[str] = []
