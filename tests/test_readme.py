@@ -36,6 +36,7 @@ README_MAX_LINES = 200
 # Pages whose blocks another test module runs (it reads the page itself).
 ELSEWHERE = {
     "docs/diagnosis.md": "tests/test_third_party_family.py",
+    "docs/bisect.md": "tests/test_bisect.py",
     "docs/history.md": "tests/test_history_docs.py",
     "docs/ops.md": "tests/test_ops.py",
 }
