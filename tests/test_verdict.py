@@ -142,6 +142,8 @@ def test_the_verdict_speaks_per_regime_and_never_pools_shapes_that_disagree(tmp_
     assert "tie" in regimes["T=100, B=1, I=H=512"]
     (long,) = [said for label, said in regimes.items() if label.startswith("long sequences")]
     assert long.startswith("inference: scan-gru, 0.50x (")
+    # the label names the shapes of the regime that were timed, not every shape of its grid
+    assert f"long sequences (T={LONG.seq_len}, B={LONG.batch}, H={LONG.hidden_size})" in regimes
     (row,) = [x for x in verdict_lines(text) if x.startswith("| gru") and "scan-gru" in x]
     assert "1.60x" in row and "0.50x" not in row
     assert "at T=100, B=64, I=H=512 (the headline regime" in text

@@ -39,32 +39,58 @@ def shapes(cases) -> str:
             f"H={span([c.hidden_size for c in cases])}")
 
 
+def describe(name: str, cases) -> str:
+    """How the report says the regime ``name`` over ``cases`` (its shapes a run timed, or all of
+    them): a run of the small varlen grid is not said to cover the full grid's T=200."""
+    cases = list(cases)
+    if name.startswith("standard-b"):
+        case = cases[0]
+        return f"T={case.seq_len}, B={case.rows}, I=H={case.hidden_size}"
+    if name.startswith("ops-T"):
+        return f"T={cases[0].seq_len} ({op_shapes(cases)})"
+    prefix = {"varlen": "variable lengths, packed", "varlen-padded": "the same batches padded",
+              "long": "long sequences", "deepbench": "DeepBench shapes"}[name]
+    return f"{prefix} ({shapes(cases)})"
+
+
 @functools.cache
 def known() -> dict[str, Regime]:
     """case id -> regime, for every shape of the built-in grids."""
     found: dict[str, Regime] = {}
 
-    def add(cases, regime: Regime) -> None:
+    def add(cases, name: str, order: int) -> None:
+        regime = Regime(name, describe(name, cases), order)
         for case in cases:
             found.setdefault(case.id, regime)
 
     for case in LATENCY_GRIDS["standard"].cases:
-        add([case], Regime(f"standard-b{case.rows}", f"T={case.seq_len}, B={case.rows}, "
-                           f"I=H={case.hidden_size}", 0 if case.rows > 1 else 1))
+        add([case], f"standard-b{case.rows}", 0 if case.rows > 1 else 1)
     varlen = [c for g in ("varlen-small", "varlen") for c in LATENCY_GRIDS[g].cases]
-    packed = [c for c in varlen if c.lengths is not None]
-    add(packed, Regime("varlen", f"variable lengths, packed ({shapes(packed)})", 2))
-    padded = [c for c in varlen if c.lengths is None]
-    add(padded, Regime("varlen-padded", f"the same batches padded ({shapes(padded)})", 3))
-    long = LATENCY_GRIDS["long"].cases
-    add(long, Regime("long", f"long sequences ({shapes(long)})", 4))
-    deep = LATENCY_GRIDS["deepbench"].cases
-    add(deep, Regime("deepbench", f"DeepBench shapes ({shapes(deep)})", 5))
+    add([c for c in varlen if c.lengths is not None], "varlen", 2)
+    add([c for c in varlen if c.lengths is None], "varlen-padded", 3)
+    add(LATENCY_GRIDS["long"].cases, "long", 4)
+    add(LATENCY_GRIDS["deepbench"].cases, "deepbench", 5)
     ops = [c for g in ("ops-small", "ops-target", "ops") for c in LATENCY_GRIDS[g].cases]
     for order, length in enumerate(sorted({c.seq_len for c in ops})):
-        same = [c for c in ops if c.seq_len == length]
-        add(same, Regime(f"ops-T{length}", f"T={length} ({op_shapes(same)})", 10 + order))
+        add([c for c in ops if c.seq_len == length], f"ops-T{length}", 10 + order)
     return found
+
+
+def said_of(timed) -> dict[str, Regime]:
+    """case id -> regime for the shapes (Cases or case dicts) a run timed, each regime's label
+    naming the shapes of it that were timed, not every shape of its grids."""
+    cases = {}
+    for case in timed:
+        case = case_from_dict(case) if isinstance(case, dict) else case
+        cases[case.id] = case
+    regimes = {case_id: regime_of(case) for case_id, case in cases.items()}
+    members: dict[Regime, list] = {}
+    for case_id, regime in regimes.items():
+        members.setdefault(regime, []).append(cases[case_id])
+    relabelled = {regime: regime if regime == OTHER else
+                  Regime(regime.name, describe(regime.name, found), regime.order)
+                  for regime, found in members.items()}
+    return {case_id: relabelled[regime] for case_id, regime in regimes.items()}
 
 
 def op_shapes(cases: list[OpCase]) -> str:

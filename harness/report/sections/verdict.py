@@ -26,7 +26,7 @@ from harness.core.text import md
 from harness.latency.jobs import LATENCY
 from harness.latency.peak import PEAK
 from harness.latency.ratios import Ratio, geometric_mean_ratio
-from harness.latency.regimes import Regime, regime_of
+from harness.latency.regimes import Regime, said_of
 from harness.latency.samples import samples_per_process, timings
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
 from harness.report.errors import pooled_of, sci, worst_output_error
@@ -72,8 +72,8 @@ def task_solved(rows: pd.DataFrame, suite: str, size_key: str) -> str:
 
 
 def regimes_of(records: list[Record]) -> dict[str, Regime]:
-    """case_id -> the regime of every timed shape."""
-    return {r.case_id: regime_of(r.case) for r in records if r.case is not None}
+    """case_id -> the regime of every timed shape, said over the shapes of it that were timed."""
+    return said_of(r.case for r in records if r.case is not None)
 
 
 def latency_ratios(records: list[Record], impl: str, baseline: str, regime: Regime
