@@ -1,5 +1,7 @@
 """Every command and Python block of docs/history.md runs as written, on a synthetic history
-(tests/synthetic_history.py) in a scratch directory, and prints what the page shows.
+(tests/synthetic_history.py) in a scratch directory, and prints what the page shows; the GitHub
+Actions workflow's run steps run as a script (its checks and timings narrowed to a registry
+entry and a tiny grid, its push against a local bare repository).
 
 ``seq-harness`` lines run in-process (an ``VAR=value`` prefix sets the environment for that line);
 the page's plain blocks after the first command block are its output, compared line by line; the
@@ -74,3 +76,76 @@ def test_the_python_block_runs(scratch, monkeypatch, capsys):
     exec(compile(source, "docs/history.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["torch-gru", "inference", "0014c0ffeec0",
                                                "1.094x"]
+
+
+def workflow_steps() -> list[str]:
+    """The `run:` steps of the page's workflow, folded (`>`) steps joined into one line."""
+    (workflow,) = [body for lang, body in BLOCKS if lang == "yaml"]
+    steps, current = [], None
+    for line in workflow.splitlines():
+        found = re.match(r"^\s*- run: ?(.*)$", line)
+        if found:
+            current = [] if found.group(1).strip() == ">" else None
+            steps.append(current if current is not None else [found.group(1).strip()])
+        elif current is not None and line.startswith(" " * 10):
+            current.append(line.strip())
+        else:
+            current = None
+    return [" ".join(step) for step in steps]
+
+
+def test_the_workflow_runs_as_a_script(tmp_path, monkeypatch, capsys):
+    """Each run step as the runner would run it: the install step is docs/ci.md's (resolved by
+    tests/test_readme.py); the checks and timings of a registry entry stand for mypkg's (not
+    installed here), narrowed; history add, page and check on what they wrote; the results
+    committed and pushed to the history branch of a local bare repository."""
+    import subprocess
+
+    install, checks, timings, add, page, push, check = workflow_steps()
+    assert install.startswith("pip install") and "seq-harness @ git+https://github.com" in install
+    sha, repository = "c0ffee" * 6 + "c0ff", "OWNER/REPO"
+
+    def expand(step: str) -> str:
+        return step.replace("${{ github.sha }}", sha).replace("${{ github.repository }}",
+                                                              repository)
+
+    def git(*args, cwd):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                       check=True, capture_output=True)
+
+    origin = tmp_path / "origin.git"
+    git("init", "-q", "--bare", str(origin), cwd=tmp_path)
+    seed = tmp_path / "seed"
+    git("init", "-q", str(seed), cwd=tmp_path)
+    git("commit", "-q", "--allow-empty", "-m", "history", cwd=seed)
+    git("push", "-q", str(origin), "HEAD:refs/heads/seq-harness-history", cwd=seed)
+    work = tmp_path / "work"
+    work.mkdir()
+    git("clone", "-q", "-b", "seq-harness-history", str(origin), "history", cwd=work)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("SEQ_HARNESS_DB", raising=False)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    mine = "--impl-class mypkg.rnn:MyGRU --family gru"
+    assert mine in checks and mine in timings and "--grid standard" in timings
+    narrowed_checks = shlex.split(expand(checks).replace(mine, "--impl torch-gru"))[1:]
+    assert main([*narrowed_checks, "--suite", "shapes", "-k", "values_match_reference",
+                 "-n", "0"]) == 0
+    narrowed_timings = shlex.split(expand(timings).replace(mine, "--impl torch-gru")
+                                   .replace("--grid standard", "--grid smoke"))[1:]
+    assert main([*narrowed_timings, "--phase", "inference", "--workers", "2",
+                 "--min-run-time", "0.01", "--no-first-call", "--no-memory"]) == 0
+    for step in (add, page):
+        assert main(shlex.split(expand(step))[1:]) == 0
+    html = (work / "site" / "index.html").read_text()
+    assert "torch-gru" in html
+    done = subprocess.run(expand(push), shell=True, cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "seq-harness-history"],
+                            cwd=origin, capture_output=True, text=True, check=True).stdout
+    assert f"results/{sha}/checks/records.jsonl" in listed
+    assert f"results/{sha}/bench/records.jsonl" in listed
+    capsys.readouterr()
+    assert main(shlex.split(expand(check))[1:]) == 0  # one commit: nothing to judge yet
+    assert "no new regression" in capsys.readouterr().out
+    assert summary.read_text().startswith("### seq-harness history: no new regression")

@@ -173,9 +173,12 @@ def test_the_command_writes_the_page_and_refuses_bad_input_in_one_line(history, 
                      *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
-    assert main(["history", "page", str(tmp_path / "no" / "page.html"), "--db", history]) == 2
+    assert main(["history", "page", str(tmp_path / "site" / "index.html"), "--db", history]) == 0
+    assert (tmp_path / "site" / "index.html").is_file()  # its directory made
+    capsys.readouterr()
+    assert main(["history", "page", str(tmp_path / "site"), "--db", history]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no such directory" in err and "\n" not in err
+    assert "is a directory; expected a file path" in err and "\n" not in err
     assert main(["history", "page", str(tmp_path / "p.html"), "--db",
                  str(tmp_path / "typo.sqlite")]) == 2
     assert "no such SQLite file" in capsys.readouterr().err

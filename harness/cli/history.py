@@ -5,6 +5,7 @@ failing; harness.history says how it decides), and that judgement as a self-cont
 from __future__ import annotations
 
 import argparse
+import os
 
 from tabulate import tabulate
 
@@ -106,25 +107,29 @@ def page(engine, args: argparse.Namespace) -> int:
 
 
 def check(engine, args: argparse.Namespace) -> int:
+    """Judge every series; print the tables and one line (and append them, as markdown, to
+    $GITHUB_STEP_SUMMARY when it is set: the job's page in GitHub Actions)."""
     from harness.history import judge
 
     confidence(args)
     judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence)
+    tables = []
     if judgement.changes:
-        print(tabulate([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
+        tables.append(([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
                          c.first_bad.name, f"{c.change.ratio:.3f}x",
                          f"[{c.change.low:.3f}, {c.change.high:.3f}]", c.verdict]
                         for c in judgement.changes],
-                       headers=["machine", "implementation", "shape", "phase", "threads",
-                                "last good", "first bad", "ratio",
-                                f"{args.confidence:.0%} interval", "verdict"]))
+                       ["machine", "implementation", "shape", "phase", "threads", "last good",
+                        "first bad", "ratio", f"{args.confidence:.0%} interval", "verdict"]))
     if judgement.breakages:
-        print(tabulate([[b.machine, b.impl, f"{b.suite}::{b.check}", b.case_id,
+        tables.append(([[b.machine, b.impl, f"{b.suite}::{b.check}", b.case_id,
                          b.last_good.name, b.first_bad.name, b.failing,
                          (b.message or "").splitlines()[0][:80] if b.message else ""]
                         for b in judgement.breakages],
-                       headers=["machine", "implementation", "check", "case", "last passed",
-                                "first failed", "runs failing", "message"]))
+                       ["machine", "implementation", "check", "case", "last passed",
+                        "first failed", "runs failing", "message"]))
+    for rows, headers in tables:
+        print(tabulate(rows, headers=headers))
     news, broken = len(judgement.new_regressions), len(judgement.breakages)
     counts = (f"{judgement.latency_series:,} latency series ({judgement.too_short:,} with too "
               f"few runs to judge), {judgement.check_series:,} check series")
@@ -135,4 +140,10 @@ def check(engine, args: argparse.Namespace) -> int:
     verdicts += (f", {broken} {'check' if broken == 1 else 'checks'} started failing"
                  if broken else ", no check started failing")
     print(f"seq-harness history: {verdicts} ({counts})")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as out:
+            out.write("\n\n".join([f"### seq-harness history: {verdicts}", f"{counts}.",
+                                   *(tabulate(rows, headers=headers, tablefmt="github")
+                                     for rows, headers in tables)]) + "\n\n")
     return CHECK_FAILED if judgement.failed else 0

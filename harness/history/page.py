@@ -116,11 +116,17 @@ def render(data: PageData, *, commit_url: str | None = None,
 
 
 def write_page(data: PageData, out: str | Path, *, commit_url: str | None = None) -> Path:
-    """Render the page into ``out`` (its directory must exist); the path written."""
+    """Render the page into ``out`` (its directories made as needed, e.g. a site folder to
+    publish); the path written."""
     path = Path(out)
-    if not path.parent.is_dir():
-        raise ValueError(f"{str(out)!r}: no such directory {str(path.parent)!r}; expected a "
-                         "file path in an existing directory, e.g. history.html")
+    if path.is_dir():
+        raise ValueError(f"{str(out)!r} is a directory; expected a file path, e.g. "
+                         "site/index.html")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{str(out)!r}: cannot make its directory {str(path.parent)!r} "
+                         f"({error.strerror}); expected a writable file path") from None
     html = render(data, commit_url=commit_url)
     path.write_text(html, encoding="utf-8")
     return path
