@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.cli.common import (
     CHECK_FAILED,
     UsageError,
+    add_timing_options,
     check_phases,
     check_verdict_options,
     positive,
@@ -43,14 +44,8 @@ def add_parser(commands) -> None:
                       help="run this check at each commit instead of timing, e.g. "
                            "shapes::values_match_reference")
     timing = bisect.add_argument_group("timing (without --check): as the gate's options")
-    timing.add_argument("--grid", default="gate", metavar="NAME|FILE",
-                        help="shapes to time (default: gate, T=50 B=8 I=H=128)")
-    timing.add_argument("--phase", action="append", default=[], metavar="PHASE",
-                        help="inference, forward, forward_backward (default: the grid's)")
-    timing.add_argument("--workers", type=int, default=10, metavar="N",
-                        help="fresh worker processes per commit and step (default 10)")
-    timing.add_argument("--min-run-time", type=float, default=0.3, metavar="S",
-                        help="seconds of timing per task per process (default 0.3)")
+    add_timing_options(timing.add_argument,
+                       workers_help="fresh worker processes per commit and step (default 10)")
     timing.add_argument("--alpha", type=float, default=0.01, metavar="P",
                         help="significance level after Holm's correction (default 0.01)")
     timing.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",

@@ -88,6 +88,18 @@ def prepare_out(out: Path, *, overwrite: bool) -> None:
         prepare_results_dir(out, overwrite=overwrite)
 
 
+def add_timing_options(add, *, workers_help: str) -> None:
+    """--grid, --phase, --workers, --min-run-time: what gate and bisect time, and how long;
+    ``add`` is a parser's or an argument group's add_argument."""
+    add("--grid", default="gate", metavar="NAME|FILE",
+        help="shapes to time (default: gate, T=50 B=8 I=H=128)")
+    add("--phase", action="append", default=[], metavar="PHASE",
+        help="inference, forward, forward_backward (default: the grid's)")
+    add("--workers", type=int, default=10, metavar="N", help=workers_help)
+    add("--min-run-time", type=float, default=0.3, metavar="S",
+        help="seconds of timing per task per process (default 0.3)")
+
+
 def add_verdict_options(parser: argparse.ArgumentParser) -> None:
     """--alpha, --min-effect, --output: how compare, gate and calibrate judge."""
     parser.add_argument("--alpha", type=float, default=0.01, metavar="P",

@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.cli.common import (
     CHECK_FAILED,
     UsageError,
+    add_timing_options,
     add_verdict_options,
     check_phases,
     check_verdict_options,
@@ -41,14 +42,8 @@ def add_parser(commands) -> None:
                       help="op under test (a matrix-state family)")
     side.add_argument("--family", metavar="FAMILY",
                       help="family of the --*-impl-class classes or --*-impl-fn ops")
-    gate.add_argument("--grid", default="gate", metavar="NAME|FILE",
-                      help="shapes to time (default: gate, T=50 B=8 I=H=128)")
-    gate.add_argument("--phase", action="append", default=[], metavar="PHASE",
-                      help="inference, forward, forward_backward (default: the grid's)")
-    gate.add_argument("--workers", type=int, default=10, metavar="N",
-                      help="fresh worker processes per side (default 10)")
-    gate.add_argument("--min-run-time", type=float, default=0.3, metavar="S",
-                      help="seconds of timing per task per process (default 0.3)")
+    add_timing_options(gate.add_argument,
+                       workers_help="fresh worker processes per side (default 10)")
     gate.add_argument("--threads", type=int, default=1, metavar="N")
     gate.add_argument("--out", metavar="DIR", help="where base/ and head/ records go "
                       "(default: results/gate-RUN_ID)")
