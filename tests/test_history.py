@@ -121,15 +121,20 @@ def test_two_writers_at_once_lose_nothing(tmp_path):
     """Two processes add different directories (sharing the machine and every series) into one
     SQLite file at the same moment: every run, point and outcome arrives once, and their
     transactions did interleave."""
-    build_history(tmp_path / "a", 30, seed=1)
-    build_history(tmp_path / "b", 30, seed=2, first=30)
-    url = db_url(tmp_path)
+    two_writers(tmp_path, db_url(tmp_path), runs=30)
+
+
+def two_writers(tmp_path: Path, url: str, *, runs: int) -> None:
+    """Two processes add ``runs`` runs each (directories a and b) into ``url`` at once: every
+    run, point and outcome arrives once, and their transactions interleaved."""
+    build_history(tmp_path / "a", runs, seed=1)
+    build_history(tmp_path / "b", runs, seed=2, first=runs)
     for out in add_at_once(tmp_path, url, ["a", "b"]):
-        assert "added 30 runs" in out
+        assert f"added {runs} runs" in out
     engine = open_database(url)
     assert counts(engine) == {
-        "machines": 1, "runs": 60, "series": 10, "points": 60 * POINTS_PER_RUN,
-        "outcomes": 60 * OUTCOMES_PER_RUN}
+        "machines": 1, "runs": 2 * runs, "series": 10, "points": 2 * runs * POINTS_PER_RUN,
+        "outcomes": 2 * runs * OUTCOMES_PER_RUN}
     assert_interleaved(engine)
 
 
@@ -404,12 +409,4 @@ def test_postgres_add_twice_check_and_refusal(tmp_path, postgres_url, capsys):
 def test_postgres_two_writers_at_once_lose_nothing(tmp_path, postgres_url):
     """As on SQLite: two processes, different directories, one database, the same moment (the
     first of them also creates the tables while the other may be doing the same)."""
-    build_history(tmp_path / "a", 20, seed=1)
-    build_history(tmp_path / "b", 20, seed=2, first=20)
-    for out in add_at_once(tmp_path, postgres_url, ["a", "b"]):
-        assert "added 20 runs" in out
-    engine = open_database(postgres_url)
-    assert counts(engine) == {
-        "machines": 1, "runs": 40, "series": 10, "points": 40 * POINTS_PER_RUN,
-        "outcomes": 40 * OUTCOMES_PER_RUN}
-    assert_interleaved(engine)
+    two_writers(tmp_path, postgres_url, runs=20)
