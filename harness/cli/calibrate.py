@@ -28,14 +28,21 @@ def add_parser(commands) -> None:
     calibrate.add_argument("--impl", default="torch-gru", metavar="NAME")
     calibrate.add_argument("--grid", default="gate", metavar="NAME|FILE")
     calibrate.add_argument("--phase", default="inference", metavar="PHASE")
-    calibrate.add_argument("--processes", type=int, default=30, metavar="N",
-                           help="fresh worker processes measured per variant (default 30)")
+    calibrate.add_argument("--processes", type=int, default=60, metavar="N",
+                           help="fresh worker processes measured per variant (default 60)")
     calibrate.add_argument("--per-side", type=int, default=10, metavar="K",
-                           help="processes per side in each simulated gate (default 10)")
+                           help="processes per side in each simulated fixed gate, and in the "
+                           "sequential gate's first look (default 10, as gate's --workers)")
+    calibrate.add_argument("--step", type=int, default=5, metavar="N",
+                           help="processes per side each further sequential look adds "
+                           "(default 5, as gate's)")
+    calibrate.add_argument("--max-per-side", type=int, default=40, metavar="N",
+                           help="the most processes per side of a sequential gate (default "
+                           "40, as gate's --max-workers; at most --processes)")
     calibrate.add_argument("--repetitions", type=int, default=1000, metavar="R",
                            help="simulated gates per variant (default 1000)")
     calibrate.add_argument("--slowdown", action="append", type=float, default=[],
-                           metavar="FRACTION", help="injected slowdowns (default 0.02 0.05 0.10)")
+                           metavar="FRACTION", help="injected slowdowns (default 0.02 0.03 0.05 0.10)")
     calibrate.add_argument("--min-run-time", type=float, default=0.3, metavar="S")
     calibrate.add_argument("--threads", type=int, default=1, metavar="N")
     calibrate.add_argument("--out", metavar="DIR",
@@ -49,16 +56,16 @@ def add_parser(commands) -> None:
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     check_verdict_options(args)
-    for name in ("processes", "per_side", "repetitions", "threads"):
+    for name in ("processes", "per_side", "step", "max_per_side", "repetitions", "threads"):
         positive(f"--{name.replace('_', '-')}", getattr(args, name))
     positive("--min-run-time", args.min_run_time, integer=False)
     with usage_errors():
         request = CalibrationRequest(
             spec=choose_one(impl=args.impl), grid=load_grid(args.grid), phase=args.phase,
             processes=args.processes, per_side=args.per_side, repetitions=args.repetitions,
-            slowdowns=tuple(args.slowdown or (0.02, 0.05, 0.10)),
+            slowdowns=tuple(args.slowdown or (0.02, 0.03, 0.05, 0.10)),
             min_run_time=args.min_run_time, threads=args.threads, alpha=args.alpha,
-            min_effect=args.min_effect)
+            min_effect=args.min_effect, step=args.step, most=args.max_per_side)
         request.validate()
     out = Path(args.out) if args.out else Path("results") / "calibration"
     if args.analyze:
@@ -76,15 +83,15 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         seconds = measure_pools(request, out, run_id=info.run_id,
                                 progress=lambda line: print(line, flush=True))
         (out / "calibration.json").write_text(json.dumps({"seconds": seconds}) + "\n")
-    found, pools = rates(request, out)
+    found, sequential, pools = rates(request, out)
     context = (f"`{' '.join(info.argv)}` on {info.machine}, torch {info.torch}, "
                f"{args.threads} thread(s), {info.created}: {request.spec.name}, {args.phase}, "
                f"{request.grid.cases[0].id}.")
-    text = calibration_document(found, pools, per_side=args.per_side,
+    text = calibration_document(found, sequential, pools, per_side=args.per_side,
                                 repetitions=args.repetitions, alpha=args.alpha,
                                 min_effect=args.min_effect, measure_s=seconds,
                                 process_s=seconds / sum(len(p.minimums) for p in pools),
-                                context=context)
+                                context=context, looks=request.schedule.looks)
     (out / "calibration.md").write_text(text)
     if args.output:
         Path(args.output).write_text(text)

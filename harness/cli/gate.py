@@ -1,5 +1,7 @@
-"""``seq-harness gate``: base and head timed interleaved in fresh processes, then judged;
-exit 1 on a regression, 2 when the sample size cannot reach the significance level."""
+"""``seq-harness gate``: base and head timed interleaved in fresh processes, in looks until
+every timing is decided (harness.gate.sequential); exit 1 on a regression, 2 when a timing is
+still undecided when processes or budget run out (INCONCLUSIVE) or the first look could not
+decide anything."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from harness.cli.common import (
     usage_errors,
 )
 from harness.cli.compare import verdict_exit
-from harness.gate.compare import compare_dirs
-from harness.gate.run import GateRequest, measure_sides
+from harness.gate.compare import gate_dirs
+from harness.gate.run import GateRequest, NothingTimed, measure_sides
+from harness.gate.sequential import Schedule
 from harness.latency.grids import load_grid
 from harness.records import RunInfo
 from harness.registry import choose_one
@@ -43,7 +46,15 @@ def add_parser(commands) -> None:
     side.add_argument("--family", metavar="FAMILY",
                       help="family of the --*-impl-class classes or --*-impl-fn ops")
     add_timing_options(gate.add_argument,
-                       workers_help="fresh worker processes per side (default 10)")
+                       workers_help="fresh worker processes per side in the first look "
+                       "(default 10)")
+    gate.add_argument("--step", type=int, default=5, metavar="N",
+                      help="processes per side each further look adds (default 5)")
+    gate.add_argument("--max-workers", type=int, default=40, metavar="N",
+                      help="the most processes per side; a timing still undecided then is "
+                      "INCONCLUSIVE (default 40; equal to --workers: one look)")
+    gate.add_argument("--budget", type=float, default=900.0, metavar="SECONDS",
+                      help="no look starts after this many seconds of measuring (default 900)")
     gate.add_argument("--threads", type=int, default=1, metavar="N")
     gate.add_argument("--out", metavar="DIR", help="where base/ and head/ records go "
                       "(default: results/gate-RUN_ID)")
@@ -72,6 +83,9 @@ def sides(args: argparse.Namespace):
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     check_verdict_options(args)
     positive("--workers", args.workers)
+    positive("--step", args.step)
+    positive("--max-workers", args.max_workers)
+    positive("--budget", args.budget, integer=False)
     positive("--threads", args.threads)
     positive("--min-run-time", args.min_run_time, integer=False)
     check_phases(args.phase)
@@ -80,22 +94,27 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         request = GateRequest(base=base, head=head, ref=ref, grid=load_grid(args.grid),
                               phases=tuple(args.phase), workers=args.workers,
                               min_run_time=args.min_run_time, threads=args.threads,
-                              alpha=args.alpha)
+                              alpha=args.alpha, min_effect=args.min_effect,
+                              schedule=Schedule(args.workers, args.step, args.max_workers),
+                              budget_s=args.budget)
         request.validate()
     info = RunInfo.collect(argv=["seq-harness", *argv])
     out = Path(args.out) if args.out else Path("results") / f"gate-{info.run_id}"
     print(f"seq-harness gate: base {base.name}{f' at {ref}' if ref else ''}, head "
-          f"{head.name}; {args.workers} fresh processes per side, interleaved", flush=True)
-    with usage_errors():  # a ref that names no commit
-        base_dir, head_dir = measure_sides(request, out, info,
-                                           progress=lambda line: print(line, flush=True))
+          f"{head.name}; fresh processes per side, interleaved, in looks of "
+          f"{', '.join(map(str, request.schedule.looks))} until every timing is decided "
+          f"(budget {args.budget:g} s)", flush=True)
     try:
-        summary = compare_dirs(base_dir, head_dir, alpha=args.alpha,
-                               min_effect=args.min_effect, allow_mismatch=False,
-                               title=request.title)
-    except ValueError as error:  # e.g. an implementation failed every timing
+        with usage_errors():  # a ref that names no commit
+            base_dir, head_dir, progress = measure_sides(
+                request, out, info, progress=lambda line: print(line, flush=True))
+    except NothingTimed as error:  # e.g. an implementation failed every timing
         print(f"seq-harness: error: {error}", file=sys.stderr)
         return CHECK_FAILED
+    stopped = ("the most, --max-workers" if progress.per_side >= args.max_workers
+               else f"the budget of {args.budget:g} s")
+    summary = gate_dirs(base_dir, head_dir, progress, min_effect=args.min_effect,
+                        stopped=stopped, title=request.title)
     publish(gate_summary(summary, alpha=args.alpha, min_effect=args.min_effect),
             args.output or str(out / "summary.md"))
     return verdict_exit(summary)

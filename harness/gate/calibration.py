@@ -2,9 +2,12 @@
 
 Pools of fresh worker processes are measured, interleaved: the baseline A, a second pool of the
 very same implementation A' (for A/A experiments), and pools where every call carries a known
-fraction of extra work (2%, 5%, 10%). Each simulated gate run draws k processes from A and k from
-another pool, without replacement, and applies the gate's rule; the rates over many draws are the
-false-alarm rate (A/A) and the detection rates. The same draws are judged by pytest-benchmark's
+fraction of extra work (2%, 3%, 5%, 10%). Each simulated gate run draws k processes from A and k
+from another pool, without replacement, and applies the fixed gate's rule; the rates over many
+draws are the false-alarm rate (A/A) and the detection rates. The sequential gate (what
+``seq-harness gate`` runs) is simulated on the same pools: processes drawn one after another,
+judged look by look (harness.gate.sequential), which also gives how often it ends undecided and
+how many processes per side it needed. The same draws are judged by pytest-benchmark's
 ``--benchmark-compare-fail=median:5%`` rule, which compares one run (one process) with one run.
 Draws from finite pools are not independent: the rates describe this machine at this time, with
 the pools' size stated.
@@ -21,7 +24,9 @@ import numpy as np
 
 from harness.core.phases import check_phase
 from harness.core.spec import ImplSpec
+from harness.gate.sequential import CODES, HELD, UNDECIDED, Schedule, simulated
 from harness.gate.stats import (
+    REGRESSION,
     attainable_p,
     process_statistic,
     scipy_stats,
@@ -53,6 +58,37 @@ class Rates:
     slowdown: float
     gate: float  # fraction of simulated gates that called a regression
     pytest_benchmark: float  # same, for pytest-benchmark's one-run-against-one-run rule
+
+
+@dataclass(frozen=True)
+class SequentialRates:
+    """The sequential gate against one pool: the share of simulated gates ending in each
+    verdict, and the processes per side they used."""
+
+    label: str
+    slowdown: float
+    regression: float
+    held: float  # "no regression of min_effect or more"
+    undecided: float
+    per_side: tuple[int, ...]  # processes per side each simulated gate used
+
+    @property
+    def mean_per_side(self) -> float:
+        return float(np.mean(self.per_side))
+
+
+def simulate_sequential(base: Pool, other: Pool, *, schedule: Schedule, repetitions: int,
+                        alpha: float, min_effect: float, seed: int = 0) -> SequentialRates:
+    """Verdict rates of the sequential gate over random orders of the pools' processes (each
+    simulated gate draws its processes without replacement, as many as its looks need)."""
+    rng = np.random.default_rng(seed)
+    # Row r: simulated gate r's processes in the order they arrive (a random permutation).
+    orders = [rng.permuted(np.tile(np.asarray(pool.minimums), (repetitions, 1)), axis=1)
+              for pool in (base, other)]
+    codes, used = simulated(*orders, schedule=schedule, alpha=alpha, min_effect=min_effect)
+    share = {v: float(np.mean(codes == CODES.index(v))) for v in (REGRESSION, HELD, UNDECIDED)}
+    return SequentialRates(other.label, other.slowdown, share[REGRESSION], share[HELD],
+                           share[UNDECIDED], tuple(int(n) for n in used))
 
 
 def pools_from_records(records_by_label: dict[str, list],
@@ -92,7 +128,8 @@ def simulate(base: Pool, other: Pool, *, per_side: int, repetitions: int, alpha:
 class CalibrationRequest:
     """What ``seq-harness calibrate`` measures: pools of ``processes`` fresh processes timing
     ``spec`` on the grid's first shape in ``phase`` — A, A' and one pool per slowdown — judged by
-    ``repetitions`` simulated gates of ``per_side`` processes a side."""
+    ``repetitions`` simulated fixed gates of ``per_side`` processes a side, and as many
+    sequential gates of looks ``per_side``, ``per_side`` + ``step``, ..., ``most``."""
 
     spec: ImplSpec
     grid: LatencyGrid
@@ -105,6 +142,12 @@ class CalibrationRequest:
     threads: int
     alpha: float
     min_effect: float
+    step: int = 5
+    most: int = 40
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.per_side, self.step, min(self.most, self.processes))
 
     @property
     def labels(self) -> dict[str, float]:
@@ -124,6 +167,9 @@ class CalibrationRequest:
         if attainable_p(self.per_side, self.per_side, 1) >= self.alpha:
             raise ValueError(f"--per-side {self.per_side}: " + undetectable_message(
                 self.per_side, self.per_side, 1, self.alpha))
+        if self.most < self.per_side:
+            raise ValueError(f"--max-per-side {self.most} is below --per-side "
+                             f"{self.per_side}; expected at least as many")
         for s in self.slowdowns:
             if not 0 < s < 10:
                 raise ValueError(f"--slowdown {s:g} is invalid; expected a fraction such as "
@@ -141,8 +187,10 @@ def measure_pools(request: CalibrationRequest, out: Path, *, run_id: str,
     return time.perf_counter() - started
 
 
-def rates(request: CalibrationRequest, out: Path) -> tuple[list[Rates], list[Pool]]:
-    """The alarm rates of every pool against the baseline, from the pools in ``out``."""
+def rates(request: CalibrationRequest, out: Path
+          ) -> tuple[list[Rates], list[SequentialRates], list[Pool]]:
+    """The alarm rates of every pool against the baseline, fixed and sequential, from the
+    pools in ``out``."""
     labels = request.labels
     pools = pools_from_records({label: list(iter_records(out / label)) for label in labels},
                                labels)
@@ -150,4 +198,8 @@ def rates(request: CalibrationRequest, out: Path) -> tuple[list[Rates], list[Poo
                       repetitions=request.repetitions, alpha=request.alpha,
                       min_effect=request.min_effect, seed=i)
              for i, pool in enumerate(pools[1:])]
-    return found, pools
+    sequential = [simulate_sequential(pools[0], pool, schedule=request.schedule,
+                                      repetitions=request.repetitions, alpha=request.alpha,
+                                      min_effect=request.min_effect, seed=i)
+                  for i, pool in enumerate(pools[1:])]
+    return found, sequential, pools

@@ -11,8 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.machine import differences
+from harness.gate.sequential import Progress, undecided_line
 from harness.gate.stats import (
     REGRESSION,
+    UNDECIDED,
     UNJUDGED,
     Comparison,
     Verdict,
@@ -72,10 +74,11 @@ def mismatches(base: RunInfo, head: RunInfo) -> list[str]:
 
 
 def status_of(verdicts: Sequence[Verdict], regressions: Sequence[Record]) -> str:
-    """REGRESSION, or INCONCLUSIVE when a timing could not be judged, or OK."""
+    """REGRESSION, or INCONCLUSIVE when a timing could not be judged or is undecided, or OK."""
     if regressions or any(v.verdict == REGRESSION for v in verdicts):
         return "REGRESSION"
-    return "INCONCLUSIVE" if any(v.verdict == UNJUDGED for v in verdicts) else "OK"
+    return ("INCONCLUSIVE" if any(v.verdict in (UNJUDGED, UNDECIDED) for v in verdicts)
+            else "OK")
 
 
 @dataclass(frozen=True)
@@ -127,3 +130,17 @@ def compare_dirs(base_dir, head_dir, *, alpha: float, min_effect: float, allow_m
     return Summary(title or f"seq-harness compare: {base_dir} → {head_dir}", verdicts,
                    regressions, unmatched, status_of(verdicts, regressions),
                    unjudged_line(verdicts, alpha=alpha), flags if allow_mismatch else [])
+
+
+def gate_dirs(base_dir, head_dir, progress: Progress, *, min_effect: float, stopped: str,
+              title: str) -> Summary:
+    """A sequential gate's summary: its verdicts (``progress``), the checks that regressed and
+    the timings only one side has; ``stopped`` says why measuring ended, for the line that
+    names undecided timings."""
+    base_records = list(load_run(base_dir)[1])
+    head_records = list(load_run(head_dir)[1])
+    _, unmatched = pair(per_process(base_records), per_process(head_records))
+    regressions = check_regressions(base_records, head_records)
+    verdicts = list(progress.decisions)
+    return Summary(title, verdicts, regressions, unmatched, status_of(verdicts, regressions),
+                   undecided_line(progress, min_effect=min_effect, why=stopped))

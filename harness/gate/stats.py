@@ -24,7 +24,8 @@ import numpy as np
 
 REGRESSION, IMPROVEMENT, UNCHANGED = "regression", "improvement", "no significant change"
 UNJUDGED = "too few processes to judge"
-MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " ", UNJUDGED: "?"}
+UNDECIDED = "undecided"  # a sequential gate's timing that its processes and budget left open
+MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " ", UNJUDGED: "?", UNDECIDED: "?"}
 
 
 def scipy_stats():

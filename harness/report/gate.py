@@ -11,7 +11,16 @@ import numpy as np
 
 from harness.core.text import md
 from harness.gate.compare import Summary
-from harness.gate.stats import IMPROVEMENT, MARKS, REGRESSION, UNJUDGED, geometric_mean
+from harness.gate.sequential import Decided
+from harness.gate.stats import (
+    IMPROVEMENT,
+    MARKS,
+    REGRESSION,
+    UNDECIDED,
+    UNJUDGED,
+    Verdict,
+    geometric_mean,
+)
 
 
 def gate_summary(summary: Summary, *, alpha: float, min_effect: float) -> str:
@@ -22,24 +31,24 @@ def gate_summary(summary: Summary, *, alpha: float, min_effect: float) -> str:
     if flags:
         lines += ["**Compared across different environments** (allowed explicitly): "
                   + "; ".join(md(f) for f in flags) + ".", ""]
+    sequential = bool(verdicts) and all(isinstance(v, Decided) for v in verdicts)
     if verdicts:
-        lines += ["|  | implementation | shape | phase | base ms | head ms | ratio | 95% CI | "
-                  "p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+        last = ("processes | p (spent) | verdict |" if sequential else "p (Holm) | verdict |")
+        lines += [f"|  | implementation | shape | phase | base ms | head ms | ratio | 95% CI | "
+                  f"{last}", "|---" * (11 if sequential else 10) + "|"]
         for v in verdicts:
             c = v.comparison
             impl = c.key[0] if c.base_name == c.key[0] else f"{c.base_name} → {c.key[0]}"
-            p = v.p_slower_holm if c.ratio >= 1 else v.p_faster_holm
             low, high = v.interval
             lines.append(
                 f"| {MARKS[v.verdict]} | {md(impl)} | {md(c.key[1])} | {c.key[2]} | "
                 f"{np.median(c.base) * 1e3:.3f} | {np.median(c.head) * 1e3:.3f} | "
-                f"{c.ratio:.3f} | {low:.3f}–{high:.3f} | {p:.2g} | {v.verdict} |")
+                f"{c.ratio:.3f} | {low:.3f}–{high:.3f} | {tail(v)} |")
         mean = geometric_mean([v.comparison.ratio for v in verdicts])
-        lines.append(f"|  | **geometric mean** |  |  |  |  | **{mean:.3f}** |  |  |  |")
-        lines += ["", f"Each side: one number per fresh worker process (its fastest block); "
-                  f"regression = one-sided Mann-Whitney U p < {alpha:g} after Holm's correction "
-                  f"over {len(verdicts)} comparisons and a ratio above {1 + min_effect:.2f}. "
-                  "`+` slower, `-` faster.", ""]
+        lines.append(f"|  | **geometric mean** |  |  |  |  | **{mean:.3f}** |  |  |"
+                     + ("  |" if sequential else "") + "  |")
+        lines += ["", rule(len(verdicts), alpha=alpha, min_effect=min_effect,
+                           sequential=sequential), ""]
     if regressions:
         lines += [f"**{len(regressions)} checks passed in BASE and fail in HEAD:**", ""]
         lines += [f"- {md(r.impl)} · {md(r.suite)} · {md(r.check)} · `{md(r.case_id)}`: "
@@ -50,11 +59,43 @@ def gate_summary(summary: Summary, *, alpha: float, min_effect: float) -> str:
     slower = sum(v.verdict == REGRESSION for v in verdicts)
     faster = sum(v.verdict == IMPROVEMENT for v in verdicts)
     unjudged = sum(v.verdict == UNJUDGED for v in verdicts)
+    undecided = sum(v.verdict == UNDECIDED for v in verdicts)
     lines += [f"**{summary.status}**: {slower} slower, {faster} faster, "
-              f"{len(verdicts) - slower - faster - unjudged} unchanged"
+              f"{len(verdicts) - slower - faster - unjudged - undecided} unchanged"
               + (f", {unjudged} not judged (too few processes)" if unjudged else "")
+              + (f", {undecided} undecided" if undecided else "")
               + f" of {len(verdicts)} timings; {len(regressions)} check regressions.", ""]
     return "\n".join(lines)
+
+
+def tail(v: Verdict) -> str:
+    """The last cells of a verdict's row: the p that decided it and the verdict; a sequential
+    verdict also says its processes per side and the significance its look spent."""
+    c = v.comparison
+    if not isinstance(v, Decided):
+        return f"{v.p_slower_holm if c.ratio >= 1 else v.p_faster_holm:.2g} | {v.verdict}"
+    p = {REGRESSION: v.p_slower_holm, IMPROVEMENT: v.p_faster_holm}.get(v.verdict, v.p_held)
+    n = f"{len(c.base)}" if len(c.base) == len(c.head) else f"{len(c.base)} / {len(c.head)}"
+    verdict = "no regression ≥ min effect" if v.verdict not in (REGRESSION, IMPROVEMENT,
+                                                                 UNDECIDED) else v.verdict
+    return f"{n} | {p:.2g} ({v.spent:.2g}) | {verdict}"
+
+
+def rule(comparisons: int, *, alpha: float, min_effect: float, sequential: bool) -> str:
+    """The paragraph under the table: how the verdicts were reached."""
+    if not sequential:
+        return (f"Each side: one number per fresh worker process (its fastest block); "
+                f"regression = one-sided Mann-Whitney U p < {alpha:g} after Holm's correction "
+                f"over {comparisons} comparisons and a ratio above {1 + min_effect:.2f}. "
+                "`+` slower, `-` faster.")
+    return (f"Each side: one number per fresh worker process (its fastest block), measured in "
+            f"looks until every timing is decided. At each look a timing spends its share of "
+            f"alpha {alpha:g} (in brackets; linear spending over the processes, split over "
+            f"{comparisons} timings): regression = one-sided Mann-Whitney U p below it and a "
+            f"ratio above {1 + min_effect:.2f}; improvement the mirror image; *no regression ≥ "
+            f"min effect* = head provably less than {min_effect:.0%} slower (the same test "
+            f"against base × {1 + min_effect:.2f}); *undecided* = none of these when "
+            "processes or budget ran out. `+` slower, `-` faster, `?` undecided.")
 
 
 def publish(text: str, output: str | os.PathLike | None) -> None:
