@@ -5,12 +5,16 @@ S' = exp(g_t) S_{t-1}, u_t = beta_t (v_t - S'^T k_t), S_t = S' + k_t u_t^T, o_t 
 - ``recurrent``: the loop above (the family's reference);
 - ``chunk``: the WY / UT form, per chunk of C steps with b the inclusive cumulative log decay:
   Γ_lj = e^(b_l - b_j) (l >= j, masked before the exponential), A = StrictTril(diag(β)(K K^T ⊙
-  Γ)), T = (I + A)^-1 by a unit-triangular solve, W = T (diag(β) K ⊙ e^b), U = T diag(β) V,
+  Γ)), T = (I + A)^-1 formed explicitly from batched products (16 x 16 diagonal blocks as the
+  finite series of the nilpotent A, merged pairwise: [[L11, 0], [L21, L22]]^-1 =
+  [[T11, 0], [-T22 L21 T11, T22]]), W = T (diag(β) K ⊙ e^b), U = T diag(β) V,
   U' = U - W S_prev, O = ((scale Q) ⊙ e^b) S_prev + ((scale Q) K^T ⊙ Γ) U',
   S_next = e^(b_C) S_prev + (K ⊙ e^(b_C - b))^T U'.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
@@ -40,53 +44,121 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
-    o, (s,) = chunked(region, q * scale, k, v, gates, state, chunk_size)
+    o, (s,) = chunked(functools.partial(region, scale=scale), q, k, v, gates, state, chunk_size,
+                      copy=False)
     return o, (s,)
 
 
-def region(qc, kc, vc, gates, state) -> tuple[Tensor, State]:
-    """Whole chunks, chunk-major: qc (scaled), kc (N, B, H, c, K); vc (N, B, H, c, V); g and
-    β (N, B, H, c). Every chunk's WY factors at once (one batched triangular solve); with them
-    each chunk is an affine map of its incoming state,
-    S_(n+1) = (e^(b_C) I - X_n W_n) S_n + X_n U_n (X_n = (K ⊙ e^(b_C - b))^T), and its output
-    O_n = (R_n - M_n W_n) S_n + M_n U_n (R = (scale Q) ⊙ e^b, M the masked scores): the maps are
-    built at once, the states carried one product per chunk, the outputs read at once."""
+BLOCK = 16  # the diagonal blocks unit_inverse inverts directly
+
+
+def nilpotent_inverse(a: Tensor) -> Tensor:
+    """(I + a)^-1 for a strictly lower a (..., n, n): a^n = 0, so the inverse is the finite
+    series I - a + a^2 - ... = (I - a)(I + a^2)(I + a^4)..., log2(n) squarings and products."""
+    n = a.shape[-1]
+    inverse = torch.eye(n, dtype=a.dtype, device=a.device) - a
+    power, reached = a, 2  # the product so far is the series up to a^(reached - 1)
+    while reached < n:
+        power = power @ power
+        inverse = inverse + inverse @ power
+        reached *= 2
+    return inverse
+
+
+def diagonal_blocks(x: Tensor, count: int, size: int) -> Tensor:
+    """The ``count`` diagonal (size, size) blocks of x (..., count size, count size), as a view
+    (..., count, size, size)."""
+    return x.unflatten(-1, (count, size)).unflatten(-3, (count, size)).diagonal(
+        dim1=-4, dim2=-2).movedim(-1, -3)
+
+
+def lower_blocks(x: Tensor, pairs: int, size: int) -> Tensor:
+    """Blocks (2p + 1, 2p), p < pairs, of x (..., 2 pairs size, 2 pairs size) in (size, size)
+    blocks: the lower-left block of each diagonal (2 size, 2 size) block, as a view
+    (..., pairs, size, size)."""
+    split = x.unflatten(-1, (pairs, 2, size)).unflatten(-4, (pairs, 2, size))
+    return split[..., :, 1, :, :, 0, :].diagonal(dim1=-4, dim2=-2).movedim(-1, -3)
+
+
+def unit_inverse(a: Tensor) -> Tensor:
+    """(I + a)^-1 for a strictly lower a (..., c, c), by blocks: the diagonal BLOCK x BLOCK
+    blocks by ``nilpotent_inverse``, then pairs of inverted diagonal blocks merged level by
+    level, [[L11, 0], [L21, L22]]^-1 = [[T11, 0], [-T22 L21 T11, T22]], up to c (padded with
+    zeros to BLOCK x a power of two: the padding inverts to I and is cut off). Batched
+    products only: no triangular solve."""
+    c = a.shape[-1]
+    if c <= BLOCK:
+        return nilpotent_inverse(a)
+    size = BLOCK
+    while size < c:
+        size *= 2
+    if size != c:
+        a = torch.nn.functional.pad(a, (0, size - c, 0, size - c))
+    count, block = size // BLOCK, BLOCK
+    inverse = torch.zeros_like(a)
+    diagonal = nilpotent_inverse(diagonal_blocks(a, count, block))  # (..., count, block, block)
+    diagonal_blocks(inverse, count, block).copy_(diagonal)
+    while count > 1:
+        count //= 2
+        merged = -(diagonal[..., 1::2, :, :] @ lower_blocks(a, count, block)
+                   @ diagonal[..., 0::2, :, :])  # -T22 L21 T11 per pair
+        lower_blocks(inverse, count, block).copy_(merged)
+        block *= 2
+        if count > 1:  # the merged blocks, copied out: inverse is written again below
+            diagonal = diagonal_blocks(inverse, count, block).clone()
+    return inverse[..., :c, :c] if size != c else inverse
+
+
+def region(qc, kc, vc, gates, state, scale) -> tuple[Tensor, State]:
+    """Whole chunks as chunk-major views (``chunk_view``): qc (unscaled), kc (N, B, H, c, K);
+    vc (N, B, H, c, V); g and β (N, B, H, c). Every chunk's WY factors at once (T by
+    ``unit_inverse``, W = T diag(β)(K ⊙ e^b), U = T diag(β) V); then the state carried one
+    chunk at a time, U'_n = U_n - W_n S_n and S_(n+1) = e^(b_C) S_n + X_n U'_n
+    (X_n = (K ⊙ e^(b_C - b))^T); then every output at once, O_n = R_n S_n + M_n U'_n
+    (R = (scale Q) ⊙ e^b, M the masked scores)."""
     (gc, betas), (s,) = gates, state
-    key_dim = kc.shape[-1]
     b = gc.cumsum(-1)  # (N, B, H, c)
-    growth = b.exp().unsqueeze(-1)  # e^b: (N, B, H, c, 1)
-    kb = kc * betas.unsqueeze(-1)  # diag(β) K
-    kbg = kb * growth  # diag(β)(K ⊙ e^b)
-    reads = qc * growth
+    growth = b.exp()  # e^b
+    # each product below has its contiguous factor first: its result is laid out chunk-major
+    kbg = (betas * growth).unsqueeze(-1) * kc  # diag(β)(K ⊙ e^b): (N, B, H, c, K)
+    reads = (growth * scale).unsqueeze(-1) * qc  # R
     if factored_decays(b):  # e^(b_t - b_j) as e^(b_t) e^(-b_j): no (c, c) exponential
-        keys = kc * (-b).exp().unsqueeze(-1)
-        unit = (kbg @ keys.mT).tril_(-1)  # A, strictly lower
-        scores = (reads @ keys.mT).tril_()  # (N, B, H, c, c)
-        writes = (keys * b[..., -1:].exp().unsqueeze(-1)).mT  # (N, B, H, K, c)
+        keys = (-b).exp().unsqueeze(-1) * kc
+        unit = (kbg @ keys.mT).tril_(-1)  # A, strictly lower: (N, B, H, c, c)
+        scores = (reads @ keys.mT).tril_()  # M
+        writes = ((b[..., -1:] - b).exp().unsqueeze(-1) * kc).mT  # X: (N, B, H, K, c)
     else:  # strong decays: the masked exponential of segment sums (every exponent <= 0)
         gamma = decay_mask(gc)  # (N, B, H, c, c): e^(b_t - b_j), zero above
-        unit = (kb @ kc.mT * gamma).tril_(-1)
-        scores = qc @ kc.mT * gamma
-        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).mT
-    unit.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # I + A
-    # T = (I + A)^-1 on both right-hand sides at once: diag(β)(K ⊙ e^b) and diag(β) V
-    both = torch.linalg.solve_triangular(
-        unit, torch.cat([kbg, vc * betas.unsqueeze(-1)], -1), upper=False, unitriangular=True)
-    w, u = both[..., :key_dim], both[..., key_dim:]  # W (N, B, H, c, K), U (.., V)
-    reads = reads - scores @ w  # (N, B, H, c, K)
-    o = scores @ u  # (N, B, H, c, V)
-    carry = b[..., -1].exp()[..., None, None]  # (N, B, H, 1, 1)
-    identity = torch.eye(key_dim, dtype=s.dtype, device=s.device)
-    batch, heads = s.shape[:2]
-    maps = carry * identity - writes @ w  # (N, B, H, K, K), contiguous
-    added = writes @ u  # (N, B, H, K, V)
-    state, starts = s.reshape(batch * heads, *s.shape[2:]), []
-    for n in range(added.shape[0]):
+        kc = kc.contiguous()
+        unit = ((betas.unsqueeze(-1) * kc) @ kc.mT * gamma).tril_(-1)
+        scores = (scale * qc) @ kc.mT * gamma
+        writes = (gamma[..., -1, :].unsqueeze(-1) * kc).mT
+    inverse = unit_inverse(unit)  # T = (I + A)^-1
+    w = inverse @ kbg  # W (N, B, H, c, K)
+    u = inverse @ (betas.unsqueeze(-1) * vc)  # U (N, B, H, c, V)
+    chunks, (batch, heads, key_dim, value_dim), size = w.shape[0], s.shape, w.shape[-2]
+    rows = batch * heads
+    carry = b[..., -1].exp().reshape(chunks, rows, 1, 1)  # e^(b_C)
+    w, writes = w.view(chunks, rows, size, key_dim), writes.reshape(chunks, rows, key_dim, size)
+    u = u.view(chunks, rows, size, value_dim)
+    if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (qc, kc, vc, gc, betas, s)):  # for autograd: no in-place
+        state, starts, fresh = s.reshape(rows, key_dim, value_dim), [], []
+        for n in range(chunks):
+            starts.append(state)
+            fresh.append(torch.baddbmm(u[n], w[n], state, alpha=-1))  # U'_n
+            state = torch.baddbmm(state * carry[n], writes[n], fresh[-1])
         starts.append(state)
-        state = torch.baddbmm(added[n].view_as(state), maps[n].view(
-            batch * heads, key_dim, key_dim), state)
-    o += reads @ torch.stack(starts).view(-1, *s.shape)
-    return o, (state.view_as(s),)
+        starts, u = torch.stack(starts), torch.stack(fresh)
+    else:  # U' over U in place; the states S_0 .. S_N written into one buffer
+        starts = s.new_empty(chunks + 1, rows, key_dim, value_dim)
+        starts[0] = s.reshape(rows, key_dim, value_dim)
+        for n in range(chunks):
+            u[n].baddbmm_(w[n], starts[n], alpha=-1)
+            torch.mul(starts[n], carry[n], out=starts[n + 1]).baddbmm_(writes[n], u[n])
+    o = reads @ starts[:-1].view(chunks, *s.shape)  # (N, B, H, c, V)
+    o += scores @ u.view(chunks, batch, heads, size, value_dim)
+    return o, (starts[-1].view_as(s),)
 
 
 def call(core, q, k, v, g, beta, *, scale=None, initial_state=None, output_final_state=False,
@@ -105,8 +177,8 @@ def gated_delta_recurrent(q, k, v, g, beta, *, scale=None, initial_state=None,
 
 def gated_delta_chunk(q, k, v, g, beta, *, scale=None, initial_state=None,
                       output_final_state=False, cu_seqlens=None, chunk_size=64):
-    """The chunked WY / UT form: a unit-triangular solve per chunk, the state carried between
-    chunks."""
+    """The chunked WY / UT form: each chunk's (I + A)^-1 by blocks of batched products, the
+    state carried between chunks."""
     return call(chunk_core, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                 chunk_size=chunk_size)

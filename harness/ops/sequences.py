@@ -178,14 +178,18 @@ Region = Callable[..., tuple[Tensor, State]]
 
 
 def chunked(region: Region, q: Tensor, k: Tensor, v: Tensor, gates: Sequence[Tensor],
-            state: State, chunk_size: int) -> tuple[Tensor, State]:
+            state: State, chunk_size: int, *, copy: bool = True) -> tuple[Tensor, State]:
     """A chunked form's core from its ``region(q, k, v, gates, state) -> (o, state)``, which
     takes whole chunks, chunk-major (``chunk_major``: q, k (N, B, H, c, K), v (N, B, H, c, V),
     gates (N, B, H, c)) and returns o (N, B, H, c, V): the sequence's whole chunks group by
-    group, then its tail (one shorter chunk, never padded), the state carried through."""
+    group, then its tail (one shorter chunk, never padded), the state carried through.
+    ``copy=False`` hands the region strided views in that shape instead of contiguous copies
+    (``chunk_view``), for a region that first scales each input elementwise and so writes the
+    chunk-major layout itself."""
     outputs = []
+    lay_out = chunk_major if copy else chunk_view
     for part, size in regions(q.shape[1], chunk_size):
-        pieces = [chunk_major(t[:, part], size) for t in (q, k, v, *gates)]
+        pieces = [lay_out(t[:, part], size) for t in (q, k, v, *gates)]
         for group in groups(pieces[0].shape[0], pieces[0][0].numel()):
             qc, kc, vc, *gc = (p[group] for p in pieces)
             o, state = region(qc, kc, vc, tuple(gc), state)
@@ -201,6 +205,13 @@ def chunk_major(x: Tensor, size: int) -> Tensor:
     batch, steps = x.shape[:2]
     return x.reshape(batch, steps // size, size, *x.shape[2:]).movedim(1, 0).transpose(
         2, 3).contiguous()
+
+
+def chunk_view(x: Tensor, size: int) -> Tensor:
+    """(B, L, H, ...) -> (L / size, B, H, size, ...) as a view of x (``chunk_major`` without the
+    copy)."""
+    batch, steps = x.shape[:2]
+    return x.reshape(batch, steps // size, size, *x.shape[2:]).movedim(1, 0).transpose(2, 3)
 
 
 def from_chunk_major(o: Tensor) -> Tensor:

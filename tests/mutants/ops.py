@@ -142,23 +142,23 @@ def DecayAfterDeltaGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=Non
 
 def DiagonalKeptGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                            output_final_state=False, cu_seqlens=None, chunk_size=64):
-    """The WY form with A's diagonal kept (tril instead of strict tril) and solved as a plain
-    triangular system: T = (I + A)^-1 counts each step's own update twice."""
-    original = torch.linalg.solve_triangular
+    """The WY form with A's diagonal kept (tril instead of strict tril) and inverted as a plain
+    triangular matrix: T = (I + A)^-1 counts each step's own update twice."""
+    original = gated_delta.unit_inverse
 
-    def solve(a, b, *, upper, unitriangular=False):
-        lower = a - torch.eye(a.shape[-1], dtype=a.dtype)  # A, strictly lower
-        kept = lower + torch.diag_embed(torch.ones(a.shape[:-1], dtype=a.dtype)) * 2
-        return original(kept, b, upper=upper, unitriangular=False)
+    def inverse(a):  # a strictly lower; the kept diagonal makes I + A's diagonal 2
+        kept = a + torch.diag_embed(torch.ones(a.shape[:-1], dtype=a.dtype)) * 2
+        eye = torch.eye(a.shape[-1], dtype=a.dtype).expand(a.shape)
+        return torch.linalg.solve_triangular(kept, eye, upper=False)
 
-    torch.linalg.solve_triangular = solve
+    gated_delta.unit_inverse = inverse
     try:
         return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
                                              initial_state=initial_state,
                                              output_final_state=output_final_state,
                                              cu_seqlens=cu_seqlens, chunk_size=chunk_size)
     finally:
-        torch.linalg.solve_triangular = original
+        gated_delta.unit_inverse = original
 
 
 def bound_one_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS):
