@@ -4,6 +4,7 @@ and a report; ``--resume DIR`` continues an interrupted run with its own options
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,9 +26,11 @@ from harness.report import write_report
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="run the suites; write records and a report")
     add_options(run.add_argument, (*SELECTION, SKIP_IMPL, *SUITES))
-    run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
-                     help="worker processes running the checks (pytest-xdist; default 1). A "
-                     "crashing implementation costs only its check; 0 runs in this process")
+    run.add_argument("-n", "--workers", type=int, default=min(2, os.cpu_count() or 1),
+                     metavar="N",
+                     help="worker processes running the checks (pytest-xdist; default 2, or 1 "
+                     "on a one-core machine). A crashing implementation costs only its check; 0 "
+                     "runs in this process")
     run.add_argument("--resume", metavar="DIR",
                      help="continue the interrupted run in DIR with its own options")
     run.add_argument("--out", metavar="DIR", help="results directory (default: results/RUN_ID)")
