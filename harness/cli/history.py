@@ -117,7 +117,8 @@ def check(engine, args: argparse.Namespace) -> int:
     if judgement.changes:
         tables.append(([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
                          c.first_bad.name, f"{c.change.ratio:.3f}x",
-                         f"[{c.change.low:.3f}, {c.change.high:.3f}]", c.verdict]
+                         f"[{c.change.low:.3f}, {c.change.high:.3f}]",
+                         c.verdict + (f" (drift of {c.spans} changes)" if c.spans > 1 else "")]
                         for c in judgement.changes],
                        ["machine", "implementation", "shape", "phase", "threads", "last good",
                         "first bad", "ratio", f"{args.confidence:.0%} interval", "verdict"]))

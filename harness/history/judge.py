@@ -5,27 +5,31 @@ medians, and goes through harness.history.changes. Each change is reported with 
 before it and the first run after (their commits: the range to bisect), its ratio and interval.
 A **new regression** is a series whose latest change is a slowdown whose ratio exceeds
 1 + min_effect and whose interval lies above 1: the series is slower now than it was, for sure,
-by more than the minimum effect. A check series is broken when its latest decisive outcome
-(passed or failed) is a failure and it passed before: reported with the commit it started failing
-at. Runs whose tracked files differed from their commit (dirty) are left out: their commit does
-not say what ran. Runs are in commit order: the commit time where the checkout knew the commit,
-else the run's start.
+by more than the minimum effect. A slow **drift** is one too: when the series' latest changes are
+all slowdowns (two or more, each perhaps too small to count), they are taken together, from the
+level before the first of them to the latest level, and judged as one change; a new regression
+when that is (reported with the first of them: where the drift began). A check series is broken
+when its latest decisive outcome (passed or failed) is a failure and it passed before: reported
+with the commit it started failing at. Runs whose tracked files differed from their commit
+(dirty) are left out: their commit does not say what ran. Runs are in commit order: the commit
+time where the checkout knew the commit, else the run's start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import Engine
 
-from harness.history.changes import MIN_RUNS, Change, detect
+from harness.history.changes import MIN_RUNS, Change, detect, welch_interval
 from harness.history.timelines import RunRef, Timelines, load
 
 NEW_REGRESSION, REGRESSION, IMPROVEMENT = "new regression", "regression", "improvement"
 SMALL, UNSURE = "below the minimum effect", "not significant"
 
 __all__ = ["IMPROVEMENT", "NEW_REGRESSION", "REGRESSION", "SMALL", "UNSURE", "Breakage",
-           "Judgement", "RunRef", "SeriesChange", "judge", "judge_timelines", "verdict"]
+           "Judgement", "RunRef", "SeriesChange", "drift", "judge", "judge_timelines", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class SeriesChange:
     first_bad: RunRef
     verdict: str
     series_id: int = 0
+    spans: int = 1  # change points it takes together (a drift: more than one)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,16 @@ def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidenc
                 last_good=line.runs[change.index - 1], first_bad=line.runs[change.index],
                 verdict=verdict(change, latest=latest, min_effect=min_effect),
                 series_id=line.series_id))
+        if found and verdict(found[-1], latest=True, min_effect=min_effect) != NEW_REGRESSION:
+            slow = drift(line.medians_s, found, min_effect=min_effect, confidence=confidence)
+            if slow is not None:
+                change, spans = slow
+                changes.append(SeriesChange(
+                    machine=line.machine, impl=line.impl, family=line.family,
+                    case_id=line.case_id, phase=line.check, threads=line.threads,
+                    change=change, last_good=line.runs[change.index - 1],
+                    first_bad=line.runs[change.index], verdict=NEW_REGRESSION,
+                    series_id=line.series_id, spans=spans))
 
     breakages = []
     for line in timelines.checks:
@@ -125,6 +140,28 @@ def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidenc
                      check_series=timelines.check_series,
                      too_short=timelines.latency_series - judged,
                      dirty_runs=timelines.dirty_runs)
+
+
+def drift(values_s, found: list[Change], *, min_effect: float,
+          confidence: float) -> tuple[Change, int] | None:
+    """The series' trailing slowdowns (two or more consecutive ones among ``found``) as one
+    change from the level before the first to the latest level, and how many they are, when
+    that change is a new regression; else None."""
+    start = len(found)
+    while start > 0 and found[start - 1].slower:
+        start -= 1
+    if len(found) - start < 2:
+        return None
+    logs = np.log(np.asarray(values_s, dtype=float))
+    begin = found[start - 1].index if start > 0 else 0
+    before, after = logs[begin:found[start].index], logs[found[-1].index:]
+    difference, half = welch_interval(before, after, confidence)
+    change = Change(index=found[start].index, before_s=float(np.exp(before.mean())),
+                    after_s=float(np.exp(after.mean())), ratio=float(np.exp(difference)),
+                    low=float(np.exp(difference - half)), high=float(np.exp(difference + half)))
+    if verdict(change, latest=True, min_effect=min_effect) != NEW_REGRESSION:
+        return None
+    return change, len(found) - start
 
 
 def verdict(change: Change, *, latest: bool, min_effect: float) -> str:

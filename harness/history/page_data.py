@@ -191,7 +191,7 @@ def chart(timeline: Timeline, changes: list[SeriesChange]) -> LatencyChart:
     medians = timeline.medians_s
     spread = tuple((min(w), max(w)) for w in timeline.workers_s)
     return LatencyChart(timeline=timeline, medians_s=tuple(medians), spread_s=spread,
-                        band_s=band(medians, [c.change.index for c in changes]),
+                        band_s=band(medians, sorted({c.change.index for c in changes})),
                         changes=tuple(changes))
 
 
