@@ -1,4 +1,5 @@
-"""``seq-harness calibrate``: the gate's false-alarm and detection rates on this machine."""
+"""``seq-harness calibrate``: the gate's false-alarm and detection rates on this machine; with
+``--drift``, history check's against a slow drift (harness.cli.calibrate_drift)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from harness.cli.calibrate_drift import add_drift_options, check_drift_options, drift_command
 from harness.cli.common import (
     UsageError,
     add_verdict_options,
@@ -52,10 +54,14 @@ def add_parser(commands) -> None:
                            help="judge the pools already measured in --out again (e.g. with "
                            "another --alpha or --min-effect) without measuring")
     add_verdict_options(calibrate)
+    add_drift_options(calibrate)
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     check_verdict_options(args)
+    check_drift_options(args)
+    if args.drift:
+        return drift_command(args, argv)
     for name in ("processes", "per_side", "step", "max_per_side", "repetitions", "threads"):
         positive(f"--{name.replace('_', '-')}", getattr(args, name))
     positive("--min-run-time", args.min_run_time, integer=False)
