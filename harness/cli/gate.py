@@ -23,6 +23,7 @@ from harness.cli.compare import verdict_exit
 from harness.gate.compare import gate_dirs
 from harness.gate.run import GateRequest, NothingTimed, measure_sides
 from harness.gate.sequential import Schedule
+from harness.gate.verdicts_file import write_verdicts
 from harness.latency.grids import load_grid
 from harness.records import RunInfo
 from harness.registry import choose_one
@@ -115,6 +116,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
                else f"the budget of {args.budget:g} s")
     summary = gate_dirs(base_dir, head_dir, progress, min_effect=args.min_effect,
                         stopped=stopped, title=request.title)
+    write_verdicts(summary, out, base_ref=ref, alpha=args.alpha, min_effect=args.min_effect)
     publish(gate_summary(summary, alpha=args.alpha, min_effect=args.min_effect),
             args.output or str(out / "summary.md"))
     return verdict_exit(summary)
