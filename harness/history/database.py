@@ -23,15 +23,27 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from harness.history.schema import SCHEMA_VERSION, TABLES, Base, SchemaVersion
+from harness.history.schema import (
+    SCHEMA_VERSION,
+    TABLES,
+    AnchorComparison,
+    Base,
+    SchemaVersion,
+)
 
 ENV = "SEQ_HARNESS_DB"
 DEFAULT_FILE = "seq-harness-history.sqlite"
 SQLITE_LOCK_TIMEOUT_S = 120.0  # how long a writer waits for another one's transaction
 
-# Upgrades: from version -> a function that brings a database of that version to the next one.
-# Version 1 is the first, so there are none yet; an older database without one is refused.
-UPGRADES: Mapping[int, Callable[[Connection], None]] = {}
+
+def _add_anchor_comparisons(connection: Connection) -> None:
+    """1 -> 2: the anchor comparisons table (nothing else changed)."""
+    AnchorComparison.__table__.create(connection, checkfirst=True)
+
+
+# Upgrades: from version -> a function that brings a database of that version to the next one,
+# inside the opening transaction. Version 1 is the first; an older database is refused.
+UPGRADES: Mapping[int, Callable[[Connection], None]] = {1: _add_anchor_comparisons}
 
 
 class HistoryError(ValueError):

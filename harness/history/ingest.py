@@ -6,6 +6,8 @@ A run is keyed by its run_id, a latency point by (series, run, worker process), 
 concurrent writer added meanwhile (INSERT ... ON CONFLICT DO NOTHING), so two writers at once lose
 nothing and duplicate nothing. Within a run, a record written again for the same key (a check
 re-run alone, a resumed run) replaces the earlier one: the last line wins, as the report reads it.
+A gate directory against an anchor (gate.json) adds its comparisons once its runs are in
+(harness.history.anchor_ingest).
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import OperationalError
 
+from harness.gate.verdicts_file import GateVerdicts
+from harness.history.anchor_ingest import gate_rows, read_gates
 from harness.history.database import HistoryError
 from harness.history.machines import identify
-from harness.history.schema import CHECK, LATENCY, Machine, Outcome, Point, Run, Series
+from harness.history.schema import (
+    CHECK,
+    LATENCY,
+    AnchorComparison,
+    Machine,
+    Outcome,
+    Point,
+    Run,
+    Series,
+)
 from harness.history.sources import Commits, run_directories, utc
 from harness.records import Record, RunInfo, iter_records, read_run_info
 
@@ -41,6 +54,8 @@ class Added:
     points: int = 0
     skipped: int = 0  # points and outcomes already in the database
     untimed: int = 0  # latency records without samples (a timing that failed)
+    gates: int = 0  # gate directories against an anchor
+    comparisons: int = 0  # their timings' anchor comparisons
     warnings: tuple[str, ...] = field(default=())
 
     def __add__(self, other: Added) -> Added:
@@ -49,8 +64,9 @@ class Added:
 
     def line(self) -> str:
         text = (f"added {self.runs:,} runs, {self.outcomes:,} check outcomes, "
-                f"{self.series:,} latency series, {self.points:,} points; skipped "
-                f"{self.skipped:,} already there")
+                f"{self.series:,} latency series, {self.points:,} points"
+                + (f", {self.comparisons:,} anchor comparisons" if self.gates else "")
+                + f"; skipped {self.skipped:,} already there")
         if self.untimed:
             text += f"; {self.untimed:,} timings without samples (failed) not indexed"
         return text
@@ -62,8 +78,11 @@ def add_directories(engine: Engine, directories: Iterable[str | Path], *,
                     checkout: Path | None = None) -> Added:
     """Add every run at or below each directory (ValueError naming a directory without one,
     before anything is added). ``checkout``: the git checkout that knows the runs' commits
-    (default: the one each directory lies in)."""
+    (default: the one each directory lies in). Gate directories against an anchor then add
+    their comparisons."""
+    directories = list(directories)
     runs = [run for d in directories for run in run_directories(d)]
+    gates = read_gates(directories)
     commits, total = Commits(checkout), Added()
     for directory in runs:
         warnings: list[str] = []
@@ -77,7 +96,18 @@ def add_directories(engine: Engine, directories: Iterable[str | Path], *,
         total = total + added + Added(warnings=tuple(warnings))
         if progress is not None:
             progress(f"{directory}: {added.line()}")
+    for directory, verdicts in gates:
+        total = total + _in_transaction(engine, lambda c, d=directory, v=verdicts: add_gate(
+            c, d, v))
     return total
+
+
+def add_gate(connection: Connection, directory: Path, verdicts: GateVerdicts) -> Added:
+    """One anchor gate's comparisons (inside the caller's transaction)."""
+    found = gate_rows(connection, directory, verdicts)
+    insert_ignoring(connection, AnchorComparison, list(found.rows))
+    return Added(gates=1, comparisons=len(found.rows), skipped=found.skipped,
+                 warnings=found.warnings)
 
 
 def _in_transaction(engine: Engine, work: Callable[[Connection], Added]) -> Added:

@@ -3,9 +3,10 @@
 The JSONL results stay the immutable record; these tables index them across commits and machines:
 a ``Run`` per results directory's run.json, the ``Machine`` it ran on (by hardware, not hostname),
 a ``Series`` per thing measured or checked on a machine, and per run its latency ``Point`` s (one
-per worker process) or its check ``Outcome``. Every natural key is a unique constraint without
-NULLs (NULLs never collide in SQL), so adding the same records twice, or from two writers at once,
-inserts nothing twice.
+per worker process) or its check ``Outcome``; a gate of head against a fixed anchor (``gate
+--base-ref``) adds an ``AnchorComparison`` per timing (version 2). Every natural key is a unique
+constraint without NULLs (NULLs never collide in SQL), so adding the same records twice, or from
+two writers at once, inserts nothing twice.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1  # the version this seq-harness writes; harness.history.database checks it
+SCHEMA_VERSION = 2  # the version this seq-harness writes; harness.history.database checks it
 
 LATENCY, CHECK = "latency", "check"  # Series.kind
 
@@ -121,4 +122,32 @@ class Outcome(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-TABLES = [t.__table__ for t in (SchemaVersion, Machine, Run, Series, Point, Outcome)]
+class AnchorComparison(Base):
+    """One timing of a gate of head against a fixed anchor (``gate --base-ref REF``): run_id
+    the gate's head run, series_id the head timing's latency series, base_run_id the anchor's
+    run; ratio (head over anchor) with its interval (NULL where the gate gave none), the
+    gate's verdict on it, processes per side, the p that decided it, the gate's alpha,
+    minimum effect and overall status. Added in schema version 2."""
+
+    __tablename__ = "anchor_comparisons"
+    __table_args__ = (UniqueConstraint("run_id", "series_id", name="anchor_comparison_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    base_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    anchor_ref: Mapped[str] = mapped_column(String(200))
+    anchor_commit: Mapped[str] = mapped_column(String(64))
+    ratio: Mapped[float] = mapped_column(Float)
+    low: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(50))
+    base_processes: Mapped[int]
+    head_processes: Mapped[int]
+    p: Mapped[float] = mapped_column(Float)
+    alpha: Mapped[float] = mapped_column(Float)
+    min_effect: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20))
+
+
+TABLES = [t.__table__ for t in (SchemaVersion, Machine, Run, Series, Point, Outcome,
+                                AnchorComparison)]
