@@ -94,3 +94,33 @@ def build_history(root: Path, runs: int, *, noise: float = 0.02, seed: int = 0,
                                      info.run_id, "h_n differs by 0.3" if failing else None))
         made.append(write_run(root / f"run-{index:04d}", info, records))
     return made
+
+
+def build_gate(root: Path, index: int, *, ratio: float, anchor: int = 0, ref: str = "v1.0",
+               processes: int = 10, spread: float = 0.005, seed: int = 0,
+               **info_options) -> Path:
+    """A gate directory root (base/, head/, summary's verdicts in gate.json) of commit
+    ``index`` against the anchor commit ``anchor`` (``ref``): torch-gru's inference timed in
+    ``processes`` processes per side, head ``ratio`` x base with per-process noise ``spread``;
+    its verdicts by the gate's own code (one look)."""
+    from harness.gate.compare import gate_dirs, pair, per_process
+    from harness.gate.sequential import Schedule, look
+    from harness.gate.verdicts_file import write_verdicts
+
+    rng = np.random.default_rng(seed)
+    sides = {}
+    for side, commit, level in (("base", anchor, 1e-3), ("head", index, 1e-3 * ratio)):
+        info = run_info(index, run_id=f"gate-{index:04d}-{side}", **info_options)
+        info = RunInfo(**{**info.__dict__, "git_commit": fake_commit(commit)})
+        records = [timing("torch-gru", "inference", worker,
+                          [float(s) for s in level * np.exp(rng.normal(0.0, spread))
+                           * (1 + 0.01 * np.arange(5))], info.run_id)
+                   for worker in range(processes)]
+        sides[side] = (write_run(root / side, info, records), records)
+    comparisons, _ = pair(per_process(sides["base"][1]), per_process(sides["head"][1]))
+    progress = look(None, comparisons, schedule=Schedule(processes, 5, processes), alpha=0.01,
+                    min_effect=0.03)
+    summary = gate_dirs(root / "base", root / "head", progress, min_effect=0.03,
+                        stopped="the most, --max-workers", title=f"gate at {ref}")
+    write_verdicts(summary, root, base_ref=ref, alpha=0.01, min_effect=0.03)
+    return root

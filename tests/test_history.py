@@ -36,7 +36,14 @@ from harness.history import (
     resolve_url,
 )
 from harness.history.schema import Machine, Outcome, Point, Run, Series
-from tests.synthetic_history import FINGERPRINT, build_history, fake_commit, run_info, write_run
+from tests.synthetic_history import (
+    FINGERPRINT,
+    build_gate,
+    build_history,
+    fake_commit,
+    run_info,
+    write_run,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Per synthetic run: 2 implementations x 2 phases x 2 processes; 2 x 3 checks.
@@ -410,3 +417,24 @@ def test_postgres_two_writers_at_once_lose_nothing(tmp_path, postgres_url):
     """As on SQLite: two processes, different directories, one database, the same moment (the
     first of them also creates the tables while the other may be doing the same)."""
     two_writers(tmp_path, postgres_url, runs=20)
+
+
+@pytest.mark.postgres
+def test_postgres_upgrades_version_1_and_adds_anchor_comparisons_once(tmp_path, postgres_url,
+                                                                      capsys):
+    """A version 1 database (no anchor_comparisons) upgrades in place on PostgreSQL too; two
+    gates against the anchor add their comparisons once; the latest, 8% slower, fails."""
+    engine = open_database(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE anchor_comparisons"))
+        connection.execute(text("UPDATE schema_version SET version = 1"))
+    engine.dispose()
+    for index, ratio in ((1, 1.0), (2, 1.08)):
+        build_gate(tmp_path / "gates" / f"gate-{index}", index, ratio=ratio, seed=index)
+    for _ in range(2):
+        assert main(["history", "add", str(tmp_path / "gates"), "--db", postgres_url]) == 0
+    out = capsys.readouterr().out
+    assert "40 points, 2 anchor comparisons; skipped 0 already there" in out
+    assert "0 points, 0 anchor comparisons; skipped 42 already there" in out
+    assert main(["history", "check", "--db", postgres_url]) == 1
+    assert "; 1 cumulative regression against the anchor (1 timing)" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """``seq-harness history add|list|check|page``: results directories into a history database, what
-it holds, its judgement over commits (exit 1 on a new regression or a check that started
-failing; harness.history says how it decides), and that judgement as a self-contained HTML page."""
+it holds, its judgement over commits (exit 1 on a new regression, a check that started failing or
+a cumulative regression against the anchor; harness.history says how it decides), and that
+judgement as a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def add_parser(commands) -> None:
                      help="the branch the runs are on (default: the checkout's, when the "
                           "commit is on it)")
     listing = actions.add_parser("list", help="what the history database holds, per machine")
-    check = actions.add_parser("check", help="change points and checks that started failing; "
-                                             "exit 1 on a new regression")
+    check = actions.add_parser("check", help="change points, checks that started failing and "
+                                             "drift against the anchor; exit 1 on a new "
+                                             "regression")
     page = actions.add_parser("page", help="the history as one self-contained HTML file: "
                                            "latency over commits, regressions, checks")
     page.add_argument("out", metavar="OUT.html", help="the HTML file to write")
@@ -110,9 +112,11 @@ def check(engine, args: argparse.Namespace) -> int:
     """Judge every series; print the tables and one line (and append them, as markdown, to
     $GITHUB_STEP_SUMMARY when it is set: the job's page in GitHub Actions)."""
     from harness.history import judge
+    from harness.history.anchors import anchor_findings
 
     confidence(args)
     judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence)
+    drift = anchor_findings(engine)
     tables = []
     if judgement.changes:
         tables.append(([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
@@ -140,11 +144,18 @@ def check(engine, args: argparse.Namespace) -> int:
                 else "no new regression")
     verdicts += (f", {broken} {'check' if broken == 1 else 'checks'} started failing"
                  if broken else ", no check started failing")
+    drifted = drift.lines()  # the anchor's regressions (they fail) and undecided ones (warn)
+    for line in drifted:
+        print(line)
+    if drift.latest:
+        verdicts += f"; {drift.phrase()}"
     print(f"seq-harness history: {verdicts} ({counts})")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a") as out:
             out.write("\n\n".join([f"### seq-harness history: {verdicts}", f"{counts}.",
                                    *(tabulate(rows, headers=headers, tablefmt="github")
-                                     for rows, headers in tables)]) + "\n\n")
-    return CHECK_FAILED if judgement.failed else 0
+                                     for rows, headers in tables),
+                                   *(["\n".join(f"- {x}" for x in drifted)] if drifted
+                                     else [])]) + "\n\n")
+    return CHECK_FAILED if judgement.failed or drift.failed else 0
