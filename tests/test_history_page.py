@@ -3,7 +3,8 @@ content without a browser (the summary line, the regressions and breakages table
 escaping, nothing fetched from a network), then the page loaded in a real headless Chromium:
 no console output and no drawing error, every latency series and check grid drawn in the DOM after
 the scripts ran, per machine through the machine selector's URL hash, and a screenshot that is
-not blank. The browser tests skip, saying why, where no Chromium is installed (Debian:
+not blank, and the drift against an anchor drawn where gates against one are in the history. The
+browser tests skip, saying why, where no Chromium is installed (Debian:
 ``apt-get install chromium``); tox -e history runs them.
 
 SEQ_HARNESS_PAGE_SCREENSHOT=PATH keeps the screenshot (docs/history-page.png is made so).
@@ -24,7 +25,14 @@ from harness.cli import main
 from harness.history import add_directories, open_database
 from harness.history.page import plotly_js, render
 from harness.history.page_data import PageData, gather
-from tests.synthetic_history import FINGERPRINT, build_history, check, run_info, write_run
+from tests.synthetic_history import (
+    FINGERPRINT,
+    build_gate,
+    build_history,
+    check,
+    run_info,
+    write_run,
+)
 
 COMMIT_URL = "https://github.com/o/r/commit/{commit}"
 SUMMARY = ("1 new regression: torch-gru inference T100-B64-I256-H256 1.094x from 0014c0ffeec0 "
@@ -120,7 +128,7 @@ def test_regressions_and_breakages_tables_name_the_commit_ranges_with_links(data
                                  "T5-B3-I3-H7", "0016c0ffeec0", "0017c0ffeec0", "13",
                                  "h_n differs by 0.3"]]
     assert f'href="https://github.com/o/r/commit/0017{"c0ffee" * 6}"' in breakages
-    assert "Not recorded yet" in section(html, "drift")  # anchor drift: not built, and says so
+    assert "Not recorded yet" in section(html, "drift")  # no gate against an anchor here
     assert "github.com/o/r" not in render(data)  # no template, no links
 
 
@@ -310,3 +318,40 @@ def test_screenshot_is_not_blank(chromium, page, tmp_path):
     keep = os.environ.get("SEQ_HARNESS_PAGE_SCREENSHOT")
     if keep:
         shutil.copyfile(png, keep)
+
+
+@pytest.fixture(scope="module")
+def anchored(tmp_path_factory) -> tuple[PageData, Path]:
+    """A history of eight runs and four gates of later commits against the anchor commit 0
+    (v1.0), the last 8% slower than the anchor; its data and its page."""
+    root = tmp_path_factory.mktemp("anchored")
+    engine = open_database(f"sqlite:///{root / 'history.sqlite'}")
+    add_directories(engine, build_history(root / "runs", 8, seed=6))
+    add_directories(engine, [build_gate(root / f"gate-{i}", i, ratio=r, seed=i)
+                             for i, r in ((8, 1.0), (9, 1.01), (10, 1.02), (11, 1.08))])
+    data = gather(engine)
+    engine.dispose()
+    path = root / "history.html"
+    path.write_text(render(data, commit_url=COMMIT_URL), encoding="utf-8")
+    return data, path
+
+
+def test_the_drift_against_the_anchor_is_drawn_in_chromium(chromium, anchored, tmp_path):
+    data, page = anchored
+    [machine] = data.machines
+    [chart] = data.drift_of(machine.key)
+    shown = browse(chromium, f"{page.as_uri()}#{machine.key}", tmp_path / "profile",
+                   "--dump-dom")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert console_lines(shown.stderr) == []
+    dom = shown.stdout.split('<script type="application/json" id="figures">')[0]
+    errors = re.search(r'<pre id="errors"[^>]*>(.*?)</pre>', dom, flags=re.S)
+    assert errors and errors.group(1) == ""
+    parser = Drawn({chart.key})
+    parser.feed(dom)
+    tags = parser.inside[chart.key]
+    assert len(classes(tags, "scatter")) == 1  # the ratios
+    assert len(classes(tags, "point")) == len(chart.points) == 4  # a marker per head commit
+    assert len(classes(tags, "errorbar")) == 4  # its interval
+    assert re.search(r'<div class="drift-machine" data-machine="m1">', dom)
+    assert "cumulative regression" in section(dom, "drift")

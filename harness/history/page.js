@@ -1,6 +1,8 @@
 // seq-harness history page (harness/history/page.py): draws the selected machine's figures,
-// embedded as JSON in #figures, with the embedded plotly.js. The URL's hash selects a machine
-// (#m1) and optionally a chart in it (#m1:latency-7), so a view can be linked to.
+// embedded as JSON in #figures, with the embedded plotly.js; every element with a
+// data-machine (its latency and checks, its drift against the anchor) shows for that machine
+// only. The URL's hash selects a machine (#m1) and optionally a chart in it (#m1:latency-7), so
+// a view can be linked to.
 (function () {
   "use strict";
   var errors = document.getElementById("errors");
@@ -38,7 +40,7 @@
       machine = select.options.length ? select.options[0].value : "";
     }
     select.value = machine;
-    document.querySelectorAll("section.machine").forEach(function (section) {
+    document.querySelectorAll("[data-machine]").forEach(function (section) {
       section.hidden = section.getAttribute("data-machine") !== machine;
     });
     draw(machine);

@@ -1,7 +1,8 @@
 """``history page``: the history as one self-contained HTML file, to open from disk or publish as
 it is (no server, nothing fetched): the summary line, the regressions and the checks that
-started failing with their commit ranges, and per machine the latency charts and the check
-outcomes over commits, drawn by plotly.js embedded in the file (MIT licence, noted in the footer).
+started failing with their commit ranges, and per machine the latency charts, the check
+outcomes over commits and the drift against the anchor, drawn by plotly.js embedded in the file
+(MIT licence, noted in the footer).
 
 Rendering only: the numbers come from harness.history.page_data, the plot specs from
 harness.history.page_figures. Every string from the database is HTML-escaped where it is
@@ -26,10 +27,12 @@ from harness.history.page_figures import (
     BAND,
     CHANGE_COLOURS,
     CONFIG,
+    DRIFT_COLOURS,
     MEDIAN,
     OUTCOME_COLOURS,
     QUIET_CHANGE,
     checks_figure,
+    drift_figure,
     latency_figure,
 )
 from harness.history.timelines import RunRef
@@ -86,7 +89,8 @@ def render(data: PageData, *, commit_url: str | None = None,
     js, version = plotly_js()
     figures = {"config": CONFIG, "machines": {
         m.key: [latency_figure(c, m.commits) for c in m.charts]
-        + [f for f in [checks_figure(m)] if f is not None] for m in data.machines}}
+        + [f for f in [checks_figure(m)] if f is not None]
+        + [drift_figure(c) for c in data.drift_of(m.key)] for m in data.machines}}
     options = "".join(f'<option value="{escape(m.key)}">{escape(m.label)}</option>'
                       for m in data.machines)
     state = "bad" if data.failed else "good"
@@ -105,7 +109,7 @@ def render(data: PageData, *, commit_url: str | None = None,
         f'<label>Machine <select id="machine">{options}</select></label></header>',
         regressions_section(data, link), breakages_section(data.judgement.breakages, link),
         other_changes_section(data, link),
-        *(machine_section(m, link) for m in data.machines), drift_section(),
+        *(machine_section(m, link) for m in data.machines), drift_section(data, link),
         f'<footer>Drawn by <a href="{PLOTLY_LICENCE}">plotly.js {escape(version)}</a> '
         "(MIT licence, copyright Plotly, Inc.), embedded in this file: it opens without a "
         "network or a server. Written by <code>seq-harness history page</code>.</footer>",
@@ -195,11 +199,48 @@ def breakages_section(breakages: tuple[Breakage, ...], link: Link) -> str:
                      "first failed", "runs failing", "latest message"], rows) + "</section>")
 
 
-def drift_section() -> str:
-    return ('<section id="drift"><h2>Drift against the anchor</h2><p class="note">Not '
-            "recorded yet: the history does not hold anchor timings (head against a fixed "
-            "anchor through the gate, issue 24 section 2) so there is nothing to show here."
-            "</p></section>")
+def drift_section(data: PageData, link: Link) -> str:
+    """Per machine: the latest comparison of each timing against the anchor, and a chart per
+    timing and anchor over the head commits; or that none is recorded."""
+    if not data.anchor_points:
+        return ('<section id="drift"><h2>Drift against the anchor</h2><p class="note">Not '
+                "recorded yet: the history holds no gate against an anchor (<code>seq-harness "
+                "gate --base-ref ANCHOR</code>, then <code>history add</code> of its "
+                "directory).</p></section>")
+    parts = ['<section id="drift"><h2>Drift against the anchor</h2><p class="note">Head timed '
+             "against a fixed anchor by the gate, per commit: the ratio (head over the anchor) "
+             "and its interval, the marker red for a regression, orange when undecided; lines "
+             "at 1 and, dashed, at 1 + the gate's minimum effect. A timing whose latest "
+             "comparison is a regression fails <code>history check</code>.</p>"]
+    for m in data.machines:
+        latest, key = data.drift_latest_of(m.key), escape(m.key)
+        parts.append(f'<div class="drift-machine" data-machine="{key}">')
+        if not latest:
+            parts.append(f'<p class="note">No gate against an anchor on {escape(m.label)}.</p>'
+                         "</div>")
+            continue
+        rows = [("new-regression" if p.verdict == "regression" else p.verdict.replace(" ", "-"),
+                 [f"<td>{x}</td>" for x in (escape(p.impl), escape(p.case_id), escape(p.phase))]
+                 + [f'<td class="number">{p.threads}</td>', f"<td>{escape(p.anchor)}</td>",
+                    f"<td>{link(p.head)}</td>", f'<td class="number">{p.ratio:.3f}x</td>',
+                    f'<td class="number">{escape(p.interval)}</td>',
+                    f"<td>{escape(p.processes)}</td>",
+                    f'<td style="color:{DRIFT_COLOURS.get(p.verdict, "inherit")}">'
+                    f"{escape('cumulative regression' if p.verdict == 'regression' else p.said)}"
+                    "</td>"]) for p in latest]
+        parts.append(f"<h3>On {escape(m.label)}: the latest comparison per timing</h3>"
+                     + table(["implementation", "shape", "phase", "threads", "anchor", "head",
+                              "ratio", "interval", "processes", "verdict"], rows)
+                     + '<div class="grid">')
+        for c in data.drift_of(m.key):
+            p = c.first
+            words = f"{p.impl} {p.phase} {p.case_id}" + (
+                f" ({p.threads} threads)" if p.threads != 1 else "")
+            parts.append(f'<figure id="fig-{escape(c.key)}"><figcaption>{escape(words)} '
+                         f"against {escape(p.anchor)}</figcaption>"
+                         f'<div class="plot" id="{escape(c.key)}"></div></figure>')
+        parts.append("</div></div>")
+    return "\n".join(parts) + "</section>"
 
 
 def legend() -> str:

@@ -1,7 +1,8 @@
 """What ``history page`` shows, gathered from the database without a line of HTML: per machine
-its latency charts (per-run medians, the per-process spread, the noise band, the change points)
-and its check outcomes over commits, the judgement's regressions and breakages, and the one-line
-summary. harness.history.page renders it; tests read it directly.
+its latency charts (per-run medians, the per-process spread, the noise band, the change points),
+its check outcomes over commits and its drift against the anchor (harness.history.anchors), the
+judgement's regressions and breakages, and the one-line summary. harness.history.page renders
+it; tests read it directly.
 
 The numbers are ``history check``'s own: the same timelines (harness.history.timelines) and the
 same judgement (harness.history.judge), so the page and the check never disagree. The noise band
@@ -21,6 +22,14 @@ from itertools import pairwise
 import numpy as np
 from sqlalchemy import Engine
 
+from harness.history.anchors import (
+    AnchorFindings,
+    AnchorPoint,
+    DriftChart,
+    drift_charts,
+    latest,
+    load_anchor_points,
+)
 from harness.history.changes import noise_sigma
 from harness.history.judge import (
     IMPROVEMENT,
@@ -95,6 +104,16 @@ class PageData:
     generated: datetime
     min_effect: float
     confidence: float
+    anchor_points: tuple[AnchorPoint, ...] = ()  # every gate against an anchor, clean runs
+
+    def drift_of(self, key: str) -> tuple[DriftChart, ...]:
+        """The drift charts of the machine whose page key is ``key``."""
+        return tuple(c for c in drift_charts(self.anchor_points)
+                     if machine_key(c.first.machine_id) == key)
+
+    def drift_latest_of(self, key: str) -> tuple[AnchorPoint, ...]:
+        """Per timing of that machine, its latest comparison against the anchor."""
+        return tuple(p for p in latest(self.anchor_points) if machine_key(p.machine_id) == key)
 
     @property
     def regressions(self) -> tuple[SeriesChange, ...]:
@@ -111,14 +130,20 @@ class PageData:
                             key=lambda c: (SEVERITY.get(c.verdict, 9), c.change.ratio)))
 
     @property
+    def cumulative_regressions(self) -> tuple[AnchorPoint, ...]:
+        """Timings whose latest comparison against the anchor is a regression."""
+        return AnchorFindings(latest(self.anchor_points)).regressions
+
+    @property
     def failed(self) -> bool:
-        return self.judgement.failed
+        return self.judgement.failed or bool(self.cumulative_regressions)
 
     def summary(self) -> str:
         """The line at the top: what got slower or broke and where, or that nothing did."""
         news, broken = self.judgement.new_regressions, self.judgement.breakages
+        drifted = self.cumulative_regressions
         several = len(self.machines) > 1
-        if not news and not broken:
+        if not news and not broken and not drifted:
             latest = [m.latest for m in self.machines if m.latest is not None]
             newest = max(latest, key=lambda r: r.order).name if latest else "none"
             return (f"Nothing got slower and no check broke: "
@@ -136,6 +161,10 @@ class PageData:
             named = [f"{b.impl} {b.suite}::{b.check} {b.case_id} from {b.first_bad.name}"
                      + (f" on {b.machine}" if several else "") for b in broken]
             parts.append(f"{count(len(broken), 'check')} started failing: {listed(named)}")
+        if drifted:
+            named = [f"{p.impl} {p.phase} {p.case_id} {p.ratio:.3f}x the anchor {p.anchor} at "
+                     f"{p.head.name}" + (f" on {p.machine}" if several else "") for p in drifted]
+            parts.append(f"{count(len(drifted), 'cumulative regression')}: {listed(named)}")
         return "; ".join(parts) + "."
 
 
@@ -157,7 +186,12 @@ def gather(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95
     return PageData(machines=machine_pages(timelines, judgement), judgement=judgement,
                     runs=timelines.runs - timelines.dirty_runs,
                     generated=now or datetime.now(timezone.utc), min_effect=min_effect,
-                    confidence=confidence)
+                    confidence=confidence, anchor_points=load_anchor_points(engine))
+
+
+def machine_key(machine_id: int) -> str:
+    """A machine's id in the page (the URL's hash selects it)."""
+    return f"m{machine_id}"
 
 
 def machine_pages(timelines: Timelines, judgement: Judgement) -> tuple[MachinePage, ...]:
@@ -181,7 +215,8 @@ def machine_pages(timelines: Timelines, judgement: Judgement) -> tuple[MachinePa
         rows.sort(key=lambda r: (r.breakage is None, r.timeline.impl, r.timeline.suite,
                                  r.timeline.check, r.timeline.case_id))
         pages.append(MachinePage(
-            key=f"m{machine_id}", label=label if labels[label] == 1 else f"{label} #{machine_id}",
+            key=machine_key(machine_id),
+            label=label if labels[label] == 1 else f"{label} #{machine_id}",
             commits=tuple(dict.fromkeys(r.name for r in runs)), charts=tuple(charts),
             checks=len(checks), check_rows=tuple(rows), latest=runs[-1]))
     return tuple(pages)
