@@ -38,7 +38,7 @@ GATED_DELTA_RECURRENT = _op(
     capabilities=RECURRENT, description="the reference loop, one step at a time")
 GATED_DELTA_CHUNK = _op(
     name="gated-delta-chunk", family="gated_delta", factory=gated_delta_chunk,
-    capabilities=CHUNKED, description="chunks of 64, WY / UT form: a blocked inverse each")
+    capabilities=CHUNKED, description="chunks of 32, WY / UT form: a blocked inverse each")
 MLSTM_RECURRENT = _op(
     name="mlstm-recurrent", family="mlstm", factory=mlstm_recurrent,
     capabilities=RECURRENT, description="the reference loop, one step at a time")

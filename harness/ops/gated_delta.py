@@ -95,7 +95,9 @@ def unit_inverse(a: Tensor) -> Tensor:
     if size != c:
         a = torch.nn.functional.pad(a, (0, size - c, 0, size - c))
     count, block = size // BLOCK, BLOCK
-    inverse = torch.zeros_like(a)
+    # Written over a itself when no gradient needs it: each block of a is read once, by the
+    # step that then writes T's block in its place, and a's upper blocks are already zero.
+    inverse = torch.zeros_like(a) if a.requires_grad else a
     diagonal = nilpotent_inverse(diagonal_blocks(a, count, block))  # (..., count, block, block)
     diagonal_blocks(inverse, count, block).copy_(diagonal)
     while count > 1:
@@ -117,6 +119,7 @@ def region(qc, kc, vc, gates, state, scale) -> tuple[Tensor, State]:
     (X_n = (K ⊙ e^(b_C - b))^T); then every output at once, O_n = R_n S_n + M_n U'_n
     (R = (scale Q) ⊙ e^b, M the masked scores)."""
     (gc, betas), (s,) = gates, state
+    gc, betas = gc.contiguous(), betas.contiguous()  # so that every factor below is contiguous
     b = gc.cumsum(-1)  # (N, B, H, c)
     growth = b.exp()  # e^b
     # each product below has its contiguous factor first: its result is laid out chunk-major
@@ -176,9 +179,11 @@ def gated_delta_recurrent(q, k, v, g, beta, *, scale=None, initial_state=None,
 
 
 def gated_delta_chunk(q, k, v, g, beta, *, scale=None, initial_state=None,
-                      output_final_state=False, cu_seqlens=None, chunk_size=64):
+                      output_final_state=False, cu_seqlens=None, chunk_size=32):
     """The chunked WY / UT form: each chunk's (I + A)^-1 by blocks of batched products, the
-    state carried between chunks."""
+    state carried between chunks. Chunks of 32 by default: the intra-chunk products grow with
+    the chunk and the state products per step do not, so at K = V = 64 on a CPU 32 beats 64
+    (docs/ops.md, Speed)."""
     return call(chunk_core, q, k, v, g, beta, scale=scale, initial_state=initial_state,
                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                 chunk_size=chunk_size)

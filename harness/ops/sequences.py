@@ -190,10 +190,12 @@ def chunked(region: Region, q: Tensor, k: Tensor, v: Tensor, gates: Sequence[Ten
     lay_out = chunk_major if copy else chunk_view
     for part, size in regions(q.shape[1], chunk_size):
         pieces = [lay_out(t[:, part], size) for t in (q, k, v, *gates)]
+        parts = []
         for group in groups(pieces[0].shape[0], pieces[0][0].numel()):
             qc, kc, vc, *gc = (p[group] for p in pieces)
             o, state = region(qc, kc, vc, tuple(gc), state)
-            outputs.append(from_chunk_major(o))
+            parts.append(o)
+        outputs.append(from_chunk_major(parts))
     if not outputs:
         return v.new_zeros(v.shape), state
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)), state
@@ -214,7 +216,10 @@ def chunk_view(x: Tensor, size: int) -> Tensor:
     return x.reshape(batch, steps // size, size, *x.shape[2:]).movedim(1, 0).transpose(2, 3)
 
 
-def from_chunk_major(o: Tensor) -> Tensor:
-    """(N, B, H, c, V) -> (B, N c, H, V): ``chunk_major``'s inverse for outputs."""
-    chunks, batch, heads, size, width = o.shape
-    return o.permute(1, 0, 3, 2, 4).reshape(batch, chunks * size, heads, width)
+def from_chunk_major(parts: Sequence[Tensor]) -> Tensor:
+    """Consecutive groups of chunks (N_i, B, H, c, V) -> (B, Σ N_i c, H, V), written once:
+    ``chunk_major``'s inverse for outputs."""
+    laid = [o.permute(1, 0, 3, 2, 4) for o in parts]  # (B, N_i, c, H, V) views
+    whole = laid[0] if len(laid) == 1 else torch.cat(laid, 1)
+    batch, chunks, size, heads, width = whole.shape
+    return whole.reshape(batch, chunks * size, heads, width)
