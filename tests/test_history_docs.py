@@ -3,9 +3,10 @@
 Actions workflow's run steps run as a script (its checks and timings narrowed to a registry
 entry and a tiny grid, its push against a local bare repository).
 
-``seq-harness`` lines run in-process (an ``VAR=value`` prefix sets the environment for that line);
-the page's plain blocks after the first command block are its output, compared line by line; the
-HTML page `history page` writes holds its summary line and commit links."""
+``seq-harness`` lines run in-process (an ``VAR=value`` prefix sets the environment for that line;
+the anchor's ``gate`` line runs over a stand-in process runner); the page's plain blocks after the
+first command block are its output, compared line by line; the HTML page `history page` writes
+holds its summary line and commit links."""
 
 from __future__ import annotations
 
@@ -43,11 +44,37 @@ def run_line(line: str, monkeypatch) -> int:
     while words and re.match(r"^[A-Z_]+=", words[0]):
         name, _, value = words.pop(0).partition("=")
         monkeypatch.setenv(name, value)
+    if words[:2] == ["seq-harness", "gate"]:
+        return run_gate(words, monkeypatch)
     assert words[:2] == ["seq-harness", "history"], f"docs/history.md: no test runs {line!r}"
     try:
         return main(words[1:])
     finally:
         monkeypatch.delenv("SEQ_HARNESS_DB", raising=False)
+
+
+def run_gate(words: list[str], monkeypatch) -> int:
+    """The anchor's gate line as written, but for mypkg's class (not installed here) the
+    registry's GRU, one phase, and fresh processes and the anchor's worktree stood in for
+    (tests/test_sequential_gate.py's runner: head as fast as the anchor)."""
+    import contextlib
+
+    from harness.gate import run as gate_run
+    from tests.test_sequential_gate import fake_processes
+
+    line = " ".join(words)
+    mine = "--head-impl-class mypkg.rnn:MyGRU --family gru"
+    assert "--base-ref v1.0" in line and mine in line, line
+    monkeypatch.setattr(gate_run, "run_sides", fake_processes(
+        {"base": 1e-3, "head": 1e-3}, 0.005, []))
+
+    @contextlib.contextmanager
+    def checkout(ref):
+        yield Path.cwd(), "a1" * 20
+
+    monkeypatch.setattr(gate_run, "checkout", checkout)
+    narrowed = shlex.split(line.replace(mine, "--head-impl torch-gru"))[1:]
+    return main([*narrowed, "--phase", "inference"])
 
 
 def test_every_command_runs_and_prints_what_the_page_shows(scratch, monkeypatch, capsys):
@@ -58,6 +85,8 @@ def test_every_command_runs_and_prints_what_the_page_shows(scratch, monkeypatch,
         printed += capsys.readouterr().out.splitlines()
     assert codes["seq-harness history check"] == 1  # the page's history has a new regression
     assert all(code == 0 for line, code in codes.items() if line != "seq-harness history check")
+    assert any("; no cumulative regression against the anchor (1 timing)" in line
+               for line in printed)  # the anchor's gate: head as fast as the anchor
     [page] = [line.split()[3] for line in codes if line.startswith("seq-harness history page")]
     html = Path(page).read_text()
     assert '<p id="summary" class="summary bad">1 new regression: torch-gru inference ' in html
