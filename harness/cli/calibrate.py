@@ -44,7 +44,8 @@ def add_parser(commands) -> None:
     calibrate.add_argument("--repetitions", type=int, default=1000, metavar="R",
                            help="simulated gates per variant (default 1000)")
     calibrate.add_argument("--slowdown", action="append", type=float, default=[],
-                           metavar="FRACTION", help="injected slowdowns (default 0.02 0.03 0.05 0.10)")
+                           metavar="FRACTION",
+                           help="injected slowdowns (default 0.02 0.03 0.05 0.10)")
     calibrate.add_argument("--min-run-time", type=float, default=0.3, metavar="S")
     calibrate.add_argument("--threads", type=int, default=1, metavar="N")
     calibrate.add_argument("--out", metavar="DIR",

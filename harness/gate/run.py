@@ -37,7 +37,8 @@ class GateRequest:
     """base, head: the implementations; ref: the git ref base is taken at (then base is head's
     implementation as it was there); schedule: the looks of a sequential gate (None: one
     fixed round of ``workers`` processes per side); budget_s: seconds after which no look
-    but the first starts (a look running then stops at its next process); the rest as the bench and verdict options of the same names."""
+    but the first starts (a look running then stops at its next process); the rest as the
+    bench and verdict options of the same names."""
 
     base: ImplSpec
     head: ImplSpec
