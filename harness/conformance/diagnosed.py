@@ -11,27 +11,31 @@ import pytest
 from harness.conformance.checks import CheckFailed
 from harness.conformance.suites import suite_name
 from harness.core.case import Case
+from harness.core.op_case import OpCase
 from harness.diagnosis.diagnose import Diagnoser, Diagnosis
+from harness.diagnosis.op_diagnose import OpDiagnoser
 from harness.diagnosis.repro import script_name, write_script
 
 
 def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str | None:
     """The diagnosis of a check a module failed, in one sentence, recorded in the check's
-    metrics (``diagnosis``, with the repro script's path); None for a failure that is not a
-    CheckFailed, an op, ``--no-diagnosis``, or nothing found. ``diagnosers``: implementation
+    metrics (``diagnosis``, with a module's repro script's path); None for a failure that is
+    not a CheckFailed, ``--no-diagnosis``, or nothing found. ``diagnosers``: implementation
     name -> its Diagnoser in this process (what it found is remembered)."""
     params, config = item.callspec.params, item.config
-    if (type(error) is not CheckFailed or not isinstance(params["case"], Case)
+    case = params.get("case")
+    if (type(error) is not CheckFailed or not isinstance(case, (Case, OpCase))
             or config.getoption("no_diagnosis") or "check" not in item.funcargs):
         return None
     spec = params["spec"]
     if spec.name not in diagnosers:
-        diagnosers[spec.name] = Diagnoser(spec)
-    diagnosis = diagnosers[spec.name].of(params["case"])
+        diagnosers[spec.name] = (OpDiagnoser if isinstance(case, OpCase) else Diagnoser)(spec)
+    diagnosis = diagnosers[spec.name].of(case)
     if diagnosis is None:
         return None
     said = diagnosis.to_metrics()
-    script = repro_script(item, diagnosis)
+    # a repro script builds a module; an op's failing case is said in words
+    script = None if isinstance(case, OpCase) else repro_script(item, diagnosis)
     if script is not None:
         said["script"] = script
     item.funcargs["check"].metrics["diagnosis"] = said

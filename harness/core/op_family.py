@@ -48,6 +48,9 @@ class OpFamily:
     flop_formula: (case, phase, form) -> FLOPs of one call (the matrix products).
     layer: how the thin model layer around an op (harness.ops.layer) makes its gates, for the
         training tasks.
+    signatures: the family's own bug signatures (harness.diagnosis.op_signatures.OpSignature),
+        tried after the generic ones when a check fails: a callable returning them, or a
+        "module:function" path to one.
     tolerances, not_applicable, order, description, baseline, reference_label: as a module
         Family's.
     """
@@ -70,6 +73,7 @@ class OpFamily:
     baseline: str = ""
     reference_label: str = ""
     device_modules: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    signatures: str | Callable[[], Any] | None = None
 
     kind = "op"
 

@@ -8,13 +8,17 @@ import time
 from collections.abc import Callable, Iterator
 
 from harness.core.case import Case
+from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
 
 BUDGET_S = 10.0  # seconds one diagnosis may spend shrinking before it settles
 
 
-def describe(case: Case) -> str:
-    """The case in words: 'T=1, B=1, I=1, H=1, one layer, no bias'."""
+def describe(case: Case | OpCase) -> str:
+    """The case in words: 'T=1, B=1, I=1, H=1, one layer, no bias' (an op's: 'T=3, B=1,
+    heads=1, K=1, V=2')."""
+    if isinstance(case, OpCase):
+        return describe_op(case)
     parts = [f"T={case.seq_len}", "unbatched" if case.unbatched else f"B={case.batch}",
              f"I={case.input_size}", f"H={case.hidden_size}"]
     if case.proj_size:
@@ -27,6 +31,22 @@ def describe(case: Case) -> str:
     parts.append("bias" if case.bias else "no bias")
     if case.lengths is not None:
         parts.append("lengths " + ", ".join(map(str, case.lengths)))
+    if case.dtype != "float32":
+        parts.append(case.dtype)
+    return ", ".join(parts)
+
+
+def describe_op(case: OpCase) -> str:
+    parts = [f"T={case.seq_len}", f"B={case.batch}", f"heads={case.heads}", f"K={case.key_dim}",
+             f"V={case.value_dim}"]
+    if case.lengths is not None:
+        parts.append("cu_seqlens lengths " + ", ".join(map(str, case.lengths)))
+    if case.with_state:
+        parts.append("initial state")
+    if case.chunk_size:
+        parts.append(f"chunk_size={case.chunk_size}")
+    if case.stress:
+        parts.append(f"gates {case.stress}")
     if case.dtype != "float32":
         parts.append(case.dtype)
     return ", ".join(parts)

@@ -148,15 +148,18 @@ SCALAR_DECAY = OpFamily(
     "scalar_decay", scalar_decay_recurrent, gates=("g",), state=("S",),
     draw=draw_scalar_decay, draw_state=matrix_state, stresses=DECAY_STRESSES,
     flop_formula=flops, tolerances=OP_TOLERANCES, order=20, layer=LayerGates(decay_gate),
+    signatures="harness.diagnosis.op_steps:scalar_decay_signatures",
     description="S_t = exp(g_t) S + k v^T, o = S^T (scale q): simple GLA, RetNet, Mamba-2 SSD")
 GATED_DELTA = OpFamily(
     "gated_delta", gated_delta_recurrent, gates=("g", "beta"), state=("S",),
     draw=draw_gated_delta, draw_state=matrix_state, stresses=DELTA_STRESSES,
     flop_formula=delta_flops, tolerances=OP_TOLERANCES, order=21,
     layer=LayerGates(delta_gates, normalise_keys=True),
+    signatures="harness.diagnosis.op_steps:gated_delta_signatures",
     description="S' = exp(g) S, S = S' + beta k (v - S'^T k)^T: Gated DeltaNet, DeltaNet (g = 0)")
 MLSTM = OpFamily(
     "mlstm", mlstm_recurrent, gates=("i", "f"), state=("C", "n", "m"),
     draw=draw_mlstm, draw_state=mlstm_state, stresses=MLSTM_STRESSES, comparable=rescaled,
     flop_formula=mlstm_flops, tolerances=OP_TOLERANCES, order=22, layer=LayerGates(mlstm_gates),
+    signatures="harness.diagnosis.op_steps:mlstm_signatures",
     description="xLSTM's mLSTM, stabilised (m_0 = 0): C, n and the stabiliser m")
