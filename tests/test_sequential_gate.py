@@ -4,6 +4,8 @@ processes would write them), so looks, summary and exit codes are tested in mill
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ def sample(center: float, spread: float, n: int, seed: int) -> tuple[float, ...]
 def test_the_looks_spend_exactly_alpha_over_all_timings(schedule, timings):
     looks = schedule.looks
     assert looks[0] == schedule.first and looks[-1] == schedule.most
-    assert all(b > a for a, b in zip(looks, looks[1:]))
+    assert all(b > a for a, b in itertools.pairwise(looks))
     spent = sum(schedule.alpha_at(n, before, alpha=0.01, timings=timings)
                 for before, n in zip((0, *looks), looks)) * timings
     assert spent == pytest.approx(0.01)
