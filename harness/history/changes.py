@@ -1,6 +1,7 @@
 """Change points in one latency series: where its level stepped, by how much, how sure.
 
-The series is one number per run (the median of its worker processes' medians) in commit order,
+The series is one number per run (the median of its worker processes' fastest blocks) in commit
+order,
 taken in log space so that a step is a ratio whatever the scale. ruptures' PELT with the l2 cost
 (a change in mean) and ``jump=1`` (a change may sit at any run) finds the segmentation minimising
 cost + penalty x changes. The penalty is the series' own noise: sigma is a robust estimate from

@@ -1,8 +1,9 @@
 """``history check``: every series of the database judged over its runs in commit order.
 
 A latency series (per machine) becomes one number per run, the median of its worker processes'
-medians, and goes through harness.history.changes. Each change is reported with the last run
-before it and the first run after (their commits: the range to bisect), its ratio and interval.
+fastest blocks (harness.history.timelines), and goes through harness.history.changes. Each
+change is reported with the last run before it and the first run after (their commits: the range
+to bisect), its ratio and interval.
 A **new regression** is a series whose latest change is a slowdown whose ratio exceeds
 1 + min_effect and whose interval lies above 1: the series is slower now than it was, for sure,
 by more than the minimum effect. A slow **drift** is one too: when the series' latest changes are

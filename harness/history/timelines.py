@@ -3,8 +3,10 @@ and ``history page`` draws, so the two can never disagree about which runs count
 
 A run counts unless its tracked files differed from its commit (dirty: its commit does not say
 what ran). Runs are in commit order: the commit time where the checkout knew the commit, else the
-run's start. A latency timeline holds, per run, its worker processes' medians; a check timeline,
-per run, its outcome and message.
+run's start. A latency timeline holds, per run, each worker process's number — its fastest block,
+the statistic the gate compares (harness.gate.stats.process_statistic: far steadier between
+processes than their medians on a shared machine) —; a check timeline, per run, its outcome and
+message.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
+from harness.gate.stats import process_statistic
 from harness.history.schema import LATENCY, Machine, Outcome, Point, Run, Series
 
 
@@ -38,7 +41,7 @@ class Timeline:
     """One series on one machine over its clean runs (``runs``, in commit order).
 
     kind: latency or check (harness.history.schema.Series says what each column holds; for
-    latency, ``check`` is the phase). workers_s: per run, its worker processes' medians
+    latency, ``check`` is the phase). workers_s: per run, its worker processes' fastest blocks
     (latency); outcomes: per run, (outcome, message) (check).
     """
 
@@ -61,7 +64,7 @@ class Timeline:
 
     @property
     def medians_s(self) -> list[float]:
-        """One number per run: the median of its worker processes' medians."""
+        """One number per run: the median of its worker processes' fastest blocks."""
         return [statistics.median(w) for w in self.workers_s]
 
 
@@ -88,12 +91,13 @@ def load(engine: Engine) -> Timelines:
                                       .order_by(Machine.id)).all()
         series = {row.id: row for row in connection.execute(select(Series))}
         points = connection.execute(select(Point.series_id, Point.run_id, Point.worker,
-                                           Point.median_s))
+                                           Point.median_s, Point.samples_s))
         timed: dict[int, dict[int, list[tuple[int, float]]]] = defaultdict(
             lambda: defaultdict(list))
-        for series_id, run_pk, worker, median_s in points:
+        for series_id, run_pk, worker, median_s, samples_s in points:
             if not runs[run_pk].dirty:
-                timed[series_id][run_pk].append((worker, median_s))
+                timed[series_id][run_pk].append(
+                    (worker, process_statistic(samples_s) if samples_s else median_s))
         outcomes = connection.execute(select(Outcome.series_id, Outcome.run_id,
                                              Outcome.outcome, Outcome.message))
         checked: dict[int, dict[int, tuple[str, str | None]]] = defaultdict(dict)

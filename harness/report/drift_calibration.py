@@ -68,7 +68,7 @@ def noise_lines(noise: MeasuredNoise, *, level_s: float, load: str) -> list[str]
     low, high = noise.iqr
     return [
         f"**Measured noise** ({noise.runs} runs of {noise.processes_per_run} fresh processes, "
-        f"one after another{load}): a run's number (the median of its processes' medians, "
+        f"one after another{load}): a run's number (the median of its processes' fastest blocks, "
         f"what `history check` judges) was {level_s * 1e3:.3f} ms at the median; over that "
         f"median, runs ranged {min(noise.ratios):.3f} to {max(noise.ratios):.3f}, the middle "
         f"half {low:.3f} to {high:.3f}, and 95% of runs lay within a factor {noise.p95:.3f} of "
