@@ -72,5 +72,10 @@ def calibration_document(rates: Sequence[Rates], sequential: Sequence[Sequential
         "",
         "Targets: false alarms <= 1%, detection of a 3% slowdown >= 95%.",
         "",
+        "`history check` against a slow drift (five +1% steps), on this machine's measured "
+        "run-to-run noise and beside github-action-benchmark's, asv's, Conbench's and "
+        "CodSpeed's rules: [calibration-drift.md](calibration-drift.md) (`seq-harness "
+        "calibrate --drift`).",
+        "",
     ]
     return "\n".join(lines)
