@@ -67,6 +67,7 @@ def test_the_gate_writes_its_verdicts_as_gate_json(anchored_gate):
     assert (raw["alpha"], raw["min_effect"], raw["base_ref"]) == (0.01, 0.03, "v1.0")
     base_run = json.loads((anchored_gate / "base" / "run.json").read_text())
     assert (raw["base_run"], raw["base_commit"]) == (base_run["run_id"], ANCHOR_SHA)
+    assert base_run["git_modified"] is False  # a clean worktree of the anchor, whatever head's
     [timing] = raw["timings"]
     assert (timing["impl"], timing["case_id"], timing["phase"]) == (
         "torch-gru", "T50-B8-I128-H128", "inference")

@@ -93,8 +93,10 @@ def measure_sides(request: GateRequest, out: Path, info: RunInfo, *,
         if request.ref:
             worktree, base_commit = stack.enter_context(checkout(request.ref))
             env, cwd = worktree_env(worktree), worktree_cwd(worktree)
-        write_run_info(out / "base", replace(info, run_id=f"{info.run_id}-base",
-                                             git_commit=base_commit))
+        # a ref's side runs from a clean worktree of it: its commit says what ran
+        write_run_info(out / "base", replace(
+            info, run_id=f"{info.run_id}-base", git_commit=base_commit,
+            git_modified=False if request.ref else info.git_modified))
         write_run_info(out / "head", replace(info, run_id=f"{info.run_id}-head"))
         sides = [Side(request.plan(request.base), out / "base", f"{info.run_id}-base",
                       env=env, peak=False, cwd=cwd),
