@@ -18,7 +18,7 @@ from harness.conformance.suites import SuiteInfo
 from harness.conformance.tolerance import FAMILY
 from harness.latency.grids import LATENCY_GRIDS
 
-SUITE = SuiteInfo(order=5, measured=True)
+SUITE = SuiteInfo(order=5, quick=False, measured=True)
 
 STANDARD = LATENCY_GRIDS["standard"].cases[0]  # the shape bench --grid standard times
 LARGE = STANDARD.with_(batch=8)  # x100 at ci scale: the same shape, fewer sequences

@@ -15,7 +15,7 @@ from harness.conformance.adding import adding_case, budget_for, train
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 
-SUITE = SuiteInfo(order=100, autograd=True)
+SUITE = SuiteInfo(order=100, quick=False, autograd=True)
 
 
 @pytest.mark.time_limit(10)

@@ -15,7 +15,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.recall import budget_for, recall_case, recall_op_case, train
 from harness.conformance.suites import SuiteInfo
 
-SUITE = SuiteInfo(order=105, autograd=True)
+SUITE = SuiteInfo(order=105, quick=False, autograd=True)
 
 
 @pytest.mark.time_limit(10)

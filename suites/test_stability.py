@@ -18,7 +18,7 @@ from harness.conformance.stability import RADII, STANDARD, cosine, gradient_curv
 from harness.conformance.suites import SuiteInfo
 from harness.core.subject import Subject
 
-SUITE = SuiteInfo(order=90, autograd=True)
+SUITE = SuiteInfo(order=90, quick=False, autograd=True)
 
 CLIP = 1.0
 

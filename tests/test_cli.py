@@ -101,6 +101,39 @@ def test_keyword_that_matches_nothing_is_a_usage_error(tmp_path, capsys):
     assert "no checks matched" in capsys.readouterr().err
 
 
+def test_a_plain_run_is_the_quick_verdict_and_all_suites_adds_the_measuring_ones(
+        tmp_path, capsys):
+    keyword = ["-k", "gradient_norms_over_time or wrong_input_size"]
+    plain = ["run", "--impl", "torch-gru", "--workers", "0", "--confirm-alone", "0", *keyword]
+    assert main([*plain, "--out", str(tmp_path / "quick")]) == 0
+    said = capsys.readouterr().out
+    assert "measuring suites (accuracy, stability, adding, recall) were not run" in said
+    assert {r["suite"] for r in records(tmp_path / "quick")} == {"errors"}
+    assert "Not in this run: the measuring suites" in (tmp_path / "quick/report.md").read_text()
+    assert main([*plain, "--all-suites", "--out", str(tmp_path / "all")]) == 0
+    assert "were not run" not in capsys.readouterr().out
+    assert {r["suite"] for r in records(tmp_path / "all")} == {"errors", "stability"}
+    # a pytest run of the suites chooses the same way
+    from harness.conformance.suites import chosen_suites
+
+    assert "stability" not in chosen_suites([]) and "stability" in chosen_suites([], every=True)
+
+
+def test_exit_skips_the_teardown_only_when_nothing_needs_it():
+    from harness.core.exit import finish
+
+    sys.settrace(lambda *_: None)  # a debugger or coverage watching: a normal exit
+    try:
+        assert finish(3) == 3
+    finally:
+        sys.settrace(None)
+    ended = subprocess.run([sys.executable, "-c", "import atexit, sys; "
+                            "from harness.core.exit import finish; "
+                            "atexit.register(lambda: print('atexit ran')); "
+                            "print('done', end=''); finish(4)"], capture_output=True, text=True)
+    assert (ended.returncode, ended.stdout) == (4, "doneatexit ran\n")
+
+
 def test_report_command_rerenders(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--impl", "torch-lstm", "--suite", "state", "--workers", "0",

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from harness.conformance.suites import suite_files, suite_names
+from harness.conformance.suites import suite_files, suite_names, thorough_names
 from harness.impls.builtin import TORCH_GRU
 from harness.registry import GROUP, Registry, choose, resolve_class, spec_for_class_path
 from harness.registry import entry_points as registry_module
@@ -200,15 +200,24 @@ def test_spec_for_class_path_builds_a_spec():
 def test_suite_files():
     names = suite_names()
     assert {"shapes", "padding", "many-to-one", "errors"} <= set(names)
-    assert len(suite_files([])) == len(names) - 1  # latency is opt-in
+    measuring = ["accuracy", "stability", "adding", "recall"]
+    assert thorough_names() == measuring
+    # the quick verdict: every suite but the measuring ones and the opt-in latency
+    assert len(suite_files([])) == len(names) - len(measuring) - 1
+    assert not {f"test_{m}.py" for m in measuring} & {f.name for f in suite_files([])}
+    # every suite but latency: what `job` and `--all-suites` run
+    assert len(suite_files([], every=True)) == len(names) - 1
+    assert "test_latency.py" not in {f.name for f in suite_files([], every=True)}
     files = suite_files(["many-to-one", "shapes", "many-to-one"])
     assert [f.name for f in files] == ["test_many_to_one.py", "test_shapes.py"]
+    assert [f.name for f in suite_files(["adding"])] == ["test_adding.py"]  # named: it runs
     assert all(f.is_file() for f in files)
 
 
 def test_skipped_suites_are_left_out_and_must_exist():
-    assert [p.stem for p in suite_files([], ["adding", "recall"])] == [
-        p.stem for p in suite_files([]) if p.stem not in ("test_adding", "test_recall")]
+    assert [p.stem for p in suite_files([], ["adding", "recall"], every=True)] == [
+        p.stem for p in suite_files([], every=True)
+        if p.stem not in ("test_adding", "test_recall")]
     with pytest.raises(ValueError, match=r"'add'.*adding"):
         suite_files([], ["add"])
 

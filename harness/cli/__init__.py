@@ -26,6 +26,7 @@ from harness.cli import (
     run,
 )
 from harness.cli.common import INTERRUPTED, USAGE_ERROR, Interrupted, Parser, UsageError
+from harness.core.exit import finish
 
 COMMANDS = {"list": listing, "run": run, "bench": bench, "job": job, "profile": profile,
             "compare": compare, "gate": gate, "bisect": bisect, "calibrate": calibrate,
@@ -39,6 +40,12 @@ def build_parser() -> Parser:
     for module in COMMANDS.values():
         module.add_parser(commands)
     return parser
+
+
+def entry() -> int:
+    """The ``seq-harness`` console script and ``python -m harness``: ``main`` in a process of
+    its own, which then leaves without the interpreter's teardown (harness.core.exit)."""
+    return finish(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, resumed, us
 from harness.conformance.alone import describe
 from harness.conformance.options import SELECTION, SKIP_IMPL, SUITES, add_options
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
-from harness.conformance.suites import suite_files
+from harness.conformance.suites import suite_files, thorough_names
 from harness.conformance.tolerance import Override
 from harness.core.precision import set_tf32
 from harness.records import AS_TORCH, OUTCOMES, RunInfo, write_run_info
@@ -66,7 +66,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         args, argv = resumed(args, argv, parser, command="run")
     with usage_errors():
         # No --suite: the default suites only (an opt-in suite's file is not even collected).
-        files = suite_files(args.suite, args.skip_suite)
+        files = suite_files(args.suite, args.skip_suite, every=args.all_suites)
         chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
                         skipped=args.skip_impl)
     if not chosen.specs and not chosen.broken:
@@ -87,6 +87,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         family=args.family, device=args.device, scale=args.scale, threads=args.threads,
         tf32=args.tf32, check_timeout=args.check_timeout, workers=args.workers,
         skipped=tuple(args.skip_suite), keyword=args.keyword,
+        # the files hold the chosen suites: a named measuring one is not left out again
+        all_suites=args.all_suites or bool(args.suite),
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol, rounding=args.rounding,
         diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None))
@@ -102,6 +104,10 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES
                       if o != AS_TORCH or counts.get(o, 0))  # as torch: only on a device
     where = f"{out / 'report.md'}" + (f" and {args.report}" if args.report else "")
+    left_out = [] if args.suite or args.all_suites else thorough_names()
+    if left_out:
+        print(f"seq-harness: the quick verdict; the measuring suites ({', '.join(left_out)}) "
+              "were not run: --all-suites runs them too, as `seq-harness job` does")
     print(f"seq-harness: {len(outcome.records)} checks ({parts}); report: {where}")
     code = exit_code(outcome, resumed=bool(args.resume))
     if code is None:

@@ -84,7 +84,7 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
 
 
 def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the chosen suites' checks (no --suite: every suite but the opt-in ones), minus
+    """Keep the chosen suites' checks (no --suite: the quick ones, see --all-suites), minus
     those already recorded when resuming; set torch's threads; an opt-in suite under several
     workers is skipped with the reason."""
     suite_items = [i for i in items if "subject" in getattr(i, "fixturenames", ())]
@@ -100,9 +100,11 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     opt_in = opt_in_names()
     named, skipped = config.getoption("suite"), config.getoption("skip_suite")
     try:
-        # No --suite: every suite but the opt-in ones (--benchmark-only: only those).
+        # No --suite: the quick ones (--all-suites: every suite but the opt-in ones;
+        # --benchmark-only: only those).
         wanted = set(chosen_suites(named or (opt_in if config.getoption("benchmark_only", False)
-                                             else []), skipped))
+                                             else []), skipped,
+                                   every=config.getoption("all_suites")))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     recorded = already_recorded(config)

@@ -47,11 +47,15 @@ SKIP_IMPL = option("--skip-impl", action="append", default=[], metavar="NAME",
 
 # How the suites run (run and pytest).
 SUITE = option("--suite", action="append", default=[], metavar="NAME",
-               help="run only this suite (repeatable), e.g. padding; default: every suite but "
-               "the opt-in ones")
+               help="run only this suite (repeatable), e.g. padding; default: the quick "
+               "verdict's suites (every suite but the measuring and opt-in ones)")
+ALL_SUITES = option("--all-suites", action="store_true",
+                    help="with no --suite: every suite but the opt-in ones, the measuring ones "
+                    "included (accuracy, stability, the training tasks adding and recall: "
+                    "seconds per implementation, what `seq-harness job` runs); default: the "
+                    "quick verdict's suites")
 SKIP_SUITE = option("--skip-suite", action="append", default=[], metavar="NAME",
-                    help="leave this suite out (repeatable), e.g. the training tasks adding and "
-                    "recall in a quick run")
+                    help="leave this suite out (repeatable), e.g. numerics")
 DEVICE = option("--device", default="cpu", choices=("cpu", "cuda"),
                 help="device the implementations run on (the reference stays on the CPU)")
 SCALE = option("--scale", default="ci", choices=("ci", "full"),
@@ -84,8 +88,8 @@ SHARD = option("--shard", default=None, metavar="K/N",
                help="run only shard K of N: a deterministic split of the checks (and a job's "
                "timings) by a hash of what identifies them, for N machines of a CI matrix; "
                "their results directories together hold one run's records")
-SUITES = (SUITE, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL, RTOL, ROUNDING,
-          NO_DIAGNOSIS, SHARD)
+SUITES = (SUITE, ALL_SUITES, SKIP_SUITE, DEVICE, SCALE, THREADS, TF32, CHECK_TIMEOUT, ATOL,
+          RTOL, ROUNDING, NO_DIAGNOSIS, SHARD)
 
 
 # Where a plain pytest run writes its records (`seq-harness run` passes them itself).

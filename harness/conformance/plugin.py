@@ -17,8 +17,7 @@ WRITER = pytest.StashKey["object"]()
 RUN_ID = pytest.StashKey[str]()
 STRIKES = pytest.StashKey["object"]()
 DIAGNOSERS = pytest.StashKey[dict]()  # implementation name -> its Diagnoser, per process
-MAX_STRIKES = 3  # after this many timeouts or crashes, an implementation's remaining checks
-# fail at once (a hanging or crashing implementation must not hold the run for hours)
+MAX_STRIKES = 3  # timeouts or crashes before an implementation's remaining checks fail at once
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
 
 
@@ -26,8 +25,7 @@ def cases(grid, *, full=None, kind: str = "module"):
     """Decorator: the Case grid of a suite test — a list of Cases, or a function of the Family
     returning one (so LSTM-only cases such as proj_size appear only for LSTMs). ``full`` is the
     grid at ``--scale full`` (the heavy variants of the main run), when it differs. ``kind``:
-    the subjects the test checks, modules or (``"op"``) ops; it is parametrized over the
-    implementations of families of that kind only."""
+    the subjects the test checks, modules or (``"op"``) ops (it is parametrized over those)."""
     return pytest.mark.cases.with_args(grid, full=full, kind=kind)
 
 
@@ -84,10 +82,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[WRITER] = RecordWriter(directory)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     writer = config.stash.get(WRITER, None)
     if writer is not None:
         writer.close()
+        if hasattr(config, "workerinput"):  # all reported and closed: harness.core.exit
+            from harness.core.exit import leave
+
+            leave(0)
 
 
 def selection(config: pytest.Config):
@@ -97,11 +100,8 @@ def selection(config: pytest.Config):
 
         try:
             config.stash[SELECTION] = choose(
-                impls=config.getoption("impl"),
-                impl_classes=config.getoption("impl_class"),
-                family=config.getoption("family"),
-                skipped=config.getoption("skip_impl"),
-            )
+                impls=config.getoption("impl"), impl_classes=config.getoption("impl_class"),
+                family=config.getoption("family"), skipped=config.getoption("skip_impl"))
         except (ValueError, TypeError) as error:
             raise pytest.UsageError(str(error)) from None
     return config.stash[SELECTION]

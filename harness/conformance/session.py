@@ -34,6 +34,7 @@ class SuiteRun:
     check_timeout: float = 120.0
     workers: int = 1
     skipped: tuple[str, ...] = ()
+    all_suites: bool = False  # no suite named: the measuring suites too (see --all-suites)
     keyword: str | None = None
     verbose: bool = False
     resume: bool = False
@@ -80,6 +81,8 @@ class SuiteRun:
             args += ["--family", self.family]
         for name in self.skipped:
             args += ["--skip-suite", name]
+        if self.all_suites:
+            args += ["--all-suites"]
         if self.keyword:
             args += ["-k", self.keyword]
         if self.shard:

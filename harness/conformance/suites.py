@@ -9,6 +9,10 @@ by importing it (pytest imports suite files; the harness only needs their facts)
 
 order: where the suite runs and appears in reports (lower first).
 opt_in: runs only when named (timings must not share the machine with other checks).
+quick: part of the quick verdict that a plain ``seq-harness run`` or ``pytest`` gives in
+    seconds. The suites that measure for seconds per implementation — the training tasks,
+    accuracy at the standard shape, gradient stability — say ``quick=False``: ``seq-harness
+    job`` runs them, and ``run`` or pytest with ``--all-suites`` or when named.
 measured: a measurement with its own report section, no column in the pass/fail matrix.
 autograd: its checks need a backward pass; for an implementation that declares
     ``autograd: False`` (inference only) they are *not supported*, saying so.
@@ -32,6 +36,7 @@ class SuiteInfo:
 
     order: int
     opt_in: bool = False
+    quick: bool = True
     measured: bool = False
     autograd: bool = False
 
@@ -101,6 +106,11 @@ def opt_in_names() -> list[str]:
     return [s.name for s in suites() if s.info.opt_in]
 
 
+def thorough_names() -> list[str]:
+    """The suites a quick verdict leaves out (``quick=False``), in order."""
+    return [s.name for s in suites() if not s.info.quick and not s.info.opt_in]
+
+
 def measured_names() -> list[str]:
     return [s.name for s in suites() if s.info.measured]
 
@@ -116,18 +126,21 @@ def suite_rank(name: str) -> tuple[int, str]:
     return (order.get(name, 10**6), name)
 
 
-def chosen_suites(names: Sequence[str], skipped: Sequence[str] = ()) -> list[str]:
-    """The named suites (none named: every suite but the opt-in ones), less the skipped ones;
-    ValueError naming an unknown suite and the valid ones."""
+def chosen_suites(names: Sequence[str], skipped: Sequence[str] = (), *,
+                  every: bool = False) -> list[str]:
+    """The named suites, less the skipped ones. None named: the quick ones (``every``: every
+    suite but the opt-in ones). ValueError naming an unknown suite and the valid ones."""
     known = {s.name: s for s in suites()}
     for name in [*names, *skipped]:
         if name not in known:
             raise ValueError(f"unknown suite {name!r}; valid: {', '.join(known)}")
-    chosen = names or [n for n, s in known.items() if not s.info.opt_in]
+    chosen = names or [n for n, s in known.items()
+                       if not s.info.opt_in and (every or s.info.quick)]
     return [n for n in dict.fromkeys(chosen) if n not in skipped]
 
 
-def suite_files(names: Sequence[str], skipped: Sequence[str] = ()) -> list[Path]:
+def suite_files(names: Sequence[str], skipped: Sequence[str] = (), *,
+                every: bool = False) -> list[Path]:
     """The files of the chosen suites (see chosen_suites)."""
     paths = {s.name: s.path for s in suites()}
-    return [paths[name] for name in chosen_suites(names, skipped)]
+    return [paths[name] for name in chosen_suites(names, skipped, every=every)]

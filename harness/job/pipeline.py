@@ -196,8 +196,8 @@ def run_job(request: JobRequest, *, resume: bool = False,
          f"{request.device}{budget}, records in {checks}")
     start(checks, ["seq-harness", *request.argv], resume=resume)
     outcome = run_suites(SuiteRun(
-        files=tuple(suite_files(request.suites, request.skipped)), out=checks,
-        skipped=request.skipped, impls=request.impls,
+        files=tuple(suite_files(request.suites, request.skipped, every=True)), out=checks,
+        skipped=request.skipped, all_suites=True, impls=request.impls,
         impl_classes=request.impl_classes, family=request.family,
         scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,

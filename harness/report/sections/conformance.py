@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.conformance.suites import measured_names, suite_rank
+from harness.conformance.suites import measured_names, suite_rank, thorough_names
 from harness.core.families import family_names
 from harness.core.text import md
 from harness.records import FAILED, NOT_SUPPORTED, PASSED, SKIPPED
@@ -35,6 +35,11 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         matrix(frame),
         "",
     ]
+    absent = [name for name in thorough_names() if not frame["suite"].eq(name).any()]
+    if absent:
+        lines += [f"Not in this run: the measuring suites {', '.join(absent)} (seconds per "
+                  "implementation each; `seq-harness run --all-suites` and `seq-harness job` "
+                  "run them).", ""]
     errors = errors_matrix(frame[~frame["suite"].isin(measured)])
     if errors:
         lines += ["### Worst absolute output error per suite", "", errors, ""]
