@@ -24,6 +24,7 @@ from harness.history.anchors import anchor_findings, load_anchor_points
 from harness.history.page import render
 from harness.history.page_data import gather
 from harness.history.schema import AnchorComparison, Base, SchemaVersion
+from harness.history.timelines import load as load_timelines
 from tests.synthetic_history import build_gate, build_history, fake_commit
 from tests.test_sequential_gate import GATE, fake_processes
 
@@ -168,6 +169,19 @@ def test_check_fails_on_a_latest_cumulative_regression(tmp_path, capsys):
     assert re.fullmatch(line, out[-2]), out
     assert out[-1].startswith("seq-harness history: no new regression, no check started "
                               "failing; 1 cumulative regression against the anchor (1 timing)")
+
+
+def test_the_anchor_runs_of_every_gate_stay_out_of_the_commit_series(tmp_path, capsys):
+    """Three gates against the anchor measure it three times: those runs are the comparisons'
+    base, not three points of the anchor commit's own latency series."""
+    url = anchored_history(tmp_path, [1.0, 1.01, 1.02])
+    timelines = load_timelines(open_database(url))
+    [line] = timelines.latency
+    assert [ref.commit for ref in line.runs] == [fake_commit(i) for i in (1, 2, 3)]
+    assert (timelines.runs, timelines.anchor_base_runs) == (6, 3)
+    assert len(anchor_findings(open_database(url)).latest) == 1  # still compared
+    assert main(["history", "check", "--db", url]) == 0
+    assert "; 3 runs of the anchor in its comparisons only" in capsys.readouterr().out
 
 
 def test_check_passes_when_the_latest_is_ok_though_an_older_one_regressed(tmp_path, capsys):

@@ -140,6 +140,9 @@ def check(engine, args: argparse.Namespace) -> int:
               f"few runs to judge), {judgement.check_series:,} check series")
     if judgement.dirty_runs:
         counts += f"; {judgement.dirty_runs} runs from modified checkouts left out"
+    if judgement.anchor_base_runs:
+        counts += (f"; {judgement.anchor_base_runs} runs of the anchor in its comparisons "
+                   "only")
     verdicts = (f"{news} new {'regression' if news == 1 else 'regressions'}" if news
                 else "no new regression")
     verdicts += (f", {broken} {'check' if broken == 1 else 'checks'} started failing"

@@ -77,6 +77,7 @@ class Judgement:
     check_series: int
     too_short: int  # latency series with too few clean runs to judge (none at all included)
     dirty_runs: int
+    anchor_base_runs: int = 0  # in the anchor comparisons only (harness.history.timelines)
 
     @property
     def new_regressions(self) -> tuple[SeriesChange, ...]:
@@ -140,7 +141,8 @@ def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidenc
                      latency_series=timelines.latency_series,
                      check_series=timelines.check_series,
                      too_short=timelines.latency_series - judged,
-                     dirty_runs=timelines.dirty_runs)
+                     dirty_runs=timelines.dirty_runs,
+                     anchor_base_runs=timelines.anchor_base_runs)
 
 
 def drift(values_s, found: list[Change], *, min_effect: float,

@@ -2,7 +2,10 @@
 and ``history page`` draws, so the two can never disagree about which runs count or in what order.
 
 A run counts unless its tracked files differed from its commit (dirty: its commit does not say
-what ran). Runs are in commit order: the commit time where the checkout knew the commit, else the
+what ran). The base side of a gate against an anchor (``gate --base-ref``) counts only in that
+gate's comparisons (harness.history.anchors): every such gate measures the anchor again, and in
+the anchor commit's own series those runs would pile up at one old commit, measured at every
+later date. Runs are in commit order: the commit time where the checkout knew the commit, else the
 run's start. A latency timeline holds, per run, each worker process's number — its fastest block,
 the statistic the gate compares (harness.gate.stats.process_statistic: far steadier between
 processes than their medians on a shared machine) —; a check timeline, per run, its outcome and
@@ -19,7 +22,15 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from harness.gate.stats import process_statistic
-from harness.history.schema import LATENCY, Machine, Outcome, Point, Run, Series
+from harness.history.schema import (
+    LATENCY,
+    AnchorComparison,
+    Machine,
+    Outcome,
+    Point,
+    Run,
+    Series,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class Timelines:
     dirty_runs: int
     latency_series: int
     check_series: int
+    anchor_base_runs: int = 0  # anchor gates' base sides, in their comparisons only
 
 
 def load(engine: Engine) -> Timelines:
@@ -90,12 +102,14 @@ def load(engine: Engine) -> Timelines:
         machines = connection.execute(select(Machine.id, Machine.label)
                                       .order_by(Machine.id)).all()
         series = {row.id: row for row in connection.execute(select(Series))}
+        anchor_bases = set(connection.execute(
+            select(AnchorComparison.base_run_id).distinct()).scalars())
         points = connection.execute(select(Point.series_id, Point.run_id, Point.worker,
                                            Point.median_s, Point.samples_s))
         timed: dict[int, dict[int, list[tuple[int, float]]]] = defaultdict(
             lambda: defaultdict(list))
         for series_id, run_pk, worker, median_s, samples_s in points:
-            if not runs[run_pk].dirty:
+            if not runs[run_pk].dirty and run_pk not in anchor_bases:
                 timed[series_id][run_pk].append(
                     (worker, process_statistic(samples_s) if samples_s else median_s))
         outcomes = connection.execute(select(Outcome.series_id, Outcome.run_id,
@@ -128,4 +142,5 @@ def load(engine: Engine) -> Timelines:
     return Timelines(latency=latency, checks=checks, machines=tuple(labels.items()),
                      runs=len(runs), dirty_runs=sum(bool(r.dirty) for r in runs.values()),
                      latency_series=kinds.count(LATENCY),
-                     check_series=len(kinds) - kinds.count(LATENCY))
+                     check_series=len(kinds) - kinds.count(LATENCY),
+                     anchor_base_runs=len(anchor_bases))
