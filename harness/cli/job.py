@@ -22,9 +22,10 @@ def add_parser(commands) -> None:
                               "scale, one report")
     add_options(job.add_argument, (*SELECTION, SUITE, SKIP_SUITE, SHARD))
     job.add_argument("--scale", default="ci", choices=tuple(SCALES),
-                     help="ci: the quick scale of every suite, the standard and varlen-small "
-                     "grids; full: the heavy suite variants, standard, varlen, deepbench and "
-                     "long grids; gpu: the quick suites and the standard grid over torch's "
+                     help="ci: the quick scale of every suite, the standard, varlen-small "
+                     "and ops-small grids; full: the heavy suite variants, standard, varlen, "
+                     "deepbench, long and ops-target grids; gpu: the quick suites and the "
+                     "standard grid over torch's "
                      "modules, the fast, CUDA-graph and compiled entries (with --device cuda) "
                      "(default ci)")
     job.add_argument("--device", default="cpu", choices=("cpu", "cuda"),

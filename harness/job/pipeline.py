@@ -83,10 +83,10 @@ SCALES = {
              # T=16384: a minute's limit records it as a timeout instead of stalling the job;
              # one process (the long grid is for the plots, not for intervals).
              Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0),
-             # The ops: the speed targets' shape in two processes; the op grid in one (its
-             # recurrent loops take a minute a call at T=16384), memory where it is cheap.
-             Timing("ops-target", workers=2, min_run_time=0.3, memory=False),
-             Timing("ops", workers=1, min_run_time=0.1, memory=False, job_timeout_s=120.0)),
+             # The ops: the speed targets' shape in two processes. The op grid is a run of its
+             # own (`seq-harness bench --grid ops`, docs/ops.md): its recurrent references
+             # take minutes a call at T=16384, B=8, H=16, hours in all on two cores.
+             Timing("ops-target", workers=2, min_run_time=0.3, memory=False)),
     # A lent GPU's job (--device cuda, about 8 minutes on one H100-class GPU): the suites at the
     # quick scale, then the standard grid over the entries a GPU user compares — torch's
     # modules (cuDNN), the fast layers eager and CUDA-graphed, and the compiled ones.
