@@ -324,3 +324,14 @@ def test_backend_decision_by_capability_and_request(monkeypatch):
     monkeypatch.setenv(kernels.ENV_VAR, "blas")
     with pytest.raises(ValueError, match="SEQ_HARNESS_GEMM='blas'"):
         fast(torch.randn(2, 2, 3))
+
+
+def test_a_tiny_product_is_not_measured(monkeypatch):
+    """A conformance case's products (here 2 rows, 3 -> 12) cost about a microsecond on any
+    backend: aten, decided without the 20-70 ms measurement, the same on every run."""
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    monkeypatch.setattr(kernels, "measure", lambda key: pytest.fail(f"measured {key}"))
+    decision = kernels.decide(torch.zeros(1), 2, 3, 12, uses=3)
+    assert decision.backend == "aten" and decision.reason.startswith("not measured: (2x3)")
+    with pytest.raises(pytest.fail.Exception, match="measured"):
+        kernels.decide(torch.zeros(1), 64, 128, 512)  # a real one is

@@ -49,6 +49,11 @@ BACKENDS = ("aten", "onednn", "native")
 # 99.8 and 99.3 us).
 MARGIN = 0.97
 NATIVE_MAX_ROWS = 4  # the compiled product streams W^T once per row: a candidate up to 4
+# A product whose shape class holds at most this many multiply-adds (e.g. 8 rows, 8 -> 32: the
+# conformance suites' cases) takes about a microsecond on any backend: per-call overheads decide,
+# aten's is the smallest (oneDNN packs its weight per call, ~270 us here), and measuring would
+# cost 20-70 ms per shape class and pick by noise between aten and the compiled product.
+TINY_PRODUCT = 2**14
 ENV_VAR = "SEQ_HARNESS_GEMM"  # auto (default), aten, onednn or native: every fast layer's default
 
 
@@ -202,6 +207,9 @@ def decide(like: Tensor, rows: int, inner: int, outer: int, *, uses: int = 1,
     candidates = ("aten", *(name for name, why in why_not.items() if why is None))
     if len(candidates) == 1:
         return Decision("aten", "; ".join(dict.fromkeys(why_not.values())))
+    if shape_class(rows) * shape_class(inner) * shape_class(outer) <= TINY_PRODUCT:
+        return Decision("aten", f"not measured: ({rows}x{inner}) @ ({inner}x{outer}) is a tiny "
+                        "product, where per-call overheads decide and aten's is the smallest")
     key = (like.device.type, str(like.dtype), torch.get_num_threads(),
            shape_class(rows), shape_class(inner), shape_class(outer), candidates,
            shape_class(uses))
