@@ -112,11 +112,16 @@ def test_a_directory_without_runs_is_one_line_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and "no run.json in it or below" in err
 
 
-# A writer process: imports everything first, waits for the go file, then adds its directory.
+# A writer process: imports everything first, waits for the go file, then adds its directory,
+# reading each run 50 ms late (between its transactions), so that the two writers' transactions
+# overlap on a loaded machine too (where one could otherwise finish before the other starts).
 WRITER = """
 import sys, time
 from pathlib import Path
 from harness.cli import main
+from harness.history import ingest
+read_run_info = ingest.read_run_info
+ingest.read_run_info = lambda directory: (time.sleep(0.05), read_run_info(directory))[1]
 Path(sys.argv[2]).touch()
 while not Path(sys.argv[1]).exists():
     time.sleep(0.01)
