@@ -304,6 +304,23 @@ def test_onnxruntime_runs_real_lstm_and_gru_operators_on_torch_threads():
         torch.set_num_threads(threads)
 
 
+def test_onnxruntime_modules_with_the_same_weights_share_one_export():
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    first = onnx_runtime.OnnxRuntimeGRU(3, 4)
+    same = onnx_runtime.OnnxRuntimeGRU(3, 4)
+    same.load_state_dict(first.state_dict())
+    other = onnx_runtime.OnnxRuntimeGRU(3, 4)  # other initial weights
+    x = torch.randn(5, 2, 3)
+    outputs = [module(x)[0] for module in (first, same, other)]
+    assert same._onnx[2] is first._onnx[2] and other._onnx[2] is not first._onnx[2]
+    assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
+    same.weight_hh_l0.data.mul_(2)  # a write the version counter misses: its own export again
+    assert not torch.equal(same(x)[0], outputs[0]) and same._onnx[2] is not first._onnx[2]
+    assert torch.equal(first(x)[0], outputs[0])
+
+
 @pytest.mark.skipif(not reset_peak(), reason="the kernel does not let a process reset its peak")
 def test_peak_rss_growth_sees_memory_torch_does_not_allocate():
     import numpy as np

@@ -3,10 +3,11 @@ onnxruntime-gru): the other common way a recurrent model leaves Python.
 
 The module is torch's own class (so torch's weights load by name and torch validates its
 arguments), with a forward that never runs torch's kernels: the first call — and the first call
-after the weights changed, or the thread count — exports a plain copy of the module with
-``torch.onnx.export`` (the TorchScript-based exporter, ``dynamo=False``: it writes ONNX's own
-LSTM/GRU operators in milliseconds, where the dynamo exporter takes seconds per export) with
-dynamic sequence and batch axes, and opens an onnxruntime ``InferenceSession`` on the CPU
+after the weights changed, or the thread count — exports a plain copy of the module (or takes the
+session of the same export made earlier in the process: same class, sizes, thread count and weight
+bytes) with ``torch.onnx.export`` (the TorchScript-based exporter, ``dynamo=False``: it writes
+ONNX's own LSTM/GRU operators in milliseconds, where the dynamo exporter takes seconds per export)
+with dynamic sequence and batch axes, and opens an onnxruntime ``InferenceSession`` on the CPU
 provider with ``intra_op_num_threads`` set to torch's thread count, so ``--threads`` pins both
 runtimes. Later calls feed numpy arrays to the session.
 
@@ -23,7 +24,9 @@ entries are listed as unavailable with that command, and their checks are *not s
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import importlib.util
 import io
 import warnings
@@ -59,6 +62,33 @@ def export(module: nn.Module, example: tuple, inputs: list[str], outputs: list[s
     return buffer.getvalue()
 
 
+# Process-wide: the sessions of the last SESSIONS_KEPT exports, by structure, thread count and
+# the weights' bytes, so that modules built alike with the same weights (a conformance case's
+# checks build one each) share one export (~50 ms) instead of each making its own.
+SESSIONS_KEPT = 64
+_SESSIONS: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+
+
+def new_session(torch_class: type[nn.RNNBase], config: dict, weights: dict[str, Tensor],
+                names: list[str]) -> Any:
+    """An onnxruntime session of a plain ``torch_class(**config)`` holding ``weights``."""
+    import onnxruntime
+
+    plain = torch_class(**config, dtype=torch.float32).eval()
+    with torch.no_grad():
+        plain.load_state_dict(weights)
+    rows = config["num_layers"] * (2 if config["bidirectional"] else 1)
+    x = torch.zeros(2, 1, config["input_size"])
+    state = tuple(torch.zeros(rows, 1, config["hidden_size"]) for _ in names)
+    model = export(plain, (x, state if len(state) == 2 else state[0]), ["input", *names],
+                   ["output", *[n.replace("0", "n") for n in names]])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors reach the caller as exceptions
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeMixin:
     """forward: validate as torch does, then run the exported model in onnxruntime."""
 
@@ -72,29 +102,24 @@ class OnnxRuntimeMixin:
         """The onnxruntime session of the current weights: exported again when a parameter's
         bytes differ from the export's (a version counter misses writes through ``.data``) or
         torch's thread count changed."""
-        import onnxruntime
-
         cached = getattr(self, "_onnx", None)  # (threads, snapshot, session) of the last export
         threads = torch.get_num_threads()
         if cached is not None and cached[0] == threads and cached[1].matches(self.parameters()):
             return cached[2]
         config = {k: getattr(self, k) for k in ("input_size", "hidden_size", "num_layers",
                                                  "bias", "bidirectional")}
-        plain = self.torch_class(**config, dtype=torch.float32).eval()
-        with torch.no_grad():
-            plain.load_state_dict({k: v.detach().cpu().float() for k, v in
-                                   self.state_dict().items()})
-        rows, names = self.num_layers * (2 if self.bidirectional else 1), self.state_names()
-        x = torch.zeros(2, 1, self.input_size)
-        state = tuple(torch.zeros(rows, 1, self.hidden_size) for _ in names)
-        model = export(plain, (x, state if len(state) == 2 else state[0]), ["input", *names],
-                       ["output", *[n.replace("0", "n") for n in names]])
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors reach the caller as exceptions
-        session = onnxruntime.InferenceSession(model, options,
-                                               providers=["CPUExecutionProvider"])
+        weights = {k: v.detach().cpu().float().contiguous() for k, v in self.state_dict().items()}
+        digest = hashlib.sha256()
+        for name, tensor in weights.items():
+            digest.update(name.encode())
+            digest.update(tensor.numpy().tobytes())
+        key = (type(self), *config.values(), threads, digest.hexdigest())
+        session = _SESSIONS.pop(key, None)
+        if session is None:
+            session = new_session(self.torch_class, config, weights, self.state_names())
+        _SESSIONS[key] = session  # the most recently used last
+        while len(_SESSIONS) > SESSIONS_KEPT:
+            _SESSIONS.popitem(last=False)
         self._onnx = (threads, Snapshot.take(self.parameters()), session)
         return session
 
