@@ -49,10 +49,9 @@ BACKENDS = ("aten", "onednn", "native")
 # 99.8 and 99.3 us).
 MARGIN = 0.97
 NATIVE_MAX_ROWS = 4  # the compiled product streams W^T once per row: a candidate up to 4
-# A product whose shape class holds at most this many multiply-adds (e.g. 8 rows, 8 -> 32: the
-# conformance suites' cases) takes about a microsecond on any backend: per-call overheads decide,
-# aten's is the smallest (oneDNN packs its weight per call, ~270 us here), and measuring would
-# cost 20-70 ms per shape class and pick by noise between aten and the compiled product.
+# At most this many multiply-adds per product (shape classes: the conformance cases) run on aten,
+# unmeasured: ~1 us on any backend, aten's call the cheapest (oneDNN packs W per call, ~270 us);
+# measuring cost 20-70 ms per class and chose by noise between aten and the compiled product.
 TINY_PRODUCT = 2**14
 ENV_VAR = "SEQ_HARNESS_GEMM"  # auto (default), aten, onednn or native: every fast layer's default
 
@@ -98,7 +97,6 @@ class OneDnnGemm(AtenGemm):
     def linear_add(self, x: Tensor, packed: Tensor, into: Tensor) -> Tensor:
         # One oneDNN call: the GEMM with a binary post-op; a new tensor, ``into`` is not written.
         return torch.ops.mkldnn._linear_pointwise.binary(x, into, packed, None, "add")
-
 
 
 class NativeGemm(AtenGemm):
@@ -208,8 +206,7 @@ def decide(like: Tensor, rows: int, inner: int, outer: int, *, uses: int = 1,
     if len(candidates) == 1:
         return Decision("aten", "; ".join(dict.fromkeys(why_not.values())))
     if shape_class(rows) * shape_class(inner) * shape_class(outer) <= TINY_PRODUCT:
-        return Decision("aten", f"not measured: ({rows}x{inner}) @ ({inner}x{outer}) is a tiny "
-                        "product, where per-call overheads decide and aten's is the smallest")
+        return Decision("aten", f"not measured: ({rows}x{inner}) @ ({inner}x{outer}) is tiny")
     key = (like.device.type, str(like.dtype), torch.get_num_threads(),
            shape_class(rows), shape_class(inner), shape_class(outer), candidates,
            shape_class(uses))
@@ -224,21 +221,16 @@ def measure(key: tuple, *, budget_s: float = 0.12, rounds: tuple[int, int] = (3,
             ) -> Decision:
     """Time a recurrence of the key's shape on each candidate backend (the key's candidates),
     interleaved round by round (at least rounds[0], at most rounds[1], while within
-    ``budget_s``), each ranked by its fastest round (on a shared machine a burst of someone
-    else's work slows some rounds, never speeds one up; the medians of two first-use
-    measurements at B=1 picked the slower backend in two bench workers of three). oneDNN wins
-    over aten only when below MARGIN times its time. Each round packs the weight too, and a
-    product is charged its share of that (the key's last part: products per packing): oneDNN's
-    reorder of a 2048 x 512 weight costs ~0.4-2.4 ms, negligible at B=64, up to half of a T=100
-    LSTM's projection at B=1. A round is ~2 ms of steps, and one step when a product takes
-    longer (a 1280-row input projection: ~26 ms), so a large shape costs 2 x (1 + rounds[0])
-    products.
-
-    One round is a chain of 1-32 steps as a fast layer runs them: ``linear_add`` of the previous
-    step's output into this step's input projection, then an elementwise op on the result. A
-    GEMM timed alone, repeated on the same operands, ranks the backends differently: at one row
-    (B=1) oneDNN's inner product is faster alone and slower inside the loop, by ~15 us a step
-    here, which is what a layer pays."""
+    ``budget_s``), each ranked by its fastest round (a burst of someone else's work slows some
+    rounds, never speeds one up; medians of first-use measurements at B=1 picked the slower
+    backend in two bench workers of three). oneDNN wins over aten only when below MARGIN times
+    its time. Each round packs the weight too, a product charged its share of that (the key's
+    last part: products per packing): oneDNN's reorder of a 2048 x 512 weight costs ~0.4-2.4
+    ms, up to half of a T=100 LSTM's projection at B=1. A round is ~2 ms of steps, or one step
+    when a product takes longer (a 1280-row input projection: ~26 ms). A round chains 1-32
+    steps as a fast layer runs them: ``linear_add`` of the previous step's output into this
+    step's input projection, then an elementwise op. A GEMM timed alone ranks the backends
+    otherwise: at B=1 oneDNN's inner product is faster alone, ~15 us a step slower in the loop."""
     _device, _dtype, _threads, rows, inner, outer, candidates, uses = key
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(outer, inner, generator=generator) / math.sqrt(inner)
