@@ -8,6 +8,7 @@ import json
 import math
 from datetime import datetime, timezone
 from itertools import pairwise
+from math import comb
 
 import numpy as np
 import pytest
@@ -15,22 +16,30 @@ import pytest
 from harness.cli import main
 from harness.history.drift_asv import asv_alarms
 from harness.history.drift_calibration import (
+    ALPHAS,
+    FALSE_ALARM_GOAL,
     GAPS,
-    SCALES,
     STEP,
     STEPS,
     WARMUP,
     WINDOW,
     SimulationRequest,
     evaluate,
+    false_alarms,
     make_histories,
     onsets,
     shrunk,
-    tune_penalty,
+    tune_alpha,
 )
 from harness.history.drift_noise import RUNS_DIR, SETTINGS_FILE, MeasuredNoise, run_values
-from harness.history.drift_rules import AsvRegressions, HistoryCheck, LookbackZ, PreviousResult
-from harness.history.judge import NEW_REGRESSION, judge_timelines
+from harness.history.drift_rules import (
+    Alarm,
+    AsvRegressions,
+    HistoryCheck,
+    LookbackZ,
+    PreviousResult,
+)
+from harness.history.judge import ALPHA, NEW_REGRESSION, judge_timelines
 from harness.history.timelines import RunRef, Timeline, Timelines
 from tests.synthetic_history import run_info, timing, write_run
 
@@ -94,7 +103,9 @@ def test_a_drift_of_small_steps_is_one_new_regression():
 def test_history_check_online_alarms_after_a_clear_step_and_stays_quiet_when_flat():
     values = np.concatenate([QUIET[:30], QUIET[:15] * 1.10])
     alarms = HistoryCheck().alarms(values, range(WARMUP, len(values)))
-    assert min(alarms) in (31, 32)  # seen once two runs after the step are in
+    # seen once five runs after the step are in: with 30 runs before it, four runs above all of
+    # them are a rank test's p of 1 / C(34, 4) = 2.2e-5, above the default alpha of 1e-5
+    assert min(alarms) == 34 and comb(34, 4) * ALPHA < 1 < comb(35, 5) * ALPHA
     assert all(a.first_bad == 30 and a.covers(1.10) for a in alarms.values())
     assert HistoryCheck().alarms(QUIET, range(WARMUP, len(QUIET))) == {}
 
@@ -145,10 +156,23 @@ def test_rates_on_quiet_noise():
     assert onsets([3, 4, 5, 9, 11, 12]) == 3
 
 
-def test_tuning_stops_at_the_first_scale_within_the_goal_and_quieter_noise_keeps_its_shape():
+def test_tuning_stops_at_the_first_alpha_within_the_goal_and_quieter_noise_keeps_its_shape():
     request = SimulationRequest(histories=3, seed=1)
-    tried = tune_penalty(QUIET, request, lambda scale: HistoryCheck(penalty_scale=scale))
-    assert tried == [(SCALES[0], 0.0)]  # quiet noise: the first scale already raises none
+    tried = tune_alpha(QUIET, request, lambda alpha: HistoryCheck(alpha=alpha))
+    assert [alpha for alpha, _ in tried] == list(ALPHAS[:len(tried)])
+    assert tried[-1][1] <= FALSE_ALARM_GOAL
+    assert all(alarms > FALSE_ALARM_GOAL for _, alarms in tried[:-1])
+
+    class Loud:  # alarms every 10th commit above an alpha of 5e-4
+        def __init__(self, alpha):
+            self.alpha = alpha
+
+        def alarms(self, values, commits):
+            return {n: Alarm(n, 1.1) for n in commits if n % 10 == 0 and self.alpha > 5e-4}
+
+    loud = tune_alpha(QUIET, request, Loud)
+    assert [alpha for alpha, _ in loud] == [1e-2, 1e-3, 3e-4]
+    assert loud[0][1] == loud[1][1] > FALSE_ALARM_GOAL and loud[2][1] == 0.0
     loud = shrunk(QUIET, 0.02)
     assert np.std(np.log(loud), ddof=1) == pytest.approx(0.02)
     assert np.argsort(loud).tolist() == np.argsort(QUIET).tolist()
@@ -196,7 +220,8 @@ def test_calibrate_drift_analyze_judges_measured_runs_again(tmp_path, capsys):
     text = (tmp_path / "calibration-drift.md").read_text()
     assert text == out.read_text() and "10 runs of 2 fresh processes" in text
     assert "under load" not in text and "**Tuning** (on a separate measurement" in text
-    assert "penalty scale 4" in text and "**The same noise, quieter**" in text
+    assert "by the alpha of its test of the latest level: 0.01:" in text
+    assert "**The same noise, quieter**" in text
     for name in ("seq-harness history check", "github-action-benchmark", "asv", "Conbench",
                  "CodSpeed"):
         assert name in text
@@ -204,3 +229,22 @@ def test_calibrate_drift_analyze_judges_measured_runs_again(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["calibrate", "--drift", "--help"])
     assert "--processes-per-run" in capsys.readouterr().out
+
+
+def test_the_default_alpha_keeps_flat_heavy_tailed_histories_quiet_where_five_percent_cries_wolf():
+    """history check judges every series after every commit, so its test of the latest level
+    runs ~100 times per 100 commits: at 5% it alarms on histories with nothing in them; at the
+    default alpha it does not (Student t noise, 3 degrees of freedom, 5% scale: the tails this
+    project's machines show)."""
+    noise = np.exp(np.random.default_rng(8).standard_t(3, 60) * 0.05)
+    flat = make_histories(noise, SimulationRequest(histories=12, seed=4), stepped=False)
+    assert false_alarms(HistoryCheck(alpha=0.05), flat)[0] >= 5
+    assert false_alarms(HistoryCheck(), flat)[0] == 0
+
+
+def test_the_command_s_default_alpha_is_the_judge_s(capsys):
+    with pytest.raises(SystemExit):
+        main(["history", "check", "--help"])
+    assert "default 1e-5" in capsys.readouterr().out and ALPHA == 1e-5
+    assert main(["history", "check", "--alpha", "0", "--db", "sqlite://"]) == 2
+    assert "--alpha 0 is invalid" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def add_drift_options(calibrate: argparse.ArgumentParser) -> None:
                        help="resample runs in blocks of B consecutive ones (default 1: "
                        "independent draws)")
     group.add_argument("--tune-on", metavar="DIR",
-                       help="another drift measurement: the smallest penalty scale keeping "
+                       help="another drift measurement: the largest alpha of history check keeping "
                        "false alarms within 1%% on its histories, reported on these")
 
 

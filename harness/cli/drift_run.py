@@ -14,7 +14,7 @@ from harness.history.drift_calibration import (
     SimulationRequest,
     calibrate,
     shrunk,
-    tune_penalty,
+    tune_alpha,
 )
 from harness.history.drift_noise import (
     RUNS_DIR,
@@ -25,6 +25,7 @@ from harness.history.drift_noise import (
     run_values,
 )
 from harness.history.drift_rules import HistoryCheck, anchors
+from harness.history.judge import ALPHA
 from harness.latency.grids import load_grid
 from harness.records import ResultsError, RunInfo, iter_records, read_run_info, write_run_info
 from harness.registry import choose_one
@@ -60,8 +61,8 @@ def drift_run(args: argparse.Namespace, argv: list[str]) -> int:
     ours = [HistoryCheck(min_effect=args.min_effect),
             HistoryCheck(min_effect=args.min_effect, drifts=False)]
     tuning = tuned(args, simulation) if args.tune_on else None
-    if tuning is not None and tuning.scale is not None:
-        ours.insert(1, HistoryCheck(min_effect=args.min_effect, penalty_scale=tuning.scale))
+    if tuning is not None and tuning.alpha not in (None, ALPHA):
+        ours.insert(1, HistoryCheck(min_effect=args.min_effect, alpha=tuning.alpha))
     results = calibrate(noise.ratios, simulation, [*ours, *anchors()])
     # the same shape of noise, quieter: where the goal is within reach
     small = SimulationRequest(histories=min(args.histories, 300), block=args.block, seed=2)
@@ -81,7 +82,7 @@ def drift_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def tuned(args: argparse.Namespace, simulation: SimulationRequest) -> Tuning:
-    """The penalty scale chosen on the measurement in --tune-on (its own histories, seed 1)."""
+    """The alpha chosen on the measurement in --tune-on (its own histories, seed 1)."""
     where = Path(args.tune_on)
     with usage_errors():
         settings = read_settings(where)
@@ -90,9 +91,8 @@ def tuned(args: argparse.Namespace, simulation: SimulationRequest) -> Tuning:
                               settings["processes_per_run"], settings["seconds"])
     request = SimulationRequest(histories=min(simulation.histories, 500),
                                 block=simulation.block, seed=1)
-    tried = tune_penalty(noise.ratios, request,
-                         lambda scale: HistoryCheck(min_effect=args.min_effect,
-                                                    penalty_scale=scale))
+    tried = tune_alpha(noise.ratios, request,
+                       lambda alpha: HistoryCheck(min_effect=args.min_effect, alpha=alpha))
     return Tuning(where=str(where), noise=noise, histories=request.histories,
                   tried=tuple(tried), load=load_words(settings))
 

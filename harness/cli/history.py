@@ -44,6 +44,11 @@ def add_parser(commands) -> None:
                             help="smallest slowdown that fails the check (default 0.03: 3%%)")
         parser.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
                             help="level of the ratios' intervals (default 0.95)")
+        # the default is harness.history.judge.ALPHA (not imported here: SQLAlchemy is heavy)
+        parser.add_argument("--alpha", type=float, default=1e-5, metavar="P",
+                            help="significance of the rank test that makes a series' latest "
+                            "slowdown a new regression, each time it is judged (default 1e-5: "
+                            "calibrated on measured noise, see docs/history.md)")
     for parser in (add, listing, check, page):
         parser.add_argument("--db", metavar="URL", help=DB_HELP)
 
@@ -52,6 +57,8 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.history import HistoryError, open_database
     from harness.records import ResultsError
 
+    if args.action in ("check", "page"):
+        confidence(args)  # bad settings are refused before the database is opened
     with usage_errors(HistoryError, ResultsError, ValueError):
         engine = open_database(args.db, create=args.action == "add")
         try:
@@ -89,8 +96,11 @@ def show(engine, args: argparse.Namespace) -> int:
 
 
 def confidence(args: argparse.Namespace) -> float:
+    """--confidence, once --alpha is known to be valid too."""
     if not 0.0 < args.confidence < 1.0:
         raise UsageError(f"--confidence {args.confidence:g} is invalid; expected 0 < it < 1")
+    if not 0.0 < args.alpha < 1.0:
+        raise UsageError(f"--alpha {args.alpha:g} is invalid; expected 0 < it < 1, e.g. 1e-5")
     return args.confidence
 
 
@@ -99,7 +109,8 @@ def page(engine, args: argparse.Namespace) -> int:
     from harness.history.page_data import gather
 
     commit_links(args.commit_url)  # a bad template is refused before any work
-    data = gather(engine, min_effect=args.min_effect, confidence=confidence(args))
+    data = gather(engine, min_effect=args.min_effect, confidence=confidence(args),
+                  alpha=args.alpha)
     path = write_page(data, args.out, commit_url=args.commit_url)
     charts, machines = sum(len(m.charts) for m in data.machines), len(data.machines)
     print(f"seq-harness history: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {charts:,} "
@@ -115,7 +126,8 @@ def check(engine, args: argparse.Namespace) -> int:
     from harness.history.anchors import anchor_findings
 
     confidence(args)
-    judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence)
+    judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence,
+                      alpha=args.alpha)
     drift = anchor_findings(engine)
     tables = []
     if judgement.changes:

@@ -30,7 +30,7 @@ STEP, STEPS, GAPS = 0.01, 5, (3, 10)
 WINDOW, BLAME_TOLERANCE, WARMUP = 10, 2, 10
 LENGTHS = (100, 150)
 FALSE_ALARM_GOAL = 1.0  # alarm onsets per series per 100 commits, in percent
-SCALES = (4.0, 8.0, 16.0, 32.0, 64.0)  # penalty scales tried, smallest first
+ALPHAS = (1e-2, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)  # history check's, largest first
 QUIETER = (0.02, 0.01, 0.005)  # log sds the measured noise is shrunk to
 
 
@@ -159,16 +159,16 @@ def false_alarms(rule, flat: Sequence[History]) -> tuple[int, int]:
     return found, judged
 
 
-def tune_penalty(ratios: np.ndarray, request: SimulationRequest,
-                 rule_at) -> list[tuple[float, float]]:
-    """(scale, false alarms per series per 100 commits) on flat histories of ``ratios`` for
-    each of SCALES, smallest first, up to the first within FALSE_ALARM_GOAL; ``rule_at``: the
-    rule at a scale. Tune on a measurement other than the one reported on."""
+def tune_alpha(ratios: np.ndarray, request: SimulationRequest,
+               rule_at) -> list[tuple[float, float]]:
+    """(alpha, false alarms per series per 100 commits) on flat histories of ``ratios`` for
+    each of ALPHAS, largest first, up to the first within FALSE_ALARM_GOAL; ``rule_at``: the
+    rule at an alpha. Tune on a measurement other than the one reported on."""
     flat = make_histories(ratios, request, stepped=False)
     tried = []
-    for scale in SCALES:
-        found, judged = false_alarms(rule_at(scale), flat)
-        tried.append((scale, 100.0 * found / judged * 100.0))
+    for alpha in ALPHAS:
+        found, judged = false_alarms(rule_at(alpha), flat)
+        tried.append((alpha, 100.0 * found / judged * 100.0))
         if tried[-1][1] <= FALSE_ALARM_GOAL:
             break
     return tried

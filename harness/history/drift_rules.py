@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.history.changes import change_points, describe_changes
 from harness.history.drift_asv import asv_alarms
-from harness.history.judge import NEW_REGRESSION, drift, verdict
+from harness.history.judge import ALPHA, newest_slowdown
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,22 @@ class Alarm:
 @dataclass(frozen=True)
 class HistoryCheck:
     """``history check``'s rule on one series: change points (harness.history.changes) and an
-    alarm when the latest is a new regression, or the trailing slowdowns together are one (a
-    drift; harness.history.judge). ``drifts=False``: the latest change alone."""
+    alarm when the trailing slowdowns together are a new regression at ``alpha``
+    (harness.history.judge.newest_slowdown). ``drifts=False``: the latest change alone."""
 
     min_effect: float = 0.03
     penalty_scale: float | None = None  # None: changes.PENALTY_SCALE
     min_size: int = 2
     confidence: float = 0.95
     drifts: bool = True
+    alpha: float = ALPHA
 
     @property
     def name(self) -> str:
         scale = "" if self.penalty_scale is None else f", penalty scale {self.penalty_scale:g}"
+        level = "" if self.alpha == ALPHA else f", alpha {self.alpha:g}"
         return ("seq-harness history check" + ("" if self.drifts else ", latest change only")
-                + scale)
+                + scale + level)
 
     def at(self, values: np.ndarray) -> Alarm | None:
         extra = {} if self.penalty_scale is None else {"penalty_scale": self.penalty_scale}
@@ -68,14 +70,12 @@ class HistoryCheck:
         if not indices:
             return None
         found = describe_changes(values, indices, confidence=self.confidence)
-        latest = found[-1]
-        if verdict(latest, latest=True, min_effect=self.min_effect) != NEW_REGRESSION:
-            slow = drift(values, found, min_effect=self.min_effect,
-                         confidence=self.confidence) if self.drifts else None
-            if slow is None:
-                return None
-            latest = slow[0]
-        return Alarm(latest.index, latest.ratio, latest.low, latest.high)
+        newest = newest_slowdown(values, found, min_effect=self.min_effect, alpha=self.alpha,
+                                 confidence=self.confidence, drifts=self.drifts)
+        if newest is None:
+            return None
+        change = newest[0]
+        return Alarm(change.index, change.ratio, change.low, change.high)
 
     def alarms(self, values: np.ndarray, commits: range) -> dict[int, Alarm]:
         return {n: a for n in commits if (a := self.at(values[:n + 1])) is not None}

@@ -103,8 +103,8 @@ def render(data: PageData, *, commit_url: str | None = None,
         f'<p id="summary" class="summary {state}">{escape(data.summary())}</p>',
         f'<p class="meta">Generated {when} from {data.runs:,} runs; changes and breakages as '
         f"<code>seq-harness history check --min-effect {data.min_effect:g} --confidence "
-        f"{data.confidence:g}</code> judges them (runs from modified checkouts left out: "
-        f"{data.judgement.dirty_runs:,}).</p>",
+        f"{data.confidence:g} --alpha {data.alpha:g}</code> judges them (runs from modified "
+        f"checkouts left out: {data.judgement.dirty_runs:,}).</p>",
         '<pre id="errors" class="errors" hidden></pre>',
         f'<label>Machine <select id="machine">{options}</select></label></header>',
         regressions_section(data, link), breakages_section(data.judgement.breakages, link),

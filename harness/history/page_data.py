@@ -32,6 +32,7 @@ from harness.history.anchors import (
 )
 from harness.history.changes import noise_sigma
 from harness.history.judge import (
+    ALPHA,
     IMPROVEMENT,
     NEW_REGRESSION,
     REGRESSION,
@@ -105,6 +106,7 @@ class PageData:
     min_effect: float
     confidence: float
     anchor_points: tuple[AnchorPoint, ...] = ()  # every gate against an anchor, clean runs
+    alpha: float = ALPHA
 
     def drift_of(self, key: str) -> tuple[DriftChart, ...]:
         """The drift charts of the machine whose page key is ``key``."""
@@ -179,14 +181,16 @@ def listed(items: list[str]) -> str:
 
 
 def gather(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95,
-           now: datetime | None = None) -> PageData:
+           alpha: float = ALPHA, now: datetime | None = None) -> PageData:
     """The page's data from the database (see the module docstring)."""
     timelines = load(engine)
-    judgement = judge_timelines(timelines, min_effect=min_effect, confidence=confidence)
+    judgement = judge_timelines(timelines, min_effect=min_effect, confidence=confidence,
+                                alpha=alpha)
     return PageData(machines=machine_pages(timelines, judgement), judgement=judgement,
                     runs=timelines.runs - timelines.dirty_runs,
                     generated=now or datetime.now(timezone.utc), min_effect=min_effect,
-                    confidence=confidence, anchor_points=load_anchor_points(engine))
+                    confidence=confidence, anchor_points=load_anchor_points(engine),
+                    alpha=alpha)
 
 
 def machine_key(machine_id: int) -> str:

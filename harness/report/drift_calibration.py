@@ -20,14 +20,15 @@ from harness.history.drift_calibration import (
     SimulationRequest,
 )
 from harness.history.drift_noise import MeasuredNoise
+from harness.history.judge import ALPHA
 
 GOAL_DETECTED, GOAL_FALSE_ALARMS, GOAL_BLAME = 0.90, FALSE_ALARM_GOAL, 0.90
 
 
 @dataclass(frozen=True)
 class Tuning:
-    """The penalty scales tried on another measurement's flat histories (``where``), smallest
-    first: (scale, false alarms per series per 100 commits)."""
+    """``history check``'s alphas tried on another measurement's flat histories (``where``),
+    largest first: (alpha, false alarms per series per 100 commits)."""
 
     where: str
     noise: MeasuredNoise
@@ -36,22 +37,23 @@ class Tuning:
     load: str
 
     @property
-    def scale(self) -> float | None:
-        """The first scale within the false-alarm goal (None: none of them)."""
-        scale, alarms = self.tried[-1]
-        return scale if alarms <= GOAL_FALSE_ALARMS else None
+    def alpha(self) -> float | None:
+        """The largest alpha within the false-alarm goal (None: none of them)."""
+        alpha, alarms = self.tried[-1]
+        return alpha if alarms <= GOAL_FALSE_ALARMS else None
 
     def lines(self) -> list[str]:
-        tried = ", ".join(f"{scale:g}: {alarms:.2f}%" for scale, alarms in self.tried)
-        chosen = (f"the smallest within {GOAL_FALSE_ALARMS:g}% is **{self.scale:g}**, its row "
-                  "above" if self.scale is not None else
+        tried = ", ".join(f"{alpha:g}: {alarms:.2f}%" for alpha, alarms in self.tried)
+        chosen = (f"the largest within {GOAL_FALSE_ALARMS:g}% is **{self.alpha:g}**"
+                  + (" (harness.history.judge.ALPHA, the default)" if self.alpha == ALPHA
+                     else ", its row above") if self.alpha is not None else
                   f"none of them kept false alarms within {GOAL_FALSE_ALARMS:g}%")
         return [f"**Tuning** (on a separate measurement, `{self.where}`: {self.noise.runs} runs "
                 f"of {self.noise.processes_per_run} processes{self.load}, log sd "
                 f"{self.noise.log_sd:.1%}): false alarms per series per 100 commits of "
                 f"`history check` on {self.histories} flat histories of that measurement's "
-                f"noise, by penalty scale (harness.history.changes.PENALTY_SCALE): {tried}; "
-                f"{chosen}. The scale is chosen there, not on the runs reported here."]
+                f"noise, by the alpha of its test of the latest level: {tried}; "
+                f"{chosen}. The alpha is chosen there, not on the runs reported here."]
 
 
 def percent(value: float, digits: int = 1) -> str:
@@ -77,9 +79,13 @@ def noise_lines(noise: MeasuredNoise, *, level_s: float, load: str) -> list[str]
     ]
 
 
+def goal_met(ours: RuleResult) -> bool:
+    return (ours.detected >= GOAL_DETECTED and ours.false_alarms_per_100 <= GOAL_FALSE_ALARMS
+            and ours.blame >= GOAL_BLAME)
+
+
 def goal_line(ours: RuleResult) -> str:
-    met = (ours.detected >= GOAL_DETECTED and ours.false_alarms_per_100 <= GOAL_FALSE_ALARMS
-           and ours.blame >= GOAL_BLAME)
+    met = goal_met(ours)
     return (f"**Goal** (issue 24 §2): at least {GOAL_DETECTED:.0%} detected within {WINDOW} "
             f"commits of the fifth step, at most {GOAL_FALSE_ALARMS:g}% false alarms per series "
             f"per 100 commits, the blamed range within ±{BLAME_TOLERANCE} commits of a true step. "
@@ -125,10 +131,11 @@ def quieter_meaning(quieter: Sequence[tuple[float, Sequence[RuleResult]]]) -> st
                      f"({ours.false_alarms_per_100:.2f}% false alarms, blame "
                      f"{percent(ours.blame)})"
                      + (f", the latest change alone {percent(alone.detected)}" if alone else ""))
-    return ("On this machine's shape of noise made quieter, `history check` with its default "
-            "penalty: " + "; ".join(parts) + ". A slow drift of +1% steps is within its reach "
-            "only where the run-to-run noise is about 1% or less; the drift rule (trailing "
-            "slowdowns judged together) is what finds it there.")
+    met = [sd for sd, found in quieter if goal_met(found[0])]
+    reach = (f"The goal is met at a log sd of {', '.join(f'{sd:.1%}' for sd in met)}."
+             if met else "The goal is met at none of them.")
+    return ("On this machine's shape of noise made quieter, `history check` with its defaults: "
+            + "; ".join(parts) + ". " + reach)
 
 
 def quieter_lines(quieter: Sequence[tuple[float, Sequence[RuleResult]]],
