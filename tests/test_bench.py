@@ -102,6 +102,20 @@ def test_plan_keeps_the_grid_families_and_the_capabilities():
     assert not any(spec.name.endswith("cudagraph") for spec, _ in plan.tasks())
 
 
+def test_skip_impl_leaves_registry_entries_out_of_the_timings(capsys):
+    from harness.cli import build_parser
+    from harness.cli.bench import plans
+
+    args = build_parser().parse_args(["bench", "--grid", "standard", "--skip-impl", "torch-gru",
+                                      "--skip-impl", "fast-gru"])
+    [plan] = plans(args)
+    timed = {spec.name for spec, _ in plan.tasks()}
+    assert "torch-lstm" in timed and not timed & {"torch-gru", "fast-gru"}
+    assert main(["bench", "--skip-impl", "torch-gruu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--skip-impl 'torch-gruu' is not a registry entry" in err
+
+
 def test_rotations_differ_per_worker():
     items = list(range(5))
     orders = [rotated(items, k) for k in range(4)]

@@ -21,7 +21,7 @@ from harness.cli.common import (
     resumed,
     usage_errors,
 )
-from harness.conformance.options import SELECTION, add_options
+from harness.conformance.options import SELECTION, SKIP_IMPL, add_options
 from harness.core.precision import TF32_MODES, set_tf32
 from harness.core.progress import Progress
 from harness.latency.export import pytest_benchmark_json
@@ -39,7 +39,7 @@ from harness.report import write_report
 
 def add_parser(commands) -> None:
     bench = commands.add_parser("bench", help="time implementations in fresh worker processes")
-    add_options(bench.add_argument, SELECTION)
+    add_options(bench.add_argument, (*SELECTION, SKIP_IMPL))
     bench.add_argument("--grid", action="append", default=[], metavar="NAME|FILE",
                        help=f"{', '.join(LATENCY_GRIDS)} (default: smoke), or a JSON grid file "
                        "(repeatable: grids run one after the other)")
@@ -90,7 +90,8 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     check_phases(args.phase)
     with usage_errors():
         grids = [load_grid(name) for name in dict.fromkeys(args.grid or ["smoke"])]
-        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
+                        skipped=args.skip_impl)
     flags = {"on": (True,), "off": (False,), "both": (True, False)}[args.cudnn_benchmark]
     made = [Plan(
         specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
