@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def load_run(
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in records]
+    return [r.as_row() for r in records]
 
 
 def prepare_results_dir(out: Path, *, overwrite: bool) -> None:

@@ -8,7 +8,7 @@ compared values, and how to reproduce it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 SCHEMA_VERSION = 2  # 2 added the outcome "as torch"
@@ -67,11 +67,26 @@ class Record:
         """What identifies a check across runs: (impl, suite, check, case_id)."""
         return (self.impl, self.suite, self.check, self.case_id)
 
+    def as_row(self) -> dict[str, Any]:
+        """The fields as a dict, their values shared (not copied, as dataclasses.asdict would:
+        a report reads ten thousand records)."""
+        return {name: getattr(self, name) for name in FIELD_NAMES}
+
     def to_json(self) -> str:
-        data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        return json.dumps(data, allow_nan=True, sort_keys=False)
+        data = {"schema_version": SCHEMA_VERSION, **self.as_row()}
+        return json.dumps(data, allow_nan=True, sort_keys=False, default=plain)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in FIELD_NAMES})
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Record))  # in the order records are written
+
+
+def plain(value: Any) -> Any:
+    """JSON for a dataclass a check put into its metrics."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"a record's metrics hold {type(value).__name__!r}, which JSON cannot "
+                    "hold; valid: numbers, strings, lists, dicts, dataclasses")

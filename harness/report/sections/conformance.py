@@ -90,9 +90,9 @@ def matrix(frame: pd.DataFrame) -> str:
         named = dict(zip(keys, values))
         row = {"machine": md(named["machine"])} if by_machine else {}
         row.update({"implementation": md(named["impl"]), "family": md(named["family"])})
+        in_suites = dict(tuple(group.groupby("suite", sort=False)))
         for suite in suites:
-            in_suite = group[group["suite"] == suite]
-            row[md(suite)] = cell(in_suite) if len(in_suite) else "—"
+            row[md(suite)] = cell(in_suites[suite]) if suite in in_suites else "—"
         row["worst error"] = worst(group["output_error"])
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
@@ -108,8 +108,8 @@ def errors_matrix(frame: pd.DataFrame) -> str:
     rows = []
     for impl, group in measured.groupby("impl", sort=False):
         row = {"implementation": md(impl)}
+        largest = group.groupby("suite", sort=False)["output_error"].max()
         for suite in suites:
-            in_suite = group[group["suite"] == suite]
-            row[md(suite)] = worst(in_suite["output_error"]) if len(in_suite) else "—"
+            row[md(suite)] = sci(float(largest[suite])) if suite in largest.index else "—"
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
