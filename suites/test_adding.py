@@ -18,9 +18,15 @@ from harness.conformance.suites import SuiteInfo
 SUITE = SuiteInfo(order=100, quick=False, autograd=True)
 
 
+def work(case, quick: bool) -> float:
+    """Training steps x T x B x H² (the collection starts the longest first)."""
+    steps = budget_for(case.seq_len, quick=quick).max_steps
+    return steps * case.seq_len * case.batch * case.hidden_size ** 2
+
+
 @pytest.mark.time_limit(10)
 @cases(lambda fam: [adding_case(50)],
-       full=lambda fam: [adding_case(50), adding_case(100), adding_case(200)])
+       full=lambda fam: [adding_case(50), adding_case(100), adding_case(200)], work=work)
 def test_adding_problem(subject, check, request):
     case = subject.case
     budget = budget_for(case.seq_len, quick=request.config.getoption("scale") == "ci")

@@ -18,16 +18,23 @@ from harness.conformance.suites import SuiteInfo
 SUITE = SuiteInfo(order=105, quick=False, autograd=True)
 
 
+def work(case, quick: bool) -> float:
+    """Training steps x T x B x width² (the collection starts the longest first)."""
+    width = getattr(case, "hidden_size", None) or case.heads * case.key_dim  # a module's or op's
+    return budget_for(case, quick=quick).max_steps * case.seq_len * case.batch * width ** 2
+
+
 @pytest.mark.time_limit(10)
 @cases(lambda fam: [recall_case(2)],
-       full=lambda fam: [recall_case(2), recall_case(4), recall_case(8)])
+       full=lambda fam: [recall_case(2), recall_case(4), recall_case(8)], work=work)
 def test_associative_recall(subject, check, request):
     measured(subject, check, subject.case.hidden_size, quick(request))
 
 
 @pytest.mark.time_limit(10)
 @cases(lambda fam: [recall_op_case(2)],
-       full=lambda fam: [recall_op_case(2), recall_op_case(4), recall_op_case(8)], kind="op")
+       full=lambda fam: [recall_op_case(2), recall_op_case(4), recall_op_case(8)], kind="op",
+       work=work)
 def test_op_associative_recall(subject, check, request):
     """The same task with an op inside its family's thin layer (harness.ops.layer): 4 heads of
     16, q, k, v and gates projected from a 64-wide embedding."""

@@ -105,6 +105,17 @@ def test_latency_suite_is_opt_in_and_speaks_pytest_benchmark(pytester, run):
     assert all(b["stats"]["rounds"] >= 5 for b in saved["benchmarks"])
 
 
+def test_the_training_tasks_go_by_their_work_at_the_full_scale(pytester, run):
+    """Within one time_limit factor the cases' work orders the checks: the full scale's recall
+    of 8 pairs (3000 steps) before the adding problem at T=100, not after every adding case."""
+    result = run("--pyargs", "harness.suites", "--impl", "torch-gru", "--suite", "adding",
+                 "--suite", "recall", "--scale", "full", "--collect-only", "-q")
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_" in line]
+    assert ids == ["torch-gru:T200-B64-I2-H32", "torch-gru:T24-B64-I64-H64",
+                   "torch-gru:T100-B64-I2-H32", "torch-gru:T12-B64-I64-H64",
+                   "torch-gru:T50-B64-I2-H32", "torch-gru:T6-B64-I64-H64"]
+
+
 def test_the_longest_checks_are_collected_first(pytester, run):
     """Under several workers the training tasks (time_limit 10) start at once and the short
     checks fill in after them; otherwise the collection's order is kept."""
