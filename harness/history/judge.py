@@ -119,7 +119,7 @@ def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidenc
         newest = newest_slowdown(line.medians_s, found, min_effect=min_effect, alpha=alpha,
                                  confidence=confidence)
         said = [verdict(change, min_effect=min_effect) for change in found]
-        if found and found[-1].slower and said[-1] == REGRESSION:
+        if said and said[-1] == REGRESSION:
             said[-1] = UNSURE  # the latest slowdown, not confirmed at alpha (below)
         if newest is not None and newest[1] == 1:
             said[-1] = NEW_REGRESSION
