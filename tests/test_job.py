@@ -163,11 +163,33 @@ def test_the_quick_scale_has_a_budget_and_a_budget_is_checked(tmp_path, quick_sc
     (["job", "--suite", "nope"], ["'nope'"]),
     (["job", "--progress", "-1"], ["--progress -1"]),
     (["job", "--resume", "/nonexistent/job"], ["job.json"]),
+    (["job", "--skip-impl", "torch-gruu"], ["--skip-impl 'torch-gruu'"]),
 ])
 def test_job_bad_input_is_one_line(argv, names, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(name in err for name in names)
+
+
+def test_skip_impl_leaves_registry_entries_out_of_the_job(tmp_path, monkeypatch):
+    """--skip-impl reaches the checks' run and the timings' plans, and a resumed job keeps it."""
+    ran = []
+
+    def stop(run):
+        ran.append(run)
+        raise RuntimeError("the checks' run, seen")
+
+    monkeypatch.setattr(pipeline, "run_suites", stop)
+    out = tmp_path / "job"
+    with pytest.raises(RuntimeError, match="seen"):
+        main(["job", "--skip-impl", "torch-gru", "--skip-impl", "fast-gru", "--out", str(out)])
+    assert ran[0].skipped_impls == ("torch-gru", "fast-gru")
+    saved = pipeline.JobRequest.saved(out)
+    assert saved.skipped_impls == ("torch-gru", "fast-gru")
+    chosen = pipeline.choose(impls=(), impl_classes=(), family=None,
+                             skipped=saved.skipped_impls)
+    timed = {s.name for _, plan in pipeline.plans(saved, chosen.specs) for s in plan.specs}
+    assert timed and not timed & {"torch-gru", "fast-gru"}
 
 
 def record_keys(directory: Path) -> Counter:

@@ -11,7 +11,14 @@ from pathlib import Path
 import torch
 
 from harness.cli.common import CHECK_FAILED, UsageError, positive, resumable, usage_errors
-from harness.conformance.options import SELECTION, SHARD, SKIP_SUITE, SUITE, add_options
+from harness.conformance.options import (
+    SELECTION,
+    SHARD,
+    SKIP_IMPL,
+    SKIP_SUITE,
+    SUITE,
+    add_options,
+)
 from harness.conformance.suites import suite_files
 from harness.job.pipeline import BUDGET_S, SCALES, JobRequest, run_job
 from harness.registry import choose
@@ -20,7 +27,7 @@ from harness.registry import choose
 def add_parser(commands) -> None:
     job = commands.add_parser("job", help="the main job: every suite, the latency grids of the "
                               "scale, one report")
-    add_options(job.add_argument, (*SELECTION, SUITE, SKIP_SUITE, SHARD))
+    add_options(job.add_argument, (*SELECTION, SKIP_IMPL, SUITE, SKIP_SUITE, SHARD))
     job.add_argument("--scale", default="ci", choices=tuple(SCALES),
                      help="ci: the quick scale of every suite, the standard, varlen-small "
                      "and ops-small grids; full: the heavy suite variants, standard, varlen, "
@@ -81,10 +88,12 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
         raise UsageError(f"--out {str(out)!r} holds a job already: --overwrite replaces it, "
                          f"--resume {str(out)!r} continues it")
     with usage_errors():
-        choose(impls=args.impl, impl_classes=args.impl_class, family=args.family)
+        choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
+               skipped=args.skip_impl)
         suite_files(args.suite, args.skip_suite)
         return JobRequest(
             out=str(out), scale=args.scale, impls=tuple(args.impl),
+            skipped_impls=tuple(args.skip_impl),
             impl_classes=tuple(args.impl_class), family=args.family, suites=tuple(args.suite),
             skipped=tuple(args.skip_suite), workers=args.workers,
             threads=args.threads, check_timeout=args.check_timeout, report=args.report,

@@ -110,6 +110,7 @@ class JobRequest:
     scale: str = "ci"
     impls: tuple[str, ...] = ()
     impl_classes: tuple[str, ...] = ()
+    skipped_impls: tuple[str, ...] = ()  # the registry less these (--skip-impl)
     family: str | None = None
     suites: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
@@ -184,7 +185,7 @@ def run_job(request: JobRequest, *, resume: bool = False,
     began = time.monotonic()
     out = Path(request.out)
     chosen = choose(impls=request.impls, impl_classes=request.impl_classes,
-                    family=request.family)
+                    family=request.family, skipped=request.skipped_impls)
     if not resume:
         prepare_results_dir(out, overwrite=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,8 @@ def run_job(request: JobRequest, *, resume: bool = False,
     outcome = run_suites(SuiteRun(
         files=tuple(suite_files(request.suites, request.skipped, every=True)), out=checks,
         skipped=request.skipped, all_suites=True, impls=request.impls,
-        impl_classes=request.impl_classes, family=request.family,
+        impl_classes=request.impl_classes, skipped_impls=request.skipped_impls,
+        family=request.family,
         scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,
         workers=request.workers, progress_s=request.progress_s, shard=request.shard,
