@@ -93,7 +93,8 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     found, sequential, pools = rates(request, out)
     context = (f"`{' '.join(info.argv)}` on {info.machine}, torch {info.torch}, "
                f"{args.threads} thread(s), {info.created}: {request.spec.name}, {args.phase}, "
-               f"{request.grid.cases[0].id}.")
+               f"{request.grid.cases[0].id}."
+               + (f" Judged again by `seq-harness {' '.join(argv)}`." if args.analyze else ""))
     text = calibration_document(found, sequential, pools, per_side=args.per_side,
                                 repetitions=args.repetitions, alpha=args.alpha,
                                 min_effect=args.min_effect, measure_s=seconds,

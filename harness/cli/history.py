@@ -49,6 +49,11 @@ def add_parser(commands) -> None:
                             help="significance of the rank test that makes a series' latest "
                             "slowdown a new regression, each time it is judged (default 1e-5: "
                             "calibrated on measured noise, see docs/history.md)")
+        # the default is harness.history.anchors.CONFIRM
+        parser.add_argument("--anchor-confirm", type=int, default=2, metavar="N",
+                            help="gates against the anchor in a row that must say regression "
+                            "before a cumulative regression fails (default 2: one gate's rare "
+                            "false alarm warns, see docs/history.md)")
     for parser in (add, listing, check, page):
         parser.add_argument("--db", metavar="URL", help=DB_HELP)
 
@@ -101,6 +106,9 @@ def confidence(args: argparse.Namespace) -> float:
         raise UsageError(f"--confidence {args.confidence:g} is invalid; expected 0 < it < 1")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha {args.alpha:g} is invalid; expected 0 < it < 1, e.g. 1e-5")
+    if args.anchor_confirm < 1:
+        raise UsageError(f"--anchor-confirm {args.anchor_confirm} is invalid; expected 1 or "
+                         "more gates in a row, e.g. 2")
     return args.confidence
 
 
@@ -110,7 +118,7 @@ def page(engine, args: argparse.Namespace) -> int:
 
     commit_links(args.commit_url)  # a bad template is refused before any work
     data = gather(engine, min_effect=args.min_effect, confidence=confidence(args),
-                  alpha=args.alpha)
+                  alpha=args.alpha, anchor_confirm=args.anchor_confirm)
     path = write_page(data, args.out, commit_url=args.commit_url)
     charts, machines = sum(len(m.charts) for m in data.machines), len(data.machines)
     print(f"seq-harness history: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {charts:,} "
@@ -128,7 +136,7 @@ def check(engine, args: argparse.Namespace) -> int:
     confidence(args)
     judgement = judge(engine, min_effect=args.min_effect, confidence=args.confidence,
                       alpha=args.alpha)
-    drift = anchor_findings(engine)
+    drift = anchor_findings(engine, confirm=args.anchor_confirm)
     tables = []
     if judgement.changes:
         tables.append(([[c.machine, c.impl, c.case_id, c.phase, c.threads, c.last_good.name,
@@ -159,7 +167,8 @@ def check(engine, args: argparse.Namespace) -> int:
                 else "no new regression")
     verdicts += (f", {broken} {'check' if broken == 1 else 'checks'} started failing"
                  if broken else ", no check started failing")
-    drifted = drift.lines()  # the anchor's regressions (they fail) and undecided ones (warn)
+    drifted = drift.lines()  # the anchor's regressions (they fail), unconfirmed ones and
+    # undecided ones (they warn)
     for line in drifted:
         print(line)
     if drift.latest:

@@ -77,6 +77,52 @@ class SequentialRates:
         return float(np.mean(self.per_side))
 
 
+@dataclass(frozen=True)
+class AnchorDrift:
+    """The sequential gate run against a fixed anchor every ``every`` commits, judged as
+    ``calibrate --drift`` judges history check: five +1% steps, detected by an alarm from the
+    fifth step's commit to 10 commits after it; false alarms as alarms per 100 commits of a flat
+    history. An alarm takes ``confirm`` gates in a row saying regression (history check
+    --anchor-confirm), the next one run at once after a regression. From the simulated gates'
+    rates against A' (``flat``) and against the pool as slow as the five steps together
+    (``drifted``), each gate an independent draw of processes."""
+
+    every: int
+    flat: SequentialRates
+    drifted: SequentialRates
+    confirm: int = 1
+    window: int = 11  # the fifth step's commit and the 10 after it
+
+    @property
+    def gates_in_window(self) -> int:
+        """The fewest scheduled gates the window holds, wherever the schedule starts."""
+        return self.window // self.every
+
+    @property
+    def detected(self) -> float:
+        confirmed = self.drifted.regression ** self.confirm
+        return 1.0 - (1.0 - confirmed) ** self.gates_in_window
+
+    @property
+    def false_alarms_per_100(self) -> float:
+        """Alarms per 100 commits of a flat history, in percent (an upper bound on onsets)."""
+        return 100.0 / self.every * self.flat.regression ** self.confirm * 100.0
+
+    @property
+    def false_alarms_per_100_bound(self) -> float:
+        """The same at the one-sided 95% Clopper-Pearson bound of a gate's false-alarm rate."""
+        n = len(self.flat.per_side)
+        alarms = round(self.flat.regression * n)
+        rate = 1.0 if alarms >= n else float(scipy_stats().beta.ppf(0.95, alarms + 1, n - alarms))
+        return 100.0 / self.every * rate ** self.confirm * 100.0
+
+    def minutes_per_100(self, process_s: float) -> float:
+        """Machine time per 100 commits of a flat history: the scheduled gates' processes (both
+        sides), and the confirming ones their false alarms start."""
+        gates = sum(self.flat.regression ** k for k in range(self.confirm))
+        return 100.0 / self.every * gates * 2 * self.flat.mean_per_side * process_s / 60.0
+
+
 def simulate_sequential(base: Pool, other: Pool, *, schedule: Schedule, repetitions: int,
                         alpha: float, min_effect: float, seed: int = 0) -> SequentialRates:
     """Verdict rates of the sequential gate over random orders of the pools' processes (each

@@ -19,6 +19,10 @@ from harness.history.schema import AnchorComparison, Machine, Run, Series
 from harness.history.timelines import RunRef
 
 UNSURE = (UNDECIDED, UNJUDGED)  # the verdicts that make a gate INCONCLUSIVE
+# Gates in a row against one anchor that say regression before the check fails (--anchor-confirm):
+# one gate's false alarms (0.1% of them on calibrate's A/A pools) would be 13 per 100 commits of
+# a job gating every push; two in a row, about one in 10,000 (docs/history.md, Anchor drift).
+CONFIRM = 2
 HELD_SAID = "no regression ≥ min effect"  # a sequential gate's held timing, as its summary says
 
 
@@ -68,13 +72,10 @@ class AnchorPoint:
         """The verdict as the gate's summary words it."""
         return HELD_SAID if self.verdict == UNCHANGED else self.verdict
 
-    def line(self, *, machine: bool = False) -> str:
+    def line(self, what: str, *, machine: bool = False) -> str:
         """One line for ``history check``, e.g. "torch-gru inference T50-B8-I128-H128: 1.062x
         the anchor v1.0 (abc1234) [1.030–1.090], 40 processes per side: cumulative
-        regression"."""
-        what = ("cumulative regression" if self.verdict == REGRESSION else
-                f"{self.said} against the anchor (a warning, not a failure)"
-                if self.verdict in UNSURE else self.said)
+        regression" (``what``: AnchorFindings.said)."""
         where = f" on {self.machine}" if machine else ""
         return (f"{self.impl} {self.phase} {self.case_id}{where}: {self.ratio:.3f}x the anchor "
                 f"{self.anchor} {self.interval}, {self.processes} (head {self.head.name}): {what}")
@@ -113,16 +114,46 @@ def latest(points: tuple[AnchorPoint, ...]) -> tuple[AnchorPoint, ...]:
                                                        p.case_id, p.phase, p.threads)))
 
 
+def in_a_row(points: tuple[AnchorPoint, ...], point: AnchorPoint) -> int:
+    """How many of the timing's comparisons against ``point``'s anchor, up to ``point`` in
+    commit order, say regression in a row."""
+    same = [p for p in points if p.series_id == point.series_id and p.anchor == point.anchor
+            and p.head.order <= point.head.order]
+    count = 0
+    for p in sorted(same, key=lambda p: p.head.order, reverse=True):
+        if p.verdict != REGRESSION:
+            break
+        count += 1
+    return count
+
+
 @dataclass(frozen=True)
 class AnchorFindings:
     """What ``history check`` makes of the anchor comparisons: per machine and timing its
-    latest; regressions fail the check, unsure ones (undecided, too few processes) warn."""
+    latest; regressions said by ``confirm`` gates in a row fail the check, a latest regression
+    not confirmed yet and unsure ones (undecided, too few processes) warn."""
 
     latest: tuple[AnchorPoint, ...]
+    streaks: tuple[int, ...]  # per latest comparison: its anchor's regressions in a row
+    confirm: int = CONFIRM
+
+    def __post_init__(self) -> None:
+        if self.confirm < 1:
+            raise ValueError(f"--anchor-confirm {self.confirm} is invalid; expected 1 or more "
+                             f"gates in a row, e.g. {CONFIRM}")
+
+    def streak(self, point: AnchorPoint) -> int:
+        return self.streaks[self.latest.index(point)]
 
     @property
     def regressions(self) -> tuple[AnchorPoint, ...]:
-        return tuple(p for p in self.latest if p.verdict == REGRESSION)
+        return tuple(p for p in self.latest
+                     if p.verdict == REGRESSION and self.streak(p) >= self.confirm)
+
+    @property
+    def unconfirmed(self) -> tuple[AnchorPoint, ...]:
+        return tuple(p for p in self.latest
+                     if p.verdict == REGRESSION and self.streak(p) < self.confirm)
 
     @property
     def unsure(self) -> tuple[AnchorPoint, ...]:
@@ -132,10 +163,25 @@ class AnchorFindings:
     def failed(self) -> bool:
         return bool(self.regressions)
 
+    def said(self, point: AnchorPoint, *, short: bool = False) -> str:
+        """What a latest comparison means for the check, in words (``short``: for a table)."""
+        if point.verdict == REGRESSION and point in self.regressions:
+            return "cumulative regression"
+        if point.verdict == REGRESSION:
+            return (f"regression, {self.streak(point)} of {self.confirm} in a row" if short else
+                    f"regression in {self.streak(point)} of the {self.confirm} gates in a row "
+                    "a cumulative one takes: the next gate against the anchor confirms or "
+                    "clears it (a warning, not a failure)")
+        if point.verdict in UNSURE and not short:
+            return f"{point.said} against the anchor (a warning, not a failure)"
+        return point.said
+
     def lines(self) -> list[str]:
-        """A line per regression, then per unsure timing (the machine named where several)."""
+        """A line per regression, then per unconfirmed and unsure timing (the machine named
+        where several)."""
         several = len({p.machine_id for p in self.latest}) > 1
-        return [p.line(machine=several) for p in (*self.regressions, *self.unsure)]
+        return [p.line(self.said(p), machine=several)
+                for p in (*self.regressions, *self.unconfirmed, *self.unsure)]
 
     def phrase(self) -> str:
         """For the check's last line, e.g. "1 cumulative regression against the anchor (3
@@ -143,16 +189,25 @@ class AnchorFindings:
         if not self.latest:
             return ""
         n, unsure = len(self.regressions), len(self.unsure)
+        waiting = len(self.unconfirmed)
         said = (f"{n} cumulative {'regression' if n == 1 else 'regressions'}" if n
                 else "no cumulative regression")
         return (f"{said} against the anchor ({len(self.latest)} "
                 f"{'timing' if len(self.latest) == 1 else 'timings'}"
+                + (f", {waiting} not confirmed yet" if waiting else "")
                 + (f", {unsure} undecided" if unsure else "") + ")")
 
 
-def anchor_findings(engine: Engine) -> AnchorFindings:
+def findings(points: tuple[AnchorPoint, ...], *, confirm: int = CONFIRM) -> AnchorFindings:
+    """The latest comparison of every timing among ``points``, with its regressions in a
+    row."""
+    newest = latest(points)
+    return AnchorFindings(newest, tuple(in_a_row(points, p) for p in newest), confirm)
+
+
+def anchor_findings(engine: Engine, *, confirm: int = CONFIRM) -> AnchorFindings:
     """The latest anchor comparison of every timing on every machine."""
-    return AnchorFindings(latest(load_anchor_points(engine)))
+    return findings(load_anchor_points(engine), confirm=confirm)
 
 
 @dataclass(frozen=True)

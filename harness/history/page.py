@@ -211,7 +211,8 @@ def drift_section(data: PageData, link: Link) -> str:
              "against a fixed anchor by the gate, per commit: the ratio (head over the anchor) "
              "and its interval, the marker red for a regression, orange when undecided; lines "
              "at 1 and, dashed, at 1 + the gate's minimum effect. A timing whose latest "
-             "comparison is a regression fails <code>history check</code>.</p>"]
+             f"{data.anchor_confirm} comparisons against its anchor are regressions fails "
+             "<code>history check</code>.</p>"]
     for m in data.machines:
         latest, key = data.drift_latest_of(m.key), escape(m.key)
         parts.append(f'<div class="drift-machine" data-machine="{key}">')
@@ -226,7 +227,7 @@ def drift_section(data: PageData, link: Link) -> str:
                     f'<td class="number">{escape(p.interval)}</td>',
                     f"<td>{escape(p.processes)}</td>",
                     f'<td style="color:{DRIFT_COLOURS.get(p.verdict, "inherit")}">'
-                    f"{escape('cumulative regression' if p.verdict == 'regression' else p.said)}"
+                    f"{escape(data.anchor_findings.said(p, short=True))}"
                     "</td>"]) for p in latest]
         parts.append(f"<h3>On {escape(m.label)}: the latest comparison per timing</h3>"
                      + table(["implementation", "shape", "phase", "threads", "anchor", "head",

@@ -23,10 +23,12 @@ import numpy as np
 from sqlalchemy import Engine
 
 from harness.history.anchors import (
+    CONFIRM,
     AnchorFindings,
     AnchorPoint,
     DriftChart,
     drift_charts,
+    findings,
     latest,
     load_anchor_points,
 )
@@ -107,6 +109,11 @@ class PageData:
     confidence: float
     anchor_points: tuple[AnchorPoint, ...] = ()  # every gate against an anchor, clean runs
     alpha: float = ALPHA
+    anchor_confirm: int = CONFIRM  # regressions in a row against an anchor that fail
+
+    @property
+    def anchor_findings(self) -> AnchorFindings:
+        return findings(self.anchor_points, confirm=self.anchor_confirm)
 
     def drift_of(self, key: str) -> tuple[DriftChart, ...]:
         """The drift charts of the machine whose page key is ``key``."""
@@ -133,8 +140,8 @@ class PageData:
 
     @property
     def cumulative_regressions(self) -> tuple[AnchorPoint, ...]:
-        """Timings whose latest comparison against the anchor is a regression."""
-        return AnchorFindings(latest(self.anchor_points)).regressions
+        """Timings whose latest comparisons against the anchor are regressions, confirmed."""
+        return self.anchor_findings.regressions
 
     @property
     def failed(self) -> bool:
@@ -181,7 +188,8 @@ def listed(items: list[str]) -> str:
 
 
 def gather(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95,
-           alpha: float = ALPHA, now: datetime | None = None) -> PageData:
+           alpha: float = ALPHA, anchor_confirm: int = CONFIRM,
+           now: datetime | None = None) -> PageData:
     """The page's data from the database (see the module docstring)."""
     timelines = load(engine)
     judgement = judge_timelines(timelines, min_effect=min_effect, confidence=confidence,
@@ -190,7 +198,7 @@ def gather(engine: Engine, *, min_effect: float = 0.03, confidence: float = 0.95
                     runs=timelines.runs - timelines.dirty_runs,
                     generated=now or datetime.now(timezone.utc), min_effect=min_effect,
                     confidence=confidence, anchor_points=load_anchor_points(engine),
-                    alpha=alpha)
+                    alpha=alpha, anchor_confirm=anchor_confirm)
 
 
 def machine_key(machine_id: int) -> str:

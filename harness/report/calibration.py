@@ -8,7 +8,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.gate.calibration import PYTEST_BENCHMARK_THRESHOLD, Pool, Rates, SequentialRates
+from harness.gate.calibration import (
+    PYTEST_BENCHMARK_THRESHOLD,
+    AnchorDrift,
+    Pool,
+    Rates,
+    SequentialRates,
+)
+
+ANCHOR_EVERY = (1, 5, 10)  # commits between two gates against the anchor
+ANCHOR_CONFIRM = (1, 2)  # gates in a row an alarm takes (history check --anchor-confirm)
+DRIFT = 0.05  # five +1% steps
 
 
 def calibration_document(rates: Sequence[Rates], sequential: Sequence[SequentialRates],
@@ -72,6 +82,7 @@ def calibration_document(rates: Sequence[Rates], sequential: Sequence[Sequential
         "",
         "Targets: false alarms <= 1%, detection of a 3% slowdown >= 95%.",
         "",
+        *anchor_section(sequential, measured, process_s),
         "`history check` against a slow drift (five +1% steps), on this machine's measured "
         "run-to-run noise and beside github-action-benchmark's, asv's, Conbench's and "
         "CodSpeed's rules: [calibration-drift.md](calibration-drift.md) (`seq-harness "
@@ -79,3 +90,41 @@ def calibration_document(rates: Sequence[Rates], sequential: Sequence[Sequential
         "",
     ]
     return "\n".join(lines)
+
+
+def anchor_section(sequential: Sequence[SequentialRates], measured: dict[str, float],
+                   process_s: float) -> list[str]:
+    """The drift goal of `calibrate --drift` met by the gate against a fixed anchor
+    (docs/history.md, Anchor drift), from the A' pool and the +5% one."""
+    lines = ["## Anchor drift: the gate against a fixed anchor every K commits", ""]
+    flat = next((r for r in sequential if r.slowdown == 0), None)
+    drifted = next((r for r in sequential if abs(r.slowdown - DRIFT) < 1e-9), None)
+    if flat is None or drifted is None:
+        return lines + [f"Needs the A' pool and a +{DRIFT:.0%} one (`--slowdown {DRIFT:g}`).", ""]
+    lines += ["| an alarm takes | a gate every | gates from the fifth step to 10 after it, at "
+              "least | detected | false alarms per series per 100 commits (95% upper bound) | "
+              "machine time per 100 commits |", "|---|---|---|---|---|---|"]
+    for confirm in ANCHOR_CONFIRM:
+        for every in ANCHOR_EVERY:
+            anchor = AnchorDrift(every, flat, drifted, confirm=confirm)
+            lines.append(
+                f"| {'1 gate' if confirm == 1 else f'{confirm} gates in a row'} | {every} "
+                f"commit{'s' if every > 1 else ''} | {anchor.gates_in_window} | "
+                f"{anchor.detected:.1%} | {anchor.false_alarms_per_100:.4f}% "
+                f"({anchor.false_alarms_per_100_bound:.4f}%) | "
+                f"{anchor.minutes_per_100(process_s):.0f} min |")
+    lines += ["", f"Five +1% steps make a {DRIFT:.0%} drift, which a gate of head against an "
+              f"anchor before them sees whole: here the +{DRIFT:.0%} pool (measured "
+              f"{measured[drifted.label]:+.1%}) stands for head after the fifth step and A' for "
+              "a history with nothing in it; each gate is an independent simulated gate of the "
+              "table above. *An alarm takes* 2 gates in a row (`history check`'s default "
+              "`--anchor-confirm 2`): after a gate that says regression the next runs at once, "
+              "at the same commit. *Detected*: an alarm from a gate scheduled from the fifth "
+              "step's commit to 10 commits after it; *false alarms*: alarms per 100 commits of "
+              "a flat history (an upper bound on alarm onsets), and in brackets the same at "
+              "the one-sided 95% Clopper-Pearson bound of one gate's false-alarm rate over "
+              f"{len(flat.per_side)} simulated gates. *Machine time*: both sides' processes of "
+              "the gates on a flat history, the confirming ones included. The goal of "
+              "`calibrate --drift`: >= 90% detected within 10 commits of the fifth step, <= 1% "
+              "false alarms per series per 100 commits.", ""]
+    return lines
