@@ -23,12 +23,9 @@ STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
 
 def cases(grid, *, full=None, kind: str = "module", work=None):
     """Decorator: the Case grid of a suite test — a list of Cases, or a function of the Family
-    returning one (so LSTM-only cases such as proj_size appear only for LSTMs). ``full`` is the
-    grid at ``--scale full`` (the heavy variants of the main run), when it differs. ``kind``:
-    the subjects the test checks, modules or (``"op"``) ops (it is parametrized over those).
-    ``work``: a function of (case, quick scale) giving a check's relative running time among
-    those of its time_limit factor (the training tasks: steps x T x B x width²), so the
-    longest of them start first."""
+    returning one (LSTM-only cases such as proj_size only for LSTMs); ``full``: the grid at
+    ``--scale full``, when it differs; ``kind``: the subjects checked, modules or ``"op"``s;
+    ``work``: (case, quick scale) -> the check's relative time within its time_limit factor."""
     return pytest.mark.cases.with_args(grid, full=full, kind=kind, work=work)
 
 
