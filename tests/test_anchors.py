@@ -182,8 +182,11 @@ def test_one_gate_saying_regression_warns_until_the_next_confirms_it(tmp_path, c
                             "the next gate against the anchor confirms or clears it (a "
                             "warning, not a failure)"), out
     assert out[-1].endswith("; no cumulative regression against the anchor (1 timing, 1 not "
-                            f"confirmed yet) (1 latency series (1 with too few runs to judge), "
+                            "confirmed yet) (1 latency series (1 with too few runs to judge), "
                             "0 check series; 3 runs of the anchor in its comparisons only)")
+    page = render(gather(open_database(url)), commit_url=None)
+    row = page.split('<section id="drift">', 1)[1].split("<tbody>", 1)[1]
+    assert row.startswith('<tr class="undecided">') and "regression, 1 of 2 in a row" in row
     assert main(["history", "check", "--db", url, "--anchor-confirm", "1"]) == 1
     assert capsys.readouterr().out.splitlines()[-2].endswith(": cumulative regression")
     (tmp_path / "again").mkdir()

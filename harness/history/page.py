@@ -220,14 +220,16 @@ def drift_section(data: PageData, link: Link) -> str:
             parts.append(f'<p class="note">No gate against an anchor on {escape(m.label)}.</p>'
                          "</div>")
             continue
-        rows = [("new-regression" if p.verdict == "regression" else p.verdict.replace(" ", "-"),
+        found = data.anchor_findings  # an unconfirmed regression is shown as undecided
+        shown = {p: "undecided" if p in found.unconfirmed else p.verdict for p in latest}
+        rows = [("new-regression" if shown[p] == "regression" else shown[p].replace(" ", "-"),
                  [f"<td>{x}</td>" for x in (escape(p.impl), escape(p.case_id), escape(p.phase))]
                  + [f'<td class="number">{p.threads}</td>', f"<td>{escape(p.anchor)}</td>",
                     f"<td>{link(p.head)}</td>", f'<td class="number">{p.ratio:.3f}x</td>',
                     f'<td class="number">{escape(p.interval)}</td>',
                     f"<td>{escape(p.processes)}</td>",
-                    f'<td style="color:{DRIFT_COLOURS.get(p.verdict, "inherit")}">'
-                    f"{escape(data.anchor_findings.said(p, short=True))}"
+                    f'<td style="color:{DRIFT_COLOURS.get(shown[p], "inherit")}">'
+                    f"{escape(found.said(p, short=True))}"
                     "</td>"]) for p in latest]
         parts.append(f"<h3>On {escape(m.label)}: the latest comparison per timing</h3>"
                      + table(["implementation", "shape", "phase", "threads", "anchor", "head",

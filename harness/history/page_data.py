@@ -13,6 +13,7 @@ outside it is unusual for that machine, a step in it is a change point.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class PageData:
     alpha: float = ALPHA
     anchor_confirm: int = CONFIRM  # regressions in a row against an anchor that fail
 
-    @property
+    @functools.cached_property
     def anchor_findings(self) -> AnchorFindings:
         return findings(self.anchor_points, confirm=self.anchor_confirm)
 
