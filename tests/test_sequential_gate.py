@@ -175,3 +175,54 @@ def test_gate_bad_schedules_get_one_line(argv, names, tmp_path, monkeypatch, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(n in err for n in names), err
+
+
+def rates(label: str, slowdown: float, regression: float, gates: int = 10_000):
+    from harness.gate.calibration import SequentialRates
+
+    return SequentialRates(label, slowdown, regression, 0.0, 1.0 - regression, (40,) * gates)
+
+
+def test_the_anchor_drift_figures_follow_the_gates_rates():
+    """A gate against an anchor every K commits, an alarm taking C gates in a row: detection
+    over the window's fewest gates, false alarms per 100 commits, a bound above the point."""
+    from harness.gate.calibration import AnchorDrift
+
+    flat, drifted = rates("A'", 0.0, 0.001), rates("+5%", 0.05, 0.9)
+    one = AnchorDrift(10, flat, drifted)
+    assert (one.gates_in_window, one.detected) == (1, pytest.approx(0.9))
+    assert one.false_alarms_per_100 == pytest.approx(1.0)  # 10 gates x 0.1%, in percent
+    two = AnchorDrift(5, flat, drifted, confirm=2)
+    assert two.gates_in_window == 2 and two.detected == pytest.approx(1 - (1 - 0.81) ** 2)
+    assert two.false_alarms_per_100 == pytest.approx(20 * 1e-6 * 100)
+    assert two.false_alarms_per_100 < two.false_alarms_per_100_bound < one.false_alarms_per_100
+    assert two.minutes_per_100(3.0) == pytest.approx(20 * 1.001 * 2 * 40 * 3.0 / 60)
+
+
+def test_the_anchor_detection_is_what_a_simulated_schedule_reaches_at_least():
+    """Gates every 5 commits from a random phase, each regression confirmed by one more gate
+    at once: the share of windows with an alarm is at least the figure (it counts the window's
+    fewest gates)."""
+    from harness.gate.calibration import AnchorDrift
+
+    rng = np.random.default_rng(0)
+    p, every, window, draws = 0.7, 5, 11, 20_000
+    alarms = 0
+    for _ in range(draws):
+        scheduled = range(int(rng.integers(every)), window, every)
+        alarms += any(rng.random() < p and rng.random() < p for _ in scheduled)
+    figure = AnchorDrift(every, rates("A'", 0.0, 0.0), rates("+5%", 0.05, p), confirm=2).detected
+    assert alarms / draws >= figure - 0.01
+    assert alarms / draws <= 1 - (1 - p * p) ** 3 + 0.01  # and at most with the most gates
+
+
+def test_the_calibration_document_prices_the_anchor_drift_and_says_what_it_lacks():
+    from harness.report.calibration import anchor_section
+
+    section = "\n".join(anchor_section([rates("A'", 0.0, 0.001), rates("+5%", 0.05, 0.9)],
+                                       {"A'": 0.0, "+5%": 0.052}, process_s=3.0))
+    rows = [line for line in section.splitlines() if line.startswith(("| 1 gate |", "| 2 gates"))]
+    assert len(rows) == 6 and "| 2 gates in a row | 10 commits | 1 | 81.0% |" in section
+    assert "(measured +5.2%)" in section
+    missing = "\n".join(anchor_section([rates("A'", 0.0, 0.001)], {"A'": 0.0}, process_s=3.0))
+    assert "Needs the A' pool and a +5% one" in missing

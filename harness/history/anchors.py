@@ -21,7 +21,8 @@ from harness.history.timelines import RunRef
 UNSURE = (UNDECIDED, UNJUDGED)  # the verdicts that make a gate INCONCLUSIVE
 # Gates in a row against one anchor that say regression before the check fails (--anchor-confirm):
 # one gate's false alarms (0.1% of them on calibrate's A/A pools) would be 13 per 100 commits of
-# a job gating every push; two in a row, about one in 10,000 (docs/history.md, Anchor drift).
+# a job gating every push; two in a row, about one in 6,000 pushes (docs/history.md, Anchor
+# drift).
 CONFIRM = 2
 HELD_SAID = "no regression ≥ min effect"  # a sequential gate's held timing, as its summary says
 
