@@ -36,6 +36,7 @@ from harness.history import (
     resolve_url,
 )
 from harness.history.schema import Machine, Outcome, Point, Run, Series
+from harness.records import read_run_info, write_run_info
 from tests.synthetic_history import (
     FINGERPRINT,
     build_gate,
@@ -307,6 +308,25 @@ def test_dirty_runs_are_left_out_of_the_judgement(tmp_path):
     add_directories(engine, [tmp_path / "clean", tmp_path / "dirty"])
     judgement = judge(engine)
     assert not judgement.failed and judgement.dirty_runs == 4
+
+
+def test_a_run_resumed_on_other_code_counts_as_modified(tmp_path):
+    """--resume on another commit mixes two code states in one run: no commit says what ran."""
+    [first, second] = build_history(tmp_path / "runs", 2, seed=6)
+    for directory, commit in ((first, None), (second, "f" * 40)):
+        info = read_run_info(directory)
+        resume = {"at": info.created, "argv": ["seq-harness", "run", "--resume", "x"],
+                  "git_commit": commit or info.git_commit, "git_modified": False}
+        write_run_info(directory, replace(info, resumes=[resume]))
+    assert not read_run_info(first).mixed and read_run_info(second).mixed
+    engine = open_database(db_url(tmp_path))
+    add_directories(engine, [first, second])
+    assert judge(engine).dirty_runs == 1
+    info = read_run_info(first)  # resumed on other code after it was added: added again
+    write_run_info(first, replace(info, resumes=[*info.resumes, {
+        "at": info.created, "argv": [], "git_commit": "e" * 40, "git_modified": False}]))
+    add_directories(engine, [first])
+    assert judge(engine).dirty_runs == 2
 
 
 def test_flat_histories_rarely_alarm_and_steps_are_found():

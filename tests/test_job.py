@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.job import pipeline
 from harness.job.pipeline import Timing
 from harness.latency.jobs import record_key
-from harness.records import Record
+from harness.records import Record, read_run_info
 
 QUICK = (Timing("smoke", ("inference",), workers=1, min_run_time=0.01, first_call_shapes=1),)
 
@@ -49,6 +49,9 @@ def test_bench_resume_times_only_what_is_missing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"{sum(whole.values()) - kept}/{sum(whole.values()) - kept} timings" in printed
     assert "scratch-gru" in (out / "report.md").read_text()
+    assert [r["argv"] for r in read_run_info(out).resumes] == [
+        ["seq-harness", "bench", "--resume", str(out)]]
+    assert "was resumed once" in (out / "report.md").read_text()
 
 
 def test_bench_resume_takes_no_other_options(tmp_path, capsys):

@@ -130,6 +130,29 @@ def test_run_info_collect_round_trips(tmp_path):
         info.fingerprint)
 
 
+def test_a_resume_is_kept_in_run_json_and_the_report_says_it(tmp_path, monkeypatch):
+    """Each --resume adds when, by what and on which code; a resume on other code makes the
+    run mixed, and the report's Runs section says so."""
+    from harness.records import run_info
+    from harness.report.document import header
+
+    info = RunInfo.collect(run_id="r1", argv=["seq-harness", "run"])
+    monkeypatch.setattr(run_info, "git_commit", lambda: info.git_commit)
+    monkeypatch.setattr(run_info, "git_modified", lambda: False)
+    same = info.resumed(["seq-harness", "run", "--resume", "out"])
+    write_run_info(tmp_path / "run", same)
+    assert read_run_info(tmp_path / "run") == same and len(same.resumes) == 1
+    assert same.resumes[0]["argv"] == ["seq-harness", "run", "--resume", "out"]
+    assert not same.mixed
+    assert "was resumed once, last at " in "\n".join(header([same]))
+    monkeypatch.setattr(run_info, "git_commit", lambda: "f" * 40)
+    other = same.resumed(["seq-harness", "run", "--resume", "out"])
+    assert other.mixed and len(other.resumes) == 2
+    lines = "\n".join(header([other]))
+    assert "was resumed 2 times" in lines and "**on other code than its start**" in lines
+    assert not header([info])[-1].startswith("Run ")  # nothing said of a run never resumed
+
+
 def test_read_run_info_missing_dir(tmp_path):
     with pytest.raises(ResultsError, match="no such directory") as raised:
         read_run_info(tmp_path / "absent")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.core.values import integer_at_least, positive_number
-from harness.records import ResultsError, prepare_results_dir, read_run_info
+from harness.records import ResultsError, prepare_results_dir, read_run_info, write_run_info
 
 OK, CHECK_FAILED, USAGE_ERROR, INTERNAL_ERROR = 0, 1, 2, 3
 INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
@@ -67,6 +67,7 @@ def resumed(args: argparse.Namespace, argv: list[str], parser: argparse.Argument
                          f"command (it has {' '.join(info.argv)!r})")
     again = parser.parse_args(original)
     again.out, again.overwrite, again.resume = args.resume, False, args.resume
+    write_run_info(args.resume, info.resumed(["seq-harness", *argv]))  # the report says it
     return again, original
 
 

@@ -121,6 +121,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     torch.set_num_threads(request.threads)
     with resumable("job", Path(request.out)):
         code = run_job(request, resume=bool(args.resume),
+                       resumed_by=["seq-harness", *argv] if args.resume else (),
                        emit=lambda line: print(line, flush=True))
     sys.stdout.flush()
     return CHECK_FAILED if code else 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import OperationalError
 
 from harness.gate.verdicts_file import GateVerdicts
@@ -124,7 +124,9 @@ def _in_transaction(engine: Engine, work: Callable[[Connection], Added]) -> Adde
 
 def run_values(info: RunInfo, directory: Path, *, parent, time, branch) -> dict[str, Any]:
     return dict(run_id=info.run_id, commit=info.git_commit, parent_commit=parent,
-                commit_time=time, branch=branch, dirty=info.git_modified,
+                commit_time=time, branch=branch,
+                # a resume on other code leaves no one commit that says what ran
+                dirty=True if info.mixed else info.git_modified,
                 created=utc(info.created), harness_version=info.harness_version,
                 torch=info.torch, python=info.python, cuda=info.cuda, threads=info.threads,
                 source=str(directory.resolve()), argv=list(info.argv))
@@ -147,6 +149,8 @@ def add_run(connection: Connection, info: RunInfo, values: dict[str, Any],
         existing = connection.execute(select(Run.id, Run.machine_id)
                                       .where(Run.run_id == info.run_id)).one()
     run_pk, machine_id = existing  # a run added before keeps the machine it was added with
+    if not new_run and info.mixed:  # resumed on other code since it was added
+        connection.execute(update(Run).where(Run.id == run_pk).values(dirty=True))
 
     timed: dict[tuple[SeriesKey, int], dict[str, Any]] = {}
     checked: dict[SeriesKey, dict[str, Any]] = {}

@@ -168,17 +168,22 @@ def plans(request: JobRequest, specs) -> list[tuple[Timing, Plan]]:
     return [(t, p) for t, p in made if p.tasks() or p.unsupported()]
 
 
-def start(directory: Path, argv: Sequence[str], *, resume: bool) -> str:
-    """A results directory ready for a stage: its run.json kept when resuming; the run id."""
+def start(directory: Path, argv: Sequence[str], *, resume: bool,
+          resumed_by: Sequence[str] = ()) -> str:
+    """A results directory ready for a stage: its run.json kept when resuming (with the resume,
+    ``resumed_by``, added to it); the run id."""
     if resume and (directory / "run.json").is_file():
-        return read_run_info(directory).run_id
+        info = read_run_info(directory)
+        if resumed_by:
+            write_run_info(directory, info.resumed(list(resumed_by)))
+        return info.run_id
     prepare_results_dir(directory, overwrite=True)
     info = RunInfo.collect(argv=list(argv))
     write_run_info(directory, info)
     return info.run_id
 
 
-def run_job(request: JobRequest, *, resume: bool = False,
+def run_job(request: JobRequest, *, resume: bool = False, resumed_by: Sequence[str] = (),
             emit: Callable[[str], None] = print) -> int:
     """The job (see the module docstring); 0 when every check passed and every timing was
     measured, 1 otherwise."""
@@ -195,7 +200,7 @@ def run_job(request: JobRequest, *, resume: bool = False,
     emit(f"seq-harness job: stage 1 of 3, every suite at --scale "
          f"{SUITE_SCALE[request.scale]} over {len(chosen.specs)} implementations on "
          f"{request.device}{budget}, records in {checks}")
-    start(checks, ["seq-harness", *request.argv], resume=resume)
+    start(checks, ["seq-harness", *request.argv], resume=resume, resumed_by=resumed_by)
     outcome = run_suites(SuiteRun(
         files=tuple(suite_files(request.suites, request.skipped, every=True)), out=checks,
         skipped=request.skipped, all_suites=True, impls=request.impls,
@@ -207,7 +212,8 @@ def run_job(request: JobRequest, *, resume: bool = False,
         report=False, resume=resume and any(True for _ in iter_records(checks))))
     for line in describe(outcome.confirmed):  # failures run again alone
         emit(line)
-    run_id = start(timings, ["seq-harness", *request.argv], resume=resume)
+    run_id = start(timings, ["seq-harness", *request.argv], resume=resume,
+                   resumed_by=resumed_by)
     if resume:
         forget_left_out(timings)
     done = {record_key(r) for r in iter_records(timings)}

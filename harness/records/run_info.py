@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class RunInfo:
     fingerprint: dict[str, Any] = field(default_factory=dict)  # harness.core.machine.fingerprint()
     tf32: str | None = None  # harness.core.precision on a CUDA machine: "off" or "on"; else None
     git_modified: bool | None = None  # tracked files differ from git_commit (None: not known)
+    # Each --resume that continued the run: when, its command, and the code it ran
+    # ({"at", "argv", "git_commit", "git_modified"}).
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
@@ -65,6 +68,20 @@ class RunInfo:
 
     def to_json(self) -> str:
         return json.dumps({"schema_version": SCHEMA_VERSION, **asdict(self)}, indent=2)
+
+    def resumed(self, argv: list[str]) -> RunInfo:
+        """This run with one more resume, by ``argv``, on the code checked out now."""
+        resume = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "argv": list(argv), "git_commit": git_commit(),
+                  "git_modified": git_modified()}
+        return replace(self, resumes=[*self.resumes, resume])
+
+    @property
+    def mixed(self) -> bool:
+        """Whether a resume ran other code than the run's start (another commit, or changes):
+        then no one commit says what produced the records."""
+        return any(r.get("git_commit") != self.git_commit or r.get("git_modified")
+                   for r in self.resumes)
 
     @property
     def machine(self) -> str:

@@ -39,7 +39,19 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
         for i, name in zip(infos, names)
     ]
     table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
-    return [*commands, "", table, ""] if commands else [table, ""]
+    resumes = [line for i in infos if i.resumes for line in (resumed(i), "")]
+    return [*commands, "", table, "", *resumes] if commands else [table, "", *resumes]
+
+
+def resumed(info: RunInfo) -> str:
+    """A line for a run continued by --resume: when, by what, and whether other code ran."""
+    last = info.resumes[-1]
+    times = "once" if len(info.resumes) == 1 else f"{len(info.resumes)} times"
+    code_note = (" **on other code than its start** (its records come from more than one "
+                 "code state; the history counts it as modified)" if info.mixed else
+                 ", on the code it started with")
+    return (f"Run {md(info.run_id)} was resumed {times}, last at {md(last.get('at', '?'))} by "
+            f"{code(shlex.join(last.get('argv', [])))}{code_note}.")
 
 
 def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str:
