@@ -10,6 +10,7 @@ checkouts are left out, as everywhere in the history (their commit does not say 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -115,17 +116,21 @@ def latest(points: tuple[AnchorPoint, ...]) -> tuple[AnchorPoint, ...]:
                                                        p.case_id, p.phase, p.threads)))
 
 
-def in_a_row(points: tuple[AnchorPoint, ...], point: AnchorPoint) -> int:
-    """How many of the timing's comparisons against ``point``'s anchor, up to ``point`` in
-    commit order, say regression in a row."""
-    same = [p for p in points if p.series_id == point.series_id and p.anchor == point.anchor
-            and p.head.order <= point.head.order]
-    count = 0
-    for p in sorted(same, key=lambda p: p.head.order, reverse=True):
-        if p.verdict != REGRESSION:
-            break
-        count += 1
-    return count
+def in_a_row(points: tuple[AnchorPoint, ...]) -> dict[tuple[int, str], int]:
+    """Per timing (series) and anchor: how many of its latest comparisons, in commit order, say
+    regression in a row."""
+    ordered: dict[tuple[int, str], list[AnchorPoint]] = {}
+    for p in points:
+        ordered.setdefault((p.series_id, p.anchor), []).append(p)
+    counts = {}
+    for key, same in ordered.items():
+        count = 0
+        for p in sorted(same, key=lambda p: p.head.order, reverse=True):
+            if p.verdict != REGRESSION:
+                break
+            count += 1
+        counts[key] = count
+    return counts
 
 
 @dataclass(frozen=True)
@@ -144,17 +149,23 @@ class AnchorFindings:
                              f"gates in a row, e.g. {CONFIRM}")
 
     def streak(self, point: AnchorPoint) -> int:
-        return self.streaks[self.latest.index(point)]
+        return self._streak_of[point]
 
-    @property
+    @functools.cached_property
+    def _streak_of(self) -> dict[AnchorPoint, int]:
+        return dict(zip(self.latest, self.streaks))
+
+    def confirmed(self, point: AnchorPoint) -> bool:
+        return point.verdict == REGRESSION and self.streak(point) >= self.confirm
+
+    @functools.cached_property
     def regressions(self) -> tuple[AnchorPoint, ...]:
-        return tuple(p for p in self.latest
-                     if p.verdict == REGRESSION and self.streak(p) >= self.confirm)
+        return tuple(p for p in self.latest if self.confirmed(p))
 
-    @property
+    @functools.cached_property
     def unconfirmed(self) -> tuple[AnchorPoint, ...]:
         return tuple(p for p in self.latest
-                     if p.verdict == REGRESSION and self.streak(p) < self.confirm)
+                     if p.verdict == REGRESSION and not self.confirmed(p))
 
     @property
     def unsure(self) -> tuple[AnchorPoint, ...]:
@@ -166,7 +177,7 @@ class AnchorFindings:
 
     def said(self, point: AnchorPoint, *, short: bool = False) -> str:
         """What a latest comparison means for the check, in words (``short``: for a table)."""
-        if point.verdict == REGRESSION and point in self.regressions:
+        if self.confirmed(point):
             return "cumulative regression"
         if point.verdict == REGRESSION:
             return (f"regression, {self.streak(point)} of {self.confirm} in a row" if short else
@@ -202,8 +213,9 @@ class AnchorFindings:
 def findings(points: tuple[AnchorPoint, ...], *, confirm: int = CONFIRM) -> AnchorFindings:
     """The latest comparison of every timing among ``points``, with its regressions in a
     row."""
-    newest = latest(points)
-    return AnchorFindings(newest, tuple(in_a_row(points, p) for p in newest), confirm)
+    newest, counts = latest(points), in_a_row(points)
+    return AnchorFindings(newest, tuple(counts[(p.series_id, p.anchor)] for p in newest),
+                          confirm)
 
 
 def anchor_findings(engine: Engine, *, confirm: int = CONFIRM) -> AnchorFindings:
