@@ -62,6 +62,65 @@ def anchored_gate(tmp_path, monkeypatch):
     return out
 
 
+def anchor_gate(tmp_path, monkeypatch, heads: dict[str, float], *extra: str) -> int:
+    """``gate --base-ref v1.0`` as ``anchored_gate`` runs it, head ``heads[d]`` x the anchor in
+    the gate whose directory is named d (the first: "anchor")."""
+    monkeypatch.chdir(tmp_path)
+    runners = {d: fake_processes({"base": 1e-3, "head": h * 1e-3}, 0.005, [])
+               for d, h in heads.items()}
+    monkeypatch.setattr(gate_run, "run_sides",
+                        lambda sides, **kw: runners[sides[0].out.parent.name](sides, **kw))
+
+    @contextlib.contextmanager
+    def checkout(ref):
+        yield tmp_path, ANCHOR_SHA
+
+    monkeypatch.setattr(gate_run, "checkout", checkout)
+    return main(["gate", "--base-ref", "v1.0", "--head-impl", "torch-gru", "--phase",
+                 "inference", "--out", str(tmp_path / "anchor"), *extra])
+
+
+def test_a_second_gate_confirms_a_regression_and_the_check_fails_at_once(tmp_path, monkeypatch,
+                                                                         capsys):
+    """--confirm 2: the gate runs again into OUT/confirm-2 with runs of its own; both say
+    regression, so the gate exits 1 and one `history add` gives the check its two in a row."""
+    assert anchor_gate(tmp_path, monkeypatch, {"anchor": 1.2, "confirm-2": 1.2},
+                       "--confirm", "2") == 1
+    out = capsys.readouterr().out
+    timing = "torch-gru inference T50-B8-I128-H128"
+    assert (f"seq-harness gate: regression in {timing}: gate 2 of 2 runs now, with fresh "
+            f"processes, to confirm it (into {tmp_path / 'anchor' / 'confirm-2'})") in out
+    assert f"seq-harness gate: regression confirmed by 2 gates in a row: {timing}\n" in out
+    first, second = (read_verdicts(tmp_path / "anchor" / d / "gate.json")
+                     for d in (".", "confirm-2"))
+    assert first.status == second.status == "REGRESSION"
+    assert len({first.head_run, second.head_run, first.base_run, second.base_run}) == 4
+    assert "**Confirmation**: regression confirmed" in (
+        tmp_path / "anchor" / "confirm-2" / "summary.md").read_text()
+    url = db_url(tmp_path)
+    assert main(["history", "add", str(tmp_path / "anchor"), "--db", url]) == 0
+    assert comparisons(open_database(url)) == 2
+    assert main(["history", "check", "--db", url]) == 1
+    assert capsys.readouterr().out.splitlines()[-2].endswith(": cumulative regression")
+
+
+@pytest.mark.parametrize(("heads", "code", "said"), [
+    ({"anchor": 1.2, "confirm-2": 1.0}, 0, "regression of gate 1 not confirmed: gate 2 does "
+     "not say it (torch-gru inference T50-B8-I128-H128)"),
+    ({"anchor": 1.0}, 0, None),  # nothing to confirm: one gate
+])
+def test_a_regression_the_next_gate_does_not_say_is_none(heads, code, said, tmp_path,
+                                                         monkeypatch, capsys):
+    assert anchor_gate(tmp_path, monkeypatch, heads, "--confirm", "2") == code
+    out = capsys.readouterr().out
+    assert (tmp_path / "anchor" / "confirm-2").exists() == (said is not None)
+    if said:
+        assert f"seq-harness gate: {said}\n" in out
+        assert read_verdicts(tmp_path / "anchor" / "confirm-2" / "gate.json").status == "OK"
+    else:
+        assert "confirm" not in out
+
+
 def test_the_gate_writes_its_verdicts_as_gate_json(anchored_gate):
     raw = json.loads((anchored_gate / "gate.json").read_text())
     assert raw["format"] == 1 and raw["status"] == "REGRESSION"

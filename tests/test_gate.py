@@ -170,6 +170,8 @@ def test_compare_writes_the_github_step_summary(tmp_path, monkeypatch, capsys):
      ["--workers 3", "on each of 2 timings", "--workers 7 or more can"]),
     (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--workers", "4",
       "--phase", "inference"], ["--workers 4", "0.014", "--workers 6 or more"]),
+    (["gate", "--base-impl", "torch-gru", "--head-impl", "torch-gru", "--confirm", "0"],
+     ["--confirm 0"]),
     (["calibrate", "--per-side", "4", "--processes", "8"], ["--per-side 4", "5 or more"]),
     (["compare", "a", "b", "--alpha", "2"], ["--alpha 2"]),
 ])

@@ -1,12 +1,14 @@
 """``seq-harness gate``: base and head timed interleaved in fresh processes, in looks until
 every timing is decided (harness.gate.sequential); exit 1 on a regression, 2 when a timing is
 still undecided when processes or budget run out (INCONCLUSIVE) or the first look could not
-decide anything."""
+decide anything. ``--confirm N`` runs the gate again while its regressions wait for N gates in a
+row (harness.gate.confirm)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.cli.common import (
@@ -20,7 +22,8 @@ from harness.cli.common import (
     usage_errors,
 )
 from harness.cli.compare import verdict_exit
-from harness.gate.compare import gate_dirs
+from harness.gate.compare import Summary, gate_dirs
+from harness.gate.confirm import Streaks, another_gate, final_status, gate_dir, sentence
 from harness.gate.run import GateRequest, NothingTimed, measure_sides
 from harness.gate.sequential import Schedule
 from harness.gate.verdicts_file import write_verdicts
@@ -56,6 +59,11 @@ def add_parser(commands) -> None:
                       "INCONCLUSIVE (default 40; equal to --workers: one look)")
     gate.add_argument("--budget", type=float, default=900.0, metavar="SECONDS",
                       help="no look starts after this many seconds of measuring (default 900)")
+    gate.add_argument("--confirm", type=int, default=1, metavar="N",
+                      help="a timing is a regression only when N gates in a row say it: the "
+                      "gate runs again, with fresh processes, into OUT/confirm-K while every "
+                      "gate so far has said it (default 1; 2 gives `history check` the two "
+                      "gates against an anchor a cumulative regression takes)")
     gate.add_argument("--threads", type=int, default=1, metavar="N")
     gate.add_argument("--out", metavar="DIR", help="where base/ and head/ records go "
                       "(default: results/gate-RUN_ID)")
@@ -88,6 +96,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     positive("--max-workers", args.max_workers)
     positive("--budget", args.budget, integer=False)
     positive("--threads", args.threads)
+    positive("--confirm", args.confirm)
     positive("--min-run-time", args.min_run_time, integer=False)
     check_phases(args.phase)
     base, head, ref = sides(args)
@@ -105,18 +114,42 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
           f"{head.name}; fresh processes per side, interleaved, in looks of "
           f"{', '.join(map(str, request.schedule.looks))} until every timing is decided "
           f"(budget {args.budget:g} s)", flush=True)
+    streaks = Streaks()
+    while True:
+        where = gate_dir(out, streaks.gates + 1)
+        if streaks.gates:  # a gate of its own: fresh processes, its own runs
+            info = RunInfo.collect(argv=["seq-harness", *argv])
+        summary = one_gate(request, args, where, info)
+        if summary is None:
+            return CHECK_FAILED
+        previous, streaks = streaks, streaks.after(summary)
+        again = another_gate(summary, streaks, args.confirm)
+        said = sentence(streaks, previous, args.confirm, again=again,
+                        next_dir=gate_dir(out, streaks.gates + 1))
+        publish(gate_summary(summary, alpha=args.alpha, min_effect=args.min_effect)
+                + (f"\n\n**Confirmation**: {said}." if said else ""),
+                args.output or str(where / "summary.md"))
+        if said:
+            print(f"seq-harness gate: {said}", flush=True)
+        if not again:
+            break
+    return verdict_exit(replace(summary, status=final_status(summary, streaks, args.confirm)))
+
+
+def one_gate(request: GateRequest, args: argparse.Namespace, out: Path,
+             info: RunInfo) -> Summary | None:
+    """One gate into out (base/, head/, gate.json); None when nothing could be timed."""
     try:
         with usage_errors():  # a ref that names no commit
             base_dir, head_dir, progress = measure_sides(
                 request, out, info, progress=lambda line: print(line, flush=True))
     except NothingTimed as error:  # e.g. an implementation failed every timing
         print(f"seq-harness: error: {error}", file=sys.stderr)
-        return CHECK_FAILED
+        return None
     stopped = ("the most, --max-workers" if progress.per_side >= args.max_workers
                else f"the budget of {args.budget:g} s")
     summary = gate_dirs(base_dir, head_dir, progress, min_effect=args.min_effect,
                         stopped=stopped, title=request.title)
-    write_verdicts(summary, out, base_ref=ref, alpha=args.alpha, min_effect=args.min_effect)
-    publish(gate_summary(summary, alpha=args.alpha, min_effect=args.min_effect),
-            args.output or str(out / "summary.md"))
-    return verdict_exit(summary)
+    write_verdicts(summary, out, base_ref=request.ref, alpha=args.alpha,
+                   min_effect=args.min_effect)
+    return summary
