@@ -104,7 +104,7 @@ def test_the_python_block_runs(scratch, monkeypatch, capsys):
     [source] = [body for lang, body in BLOCKS if lang == "python"]
     exec(compile(source, "docs/history.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["torch-gru", "inference", "0014c0ffeec0",
-                                               "1.093x"]
+                                               "1.091x"]
 
 
 def workflow_steps() -> list[str]:

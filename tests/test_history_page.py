@@ -35,7 +35,7 @@ from tests.synthetic_history import (
 )
 
 COMMIT_URL = "https://github.com/o/r/commit/{commit}"
-SUMMARY = ("1 new regression: torch-gru inference T100-B64-I256-H256 1.093x from 0014c0ffeec0 "
+SUMMARY = ("1 new regression: torch-gru inference T100-B64-I256-H256 1.091x from 0014c0ffeec0 "
            "on ci-runner-1; 1 check started failing: torch-gru values::matches_reference "
            "T5-B3-I3-H7 from 0017c0ffeec0 on ci-runner-1.")
 OTHER_CPU = dict(FINGERPRINT, cpu="Other CPU 42", cpu_id="GenuineOther 6 143 8")
@@ -115,8 +115,8 @@ def test_regressions_and_breakages_tables_name_the_commit_ranges_with_links(data
     html = render(data, commit_url=COMMIT_URL)
     regressions = section(html, "regressions")
     assert cells(regressions) == [["ci-runner-1", "torch-gru", "gru", "T100-B64-I256-H256",
-                                   "inference", "1", "0013c0ffeec0", "0014c0ffeec0", "1.093x",
-                                   "[1.076, 1.111]", "new regression"]]
+                                   "inference", "1", "0013c0ffeec0", "0014c0ffeec0", "1.091x",
+                                   "[1.074, 1.109]", "new regression"]]
     full = "0014" + "c0ffee" * 6
     assert (f'<a href="https://github.com/o/r/commit/{full}" title="{full}">'
             '<span class="commit">0014c0ffeec0</span></a>') in regressions

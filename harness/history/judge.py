@@ -8,7 +8,9 @@ A **new regression** is a series slower now than before, for sure, by more than 
 effect: its trailing slowdowns (the latest change, or the latest few when they are all slowdowns,
 each perhaps too small to count: a slow drift) taken together, from the level before the first
 of them to the latest level, are a ratio above 1 + min_effect, and a one-sided Mann-Whitney U
-test of the latest level's runs against the earlier level's says "slower" at ``alpha``. That
+test of the latest level's runs against the earlier level's says "slower" at ``alpha``. Its ratio
+and interval are that test's (harness.history.ranks: the Hodges-Lehmann shift and the shifts the
+test does not reject), so a new regression's interval always lies above 1. That
 test is what keeps CI quiet: the series is judged after every commit, so a 5% test would cry
 wolf about every other 100 commits on this project's machines; ``ALPHA`` is calibrated on
 measured noise (``seq-harness calibrate --drift``, docs/history.md), and being a rank test it
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine
 
-from harness.history.changes import MIN_RUNS, Change, detect, welch_interval
+from harness.history.changes import MIN_RUNS, Change, detect
+from harness.history.ranks import p_slower, shift, shift_interval
 from harness.history.timelines import RunRef, Timelines, load
 
 NEW_REGRESSION, REGRESSION, IMPROVEMENT = "new regression", "regression", "improvement"
@@ -121,8 +124,8 @@ def judge_timelines(timelines: Timelines, *, min_effect: float = 0.03, confidenc
         said = [verdict(change, min_effect=min_effect) for change in found]
         if said and said[-1] == REGRESSION:
             said[-1] = UNSURE  # the latest slowdown, not confirmed at alpha (below)
-        if newest is not None and newest[1] == 1:
-            said[-1] = NEW_REGRESSION
+        if newest is not None and newest[1] == 1:  # with the rank test's ratio and interval
+            said[-1], found[-1] = NEW_REGRESSION, newest[0]
         for change, what in zip(found, said):
             changes.append(SeriesChange(
                 machine=line.machine, impl=line.impl, family=line.family,
@@ -164,7 +167,8 @@ def newest_slowdown(values_s, found: list[Change], *, min_effect: float, alpha: 
     """The series' trailing slowdowns among ``found`` (the latest change only, with
     ``drifts=False``) as one change, from the level before the first of them to the latest
     level, and how many they are, when that is a new regression (see the module docstring);
-    else None. Its interval is the Welch one at ``confidence``."""
+    else None. Its ratio and interval are the rank test's own (harness.history.ranks): the
+    Hodges-Lehmann shift and the shifts the test does not reject at ``confidence``."""
     start = len(found)
     while start > 0 and found[start - 1].slower and (drifts or start == len(found)):
         start -= 1
@@ -173,21 +177,15 @@ def newest_slowdown(values_s, found: list[Change], *, min_effect: float, alpha: 
     logs = np.log(np.asarray(values_s, dtype=float))
     begin = found[start - 1].index if start > 0 else 0
     before, after = logs[begin:found[start].index], logs[found[-1].index:]
-    difference, half = welch_interval(before, after, confidence)
-    if math.exp(difference) <= 1.0 + min_effect:
+    difference = shift(before, after)
+    if math.exp(difference) <= 1.0 + min_effect or p_slower(after, before) > alpha:
         return None
-    from scipy.stats import mannwhitneyu
-
-    # exact while a side is small (as scipy chooses), tied runs or not: scipy would switch to the
-    # normal approximation at a tie, far more conservative in this tail, so one tie would decide
-    if mannwhitneyu(after, before, alternative="greater",
-                    method="exact" if min(len(after), len(before)) <= 8 else "asymptotic"
-                    ).pvalue > alpha:
+    low, high = shift_interval(before, after, confidence)
+    if low <= 0.0:  # with runs tied across the levels: the test and its interval part at a tie
         return None
     return Change(index=found[start].index, before_s=float(np.exp(before.mean())),
                   after_s=float(np.exp(after.mean())), ratio=float(np.exp(difference)),
-                  low=float(np.exp(difference - half)),
-                  high=float(np.exp(difference + half))), len(found) - start
+                  low=float(np.exp(low)), high=float(np.exp(high))), len(found) - start
 
 
 def verdict(change: Change, *, min_effect: float) -> str:
