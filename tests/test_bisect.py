@@ -5,6 +5,7 @@ check shapes::values_match_reference)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -28,9 +30,11 @@ from harness.gate.bisect import (
     step_lines,
     steps_needed,
 )
+from harness.gate import bisect_steps
 from harness.gate.bisect_steps import TimingJudge
 from harness.gate.commits import CommitRange, first_parent_range
 from harness.gate.run import GateRequest
+from harness.gate.sequential import Schedule
 from harness.latency.grids import load_grid
 from harness.registry import choose_one
 
@@ -268,6 +272,60 @@ def test_a_timing_step_decides_only_when_the_gate_says_exactly_one_thing():
     assert unshown(SHOWN[2], printed) == []  # docs/bisect.md's undecided step
 
 
+class LookingTiming(TimingJudge):
+    """A timing judge whose processes are drawn look by look: ``info`` maps a commit to its
+    center; each worker index's minimum is the center times a seeded lognormal draw of spread
+    0.25 (a shared, noisy machine); ``drawn`` keeps every process drawn, per step and side."""
+
+    @contextlib.contextmanager
+    def opened(self, label, commits):
+        yield [(label, name, sha) for name, sha in commits.items()]
+
+    def timed(self, label, commits):
+        key = ("gru", "T50-B8-I128-H128", "inference")
+        return {name: {key: self.drawn[(label, name)]} for name in commits}
+
+
+def draw_processes(judge: LookingTiming):
+    def run_sides(sides, *, workers, **_):
+        for label, name, sha in sides:
+            for worker in workers:
+                noise = np.random.default_rng([worker, int(sha[-4:], 16)]).normal(0.0, 0.25)
+                judge.drawn.setdefault((label, name), []).append(
+                    judge.info[sha] * math.exp(noise))
+    return run_sides
+
+
+def looking_timing(times: dict[str, float], most: int, monkeypatch) -> LookingTiming:
+    spec = choose_one(impl="torch-gru")
+    request = GateRequest(base=spec, head=spec, ref=None, grid=load_grid("gate"),
+                          phases=("inference",), workers=10, min_run_time=0.3, threads=1,
+                          alpha=0.01, schedule=Schedule(10, 5, most), budget_s=None)
+    judge = LookingTiming(Path("."), request, 0.1, Path("."), times)
+    object.__setattr__(judge, "drawn", {})
+    monkeypatch.setattr(bisect_steps, "run_sides", draw_processes(judge))
+    return judge
+
+
+def test_a_step_on_a_noisy_machine_adds_processes_until_it_decides(monkeypatch):
+    """Processes 25% apart (log sd) on a 30% step: one look of 10 per commit decides nothing;
+    the sequential step keeps adding 5 per look and finds the first bad commit."""
+    commits = fake_range(6)
+    line = commits.commits
+    times = {commits.good: 1.0, **{sha: 1.0 if i < 3 else 1.3 for i, sha in enumerate(line)}}
+    fixed = search(commits, looking_timing(times, 10, monkeypatch))
+    assert fixed.stopped and fixed.steps[0].verdict == UNDECIDED
+    assert "more processes (--workers, --max-workers, --budget)" in fixed.steps[0].why
+    judge = looking_timing(times, 40, monkeypatch)
+    found = search(commits, judge)
+    assert found.found and found.first_bad == line[3], found.steps
+    assert [s.verdict for s in found.steps] == [GOOD, BAD]
+    assert all(len(drawn) > 10 for drawn in judge.drawn.values())
+    assert found.steps[0].evidence[1].verdict == "faster"  # the midpoint, against bad
+    assert found.steps[0].evidence[1].ratio < 1 / 1.1  # the midpoint over bad
+    assert found.steps[1].evidence[0].verdict == "slower"
+
+
 def test_a_single_commit_range_times_its_ends():
     commits = fake_range(1)
     found = search(commits, fake_timing({commits.good: 1.0, commits.bad: 1.3}))
@@ -291,7 +349,8 @@ def test_a_single_commit_range_times_its_ends():
     (["--good", "{good}", "--bad", "{bad}", "--check", "nope::x"], ["no suite 'nope'"]),
     (["--good", "{good}", "--bad", "{bad}", "--check", "shapes::nope"],
      ["has no check 'nope'", "values_match_reference"]),
-    (["--good", "{good}", "--bad", "{bad}", "--workers", "3"], ["--workers 3", "5 or more"]),
+    (["--good", "{good}", "--bad", "{bad}", "--workers", "3"],
+     ["--workers 3", "the first look", "--workers 7 or more can"]),
     (["--good", "{good}", "--bad", "{bad}", "--impl-class", "nopkg.rnn:GRU"],
      ["bisect needs exactly one of --impl"]),
     (["--good", "{good}", "--bad", "{bad}", "--impl-class", "mygru.rnn:Nope"],
@@ -375,9 +434,9 @@ def test_bisect_check_finds_the_commit_that_scaled_the_output(mygru, tmp_path, m
 
 @pytest.mark.slow
 def test_bisect_finds_the_commit_that_made_the_gru_slower(mygru, tmp_path, monkeypatch, capsys):
-    """docs/bisect.md's timing line, on a small shape: 3 steps of 3 x 8 fresh processes (about
-    4 minutes on a 2-core machine). 8 per side at alpha 0.05 still decides when one process of
-    a side ran beside another job (6 per side at 0.01 did not, on a shared machine)."""
+    """docs/bisect.md's timing line, on a small shape: 3 steps, each starting with 8 fresh
+    processes per commit and adding 5 per look until both of its questions are decided (12
+    minutes on a 2-core machine, with 8, 38 and 28 processes per commit in the three steps)."""
     repo, shas = mygru
     monkeypatch.chdir(repo)
     grid = tmp_path / "tiny.json"

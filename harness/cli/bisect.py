@@ -14,7 +14,9 @@ from pathlib import Path
 from harness.cli.common import (
     CHECK_FAILED,
     UsageError,
+    add_look_options,
     add_timing_options,
+    check_look_options,
     check_phases,
     check_verdict_options,
     positive,
@@ -45,7 +47,10 @@ def add_parser(commands) -> None:
                            "shapes::values_match_reference")
     timing = bisect.add_argument_group("timing (without --check): as the gate's options")
     add_timing_options(timing.add_argument,
-                       workers_help="fresh worker processes per commit and step (default 10)")
+                       workers_help="fresh worker processes per commit in a step's first look "
+                       "(default 10)")
+    add_look_options(timing.add_argument, budget_help="no look of a step starts after this "
+                     "many seconds of its measuring (default 900)")
     timing.add_argument("--alpha", type=float, default=0.01, metavar="P",
                         help="significance level after Holm's correction (default 0.01)")
     timing.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
@@ -76,6 +81,7 @@ def timing_judge(args, commits, out: Path, info):
 
     from harness.gate.bisect_steps import TimingJudge
     from harness.gate.run import GateRequest
+    from harness.gate.sequential import Schedule
     from harness.gate.worktree import worktree_at
     from harness.latency.grids import load_grid
     from harness.registry import choose_one
@@ -87,7 +93,9 @@ def timing_judge(args, commits, out: Path, info):
         request = GateRequest(base=spec, head=spec, ref=None, grid=load_grid(args.grid),
                               phases=tuple(args.phase), workers=args.workers,
                               min_run_time=args.min_run_time, threads=args.threads,
-                              alpha=args.alpha)
+                              alpha=args.alpha, min_effect=args.min_effect,
+                              schedule=Schedule(args.workers, args.step, args.max_workers),
+                              budget_s=args.budget)
         request.validate()
     return TimingJudge(commits.repo, request, args.min_effect, out, info,
                        progress=lambda line: print(f"    {line}", flush=True))
@@ -103,7 +111,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     positive("--threads", args.threads)
     if args.check is None:
         check_verdict_options(args)
-        positive("--workers", args.workers)
+        check_look_options(args)
         positive("--min-run-time", args.min_run_time, integer=False)
         check_phases(args.phase)
     with usage_errors():

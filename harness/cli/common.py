@@ -101,6 +101,25 @@ def add_timing_options(add, *, workers_help: str) -> None:
         help="seconds of timing per task per process (default 0.3)")
 
 
+def add_look_options(add, *, budget_help: str) -> None:
+    """--step, --max-workers, --budget: how a sequential gate (gate, bisect) keeps adding
+    processes after the first look of --workers; ``add`` is a parser's or a group's
+    add_argument."""
+    add("--step", type=int, default=5, metavar="N",
+        help="processes per side each further look adds (default 5)")
+    add("--max-workers", type=int, default=40, metavar="N",
+        help="the most processes per side; a timing still undecided then is undecided "
+        "(default 40; equal to --workers: one look)")
+    add("--budget", type=float, default=900.0, metavar="SECONDS", help=budget_help)
+
+
+def check_look_options(args: argparse.Namespace) -> None:
+    positive("--workers", args.workers)
+    positive("--step", args.step)
+    positive("--max-workers", args.max_workers)
+    positive("--budget", args.budget, integer=False)
+
+
 def add_verdict_options(parser: argparse.ArgumentParser) -> None:
     """--alpha, --min-effect, --output: how compare, gate and calibrate judge."""
     parser.add_argument("--alpha", type=float, default=0.01, metavar="P",

@@ -14,8 +14,10 @@ from pathlib import Path
 from harness.cli.common import (
     CHECK_FAILED,
     UsageError,
+    add_look_options,
     add_timing_options,
     add_verdict_options,
+    check_look_options,
     check_phases,
     check_verdict_options,
     positive,
@@ -52,13 +54,8 @@ def add_parser(commands) -> None:
     add_timing_options(gate.add_argument,
                        workers_help="fresh worker processes per side in the first look "
                        "(default 10)")
-    gate.add_argument("--step", type=int, default=5, metavar="N",
-                      help="processes per side each further look adds (default 5)")
-    gate.add_argument("--max-workers", type=int, default=40, metavar="N",
-                      help="the most processes per side; a timing still undecided then is "
-                      "INCONCLUSIVE (default 40; equal to --workers: one look)")
-    gate.add_argument("--budget", type=float, default=900.0, metavar="SECONDS",
-                      help="no look starts after this many seconds of measuring (default 900)")
+    add_look_options(gate.add_argument, budget_help="no look starts after this many seconds "
+                     "of measuring (default 900)")
     gate.add_argument("--confirm", type=int, default=1, metavar="N",
                       help="a timing is a regression only when N gates in a row say it: the "
                       "gate runs again, with fresh processes, into OUT/confirm-K while every "
@@ -91,10 +88,7 @@ def sides(args: argparse.Namespace):
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     check_verdict_options(args)
-    positive("--workers", args.workers)
-    positive("--step", args.step)
-    positive("--max-workers", args.max_workers)
-    positive("--budget", args.budget, integer=False)
+    check_look_options(args)
     positive("--threads", args.threads)
     positive("--confirm", args.confirm)
     positive("--min-run-time", args.min_run_time, integer=False)

@@ -8,12 +8,17 @@ commit's.
 
 A timing step times three sides interleaved in fresh processes (the last good commit, the
 midpoint, the first bad commit) and asks the gate two questions: is the midpoint slower than the
-good commit (a regression verdict: Mann-Whitney U with Holm's correction *and* the minimum
-effect), and is it faster than the bad one (an improvement verdict, the same test)? Exactly one
-yes decides; none or both is undecided, said with the numbers. A check step runs ``seq-harness
-run --suite SUITE -k CHECK`` in the commit's worktree and reads its records: a failed case makes
-the commit bad, all cases passed make it good, anything else (the implementation does not import
-there, nothing ran) is undecided.
+good commit (a regression verdict: Mann-Whitney U *and* the minimum effect), and is it faster
+than the bad one (an improvement verdict, the same test)? It asks them as the sequential gate
+does (harness.gate.sequential): look by look, adding fresh processes to every side, each
+question at alpha, until every comparison is decided (a regression or improvement, or provably
+less than the minimum effect), the most processes or the step's budget. Exactly one yes
+decides; none or both is undecided, said with the numbers. Without a schedule in the request,
+one round of processes is judged as ``compare`` does (Holm's correction).
+
+A check step runs ``seq-harness run --suite SUITE -k CHECK`` in the commit's worktree and reads
+its records: a failed case makes the commit bad, all cases passed make it good, anything else
+(the implementation does not import there, nothing ran) is undecided.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import contextlib
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,7 +37,9 @@ from harness.conformance.suites import suites
 from harness.gate.bisect import BAD, GOOD, UNDECIDED, Evidence, Step
 from harness.gate.compare import pair, per_process
 from harness.gate.run import GateRequest
+from harness.gate.sequential import Progress, look
 from harness.gate.stats import IMPROVEMENT, REGRESSION, Verdict, judge
+from harness.gate.stats import UNDECIDED as UNDECIDED_TIMING
 from harness.gate.worktree import worktree_at, worktree_env
 from harness.latency.plan import Side
 from harness.latency.run import run_sides
@@ -58,8 +66,10 @@ class TimingJudge:
     progress: Callable[[str], None] | None = None
     checks_endpoints = False
 
-    def measure(self, label: str, commits: dict[str, str]) -> dict[str, dict]:
-        """Time each named commit's side, interleaved; name -> per-process statistics."""
+    @contextlib.contextmanager
+    def opened(self, label: str, commits: dict[str, str]) -> Iterator[list[Side]]:
+        """Each named commit's side (its worktree, out/STEP/NAME with the commit in run.json),
+        for as long as the step measures, with the current directory an empty one."""
         where = step_dir(self.out, label)
         with contextlib.ExitStack() as stack:
             sides = []
@@ -74,8 +84,53 @@ class TimingJudge:
                                   env=worktree_env(tree), peak=False))
             stack.enter_context(contextlib.chdir(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="seq-harness-bisect-"))))
+            yield sides
+
+    def timed(self, label: str, commits: dict[str, str]) -> dict[str, dict]:
+        """What each named commit's side has recorded so far: name -> per-process statistics."""
+        return {name: per_process(load_run(step_dir(self.out, label) / name)[1])
+                for name in commits}
+
+    def measure(self, label: str, commits: dict[str, str]) -> dict[str, dict]:
+        """Time each named commit's side, interleaved, in one round of the request's workers;
+        name -> per-process statistics."""
+        with self.opened(label, commits) as sides:
             run_sides(sides, workers=self.request.workers, progress=self.progress)
-        return {name: per_process(load_run(where / name)[1]) for name in commits}
+        return self.timed(label, commits)
+
+    def answers(self, label: str, commits: dict[str, str], questions: Sequence[tuple[str, str]]
+                ) -> tuple[dict[str, dict], list[list[Verdict]]]:
+        """Each side's statistics and, per question (base side, head side), its verdicts: with
+        the request's schedule, look by look as the sequential gate decides (each question at
+        alpha, harness.gate.sequential), until every timing of both is decided, the most
+        processes or the budget; without one, one round judged as ``compare`` does."""
+        schedule = self.request.schedule
+        if schedule is None:
+            timed = self.measure(label, commits)
+            return timed, [self.verdicts(timed[b], timed[h]) for b, h in questions]
+        budget = self.request.budget_s
+        deadline = None if budget is None else time.monotonic() + budget
+        states: list[Progress | None] = [None] * len(questions)
+        with self.opened(label, commits) as sides:
+            measured = 0
+            for size in schedule.looks:
+                if measured and (all(s.done for s in states) or (
+                        deadline is not None and time.monotonic() >= deadline)):
+                    break
+                run_sides(sides, workers=range(measured, size), progress=self.progress,
+                          deadline=deadline if measured else None)
+                measured, timed = size, self.timed(label, commits)
+                if self.untimed(label, timed) is not None:
+                    return timed, []
+                states = [look(state, pair(timed[b], timed[h])[0], schedule=schedule,
+                               alpha=self.request.alpha, min_effect=self.min_effect)
+                          for state, (b, h) in zip(states, questions)]
+                if self.progress is not None:
+                    decided = sum(len(s.decisions) - len(s.undecided) for s in states)
+                    self.progress(f"look {states[0].looks}, {states[0].per_side} processes per "
+                                  f"commit: {decided} of {sum(len(s.decisions) for s in states)} "
+                                  "comparisons decided")
+        return timed, [list(s.decisions) for s in states]
 
     def verdicts(self, base: dict, head: dict) -> list[Verdict]:
         comparisons, _ = pair(base, head)
@@ -83,12 +138,22 @@ class TimingJudge:
             return []
         return judge(comparisons, alpha=self.request.alpha, min_effect=self.min_effect)
 
-    def evidence(self, against: str, verdicts: Sequence[Verdict], *, slower: bool
+    def evidence(self, against: str, verdicts: Sequence[Verdict], *, mine: bool = True
                  ) -> list[Evidence]:
-        return [Evidence(against, WORDS.get(v.verdict, v.verdict),
-                         f"{v.comparison.key[2]} {v.comparison.key[1]}", v.comparison.ratio,
-                         v.interval, v.p_slower_holm if slower else v.p_faster_holm)
-                for v in verdicts]
+        """Evidence lines from the step's commit's side: ``mine`` when it was the head of the
+        comparisons (against good), else their base (against bad: bad over mid, so a
+        regression there is this commit faster, and the ratio is turned over)."""
+        found = []
+        for v in verdicts:
+            ratio, (low, high) = v.comparison.ratio, v.interval
+            word = WORDS.get(v.verdict, v.verdict)
+            if not mine:
+                ratio, low, high = 1.0 / ratio, 1.0 / high, 1.0 / low
+                word = {REGRESSION: WORDS[IMPROVEMENT], IMPROVEMENT: WORDS[REGRESSION]}.get(
+                    v.verdict, word)
+            found.append(Evidence(against, word, f"{v.comparison.key[2]} {v.comparison.key[1]}",
+                                  ratio, (low, high), v.p_slower_holm))
+        return found
 
     def untimed(self, label: str, timed: dict[str, dict]) -> str | None:
         """Why a side has no timing (its first error), or None when every side has them."""
@@ -101,27 +166,31 @@ class TimingJudge:
         return None
 
     def endpoints(self, good: str, bad: str, *, label: str) -> Step:
-        timed = self.measure(label, {"good": good, "bad": bad})
+        timed, answered = self.answers(label, {"good": good, "bad": bad}, [("good", "bad")])
         if (why := self.untimed(label, timed)) is not None:
             return Step(label, bad, UNDECIDED, why)
-        verdicts = self.verdicts(timed["good"], timed["bad"])
-        evidence = tuple(self.evidence(f"good {good[:10]}", verdicts, slower=True))
+        [verdicts] = answered
+        evidence = tuple(self.evidence(f"good {good[:10]}", verdicts))
         if any(v.verdict == REGRESSION for v in verdicts):
             return Step(label, bad, BAD, f"slower than good by more than {self.min_effect:.0%}",
                         evidence)
+        if any(v.verdict == UNDECIDED_TIMING for v in verdicts):
+            return Step(label, bad, UNDECIDED, f"bad is neither slower than good by more than "
+                        f"{self.min_effect:.0%} nor provably less: more processes "
+                        "(--max-workers, --budget) may decide", evidence)
         return Step(label, bad, UNDECIDED, f"bad is not slower than good by more than "
                     f"{self.min_effect:.0%}: nothing to bisect", evidence)
 
     def step(self, good: str, mid: str, bad: str, *, label: str) -> Step:
-        timed = self.measure(label, {"good": good, "mid": mid, "bad": bad})
+        timed, answered = self.answers(label, {"good": good, "mid": mid, "bad": bad},
+                                       [("good", "mid"), ("mid", "bad")])
         if (why := self.untimed(label, timed)) is not None:
             return Step(label, mid, UNDECIDED, why)
-        against_good = self.verdicts(timed["good"], timed["mid"])
-        against_bad = self.verdicts(timed["bad"], timed["mid"])
-        evidence = tuple(self.evidence(f"good {good[:10]}", against_good, slower=True)
-                         + self.evidence(f"bad {bad[:10]}", against_bad, slower=False))
+        against_good, against_bad = answered
+        evidence = tuple(self.evidence(f"good {good[:10]}", against_good)
+                         + self.evidence(f"bad {bad[:10]}", against_bad, mine=False))
         slower = any(v.verdict == REGRESSION for v in against_good)
-        faster = any(v.verdict == IMPROVEMENT for v in against_bad)
+        faster = any(v.verdict == REGRESSION for v in against_bad)  # bad slower than mid
         effect = f"{self.min_effect:.0%}"
         if slower and not faster:
             return Step(label, mid, BAD, f"slower than good by more than {effect}, not faster "
@@ -134,8 +203,8 @@ class TimingJudge:
                    "than one change in the range")
         else:
             why = (f"neither slower than good nor faster than bad by more than {effect} with "
-                   "significance: more processes (--workers) or a larger --min-effect may "
-                   "decide")
+                   "significance: more processes (--workers, --max-workers, --budget) or a "
+                   "larger --min-effect may decide")
         return Step(label, mid, UNDECIDED, why, evidence)
 
 
