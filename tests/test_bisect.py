@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.gate import bisect_steps
 from harness.gate.bisect import (
     BAD,
     GOOD,
@@ -30,7 +31,6 @@ from harness.gate.bisect import (
     step_lines,
     steps_needed,
 )
-from harness.gate import bisect_steps
 from harness.gate.bisect_steps import TimingJudge
 from harness.gate.commits import CommitRange, first_parent_range
 from harness.gate.run import GateRequest
