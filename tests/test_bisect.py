@@ -324,6 +324,9 @@ def test_a_step_on_a_noisy_machine_adds_processes_until_it_decides(monkeypatch):
     assert found.steps[0].evidence[1].verdict == "faster"  # the midpoint, against bad
     assert found.steps[0].evidence[1].ratio < 1 / 1.1  # the midpoint over bad
     assert found.steps[1].evidence[0].verdict == "slower"
+    words = {e.verdict for step in found.steps for e in step.evidence}
+    assert words <= {"slower", "faster", "not slower by 10% or more",
+                     "not faster by 10% or more", "undecided"}, words
 
 
 def test_a_single_commit_range_times_its_ends():

@@ -37,7 +37,7 @@ from harness.conformance.suites import suites
 from harness.gate.bisect import BAD, GOOD, UNDECIDED, Evidence, Step
 from harness.gate.compare import pair, per_process
 from harness.gate.run import GateRequest
-from harness.gate.sequential import Progress, look
+from harness.gate.sequential import HELD, Decided, Progress, look
 from harness.gate.stats import IMPROVEMENT, REGRESSION, Verdict, judge
 from harness.gate.stats import UNDECIDED as UNDECIDED_TIMING
 from harness.gate.worktree import worktree_at, worktree_env
@@ -142,7 +142,8 @@ class TimingJudge:
                  ) -> list[Evidence]:
         """Evidence lines from the step's commit's side: ``mine`` when it was the head of the
         comparisons (against good), else their base (against bad: bad over mid, so a
-        regression there is this commit faster, and the ratio is turned over)."""
+        regression there is this commit faster, and the ratio is turned over). The p is the
+        one that decided: of the regression test, or of "not by the minimum effect or more"."""
         found = []
         for v in verdicts:
             ratio, (low, high) = v.comparison.ratio, v.interval
@@ -151,8 +152,12 @@ class TimingJudge:
                 ratio, low, high = 1.0 / ratio, 1.0 / high, 1.0 / low
                 word = {REGRESSION: WORDS[IMPROVEMENT], IMPROVEMENT: WORDS[REGRESSION]}.get(
                     v.verdict, word)
+            p = v.p_slower_holm
+            if isinstance(v, Decided) and v.verdict == HELD:  # a sequential look proved it
+                word = f"not {'slower' if mine else 'faster'} by {self.min_effect:.0%} or more"
+                p = v.p_held
             found.append(Evidence(against, word, f"{v.comparison.key[2]} {v.comparison.key[1]}",
-                                  ratio, (low, high), v.p_slower_holm))
+                                  ratio, (low, high), p))
         return found
 
     def untimed(self, label: str, timed: dict[str, dict]) -> str | None:
