@@ -36,6 +36,7 @@ def records(out):
         (["bench", "--impl-class", "harness.impls.scratch:ScratchGRU", "--family", "lstm"],
          ["family lstm's weights"]),
         (["run", "--device", "gpu"], ["'gpu'", "cuda"]),
+        (["run", "--maxfail", "-1"], ["--maxfail -1", "0 (run every check)"]),
         (["report", "/nonexistent/dir"], ["/nonexistent/dir", "not a results directory"]),
         (["frobnicate"], ["'frobnicate'", "run"]),
     ],
@@ -60,6 +61,22 @@ def test_run_of_a_correct_class_passes(tmp_path, capsys):
     assert "failed" not in outcomes and outcomes.count("passed") > 50
     assert (out / "run.json").is_file() and (out / "report.md").is_file()
     assert "scratch-gru" in (tmp_path / "r.md").read_text()
+
+
+def test_maxfail_stops_at_the_first_failure_and_resume_runs_the_rest(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--impl-class", "tests.mutants.bugs:SwappedGatesLSTM", "--family", "lstm",
+            "--suite", "shapes", "-k", "values_match_reference", "--workers", "0",
+            "--confirm-alone", "0", "--no-diagnosis", "--maxfail", "1", "--out", str(out)]
+    assert main(argv) == 1
+    first = records(out)
+    assert [r["outcome"] for r in first] == ["failed"]
+    assert (f"seq-harness: --maxfail 1 reached: the checks not run by then are left for "
+            f"`seq-harness run --resume {out}`") in capsys.readouterr().out
+    assert main(["run", "--resume", str(out)]) == 1
+    again = records(out)
+    assert [r["case_id"] for r in again[:1]] == [first[0]["case_id"]]  # kept, not run again
+    assert len(again) == 2 and len({r["case_id"] for r in again}) == 2  # one more, its stop
 
 
 def test_broken_implementations_are_failed_checks_and_the_run_goes_on(tmp_path):

@@ -18,7 +18,7 @@ from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suit
 from harness.conformance.suites import suite_files, thorough_names
 from harness.conformance.tolerance import Override
 from harness.core.precision import set_tf32
-from harness.records import AS_TORCH, OUTCOMES, RunInfo, write_run_info
+from harness.records import AS_TORCH, FAILED, OUTCOMES, RunInfo, write_run_info
 from harness.registry import choose
 from harness.report import write_report
 
@@ -41,6 +41,9 @@ def add_parser(commands) -> None:
     run.add_argument("--confirm-alone", type=int, default=5, metavar="N",
                      help="run up to N failed checks again, each alone in a fresh process, and "
                      "say in their records whether they fail alone too (default 5; 0: off)")
+    run.add_argument("--maxfail", type=int, default=0, metavar="N",
+                     help="stop after N failed checks (default 0: run every check); "
+                     "--resume DIR then runs the rest")
     run.add_argument("-k", dest="keyword", metavar="EXPR",
                      help="only checks whose pytest id matches EXPR (as pytest -k)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's per-check output")
@@ -56,6 +59,9 @@ def validate(args: argparse.Namespace) -> None:
                          "(no limit) or more seconds")
     with usage_errors():
         Override(args.atol, args.rtol)
+    if args.maxfail < 0:
+        raise UsageError(f"--maxfail {args.maxfail} is invalid; expected 0 (run every check) "
+                         "or more failed checks")
     if args.confirm_alone < 0:
         raise UsageError(f"--confirm-alone {args.confirm_alone} is invalid; expected 0 (off) "
                          "or more failed checks")
@@ -91,7 +97,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         all_suites=args.all_suites or bool(args.suite),
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol, rounding=args.rounding,
-        diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None))
+        diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None,
+        maxfail=args.maxfail))
     for line in describe(outcome.confirmed):
         print(line)
     if outcome.confirmed:  # the verdicts of the re-runs belong in the report
@@ -109,7 +116,10 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         print(f"seq-harness: the quick verdict; the measuring suites ({', '.join(left_out)}) "
               "were not run: --all-suites runs them too, as `seq-harness job` does")
     print(f"seq-harness: {len(outcome.records)} checks ({parts}); report: {where}")
-    code = exit_code(outcome, resumed=bool(args.resume))
+    if args.maxfail and counts.get(FAILED, 0) >= args.maxfail:
+        print(f"seq-harness: --maxfail {args.maxfail} reached: the checks not run by then are "
+              f"left for `seq-harness run --resume {out}`")
+    code = exit_code(outcome, resumed=bool(args.resume), maxfail=args.maxfail)
     if code is None:
         print("seq-harness: error: no checks matched the selection", file=sys.stderr)
         return USAGE_ERROR

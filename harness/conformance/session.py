@@ -44,6 +44,7 @@ class SuiteRun:
     rounding: str = "needed"
     diagnosis: bool = True
     shard: str | None = None  # "K/N" (harness.core.shard)
+    maxfail: int = 0  # stop after this many failed checks (pytest's --maxfail); 0: never
     report: bool = True  # OUT/report.md at the end (a job renders its own of every stage)
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
 
@@ -98,6 +99,8 @@ class SuiteRun:
                      "--maxschedchunk", "8"]
         if self.resume:
             args += ["--resume"]
+        if self.maxfail:
+            args += ["--maxfail", str(self.maxfail)]
         if self.progress_s:
             args += ["--progress", str(self.progress_s)]
         return args
@@ -123,12 +126,15 @@ def run_suites(run: SuiteRun) -> SuiteOutcome:
     return SuiteOutcome(code, list(iter_records(run.out)), confirmed)
 
 
-def exit_code(outcome: SuiteOutcome, *, resumed: bool) -> int | None:
+def exit_code(outcome: SuiteOutcome, *, resumed: bool, maxfail: int = 0) -> int | None:
     """0 every check passed, 1 a check failed, 2 nothing matched or bad input, 3 pytest broke;
     None when no check matched the selection."""
     code, records = outcome.code, outcome.records
     if resumed and code == int(pytest.ExitCode.NO_TESTS_COLLECTED) and records:
         code = int(pytest.ExitCode.OK)  # everything was recorded before: nothing left to run
+    if maxfail and code == int(pytest.ExitCode.INTERRUPTED) and sum(
+            r.outcome == "failed" for r in records) >= maxfail:
+        code = int(pytest.ExitCode.TESTS_FAILED)  # pytest-xdist stops at --maxfail this way
     if code == int(pytest.ExitCode.NO_TESTS_COLLECTED) or (code == 0 and not records):
         return None
     if code == int(pytest.ExitCode.USAGE_ERROR):
