@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from harness.history import ranks
 from harness.history.changes import Change, welch_interval
 from harness.history.judge import newest_slowdown
 from harness.history.ranks import p_slower, shift, shift_interval
@@ -28,6 +29,18 @@ def test_the_interval_lies_above_no_change_exactly_when_the_test_says_slower(siz
         above += rejects
         assert low <= shift(before, after) <= high
     assert agree == 40 and 4 <= above <= 36  # both kinds of case were met
+
+
+@pytest.mark.parametrize("sizes", [(6, 3), (30, 5), (300, 20)])
+def test_its_ends_are_those_every_shift_tested_at_once_gives(sizes, monkeypatch):
+    """The interval narrows over the differences PROBES_PER_CALL at a time (memory bounded at
+    any history length); testing every shift at once gives the same ends (300 x 20 runs: 6,000
+    differences, three rounds of narrowing)."""
+    rng = np.random.default_rng(len(sizes))
+    before, after = rng.normal(0.0, 0.02, sizes[0]), rng.normal(0.02, 0.02, sizes[1])
+    narrowed = shift_interval(before, after, 0.95)
+    monkeypatch.setattr(ranks, "PROBES_PER_CALL", 10**9)
+    assert shift_interval(before, after, 0.95) == narrowed
 
 
 def test_the_interval_covers_a_true_shift_as_often_as_its_level_says():

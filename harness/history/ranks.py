@@ -12,6 +12,8 @@ does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 EXACT_UP_TO = 8  # runs on the smaller side up to which the test is exact
@@ -40,18 +42,45 @@ def shift_interval(before: np.ndarray, after: np.ndarray,
     """(low, high): the shifts d for which neither one-sided test of ``after - d`` against
     ``before`` rejects at (1 - confidence) / 2; -inf or inf where even the most extreme shift
     cannot be rejected with so few runs. The tests' p changes only where ``after - d`` meets a
-    run of ``before``, at the differences themselves: both tests are taken once at every point
-    between consecutive differences (where no new tie is made), in one vectorised call each."""
+    run of ``before``, at the differences themselves, and monotonically: each end is the first
+    point between consecutive differences (where no new tie is made) where the test's answer
+    turns, found by ``first``."""
     tail = (1.0 - confidence) / 2.0
     cuts = np.unique(np.subtract.outer(after, before))
     # probes[i] lies between cuts[i - 1] and cuts[i]: below every difference, then between
     # consecutive ones, then above every one
     probes = np.concatenate(([cuts[0] - 1.0], (cuts[:-1] + cuts[1:]) / 2.0, [cuts[-1] + 1.0]))
-    shifted = after[None, :] - probes[:, None]  # (probes, runs after)
+
+    def shifted(d: np.ndarray) -> np.ndarray:
+        return after[None, :] - d[:, None]  # (shifts, runs after)
+
     # p(slower) grows with d: the lowest shift kept is the difference below the first probe kept
-    kept = np.flatnonzero(p_slower(shifted, before) > tail)
-    low = -np.inf if kept[0] == 0 else float(cuts[kept[0] - 1])
+    kept = first(probes, lambda d: p_slower(shifted(d), before) > tail)
+    low = -np.inf if kept == 0 else float(cuts[min(kept, len(cuts)) - 1])
     # p(faster) shrinks with d: the highest shift kept is the difference above the last one kept
-    gone = np.flatnonzero(p_slower(shifted, before, alternative="less") <= tail)
-    high = np.inf if not len(gone) else float(cuts[gone[0] - 1])
+    gone = first(probes, lambda d: p_slower(shifted(d), before, alternative="less") <= tail)
+    high = np.inf if gone == len(probes) else float(cuts[max(gone, 1) - 1])
     return low, high
+
+
+PROBES_PER_CALL = 64  # shifts one vectorised test takes: memory stays small at any history length
+
+
+def first(probes: np.ndarray, holds: Callable[[np.ndarray], np.ndarray]) -> int:
+    """The first index of ``probes`` where ``holds`` (vectorised over probes, and monotone:
+    False, then True), len(probes) where none: PROBES_PER_CALL probes spread over the range
+    left are tested at a time, and the range narrows to between the last False and the first
+    True of them."""
+    lo, hi = 0, len(probes)  # every index below lo is False; hi is True, or len(probes)
+    while lo < hi:
+        picks = np.unique(np.linspace(lo, hi - 1, min(PROBES_PER_CALL, hi - lo)).round()
+                          .astype(int))
+        true_at = np.flatnonzero(holds(probes[picks]))
+        if len(picks) == hi - lo:  # the whole range tested
+            return int(picks[true_at[0]]) if len(true_at) else hi
+        if not len(true_at):
+            lo = hi  # the last pick is hi - 1: nothing in the range holds
+        else:
+            j = true_at[0]
+            lo, hi = (int(picks[j - 1]) + 1 if j else lo), int(picks[j])
+    return lo
