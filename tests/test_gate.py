@@ -75,6 +75,37 @@ def test_verdicts_need_significance_and_size():
     assert low < slower.ratio < high and low > 1.05
 
 
+def test_a_verdicts_interval_never_contradicts_it():
+    """The interval is the verdict's own rank test inverted: a regression's lies above 1 and an
+    improvement's below, however the processes scatter: heavy-tailed noise, a few processes a
+    side, some head processes as fast as base. The last case (5 head processes against 14, one
+    of them as fast as base) is a regression whose resampled ratio of medians held 1 (95%
+    bootstrap interval 0.997 to 1.82)."""
+    rng = np.random.default_rng(1)
+    comparisons = []
+    for _ in range(300):
+        n_base, n_head = rng.integers(5, 16, size=2)
+        slow = rng.random(n_head) < rng.uniform(0.4, 0.9)
+        base = np.exp(0.03 * rng.standard_t(2, n_base))
+        head = np.exp(0.03 * rng.standard_t(2, n_head)) * np.where(slow, 1.58, 1.0)
+        comparisons.append(Comparison(("x", "s", "inference"), tuple(base), tuple(head)))
+    comparisons.append(Comparison(
+        ("x", "s", "inference"),
+        (0.661, 0.888, 0.939, 0.978, 0.981, 0.982, 0.986, 0.988, 0.989, 1.016, 1.041, 1.056,
+         1.074, 1.112), (0.985, 1.361, 1.485, 1.591, 1.797)))
+    verdicts = [v for c in comparisons for v in judge([c], alpha=0.01, min_effect=0.03)]
+    assert verdicts[-1].verdict == REGRESSION
+    assert sum(v.verdict == REGRESSION for v in verdicts) > 100
+    assert any(v.verdict == UNCHANGED for v in verdicts)
+    for v in verdicts:
+        low, high = v.interval
+        assert low <= high
+        if v.verdict == REGRESSION:
+            assert low > 1.0, (v.comparison, v.interval)
+        if v.verdict == IMPROVEMENT:
+            assert high < 1.0, (v.comparison, v.interval)
+
+
 def test_pairing_matches_keys_and_one_renamed_implementation():
     base = {("torch-gru", "T5", "inference"): [1.0] * 3, ("torch-gru", "T9", "inference"): [1.0]}
     head = {("my-gru", "T5", "inference"): [1.0] * 3}

@@ -1,4 +1,4 @@
-"""A new regression's ratio and interval are its rank test's own (harness.history.ranks): the
+"""A new regression's ratio and interval are its rank test's own (harness.gate.ranks): the
 interval lies above 1 exactly when the test says slower at its tail, it covers a true shift as
 often as its level says, and one far-outlying run no longer stretches it over 1."""
 
@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.history import ranks
+from harness.gate import ranks
+from harness.gate.ranks import p_slower, shift, shift_interval
 from harness.history.changes import Change, welch_interval
 from harness.history.judge import newest_slowdown
-from harness.history.ranks import p_slower, shift, shift_interval
 
 
 @pytest.mark.parametrize("sizes", [(30, 5), (12, 12), (40, 9)])

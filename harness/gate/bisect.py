@@ -25,7 +25,8 @@ GOOD, BAD, UNDECIDED = "good", "bad", "undecided"
 class Evidence:
     """One line of a step's evidence: what the commit was compared with (``against``: e.g.
     "good 1a2b3c4d5e" or "check"), the verdict of that comparison, and for a timing its ratio
-    (this commit's median over the other's), bootstrap interval and Holm-adjusted p-value."""
+    (this commit's median over the other's), the rank test's 95% interval and Holm-adjusted
+    p-value."""
 
     against: str
     verdict: str

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.gate.ranks import p_slower
 from harness.gate.stats import (
     IMPROVEMENT,
     REGRESSION,
@@ -40,7 +41,6 @@ from harness.gate.stats import (
     UNDECIDED,
     Comparison,
     Verdict,
-    scipy_stats,
     smallest_p,
 )
 
@@ -105,11 +105,9 @@ def outcomes(base: np.ndarray, head: np.ndarray, *, spend: float, min_effect: fl
     """Verdicts of many timings at one look at once: base (R, n_base) and head (R, n_head)
     hold each timing's per-process numbers in rows; returns indices into CODES (R,) and the p
     of held (R,). The rows share one look's ``spend``."""
-    stats = scipy_stats()
-    slower = stats.mannwhitneyu(head, base, alternative="greater", axis=1).pvalue
-    faster = stats.mannwhitneyu(head, base, alternative="less", axis=1).pvalue
-    held = stats.mannwhitneyu(head, base * (1 + min_effect), alternative="less",
-                              axis=1).pvalue
+    slower = p_slower(head, base)  # the tests ``Comparison`` makes and its interval inverts
+    faster = p_slower(head, base, alternative="less")
+    held = p_slower(head, base * (1 + min_effect), alternative="less")
     ratio = np.median(head, axis=1) / np.median(base, axis=1)
     codes = np.full(len(ratio), CODES.index(UNDECIDED))
     codes[held < spend] = CODES.index(HELD)

@@ -8,8 +8,9 @@ on shared machines). A timing has regressed only when both
 - a one-sided Mann-Whitney U test over those per-process numbers says head > base at p < alpha,
   after Holm's correction across all comparisons of the run, and
 - the ratio of the medians of the per-process numbers, head over base, exceeds 1 + min_effect;
-improvement is the mirror image. The ratio gets a bootstrap 95% confidence interval (resampling
-processes). A conformance or gradient check that passed in BASE and fails in HEAD is a regression
+improvement is the mirror image. The ratio's 95% interval is the same test's: the ratios by which
+head could be scaled for neither one-sided test to reject at 2.5%, so a regression's interval
+lies above 1. A conformance or gradient check that passed in BASE and fails in HEAD is a regression
 whatever the timings say. Results from different machines, torch versions, thread counts or
 devices are refused unless explicitly allowed, and then flagged.
 """
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from harness.gate.ranks import p_slower, shift_interval
 
 REGRESSION, IMPROVEMENT, UNCHANGED = "regression", "improvement", "no significant change"
 UNJUDGED = "too few processes to judge"
@@ -100,23 +103,25 @@ class Comparison:
 
     @property
     def p_slower(self) -> float:
-        return float(scipy_stats().mannwhitneyu(self.head, self.base, alternative="greater").pvalue)
+        """The one-sided Mann-Whitney U p that head is slower (``ranks.p_slower``: exact up to
+        8 processes a side, ties or not), the test ``interval`` inverts."""
+        return p_slower(np.asarray(self.head), np.asarray(self.base))
 
     @property
     def p_faster(self) -> float:
-        return float(scipy_stats().mannwhitneyu(self.head, self.base, alternative="less").pvalue)
+        return p_slower(np.asarray(self.head), np.asarray(self.base), alternative="less")
 
-    def interval(self, *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-        """Bootstrap percentile interval of the ratio of medians, resampling processes."""
+    def interval(self, *, confidence: float = 0.95) -> tuple[float, float]:
+        """The ratios r (head over base) for which neither one-sided Mann-Whitney U test of the
+        head processes divided by r against the base processes rejects at (1 - confidence) / 2:
+        the verdicts' own test turned into an interval (``harness.gate.ranks``), so a
+        regression at alpha below (1 - confidence) / 2 has an interval above 1 and an
+        improvement one below. A side of one process gives no interval; too few processes for
+        the tails give an open end (0 or inf)."""
         if len(self.base) < 2 or len(self.head) < 2:
             return (math.nan, math.nan)
-        result = scipy_stats().bootstrap(
-            (np.asarray(self.head), np.asarray(self.base)),
-            lambda h, b, axis: np.median(h, axis=axis) / np.median(b, axis=axis),
-            vectorized=True, paired=False, n_resamples=2000, confidence_level=confidence,
-            method="percentile", random_state=np.random.default_rng(seed),
-        )
-        return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+        low, high = shift_interval(np.log(self.base), np.log(self.head), confidence)
+        return (float(np.exp(low)), float(np.exp(high)))
 
 
 @dataclass(frozen=True)

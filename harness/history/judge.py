@@ -9,7 +9,7 @@ effect: its trailing slowdowns (the latest change, or the latest few when they a
 each perhaps too small to count: a slow drift) taken together, from the level before the first
 of them to the latest level, are a ratio above 1 + min_effect, and a one-sided Mann-Whitney U
 test of the latest level's runs against the earlier level's says "slower" at ``alpha``. Its ratio
-and interval are that test's (harness.history.ranks: the Hodges-Lehmann shift and the shifts the
+and interval are that test's (harness.gate.ranks: the Hodges-Lehmann shift and the shifts the
 test does not reject), so a new regression's interval always lies above 1. That
 test is what keeps CI quiet: the series is judged after every commit, so a 5% test would cry
 wolf about every other 100 commits on this project's machines; ``ALPHA`` is calibrated on
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine
 
+from harness.gate.ranks import p_slower, shift, shift_interval
 from harness.history.changes import MIN_RUNS, Change, detect
-from harness.history.ranks import p_slower, shift, shift_interval
 from harness.history.timelines import RunRef, Timelines, load
 
 NEW_REGRESSION, REGRESSION, IMPROVEMENT = "new regression", "regression", "improvement"
@@ -167,7 +167,7 @@ def newest_slowdown(values_s, found: list[Change], *, min_effect: float, alpha: 
     """The series' trailing slowdowns among ``found`` (the latest change only, with
     ``drifts=False``) as one change, from the level before the first of them to the latest
     level, and how many they are, when that is a new regression (see the module docstring);
-    else None. Its ratio and interval are the rank test's own (harness.history.ranks): the
+    else None. Its ratio and interval are the rank test's own (harness.gate.ranks): the
     Hodges-Lehmann shift and the shifts the test does not reject at ``confidence``."""
     start = len(found)
     while start > 0 and found[start - 1].slower and (drifts or start == len(found)):

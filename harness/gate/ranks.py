@@ -1,5 +1,6 @@
-"""A series' latest level against an earlier one, by ranks: the one-sided Mann-Whitney U test that
-decides a new regression, the shift it estimates (Hodges-Lehmann: the median of every difference
+"""One sample against another by ranks (a history series' latest level against an earlier one; a
+gate's head processes against its base processes): the one-sided Mann-Whitney U test that decides
+a regression, the shift it estimates (Hodges-Lehmann: the median of every difference
 latest run minus earlier run, in log space) and its interval: the shifts the same test does not
 reject, each side at (1 - confidence) / 2.
 
@@ -19,16 +20,23 @@ import numpy as np
 EXACT_UP_TO = 8  # runs on the smaller side up to which the test is exact
 
 
+def method(n_after: int, n_before: int) -> str:
+    """scipy's Mann-Whitney U method for samples of these sizes: exact while a side has
+    EXACT_UP_TO runs or fewer, the normal approximation beyond."""
+    return "exact" if min(n_after, n_before) <= EXACT_UP_TO else "asymptotic"
+
+
 def p_slower(after: np.ndarray, before: np.ndarray, *, alternative: str = "greater"):
     """The one-sided Mann-Whitney U test's p that ``after`` is slower (``alternative="less"``:
-    faster) than ``before``; ``after`` (..., n) gives a p per row. Exact while a side has
-    EXACT_UP_TO runs or fewer, tied runs or not: scipy would switch to the normal approximation
-    at a tie, far more conservative in this tail, so one tie would decide."""
+    faster) than ``before``; ``after`` (..., n) gives a p per row (``before`` (m,) or
+    (..., m)). Exact while a side has EXACT_UP_TO runs or fewer, tied runs or not: scipy would
+    switch to the normal approximation at a tie, far more conservative in this tail, so one
+    tie would decide."""
     from scipy.stats import mannwhitneyu
 
-    method = "exact" if min(after.shape[-1], len(before)) <= EXACT_UP_TO else "asymptotic"
-    before = np.broadcast_to(before, (*after.shape[:-1], len(before)))
-    p = mannwhitneyu(after, before, alternative=alternative, method=method, axis=-1).pvalue
+    before = np.broadcast_to(before, (*after.shape[:-1], before.shape[-1]))
+    p = mannwhitneyu(after, before, alternative=alternative, axis=-1,
+                     method=method(after.shape[-1], before.shape[-1])).pvalue
     return float(p) if np.ndim(p) == 0 else p
 
 
