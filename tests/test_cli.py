@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from harness.cli import main
+from harness.records import read_run_info
 
 
 def records(out):
@@ -73,10 +74,16 @@ def test_maxfail_stops_at_the_first_failure_and_resume_runs_the_rest(tmp_path, c
     assert [r["outcome"] for r in first] == ["failed"]
     assert (f"seq-harness: --maxfail 1 reached: the checks not run by then are left for "
             f"`seq-harness run --resume {out}`") in capsys.readouterr().out
+    # run.json and the report say the run stopped: it does not read as a smaller run
+    assert read_run_info(out).stopped.startswith("--maxfail 1 reached")
+    report = (out / "report.md").read_text()
+    assert "stopped early**: --maxfail 1 reached" in report.split("## Verdict")[0]  # at the top
+    assert read_run_info(out).resumed(["seq-harness", "run"]).stopped is None
     assert main(["run", "--resume", str(out)]) == 1
     again = records(out)
     assert [r["case_id"] for r in again[:1]] == [first[0]["case_id"]]  # kept, not run again
     assert len(again) == 2 and len({r["case_id"] for r in again}) == 2  # one more, its stop
+    assert read_run_info(out).stopped and len(read_run_info(out).resumes) == 1  # stopped again
 
 
 def test_broken_implementations_are_failed_checks_and_the_run_goes_on(tmp_path):

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,7 +19,14 @@ from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suit
 from harness.conformance.suites import suite_files, thorough_names
 from harness.conformance.tolerance import Override
 from harness.core.precision import set_tf32
-from harness.records import AS_TORCH, FAILED, OUTCOMES, RunInfo, write_run_info
+from harness.records import (
+    AS_TORCH,
+    FAILED,
+    OUTCOMES,
+    RunInfo,
+    read_run_info,
+    write_run_info,
+)
 from harness.registry import choose
 from harness.report import write_report
 
@@ -101,7 +109,12 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         maxfail=args.maxfail))
     for line in describe(outcome.confirmed):
         print(line)
-    if outcome.confirmed:  # the verdicts of the re-runs belong in the report
+    stopped = None
+    if args.maxfail and sum(r.outcome == FAILED for r in outcome.records) >= args.maxfail:
+        stopped = (f"--maxfail {args.maxfail} reached: the checks not run by then are left for "
+                   f"`seq-harness run --resume {out}`")
+        write_run_info(out, replace(read_run_info(out), stopped=stopped))
+    if outcome.confirmed or stopped:  # the re-runs' verdicts, or the stop, belong in the report
         write_report([out], out / "report.md")
     if args.report:
         write_report([out], args.report)
@@ -116,9 +129,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         print(f"seq-harness: the quick verdict; the measuring suites ({', '.join(left_out)}) "
               "were not run: --all-suites runs them too, as `seq-harness job` does")
     print(f"seq-harness: {len(outcome.records)} checks ({parts}); report: {where}")
-    if args.maxfail and counts.get(FAILED, 0) >= args.maxfail:
-        print(f"seq-harness: --maxfail {args.maxfail} reached: the checks not run by then are "
-              f"left for `seq-harness run --resume {out}`")
+    if stopped:
+        print(f"seq-harness: {stopped}")
     code = exit_code(outcome, resumed=bool(args.resume), maxfail=args.maxfail)
     if code is None:
         print("seq-harness: error: no checks matched the selection", file=sys.stderr)

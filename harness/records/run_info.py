@@ -43,6 +43,9 @@ class RunInfo:
     # Each --resume that continued the run: when, its command, and the code it ran
     # ({"at", "argv", "git_commit", "git_modified"}).
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    # Why the run ended before every selected check ran (``run --maxfail``), until a resume
+    # runs the rest; None for a run that ran them all.
+    stopped: str | None = None
 
     @classmethod
     def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
@@ -74,7 +77,7 @@ class RunInfo:
         resume = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "argv": list(argv), "git_commit": git_commit(),
                   "git_modified": git_modified()}
-        return replace(self, resumes=[*self.resumes, resume])
+        return replace(self, resumes=[*self.resumes, resume], stopped=None)
 
     @property
     def mixed(self) -> bool:

@@ -40,7 +40,14 @@ def header(infos: Sequence[RunInfo]) -> list[str]:
     ]
     table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     resumes = [line for i in infos if i.resumes for line in (resumed(i), "")]
-    return [*commands, "", table, "", *resumes] if commands else [table, "", *resumes]
+    notes = [*resumes, *(line for i in infos if i.stopped for line in (stop_line(i), ""))]
+    return [*commands, "", table, "", *notes] if commands else [table, "", *notes]
+
+
+def stop_line(info: RunInfo) -> str:
+    """A line for a run that ended before every selected check ran."""
+    return (f"**Run {md(info.run_id)} stopped early**: {md(info.stopped)}. Its records are the "
+            "checks run by then, not every selected one.")
 
 
 def resumed(info: RunInfo) -> str:
@@ -64,6 +71,7 @@ def render(dirs: Sequence[str | os.PathLike], output: Path | None = None) -> str
              f"{len(frame)} records over {frame['impl'].nunique()} implementations and "
              f"{frame['suite'].nunique()} suites: {summary}. The runs, commands and machines "
              "are at the end.", ""]
+    lines += [line for i in infos if i.stopped for line in (stop_line(i), "")]
     if frame.empty:
         return "\n".join([*lines, "No checks were recorded.", "", "## Runs", "",
                           *header(infos)])
