@@ -421,3 +421,21 @@ def test_the_compiled_entries_pass_their_core_checks(entry, tmp_path):
     assert code == 0
     assert {r["suite"] for r in records if r["outcome"] == "passed"} == {
         "compile", "shapes", "gradients"}
+
+
+def test_one_worker_runs_every_check_of_a_compiled_entry(tmp_path, capsys):
+    """Each worker process compiles every graph variant it meets: a compiled entry's checks
+    all go to one worker (harness.conformance.scheduling), the others' to either."""
+    code = main(["run", "--impl", "compiled-gru", "--impl", "torch-gru", "--suite", "errors",
+                 "-k", "wrong_input_size or wrong_hx_layers", "-n", "2", "-v",
+                 "--out", str(tmp_path)])
+    workers: dict[str, set[str]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("[gw") and "suites/test_errors.py::" in line:
+            impl = line.partition("::")[2].partition("[")[2].partition(":")[0]
+            workers.setdefault(impl, set()).add(line[1:4])
+    assert code == 0
+    assert len(workers["compiled-gru"]) == 1 and workers["torch-gru"], workers
+    records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert sum(r["impl"] == "compiled-gru" for r in records) >= 8
+    assert all(r["nodeid"].endswith("]") for r in records)  # node ids as pytest selects them

@@ -55,6 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from harness.conformance.progress_line import ProgressLine
 
         config.pluginmanager.register(ProgressLine(config), "seq-harness-progress")
+    if not hasattr(config, "workerinput"):  # under -n, the xdist controller: it schedules
+        config.pluginmanager.import_plugin("harness.conformance.scheduling")
     options = ("impl", "impl_class", "family", "suite")
     if any(config.getoption(name) for name in options):
         selection(config)  # bad input is a usage error before anything is collected
@@ -64,7 +66,6 @@ def pytest_configure(config: pytest.Config) -> None:
         Override(config.getoption("atol"), config.getoption("rtol"))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    directory = config.getoption("results_dir")
     if directory is None:
         return
     from harness.records import RecordWriter, RunInfo, read_run_info, write_run_info
@@ -245,8 +246,7 @@ def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
     from harness.conformance.recording import crash_record, crashed_impl
     from harness.records import iter_records
 
-    directory = config.getoption("results_dir")
-    if any(r.nodeid == crashitem for r in iter_records(directory)):
+    if any(r.nodeid == crashitem for r in iter_records(config.getoption("results_dir"))):
         return
     config.stash[STRIKES].add(crashed_impl(crashitem), "crash")
     specs = selection(config).specs

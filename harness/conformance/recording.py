@@ -111,5 +111,5 @@ def crash_record(crashitem: str, *, families: dict[str, str], origins: dict[str,
 
 
 def crashed_impl(crashitem: str) -> str:
-    """The implementation a crashed node id names."""
+    """The implementation a suite check's node id names (a crashed one's, as xdist reports it)."""
     return crashitem.partition("[")[2].rstrip("]").partition(":")[0]

@@ -95,7 +95,8 @@ class SuiteRun:
             args += ["-n", str(self.workers), "--max-worker-restart", "100000",
                      # checks handed out a few at a time, in order: the long ones first
                      # (harness.conformance.collection.longest_first), and no worker holding a
-                     # long queue of them while the other goes idle
+                     # long queue of them while the other goes idle; a torch.compile'd
+                     # implementation's checks all to one worker (conformance.scheduling)
                      "--maxschedchunk", "8"]
         if self.resume:
             args += ["--resume"]
