@@ -123,7 +123,8 @@ def test_op_split_sequence_equals_whole(subject, check):
     for start, end in ((0, 17), (17, 64), (64, 100)):
         part = slice(start, end)
         piece = subject.run(OpInputs(inputs.q[:, part], inputs.k[:, part], inputs.v[:, part],
-                                     tuple(g[:, part] for g in inputs.gates), state))
+                                     tuple(g[:, part] for g in inputs.gates), state,
+                                     scale=inputs.scale))
         pieces.append(piece.o)
         state = piece.state
     split = OpOutputs(torch.cat(pieces, 1), state, whole.names)

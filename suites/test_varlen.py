@@ -86,7 +86,8 @@ def test_op_sequences_alone(subject, check):
         alone = OpInputs(inputs.q[:, part], inputs.k[:, part], inputs.v[:, part],
                          tuple(g[:, part] for g in inputs.gates),
                          None if inputs.initial_state is None
-                         else tuple(s[n:n + 1] for s in inputs.initial_state))
+                         else tuple(s[n:n + 1] for s in inputs.initial_state),
+                         scale=inputs.scale)
         one = subject.run(alone)
         check.close(f"o of sequence {n} vs the sequence alone", got.o[:, part], one.o)
         if got.state is not None and one.state is not None:

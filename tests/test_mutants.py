@@ -115,6 +115,7 @@ OP_MUTANTS = [
     ("LeakyVarlenScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
     ("DecayAfterDeltaGatedDelta", "gated_delta", "values", "matches_reference"),
     ("DiagonalKeptGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("HardcodedScaleGatedDelta", "gated_delta", "values", "matches_reference"),
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
     ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
 ]

@@ -32,6 +32,7 @@ OP_VALUE_MUTANTS = [
     ("IgnoresInitialStateScalarDecay", "scalar_decay", BASE, "initial-state-ignored"),
     ("LeakyVarlenScalarDecay", "scalar_decay", VARLEN, "state-across-sequences"),
     ("DecayAfterDeltaGatedDelta", "gated_delta", BASE, "decay-after-delta"),
+    ("HardcodedScaleGatedDelta", "gated_delta", BASE.with_(scale=1.0), "scale-ignored"),
     ("LowerBoundOneMLSTM", "mlstm", BASE, "normaliser-bound-one"),
     ("DroppedStabiliserMLSTM", "mlstm", BASE, "final-stabiliser-dropped"),
     # a sentinel of -1e4 for "no decay" loses float32 digits in the chunk's cumulative sums:
@@ -74,7 +75,7 @@ def test_at_least_80_percent_of_op_value_mutants_are_named(diagnosed):
     assert len(named) / len(OP_VALUE_MUTANTS) >= 0.8
 
 
-CORRECT = [BASE, LONG, VARLEN, BASE.with_(dtype="float64"),
+CORRECT = [BASE, LONG, VARLEN, BASE.with_(dtype="float64"), VARLEN.with_(scale=1.0),
            OpCase(seq_len=65, batch=2, heads=2, stress="s0.01"),
            OpCase(seq_len=20, batch=2, heads=2, stress="zero-some")]
 
@@ -101,7 +102,8 @@ def test_every_op_signature_changes_the_reference_where_it_applies(family):
     reference = spec_for_class_path(
         f"{family.reference.__module__}:{family.reference.__name__}", family.name)
     tried = set()
-    for case in [BASE, LONG, VARLEN, OpCase(seq_len=65, batch=2, heads=2, stress="s0.01"),
+    for case in [BASE, LONG, VARLEN, BASE.with_(scale=1.0),
+                 OpCase(seq_len=65, batch=2, heads=2, stress="s0.01"),
                  OpCase(seq_len=20, batch=2, heads=2, stress="zero-some")]:
         if reference.why_not(case) is not None:
             continue

@@ -27,6 +27,8 @@ class OpCase:
         and given as ``cu_seqlens`` (empty sequences allowed); None: batch sequences of seq_len.
     with_state: pass a random initial state (one row per sequence).
     chunk_size: the op's ``chunk_size`` keyword (None: the op's default).
+    scale: the op's ``scale`` keyword (None: not passed, the default K^-1/2; Mamba-2's SSD
+        mapped onto scalar_decay takes 1).
     stress: how the gates are drawn (the family's gate stresses; "" the ordinary draw).
     dtype, device: where and in which precision the op runs.
     seed: varies the data of an otherwise identical case.
@@ -40,6 +42,7 @@ class OpCase:
     lengths: tuple[int, ...] | None = None
     with_state: bool = False
     chunk_size: int | None = None
+    scale: float | None = None
     stress: str = ""
     dtype: str = "float32"
     device: str = "cpu"
@@ -53,6 +56,10 @@ class OpCase:
             integer_at_least(name, getattr(self, name))
         if self.chunk_size is not None:
             integer_at_least("chunk_size", self.chunk_size)
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(
+                self.scale, (int, float)) or not 0 < self.scale < float("inf")):
+            raise ValueError(f"scale={self.scale!r} is invalid; expected a positive number or "
+                             "None (the op's default)")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
         if self.device not in DEVICES:
@@ -101,7 +108,7 @@ class OpCase:
 
     @property
     def id(self) -> str:
-        """e.g. ``T63-B2-H4-K16-V16-len0.15.48-state-C16-f64``."""
+        """e.g. ``T63-B2-H4-K16-V16-len0.15.48-state-C16-scale1-f64``."""
         parts = [f"T{self.seq_len}", f"B{self.batch}", f"H{self.heads}", f"K{self.key_dim}",
                  f"V{self.value_dim}"]
         if self.lengths is not None:
@@ -114,6 +121,8 @@ class OpCase:
             parts.append("state")
         if self.chunk_size is not None:
             parts.append(f"C{self.chunk_size}")
+        if self.scale is not None:
+            parts.append(f"scale{self.scale:g}")
         if self.stress:
             parts.append(self.stress)
         if self.dtype != "float32":
@@ -150,7 +159,8 @@ class OpCase:
 AnyCase = Case | OpCase
 
 
-OP_ONLY = frozenset({"heads", "key_dim", "value_dim", "chunk_size"})  # fields only ops' cases have
+# fields only ops' cases have
+OP_ONLY = frozenset({"heads", "key_dim", "value_dim", "chunk_size", "scale"})
 
 
 def case_from_dict(data: dict[str, Any]) -> AnyCase:

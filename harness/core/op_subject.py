@@ -28,7 +28,7 @@ OTHER = {"float64": "float32"}  # the twin's precision: float64, or float32 for 
 @dataclass(frozen=True)
 class OpInputs:
     """What an op is called with: q, k, v, the gates (in the family's order), the initial state
-    (its parts) or None, and cu_seqlens or None."""
+    (its parts) or None, cu_seqlens or None, and scale (None: not passed, the op's default)."""
 
     q: Tensor
     k: Tensor
@@ -36,6 +36,7 @@ class OpInputs:
     gates: tuple[Tensor, ...]
     initial_state: tuple[Tensor, ...] | None = None
     cu_seqlens: Tensor | None = None
+    scale: float | None = None
 
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.q, self.k, self.v, *self.gates, *(self.initial_state or ()))
@@ -45,7 +46,8 @@ class OpInputs:
         tensors = tuple(tensors)
         count = 3 + len(self.gates)
         state = tensors[count:] if self.initial_state is not None else None
-        return OpInputs(*tensors[:3], tuple(tensors[3:count]), state, self.cu_seqlens)
+        return OpInputs(*tensors[:3], tuple(tensors[3:count]), state, self.cu_seqlens,
+                        self.scale)
 
     def to(self, device=None, dtype=None) -> OpInputs:
         return self.rebuilt(t.to(device=device, dtype=dtype) for t in self.tensors())
@@ -87,6 +89,8 @@ def call_op(fn: Callable, inputs: OpInputs, family: OpFamily, *, final: bool = T
         kwargs["cu_seqlens"] = inputs.cu_seqlens
     if chunk_size is not None:
         kwargs["chunk_size"] = chunk_size
+    if inputs.scale is not None:
+        kwargs["scale"] = inputs.scale
     result = fn(inputs.q, inputs.k, inputs.v, *inputs.gates, **kwargs)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise ContractError(f"the op returned {describe(result)}; expected a pair (o, "
@@ -125,7 +129,7 @@ class OpSubject:
             q, k, v = (t[:1] for t in (q, k, v))
             gates = tuple(g[:1] for g in gates)
         state = family.draw_state(case, generator) if case.with_state else None
-        drawn = OpInputs(q, k, v, gates, state, case.cu_seqlens)
+        drawn = OpInputs(q, k, v, gates, state, case.cu_seqlens, case.scale)
         return drawn.to(torch.device(case.device), case.torch_dtype)
 
     def run(self, inputs: OpInputs, *, final: bool | None = None,

@@ -69,7 +69,10 @@ def generic(family) -> list[OpSignature]:
         return call_op(reference, replace(inputs, initial_state=None), family)
 
     def unscaled(inputs: OpInputs, case: OpCase) -> OpOutputs:
-        return call_op(functools.partial(reference, scale=1.0), inputs, family)
+        return call_op(reference, replace(inputs, scale=1.0), family)
+
+    def default_scale(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        return call_op(reference, replace(inputs, scale=None), family)
 
     def leaking(inputs: OpInputs, case: OpCase) -> OpOutputs:
         """The sequences run one after another, each from where the previous one ended."""
@@ -79,7 +82,8 @@ def generic(family) -> list[OpSignature]:
         outputs, finals = [], []
         for start, stop in itertools.pairwise(bounds):
             part = OpInputs(*(t[:, start:stop] for t in (inputs.q, inputs.k, inputs.v)),
-                            tuple(g[:, start:stop] for g in inputs.gates), state, None)
+                            tuple(g[:, start:stop] for g in inputs.gates), state, None,
+                            inputs.scale)
             out = call_op(reference, part, family)
             outputs.append(out.o)
             finals.append(out.state)
@@ -98,7 +102,11 @@ def generic(family) -> list[OpSignature]:
                     leaking, applies=lambda case: case.lengths is not None
                     and len(case.lengths) > 1),
         OpSignature("scale-missing", "q not multiplied by scale (K^-1/2 by default)",
-                    "apply scale to q (or to the scores) once", unscaled),
+                    "apply scale to q (or to the scores) once", unscaled,
+                    applies=lambda case: case.scale != 1),
+        OpSignature("scale-ignored", "the scale argument ignored (K^-1/2 used whatever it "
+                    "is)", "use the scale the caller passes; K^-1/2 only when it is None",
+                    default_scale, applies=lambda case: case.scale is not None),
     ]
 
 

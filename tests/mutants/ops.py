@@ -87,6 +87,15 @@ def IgnoresInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None
                                            cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def HardcodedScaleGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The scale keyword accepted and ignored: q always times K^-1/2, as a kernel written for one
+    model does (wrong for Mamba-2's SSD mapping, which takes scale 1)."""
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                     output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
