@@ -1,7 +1,8 @@
 """state: hx=None means zeros, a given hx is used, calls do not leak state into each other (no
 stored state, no in-place updates of the caller's tensors, no reused output buffers, no stale
 cached weights), and dropout acts only between layers and only in training (evaluation is
-deterministic)."""
+deterministic). For ops: no in-place update of q, k, v, the gates, the initial state or
+cu_seqlens, and no returned buffer that the next call overwrites."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from harness.conformance.checks import Tolerance
 from harness.conformance.grids import BASE, product
+from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
@@ -79,6 +81,8 @@ def snapshot(outputs_or_inputs):
 
 
 def tensors(value):
+    if not isinstance(value, Inputs) and hasattr(value, "cu_seqlens"):  # an op's OpInputs
+        return [*value.tensors(), *(() if value.cu_seqlens is None else (value.cu_seqlens,))]
     if isinstance(value, Inputs):
         hx = value.hx
         return [value.x, *(hx if isinstance(hx, tuple) else () if hx is None else (hx,))]
@@ -192,3 +196,32 @@ def test_single_layer_dropout_is_inert(subject, check):
         evaluated = run_in_mode(subject, module, inputs, training=False).detach()
         trained = run_in_mode(subject, module, inputs, training=True).detach()
     check.outputs_close(trained, evaluated, against="eval mode")
+
+
+OP_CASES = [OP_BASE.with_(seq_len=65), OP_BASE.with_(seq_len=83, batch=1, lengths=(1, 17, 0, 65))]
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_inputs_are_not_modified(subject, check):
+    """The call leaves q, k, v, the gates, the initial state and cu_seqlens as the caller passed
+    them (an op that scales q, normalises k or decays the initial state in place changes the
+    caller's tensors)."""
+    inputs = subject.inputs()
+    before = snapshot(inputs)
+    subject.run(inputs)
+    family = subject.family_def
+    names = ["q", "k", "v", *family.gates, *(family.state if inputs.initial_state else ()),
+             *(() if inputs.cu_seqlens is None else ("cu_seqlens",))]
+    for name, was, now in zip(names, before, tensors(inputs)):
+        check.close(f"{name} after the call", now, was, EXACT)
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_results_survive_the_next_call(subject, check):
+    """What a call returned (o and the final state) is not overwritten by the next call on other
+    inputs (no output buffer or workspace reused across calls)."""
+    first = subject.run(subject.inputs())
+    kept = snapshot(first)
+    subject.run(subject.inputs(salt=1))
+    for (name, now), was in zip(first.named().items(), kept):
+        check.close(f"{name} of the first call, after a second call", now, was, EXACT)

@@ -96,6 +96,31 @@ def HardcodedScaleGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None
                                          cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def InPlaceScaledQueryScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                  output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """q scaled in place (``q.mul_(scale)``) to save a copy: the caller's q changes."""
+    q.mul_(q.shape[-1] ** -0.5 if scale is None else scale)
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=1.0, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+BUFFERS: dict[tuple, torch.Tensor] = {}  # ReusedBufferMLSTM's output buffers, by shape
+
+
+def ReusedBufferMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                      output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """o copied into one buffer per shape, kept between calls to save allocations: the next
+    call of that shape overwrites what the previous caller holds."""
+    o, state = mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state,
+                                 cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    key = (tuple(o.shape), o.dtype)
+    if key not in BUFFERS:
+        BUFFERS[key] = torch.empty_like(o)
+    return BUFFERS[key].copy_(o.detach()), state
+
+
 def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                     output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
