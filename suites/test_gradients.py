@@ -127,7 +127,8 @@ def op_grid(fam):
     return [OP_BASE.with_(seq_len=65), OP_BASE.with_(seq_len=65, dtype="float64"),
             OP_BASE.with_(seq_len=63, key_dim=100, value_dim=64, heads=1),
             OP_BASE.with_(seq_len=83, batch=1, lengths=(1, 17, 0, 65)),
-            OP_BASE.with_(seq_len=64, with_state=False), OP_BASE.with_(seq_len=40, scale=0.3)]
+            OP_BASE.with_(seq_len=64, with_state=False), OP_BASE.with_(seq_len=40, scale=0.3),
+            OP_BASE.with_(seq_len=65, final_state=False)]  # the training call: o alone
 
 
 @cases(op_grid, kind="op")

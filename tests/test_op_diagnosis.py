@@ -33,6 +33,8 @@ OP_VALUE_MUTANTS = [
     ("LeakyVarlenScalarDecay", "scalar_decay", VARLEN, "state-across-sequences"),
     ("DecayAfterDeltaGatedDelta", "gated_delta", BASE, "decay-after-delta"),
     ("HardcodedScaleGatedDelta", "gated_delta", BASE.with_(scale=1.0), "scale-ignored"),
+    ("TwoPathsGatedDelta", "gated_delta", BASE.with_(final_state=False),
+     "initial-state-ignored"),
     ("LowerBoundOneMLSTM", "mlstm", BASE, "normaliser-bound-one"),
     ("DroppedStabiliserMLSTM", "mlstm", BASE, "final-stabiliser-dropped"),
     # a sentinel of -1e4 for "no decay" loses float32 digits in the chunk's cumulative sums:

@@ -62,7 +62,7 @@ def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | No
     """d loss / d each input (None where none reached) of ``fn`` on leaf copies of ``inputs``,
     and the upstream gradients used (into the final state too when the op returns one)."""
     leaves = inputs.leaves()
-    final = subject.spec.capabilities.final_state
+    final = subject.final
     out = call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size)
     grads = upstream(out, subject.case.data_seed + 31) if grads is None else grads
     if not any(t.requires_grad for t in out.named().values()):

@@ -29,6 +29,8 @@ class OpCase:
     chunk_size: the op's ``chunk_size`` keyword (None: the op's default).
     scale: the op's ``scale`` keyword (None: not passed, the default K^-1/2; Mamba-2's SSD
         mapped onto scalar_decay takes 1).
+    final_state: ``output_final_state`` as the call passes it where the op claims a final
+        state (False: as a model calls it in training; the op's path without state output).
     stress: how the gates are drawn (the family's gate stresses; "" the ordinary draw).
     dtype, device: where and in which precision the op runs.
     seed: varies the data of an otherwise identical case.
@@ -43,6 +45,7 @@ class OpCase:
     with_state: bool = False
     chunk_size: int | None = None
     scale: float | None = None
+    final_state: bool = True
     stress: str = ""
     dtype: str = "float32"
     device: str = "cpu"
@@ -56,6 +59,9 @@ class OpCase:
             integer_at_least(name, getattr(self, name))
         if self.chunk_size is not None:
             integer_at_least("chunk_size", self.chunk_size)
+        if not isinstance(self.final_state, bool):
+            raise ValueError(f"final_state={self.final_state!r} is invalid; expected True or "
+                             "False")
         if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(
                 self.scale, (int, float)) or not 0 < self.scale < float("inf")):
             raise ValueError(f"scale={self.scale!r} is invalid; expected a positive number or "
@@ -123,6 +129,8 @@ class OpCase:
             parts.append(f"C{self.chunk_size}")
         if self.scale is not None:
             parts.append(f"scale{self.scale:g}")
+        if not self.final_state:
+            parts.append("nofinal")
         if self.stress:
             parts.append(self.stress)
         if self.dtype != "float32":
@@ -160,7 +168,7 @@ AnyCase = Case | OpCase
 
 
 # fields only ops' cases have
-OP_ONLY = frozenset({"heads", "key_dim", "value_dim", "chunk_size", "scale"})
+OP_ONLY = frozenset({"heads", "key_dim", "value_dim", "chunk_size", "scale", "final_state"})
 
 
 def case_from_dict(data: dict[str, Any]) -> AnyCase:

@@ -132,12 +132,16 @@ class OpSubject:
         drawn = OpInputs(q, k, v, gates, state, case.cu_seqlens, case.scale)
         return drawn.to(torch.device(case.device), case.torch_dtype)
 
+    @property
+    def final(self) -> bool:
+        """Whether calls ask for the final state: where the op claims one and the case asks."""
+        return bool(self.spec.capabilities.final_state) and self.case.final_state
+
     def run(self, inputs: OpInputs, *, final: bool | None = None,
             chunk_size: int | None = None) -> OpOutputs:
-        """The op's outputs; the final state when it claims one (or as ``final`` says)."""
-        claims = self.spec.capabilities.final_state
+        """The op's outputs; the final state as ``final`` says (default: ``self.final``)."""
         return call_op(self.spec.factory, inputs, self.family_def,
-                       final=claims if final is None else final,
+                       final=self.final if final is None else final,
                        chunk_size=self.case.chunk_size if chunk_size is None else chunk_size)
 
     def run_reference(self, inputs: OpInputs, *, final: bool = True) -> OpOutputs:

@@ -121,6 +121,17 @@ def ReusedBufferMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
     return BUFFERS[key].copy_(o.detach()), state
 
 
+def TwoPathsGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                       output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A kernel specialised on its state I/O whose variant without a final state output also
+    drops the initial state: right whenever the final state is asked for, wrong in the call a
+    model makes in training (output_final_state=False) with a cache's state."""
+    return gated_delta.gated_delta_chunk(
+        q, k, v, g, beta, scale=scale,
+        initial_state=initial_state if output_final_state else None,
+        output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                     output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
