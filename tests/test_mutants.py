@@ -117,6 +117,7 @@ OP_MUTANTS = [
     ("DiagonalKeptGatedDelta", "gated_delta", "values", "matches_reference"),
     ("HardcodedScaleGatedDelta", "gated_delta", "values", "matches_reference"),
     ("TwoPathsGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("StridesIgnoredScalarDecay", "scalar_decay", "values", "non_contiguous_inputs"),
     ("InPlaceScaledQueryScalarDecay", "scalar_decay", "state", "op_inputs_are_not_modified"),
     ("ReusedBufferMLSTM", "mlstm", "state", "op_results_survive_the_next_call"),
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),

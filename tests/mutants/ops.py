@@ -132,6 +132,23 @@ def TwoPathsGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
         output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def as_if_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """t's memory read with the strides of a contiguous tensor of its shape, as a kernel that
+    computes offsets from the shape alone does (same storage: valid, scrambled)."""
+    return torch.as_strided(t, t.shape, torch.empty(t.shape, device="meta").stride(),
+                            t.storage_offset())
+
+
+def StridesIgnoredScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Indexes q, k, v and g as if contiguous, whatever their strides (a kernel launched on
+    data_ptr() without its strides): right on contiguous inputs only."""
+    q, k, v, g = (as_if_contiguous(t) for t in (q, k, v, g))
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                     output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
