@@ -443,3 +443,23 @@ def test_one_worker_runs_every_check_of_a_compiled_entry(tmp_path, capsys):
     assert {r["suite"] for r in records if r["outcome"] == "passed"
             and r["impl"] == "compiled-gru"} == {"compile", "shapes", "gradients"}
     assert all(r["nodeid"].endswith("]") for r in records)  # node ids as pytest selects them
+
+
+def test_script_lstm_parameters_are_leaves_an_optimiser_steps():
+    """Each ScriptLSTM deep-copies one scripted stack per structure; torch 2.13 copies a
+    ScriptModule's parameters with an autograd-recorded clone, which left them non-leaf: the
+    stability suite saw no .grad and the training tasks' Adam refused them. Two modules of
+    one structure: leaves, their own memory, and a step of Adam moves them."""
+    from harness.impls.script_lstm import ScriptLSTM
+
+    first, second = ScriptLSTM(2, 4), ScriptLSTM(2, 4)
+    params = list(first.parameters())
+    assert params and all(p.is_leaf and p.requires_grad for p in params)
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(params, second.parameters()))
+    optimiser = torch.optim.Adam(params, lr=0.1)
+    before = [p.detach().clone() for p in params]
+    out, _ = first(torch.randn(3, 2, 2))
+    out.sum().backward()
+    assert all(p.grad is not None for p in params)
+    optimiser.step()
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))

@@ -172,11 +172,16 @@ class ScriptLSTM(nn.Module):
                 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                                         category=DeprecationWarning)
                 _SCRIPTED[key] = torch.jit.script(StackedLSTM(layers, directions, float(dropout)))
-        self.stack = copy.deepcopy(_SCRIPTED[key])  # its own parameters, the compiled code shared
+        # Its own parameters, the compiled code shared. Copied under no_grad: torch 2.13 deep-
+        # copies a ScriptModule's parameters with clone(), which autograd records, so each copy
+        # would be a non-leaf tensor — gradients reach it through autograd.grad, but never its
+        # .grad, and an optimiser refuses it ("can't optimize a non-leaf Tensor").
+        with torch.no_grad():
+            self.stack = copy.deepcopy(_SCRIPTED[key])
         bound = 1.0 / math.sqrt(hidden_size)  # torch's default initialisation
         with torch.no_grad():
-            for weight in self.stack.parameters():
-                weight.uniform_(-bound, bound)
+            for weight, scripted in zip(self.stack.parameters(), _SCRIPTED[key].parameters()):
+                weight.uniform_(-bound, bound).requires_grad_(scripted.requires_grad)
 
     def cells(self) -> dict[str, nn.Module]:
         """Each cell by torch's name suffix: _l0, _l0_reverse, _l1, ..."""
