@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from harness.cli import main
 from harness.core.op_case import OpCase, case_from_dict
+from harness.core.op_spec import spec_from_function
 from harness.ops.gated_delta import gated_delta_chunk, gated_delta_recurrent
 from harness.ops.mlstm import mlstm_chunk, mlstm_parallel, mlstm_recurrent
 from harness.ops.scalar_decay import (
@@ -130,6 +131,25 @@ def test_op_cases_are_validated_and_round_trip_through_records():
         OpCase(seq_len=8, lengths=(3, 4))
     with pytest.raises(ValueError, match="variable lengths are one concatenated batch"):
         OpCase(seq_len=7, batch=2, lengths=(3, 4))
+
+
+def fixed_scale_op(q, k, v, g, beta, *, initial_state=None, output_final_state=False,
+                   cu_seqlens=None):
+    """A kernel with no scale keyword: q always times K^-1/2."""
+    return gated_delta_recurrent(q, k, v, g, beta, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+
+
+def test_an_op_without_a_scale_keyword_is_not_given_one():
+    """Its signature says it takes no scale: the cases that pass one are not supported, saying
+    why, instead of failing on a TypeError; every other case runs."""
+    spec = spec_from_function(fixed_scale_op, family_name="gated_delta")
+    assert not spec.capabilities.scale and "no scale" in spec.capabilities.differences(
+        spec.family_def)
+    assert spec.why_not(OpCase(seq_len=8, scale=1.0)) == "not supported: the scale keyword"
+    assert spec.why_not(OpCase(seq_len=8)) is None
+    assert spec_from_function(lambda q, k, v, g, beta, **kwargs: None, name="by-kwargs",
+                              family_name="gated_delta").capabilities.scale
 
 
 USER_OP = '''

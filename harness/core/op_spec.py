@@ -21,7 +21,7 @@ from harness.core.op_family import FORMS
 from harness.core.values import chosen_among
 
 # How `seq-harness list` names each part of an op's contract.
-OP_PARTS = {"varlen": "cu_seqlens", "initial_state": "initial_state",
+OP_PARTS = {"varlen": "cu_seqlens", "initial_state": "initial_state", "scale": "scale",
             "final_state": "output_final_state", "autograd": "autograd",
             "chunk_sizes": "chunk sizes", "max_elements": "largest"}
 
@@ -42,6 +42,8 @@ class OpCapabilities:
         not supported, saying so.
     form: how it computes — recurrent, chunk or parallel — for the FLOP formula of its timings
         and the size of what it keeps.
+    scale: takes the ``scale`` keyword (False: q always times K^-1/2, and the cases that pass a
+        scale are not supported; a function without the keyword gets False).
     """
 
     varlen: bool = True
@@ -53,6 +55,7 @@ class OpCapabilities:
     chunk_sizes: frozenset[int] | str | None = None
     max_elements: int | None = None
     form: str = "chunk"
+    scale: bool = True
 
     def __post_init__(self) -> None:
         for name, valid in (("dtypes", DTYPES), ("devices", DEVICES)):
@@ -107,6 +110,7 @@ class OpCapabilities:
         checks = (
             (case.lengths is not None and not self.varlen, "cu_seqlens (variable lengths)"),
             (case.with_state and not self.initial_state, "initial_state"),
+            (case.scale is not None and not self.scale, "the scale keyword"),
             (case.chunk_size is not None and not self.takes_chunk(case.chunk_size),
              f"chunk_size={case.chunk_size}"),
             (self.max_elements is not None and elements(case, self.form) > self.max_elements,
@@ -138,7 +142,8 @@ def spec_from_function(fn: Callable, *, family_name: str | None = None, name: st
     """An ImplSpec for an op: its family is ``family_name`` or the ``harness_family`` it
     declares; ``harness_capabilities``, ``harness_tolerance``, ``harness_check_timeout`` and
     ``harness_name`` as on a class. An op with a ``chunk_size`` keyword that declares no
-    ``chunk_sizes`` takes any (the chunking suite varies it)."""
+    ``chunk_sizes`` takes any (the chunking suite varies it); one without a ``scale`` keyword
+    (nor ``**kwargs``) takes no scale."""
     from harness.core.spec import ImplSpec
 
     if isinstance(fn, type) or not callable(fn):
@@ -153,10 +158,14 @@ def spec_from_function(fn: Callable, *, family_name: str | None = None, name: st
     doc = inspect.getdoc(fn) or ""
     claimed = getattr(fn, "harness_capabilities", None)
     capabilities = OpCapabilities.from_declaration(claimed)
-    takes_chunk = "chunk_size" in inspect.signature(fn).parameters
+    parameters = inspect.signature(fn).parameters
+    takes_chunk = "chunk_size" in parameters
     if takes_chunk and not (isinstance(claimed, Mapping) and "chunk_sizes" in claimed) \
             and not isinstance(claimed, OpCapabilities):
         capabilities = replace(capabilities, chunk_sizes="any")  # a chunk_size keyword: any
+    if "scale" not in parameters and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        capabilities = replace(capabilities, scale=False)  # nothing to pass it to
     return ImplSpec(
         name=name or getattr(fn, "harness_name", None) or function_name(fn.__name__),
         family=family_name or declared, factory=fn,
