@@ -153,3 +153,24 @@ def test_a_failure_that_fails_alone_too_is_confirmed(tmp_path):
     verdicts = {r["metrics"].get("alone") for r in records(out) if r["outcome"] == "failed"}
     assert "failed" in verdicts
     assert "Fails alone too" in (out / "report.md").read_text()
+
+
+def test_a_compiled_implementation_that_crashes_every_time_cannot_hang_the_run(tmp_path):
+    """A torch.compile'd implementation's checks all go to one worker
+    (harness.conformance.scheduling). One that takes its worker down at every call is recorded
+    crash by crash and then not run, its checks once each, and the run ends: the crashed
+    check is not handed out again, and no dead worker's finished work is (either made
+    pytest-xdist's load-group scheduling restart workers without end, or wait forever)."""
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--impl", "torch-gru", "--impl-class",
+         f"{BROKEN}:CrashingCompiledGRU", "--family", "gru", "--suite", "numerics", "-k",
+         "large_inputs", "--confirm-alone", "0", "-n", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    crashing = [r for r in records(out) if r["impl"] == "crashing-compiled-gru"]
+    messages = [r["message"] for r in crashing]
+    assert sum(m.startswith("crashed: the worker process died") for m in messages) == 3
+    assert all(m.startswith(("crashed", "not run: 3 earlier checks")) for m in messages)
+    assert len(crashing) == len({(r["check"], r["case_id"]) for r in crashing}) == 4
+    assert {r["outcome"] for r in records(out) if r["impl"] == "torch-gru"} == {"passed"}

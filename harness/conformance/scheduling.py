@@ -27,6 +27,25 @@ class CompiledTogether(LoadGroupScheduling):
         super().__init__(config, log)
         self.compiled = compiled
 
+    def remove_node(self, node) -> str | None:
+        """As load-group scheduling when a worker ends or dies, with two differences when it
+        dies. The check that was running is not handed out again (as ``--dist load`` does):
+        it is recorded as crashed, and a check that crashes every time would crash worker
+        after worker without end. And only the units with checks left go back to the queue:
+        xdist's requeues the dead worker's finished units too, and a worker handed one gets
+        nothing to run and never asks for more (the run hangs)."""
+        workload = self.assigned_work.get(node, {})
+        running = next((nodeid for unit in workload.values()
+                        for nodeid, completed in unit.items() if not completed), None)
+        if running is not None:
+            for unit in workload.values():
+                if running in unit:
+                    unit[running] = True  # done: its crash record is its result
+        for scope in [scope for scope, unit in workload.items() if all(unit.values())]:
+            del workload[scope]
+        super().remove_node(node)  # what is left back in the queue
+        return running  # None at a worker's normal end: nothing was pending
+
     def _split_scope(self, nodeid: str) -> str:
         from harness.conformance.recording import crashed_impl
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torch
 
+from harness.impls.compiled import CompiledGRU
 from harness.impls.scratch import ScratchGRU
 
 
@@ -83,3 +84,13 @@ class WornOutGRU(ScratchGRU):
         if self.calls_in_this_process[0] > 40:
             return output + 1e-3, h_n
         return output, h_n
+
+
+class CrashingCompiledGRU(CompiledGRU):
+    """A torch.compile'd GRU that takes its interpreter down (a fault in generated code): its
+    checks all run on one worker (harness.conformance.scheduling), crash after crash."""
+
+    def forward(self, input, hx=None, **kwargs):
+        import os
+
+        os._exit(3)
