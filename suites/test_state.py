@@ -16,6 +16,7 @@ from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
+from harness.core.op_subject import OpInputs
 from harness.core.subject import reference_weights
 
 SUITE = SuiteInfo(order=50)
@@ -81,7 +82,7 @@ def snapshot(outputs_or_inputs):
 
 
 def tensors(value):
-    if not isinstance(value, Inputs) and hasattr(value, "cu_seqlens"):  # an op's OpInputs
+    if isinstance(value, OpInputs):
         return [*value.tensors(), *(() if value.cu_seqlens is None else (value.cu_seqlens,))]
     if isinstance(value, Inputs):
         hx = value.hx

@@ -243,12 +243,12 @@ def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
     writer = config.stash.get(WRITER, None)
     if writer is None:
         return
-    from harness.conformance.recording import crash_record, crashed_impl
+    from harness.conformance.recording import crash_record, impl_of_nodeid
     from harness.records import iter_records
 
     if any(r.nodeid == crashitem for r in iter_records(config.getoption("results_dir"))):
         return
-    config.stash[STRIKES].add(crashed_impl(crashitem), "crash")
+    config.stash[STRIKES].add(impl_of_nodeid(crashitem), "crash")
     specs = selection(config).specs
     writer.write(crash_record(crashitem, families={s.name: s.family for s in specs},
                               origins={s.name: s.origin for s in specs},

@@ -110,6 +110,7 @@ def crash_record(crashitem: str, *, families: dict[str, str], origins: dict[str,
     )
 
 
-def crashed_impl(crashitem: str) -> str:
-    """The implementation a suite check's node id names (a crashed one's, as xdist reports it)."""
-    return crashitem.partition("[")[2].rstrip("]").partition(":")[0]
+def impl_of_nodeid(nodeid: str) -> str:
+    """The implementation a suite check's node id names (e.g. a crashed one's, as xdist
+    reports it)."""
+    return nodeid.partition("[")[2].rstrip("]").partition(":")[0]

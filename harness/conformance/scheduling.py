@@ -47,9 +47,9 @@ class CompiledTogether(LoadGroupScheduling):
         return running  # None at a worker's normal end: nothing was pending
 
     def _split_scope(self, nodeid: str) -> str:
-        from harness.conformance.recording import crashed_impl
+        from harness.conformance.recording import impl_of_nodeid
 
-        impl = crashed_impl(nodeid)  # the implementation a suite check's node id names
+        impl = impl_of_nodeid(nodeid)
         return f"compiled {impl}" if impl in self.compiled else nodeid
 
 
