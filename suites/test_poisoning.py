@@ -4,10 +4,10 @@ tail chunk never computed, a buffer summed into before it is cleared — returns
 
 from __future__ import annotations
 
-from harness.conformance.op_checks import poisoned_scratch
 from harness.conformance.op_grids import BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
+from harness.core.scratch import poisoned_scratch
 
 SUITE = SuiteInfo(order=14)
 

@@ -1,8 +1,8 @@
 """state: hx=None means zeros, a given hx is used, calls do not leak state into each other (no
 stored state, no in-place updates of the caller's tensors, no reused output buffers, no stale
 cached weights), and dropout acts only between layers and only in training (evaluation is
-deterministic). For ops: no in-place update of q, k, v, the gates, the initial state or
-cu_seqlens, and no returned buffer that the next call overwrites."""
+deterministic). For ops: no state kept between calls, no in-place update of q, k, v, the gates,
+the initial state or cu_seqlens, and no returned buffer that the next call overwrites."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from harness.conformance.checks import Tolerance
 from harness.conformance.grids import BASE, product
+from harness.conformance.op_checks import outputs_match
 from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
@@ -226,3 +227,16 @@ def test_op_results_survive_the_next_call(subject, check):
     subject.run(subject.inputs(salt=1))
     for (name, now), was in zip(first.named().items(), kept):
         check.close(f"{name} of the first call, after a second call", now, was, EXACT)
+
+
+@cases(lambda fam: [c.with_(with_state=False) for c in OP_CASES], kind="op")
+def test_op_calls_do_not_leak_state(subject, check):
+    """f(x1); f(x2); f(x1), no initial state given — the first and the last call agree exactly,
+    and with the reference (a cache kept in the op's wrapper continues from the last call)."""
+    first_inputs = subject.inputs()
+    first = subject.run(first_inputs).detach()
+    subject.run(subject.inputs(salt=1))
+    again = subject.run(first_inputs).detach()
+    for (name, now), was in zip(again.named().items(), first.named().values()):
+        check.close(f"{name} of the same call, after another call", now, was, EXACT)
+    outputs_match(subject, check, first_inputs)

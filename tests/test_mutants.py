@@ -120,6 +120,7 @@ OP_MUTANTS = [
     ("StridesIgnoredScalarDecay", "scalar_decay", "values", "non_contiguous_inputs"),
     ("InPlaceScaledQueryScalarDecay", "scalar_decay", "state", "op_inputs_are_not_modified"),
     ("ReusedBufferMLSTM", "mlstm", "state", "op_results_survive_the_next_call"),
+    ("CachedStateGatedDelta", "gated_delta", "state", "op_calls_do_not_leak_state"),
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
     ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
 ]

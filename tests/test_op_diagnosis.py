@@ -1,6 +1,8 @@
 """The diagnosis of matrix-state ops names the bug: each op mutant in tests/mutants/ops.py whose
 failure is a value mismatch is matched against its family's op signatures and the right one is
-named; the built-in forms never get a diagnosis; every op signature changes the reference where
+named, and each whose mistake shows only over calls (an input written in place, a reused output
+buffer, strides ignored, unwritten scratch read, a state kept) by its behaviour; the built-in
+forms never get a diagnosis; every op signature changes the reference where
 it applies; and a run records and reports it."""
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ def test_at_least_80_percent_of_op_value_mutants_are_named(diagnosed):
     named = [n for n, _, _, e in OP_VALUE_MUTANTS if e is not None
              and diagnosed[n].names[:1] == (e,)]
     assert len(named) / len(OP_VALUE_MUTANTS) >= 0.8
+
+
+# Op mutants whose mistake no single call on fresh inputs shows, and the behaviour that names it
+OP_BEHAVIOUR_MUTANTS = [
+    ("InPlaceScaledQueryScalarDecay", "scalar_decay", BASE, "inputs-modified"),
+    ("ReusedBufferMLSTM", "mlstm", BASE, "shared-output-buffer"),
+    ("StridesIgnoredScalarDecay", "scalar_decay", BASE, "strides-ignored"),
+    ("EmptyTailScalarDecay", "scalar_decay", BASE, "reads-unwritten-memory"),
+    ("CachedStateGatedDelta", "gated_delta", BASE.with_(with_state=False),
+     "state-kept-between-calls"),
+]
+
+
+@pytest.mark.parametrize(("name", "family_name", "case", "expected"), OP_BEHAVIOUR_MUTANTS,
+                         ids=[m[0] for m in OP_BEHAVIOUR_MUTANTS])
+def test_an_op_mistake_over_calls_is_named_by_its_behaviour(name, family_name, case, expected):
+    found = OpDiagnoser(spec_of(name, family_name)).of(case)
+    assert found is not None and found.names == (expected,), found and found.sentence
+    assert found.sentence.startswith("it ")
 
 
 CORRECT = [BASE, LONG, VARLEN, BASE.with_(dtype="float64"), VARLEN.with_(scale=1.0),

@@ -1,7 +1,7 @@
 """What the suites check on an op, written once for every op family: outputs and final states
-against the reference loop, gradients with respect to every input, and the call under poisoned
-scratch memory. The suites (values, chunking, varlen, streaming, gradients, extremes, poisoning,
-determinism) are thin tests over these.
+against the reference loop and gradients with respect to every input (scratch memory poisoned
+during a call is harness.core.scratch's). The suites (values, chunking, varlen, streaming,
+gradients, extremes, poisoning, determinism) are thin tests over these.
 
 Gradients follow fla's tests: the loss is (o · do).sum() + (final state · dht).sum() with random
 do and dht, and dq, dk, dv, each gate's gradient and the initial state's are compared with the
@@ -10,9 +10,7 @@ reference's. A gradient the reference has and the op lacks is a failure naming t
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -117,31 +115,3 @@ def gradient_twins(subject: OpSubject, inputs: OpInputs, grads: list[Tensor]):
             pair.append(found)
         pairs.append(tuple(pair))
     return pairs
-
-
-@contextlib.contextmanager
-def poisoned_scratch() -> Iterator[None]:
-    """torch.empty, empty_like and Tensor.new_empty hand out NaN-filled memory (floating point
-    dtypes): an op that reads memory it never wrote returns NaN."""
-    originals = torch.empty, torch.empty_like, torch.Tensor.new_empty
-
-    def poison(tensor: Tensor) -> Tensor:
-        if tensor.is_floating_point() or tensor.is_complex():
-            with torch.no_grad():
-                tensor.fill_(float("nan"))
-        return tensor
-
-    def empty(*args, **kwargs):
-        return poison(originals[0](*args, **kwargs))
-
-    def empty_like(*args, **kwargs):
-        return poison(originals[1](*args, **kwargs))
-
-    def new_empty(self, *args, **kwargs):
-        return poison(originals[2](self, *args, **kwargs))
-
-    torch.empty, torch.empty_like, torch.Tensor.new_empty = empty, empty_like, new_empty
-    try:
-        yield
-    finally:
-        torch.empty, torch.empty_like, torch.Tensor.new_empty = originals

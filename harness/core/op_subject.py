@@ -52,6 +52,15 @@ class OpInputs:
     def to(self, device=None, dtype=None) -> OpInputs:
         return self.rebuilt(t.to(device=device, dtype=dtype) for t in self.tensors())
 
+    def strided(self) -> OpInputs:
+        """The same values laid out as an attention layer leaves them: q, k, v and the gates as
+        transposed views of head-first ([B, H, T, ...]) tensors, the state stored [N, H, V, K]
+        (non-contiguous, same values)."""
+        return self.rebuilt([*(t.transpose(1, 2).contiguous().transpose(1, 2)
+                               for t in (self.q, self.k, self.v, *self.gates)),
+                             *(s.mT.contiguous().mT if s.dim() >= 2 else s
+                               for s in self.initial_state or ())])
+
     def leaves(self) -> OpInputs:
         """Copies that require grad (for gradients)."""
         return self.rebuilt(t.detach().clone().requires_grad_(True) for t in self.tensors())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -36,13 +37,14 @@ class Behaviour:
     """One mistake shown by an experiment.
 
     name: a short id, as a signature's; says: what the implementation does, completing "it
-    ..."; hint: where to look; shows: runs the experiment on (the implementation, the case)
-    and says whether the mistake shows."""
+    ..."; hint: where to look; shows: runs the experiment on the implementation and its case
+    (a module's Subject, or an op's OpSubject: harness.diagnosis.op_behaviours) and says
+    whether the mistake shows."""
 
     name: str
     says: str
     hint: str
-    shows: Callable[[Subject], bool]
+    shows: Callable[[Any], bool]
 
 
 def close(a: Outputs, b: Outputs, subject: Subject) -> bool:

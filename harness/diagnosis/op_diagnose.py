@@ -6,8 +6,10 @@ The outputs (o and the final state, the state compared as the family compares it
 rescaled to the reference's stabiliser) are compared on the case's own inputs, without a
 gradient, within ten times the family's tolerance in the case's dtype; NaN and infinities must
 sit where the expected ones do. A signature matches where its outputs are within that bound and
-the plain reference's are not; a diagnosis names only what matched, and says "no known bug
-pattern matches" otherwise.
+the plain reference's are not. Where none matches, or one call agrees with the reference, the
+behaviours are tried (harness.diagnosis.op_behaviours: experiments over several calls, strided
+views and poisoned scratch memory). A diagnosis names only what matched or showed, and says "no
+known bug pattern matches" otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.core.op_case import OpCase
 from harness.core.op_subject import OpOutputs, OpSubject, call_op
 from harness.core.spec import ImplSpec
 from harness.diagnosis.diagnose import Diagnosis
+from harness.diagnosis.op_behaviours import copies, shown
 from harness.diagnosis.op_signatures import OpSignature, of
 from harness.diagnosis.shrink import BUDGET_S, fewer
 
@@ -41,7 +44,8 @@ class OpProbe:
         self.atol, self.rtol = MATCH * atol, MATCH * rtol
         self.final = self.subject.final  # compare the state where claimed and asked for
         with torch.no_grad():
-            self.got = self.subject.run(self.inputs, final=self.final).detach()
+            # on a copy: an op may write into its inputs (a behaviour, not a value mismatch)
+            self.got = self.subject.run(copies(self.inputs), final=self.final).detach()
             self.plain = self.expected(None)
 
     def expected(self, signature: OpSignature | None) -> OpOutputs:
@@ -146,8 +150,8 @@ class OpDiagnoser:
         self.found: dict[str, Diagnosis | None] = {}
 
     def of(self, case: OpCase) -> Diagnosis | None:
-        """The case's diagnosis (None: the op agrees with the reference on the case's inputs,
-        or this op's diagnosis time is spent)."""
+        """The case's diagnosis (None: the op agrees with the reference on the case's inputs and
+        shows no behaviour, or this op's diagnosis time is spent)."""
         if case.id not in self.found:
             if self.spent_s >= self.budget_s:
                 return None
@@ -159,11 +163,22 @@ class OpDiagnoser:
     def _diagnose(self, case: OpCase) -> Diagnosis | None:
         spec, family = self.spec, self.spec.family_def
         first = probe(spec, case)
-        if first is None or not first.fails:
-            return None
-        for known in (d for d in self.found.values() if d is not None):
-            if known.matched and all(first.matches(s) for s in known.matched):
-                return dataclasses.replace(known, case=case)
+        found = None  # what the signatures say where one call differs
+        if first is not None and first.fails:
+            for known in (d for d in self.found.values() if d is not None):
+                if known.matched and all(first.matches(s) for s in known.matched):
+                    return dataclasses.replace(known, case=case)
+            found = self._signatures(case, first)
+            if found.matched:
+                return found
+        behaviours = shown(spec, case)
+        if behaviours:
+            return Diagnosis(case, case, 0.0 if found is None else found.error, (), 0,
+                             family.reference_label, behaviours)
+        return found  # "no known bug pattern matches", or None where one call agrees
+
+    def _signatures(self, case: OpCase, first: OpProbe) -> Diagnosis:
+        spec, family = self.spec, self.spec.family_def
         smallest = shrink(spec, case)
         last = first if smallest == case else probe(spec, smallest)
         candidates = [s for s in of(family) if s.applies(smallest)]

@@ -121,6 +121,25 @@ def ReusedBufferMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
     return BUFFERS[key].copy_(o.detach()), state
 
 
+CACHE: dict[tuple, tuple] = {}  # CachedStateGatedDelta's last final state, by shape
+
+
+def CachedStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                          output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A generation cache kept inside the kernel's wrapper (by shape) and never reset: a call
+    without initial_state continues from the state the last call of that shape ended in."""
+    key = (tuple(q.shape), tuple(v.shape), q.dtype,
+           None if cu_seqlens is None else tuple(cu_seqlens.tolist()))
+    if initial_state is None and key in CACHE:
+        initial_state = CACHE[key]
+    o, state = gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=True, cu_seqlens=cu_seqlens,
+                                             chunk_size=chunk_size)
+    CACHE[key] = state.detach()
+    return o, state if output_final_state else None
+
+
 def TwoPathsGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                        output_final_state=False, cu_seqlens=None, chunk_size=32):
     """A kernel specialised on its state I/O whose variant without a final state output also
