@@ -3,16 +3,26 @@
 Wrong input size, wrong hx shape (layers x directions, batch, features, cell state), hx of the
 wrong rank for the input, a zero-length sequence, input of the wrong rank. Each bad call is made
 on torch's module first; the implementation must raise an instance of the same exception type.
+
+For ops: k with another head dimension than q, v with another number of steps, a gate with one
+step too many, an initial state with a row too many, cu_seqlens with a batch of two rows. The
+family's reference loop refuses each (one ValueError naming the value); the op must raise too —
+any exception, as kernels refuse with ValueError, an assert or a failed launch — where a kernel
+launched on q's shape alone reads the first rows and steps and answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from harness.conformance.grids import BASE
+from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
+from harness.core.op_subject import OpInputs
 
 SUITE = SuiteInfo(order=60)
 
@@ -111,3 +121,60 @@ def test_input_of_wrong_rank(subject, check):
     x = subject.inputs().x
     four_d = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
     expect_same_error(subject, check, "4-D input", Inputs(four_d))
+
+
+OP_CASES = [OP_BASE.with_(seq_len=20), OP_BASE.with_(seq_len=30, batch=1, lengths=(10, 0, 20))]
+
+
+def longer(t, dim: int):
+    """t with one more entry along ``dim`` (a copy of its first)."""
+    return torch.cat([t, t.narrow(dim, 0, 1)], dim)
+
+
+def op_refuses(subject, check, what: str, inputs: OpInputs) -> None:
+    with torch.no_grad():
+        kind = check.raises_like(what, lambda: subject.run_reference(inputs),
+                                 lambda: subject.run(inputs), who="the reference loop",
+                                 any_type=True)
+    check.note(f"{what}: raises {kind}")
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_key_dim_differs_from_q(subject, check):
+    inputs = subject.inputs()
+    op_refuses(subject, check, "k with K + 1 features (q has K)",
+               dataclasses.replace(inputs, k=longer(inputs.k, -1)))
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_value_steps_differ(subject, check):
+    inputs = subject.inputs()
+    op_refuses(subject, check, "v with T - 1 steps",
+               dataclasses.replace(inputs, v=inputs.v[:, :-1]))
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_gate_one_step_too_long(subject, check):
+    inputs = subject.inputs()
+    for n, name in enumerate(subject.family_def.gates):
+        gates = list(inputs.gates)
+        gates[n] = longer(gates[n], 1)
+        op_refuses(subject, check, f"{name} with T + 1 steps",
+                   dataclasses.replace(inputs, gates=tuple(gates)))
+
+
+@cases(lambda fam: OP_CASES, kind="op")
+def test_op_initial_state_one_row_too_many(subject, check):
+    inputs = subject.inputs()
+    state = tuple(longer(part, 0) for part in inputs.initial_state)
+    op_refuses(subject, check, "initial_state with N + 1 rows",
+               dataclasses.replace(inputs, initial_state=state))
+
+
+@cases(lambda fam: OP_CASES[1:], kind="op")
+def test_op_cu_seqlens_with_two_batch_rows(subject, check):
+    inputs = subject.inputs()
+    doubled = inputs.rebuilt([*(torch.cat([t, t]) for t in (inputs.q, inputs.k, inputs.v,
+                                                             *inputs.gates)),
+                              *inputs.initial_state])
+    op_refuses(subject, check, "cu_seqlens with B = 2", doubled)

@@ -263,22 +263,26 @@ class Check:
             )
 
     def raises_like(self, what: str, reference: Callable[[], object],
-                    implementation: Callable[[], object]) -> str:
+                    implementation: Callable[[], object], *, who: str = "torch",
+                    any_type: bool = False) -> str:
         """The implementation raises what the reference raises (an instance of the same
-        exception type) rather than returning a silent answer; returns the reference's type."""
+        exception type; any exception with ``any_type``, as kernels raise ValueError, assert or
+        fail in a launch) rather than returning a silent answer; returns the type it raised.
+        ``who``: how messages name the reference."""
         try:
             reference()
         except Exception as expected:
-            kind = type(expected)
+            kind = Exception if any_type else type(expected)
+            named = "an error" if any_type else kind.__name__
         else:
             raise RuntimeError(f"{what}: the reference accepted this input; nothing to compare")
         self.count(what, 1)
         try:
             implementation()
-        except kind:
-            return kind.__name__
+        except kind as raised:
+            return type(raised).__name__
         except Exception as other:
             raise CheckFailed(
-                f"{what}: raised {type(other).__name__} ({other}); torch raises {kind.__name__}"
+                f"{what}: raised {type(other).__name__} ({other}); {who} raises {named}"
             ) from other
-        raise CheckFailed(f"{what}: returned a result; torch raises {kind.__name__}")
+        raise CheckFailed(f"{what}: returned a result; {who} raises {named}")

@@ -168,6 +168,22 @@ def StridesIgnoredScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                            cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def UncheckedScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                         output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Takes every size from q and reads the other tensors only that far, as a kernel launched
+    on q's shape with raw pointers does: extra features, steps or state rows are never read,
+    a batch of two rows with cu_seqlens is read as its first — and nothing is refused."""
+    batch, steps, _, key_dim = q.shape
+    if cu_seqlens is not None:
+        q, batch = q[:1], 1
+    k, v, g = k[:batch, :steps, :, :key_dim], v[:batch, :steps], g[:batch, :steps]
+    if initial_state is not None:
+        initial_state = initial_state[:batch if cu_seqlens is None else len(cu_seqlens) - 1]
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def DetachedInitialStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                     output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The initial state used but detached: no gradient reaches it (fla #285, #494)."""
