@@ -68,6 +68,10 @@ class SuiteRun:
                  # time); the suites log nothing
                  "-p", "no:logging",
                  "-p", "no:hypothesispytest",  # 2 s to import; the suites use no hypothesis
+                 # the suites assert through Check, never a bare assert: rewriting every harness
+                 # module in each worker (the plugin's distribution is marked for it) costs
+                 # seconds per process where bytecode is not cached
+                 "--assert", "plain",
                  # harness is imported before pytest starts, so its plugin is not rewritten.
                  "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         # Not -q: pytest-xdist then prints "bringing up nodes..." twice, not its worker count.
