@@ -2,12 +2,16 @@
 failure is a value mismatch is matched against its family's op signatures and the right one is
 named, and each whose mistake shows only over calls (an input written in place, a reused output
 buffer, strides ignored, unwritten scratch read, a state kept) by its behaviour; the built-in
-forms never get a diagnosis; every op signature changes the reference where
-it applies; and a run records and reports it."""
+forms never get a diagnosis; every op signature changes the reference where it applies; and a
+run records and reports it, with a repro script that reproduces it alone."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +22,7 @@ from harness.diagnosis.op_signatures import of
 from harness.families.ops import GATED_DELTA, MLSTM, SCALAR_DECAY
 from harness.registry import spec_for_class_path
 
+ROOT = Path(__file__).resolve().parent.parent
 BASE = OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3, with_state=True)
 LONG = OpCase(seq_len=150, batch=2, heads=2, key_dim=4, value_dim=3, with_state=True)
 VARLEN = OpCase(seq_len=30, lengths=(10, 0, 20), heads=2, key_dim=4, value_dim=3,
@@ -148,4 +153,15 @@ def test_a_run_records_and_reports_an_op_diagnosis(tmp_path, capsys):
     assert failed and any(r["metrics"].get("diagnosis", {}).get("signatures")
                           == ["decay-after-delta"] for r in failed)
     assert "DIAGNOSIS" in capsys.readouterr().out
-    assert "decay applied after the delta update" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "decay applied after the delta update" in report
+    # its repro script: linked from the report, alone in a fresh interpreter it prints the
+    # first differing value of o and the state and exits 1
+    (script,) = {r["metrics"]["diagnosis"]["script"] for r in failed
+                 if r["check"] == "matches_reference"}
+    assert f"python {script}" in report
+    done = subprocess.run([sys.executable, str(tmp_path / script)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "o differs first at" in done.stdout and "S differs first at" in done.stdout

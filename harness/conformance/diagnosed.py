@@ -18,8 +18,8 @@ from harness.diagnosis.repro import script_name, write_script
 
 
 def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str | None:
-    """The diagnosis of a check a module failed, in one sentence, recorded in the check's
-    metrics (``diagnosis``, with a module's repro script's path); None for a failure that is
+    """The diagnosis of a check a module or an op failed, in one sentence, recorded in the
+    check's metrics (``diagnosis``, with the repro script's path); None for a failure that is
     not a CheckFailed, ``--no-diagnosis``, or nothing found. ``diagnosers``: implementation
     name -> its Diagnoser in this process (what it found is remembered)."""
     params, config = item.callspec.params, item.config
@@ -34,8 +34,7 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
     if diagnosis is None:
         return None
     said = diagnosis.to_metrics()
-    # a repro script builds a module; an op's failing case is said in words
-    script = None if isinstance(case, OpCase) else repro_script(item, diagnosis)
+    script = repro_script(item, diagnosis)
     if script is not None:
         said["script"] = script
     item.funcargs["check"].metrics["diagnosis"] = said

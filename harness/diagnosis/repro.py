@@ -1,5 +1,6 @@
 """A standalone script per failing check: the smallest failing case, built with its fixed seeds,
-the same weights in the implementation and the family's reference, both called, and the first
+the same weights in the implementation and the family's reference (an op: the same q, k, v, gates
+and initial state in the op and its family's reference loop), both called, and the first
 differing value printed — what a user pastes into an issue or steps through in a debugger.
 
 The script needs torch, seq-harness and the implementation's own package, nothing else; it
@@ -11,13 +12,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from torch import Tensor
+
 from harness.core.case import Case
+from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
 from harness.diagnosis.diagnose import Diagnosis, describe
 
 DIRECTORY = "repro"
 
-TEMPLATE = '''"""{impl} fails {suite}::{check}; this is its smallest failing case: {words}.
+HEADER = '''"""{impl} fails {suite}::{check}; this is its smallest failing case: {words}.
 {diagnosis}
 Produced by seq-harness; run it with `python {name}` (exit 1: it still differs)."""
 
@@ -25,9 +29,12 @@ import sys
 
 import torch
 
-from harness.core.case import Case
+'''
+
+MODULE = HEADER + '''from harness.core.case import Case
 from harness.core.subject import Subject
 from harness.diagnosis.behaviours import match_bound
+from harness.diagnosis.repro import differs
 from harness.registry import spec_by_origin
 
 CASE = Case.from_dict({case!r})
@@ -38,27 +45,54 @@ inputs = subject.inputs()  # the case's fixed seeds: the same data on every mach
 with torch.no_grad():
     got = subject.run(subject.build(), inputs)  # the reference's weights, loaded as the run did
     want = subject.run_reference(inputs)
-atol, rtol = match_bound(SPEC, CASE)
-differs = False
-for name, expected in want.named().items():
-    actual = got.named()[name]
-    if actual.shape != expected.shape:
-        print(f"{{name}}: shape {{tuple(actual.shape)}}, the reference's {{tuple(expected.shape)}}")
-        differs = True
-        continue
-    gap = (actual.double() - expected.double()).abs()
-    wrong = (gap > atol + rtol * expected.double().abs()) | (actual.isnan() != expected.isnan())
-    if bool(wrong.any()):
-        index = tuple(int(i) for i in wrong.nonzero()[0])
-        print(f"{{name}} differs first at {{list(index)}}: {{float(actual[index]):.9g}}, the "
-              f"reference {{float(expected[index]):.9g}} (error {{float(gap[index]):.3g}}; "
-              f"largest {{float(gap.max()):.3g}} over {{int(wrong.sum())}} of {{gap.numel()}} "
-              "values)")
-        differs = True
-    else:
-        print(f"{{name}} matches (largest error {{float(gap.max()) if gap.numel() else 0:.3g}})")
-sys.exit(1 if differs else 0)
+sys.exit(1 if differs(got.named(), want.named(), *match_bound(SPEC, CASE)) else 0)
 '''
+
+OP = HEADER + '''from harness.core.op_case import OpCase
+from harness.core.op_subject import OpSubject
+from harness.diagnosis.op_behaviours import copies
+from harness.diagnosis.op_diagnose import MATCH
+from harness.diagnosis.repro import differs
+from harness.registry import spec_by_origin
+
+CASE = OpCase.from_dict({case!r})
+SPEC = spec_by_origin({impl!r}, {origin!r}, {family!r})
+
+subject = OpSubject(SPEC, CASE)
+inputs = subject.inputs()  # the case's fixed seeds: the same data on every machine
+with torch.no_grad():
+    got = subject.run(copies(inputs))  # on copies: the reference gets the inputs as drawn
+    want = subject.run_reference(inputs, final=got.state is not None)
+got = subject.comparable(got, want)  # mLSTM's state rescaled to the reference's stabiliser
+atol, rtol = SPEC.family_def.tolerance(CASE.dtype)
+sys.exit(1 if differs(got.named(), want.named(), MATCH * atol, MATCH * rtol) else 0)
+'''
+
+
+def differs(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> bool:
+    """Print, for each output the reference returns, its first value beyond atol + rtol |want|
+    (or that it matches); whether any differs. What a repro script ends with."""
+    found = False
+    for name, expected in want.items():
+        actual = got.get(name)
+        if actual is None or actual.shape != expected.shape:
+            shape = None if actual is None else tuple(actual.shape)
+            print(f"{name}: shape {shape}, the reference's {tuple(expected.shape)}")
+            found = True
+            continue
+        actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
+        gap = (actual - expected).abs()
+        wrong = (gap > atol + rtol * expected.abs()) | (actual.isnan() != expected.isnan())
+        if bool(wrong.any()):
+            index = tuple(int(i) for i in wrong.nonzero()[0])
+            print(f"{name} differs first at {list(index)}: {float(actual[index]):.9g}, the "
+                  f"reference {float(expected[index]):.9g} (error {float(gap[index]):.3g}; "
+                  f"largest {float(gap.nan_to_num(nan=float('inf')).max()):.3g} over "
+                  f"{int(wrong.sum())} of {gap.numel()} values)")
+            found = True
+        else:
+            print(f"{name} matches (largest error {float(gap.max()) if gap.numel() else 0:.3g})")
+    return found
 
 
 def script_name(impl: str, suite: str, check: str) -> str:
@@ -71,8 +105,8 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
                  diagnosis: Diagnosis) -> str:
     """Write the script for one failing check into ``directory``; its path relative to it."""
     name = script_name(spec.name, suite, check)
-    case: Case = diagnosis.smallest
-    text = TEMPLATE.format(
+    case: Case | OpCase = diagnosis.smallest
+    text = (OP if isinstance(case, OpCase) else MODULE).format(
         impl=spec.name, suite=suite, check=check, words=describe(case), name=name,
         diagnosis=f"Diagnosis: {diagnosis.sentence}.", case=case.to_dict(),
         origin=spec.origin or "", family=spec.family)
