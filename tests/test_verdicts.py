@@ -268,3 +268,21 @@ def test_k_stands_well_above_every_correct_implementation():
     for (impl, stress), multiple in sorted(worst.items(), key=lambda kv: -kv[1])[:12]:
         print(f"{multiple:6.2f}  {impl}  {stress}")
     assert max(worst.values()) < K / 2
+
+
+def test_a_family_s_implementations_share_one_twin_and_other_content_does_not():
+    """The twin of a case (the reference in float64 at the case's point and three nudged ones)
+    is computed once per process for every implementation of the family; other weights or
+    inputs get their own (harness.core.twins)."""
+    from harness.conformance.grids import BASE
+    from harness.core.subject import Subject
+    from harness.registry import choose
+
+    case = BASE.with_(seq_len=7, with_hx=True, seed=91)
+    first, second = (Subject(s, case) for s in choose(impls=["torch-gru", "scratch-gru"]).specs)
+    twin = first.run_reference(first.inputs()).twin()
+    assert second.run_reference(second.inputs()).twin() is twin
+    doubled = {name: 2 * value for name, value in first.weights().items()}
+    other = second.run_reference(second.inputs(), second.reference(doubled)).twin()
+    assert other is not twin and not torch.equal(other.outputs.output, twin.outputs.output)
+    assert first.run_reference(first.inputs(salt=1)).twin() is not twin

@@ -21,6 +21,7 @@ from harness.core.op_case import OpCase
 from harness.core.op_family import OpFamily
 from harness.core.spec import ImplSpec
 from harness.core.subject import NEARBY, nudged
+from harness.core.twins import TwinKey, builder_name, digest, shared
 
 OTHER = {"float64": "float32"}  # the twin's precision: float64, or float32 for a float64 case
 
@@ -157,7 +158,15 @@ class OpSubject:
         """The reference loop's outputs on the CPU, with their twin in another precision."""
         inputs = inputs.to("cpu")
         out = call_op(self.family_def.reference, inputs, self.family_def, final=final)
-        twin = functools.partial(self._twin, inputs, final)
+        compute = functools.partial(self._twin, inputs, final)
+        family = self.family_def
+
+        def twin() -> Twin:  # shared by every op of the family asking for the same one
+            content = digest([*((f"t{n}", t) for n, t in enumerate(inputs.tensors())),
+                              ("cu_seqlens", inputs.cu_seqlens)])
+            return shared(TwinKey((family.name, builder_name(family.reference), str(final),
+                                   str(inputs.scale)), self.case, False, content, compute))
+
         return replace(out, twin=functools.cache(twin))
 
     def comparable(self, got: OpOutputs, want: OpOutputs) -> OpOutputs:

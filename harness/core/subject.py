@@ -19,6 +19,7 @@ from harness.core.case import DTYPES, Case
 from harness.core.contract import Inputs, Outputs, Twin, call
 from harness.core.families import Family, family
 from harness.core.spec import Capabilities, ImplSpec
+from harness.core.twins import TwinKey, builder_name, digest, shared
 
 
 def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
@@ -213,7 +214,18 @@ class Subject:
                        has_cell=self.family_def.has_cell)
         if device != "cpu" or (reference.training and case.dropout > 0):
             return outputs  # dropout draws anew: no twin gives the same function
-        twin = functools.partial(self._twin, reference, inputs.to("cpu"), case)
+        inputs = inputs.to("cpu")
+        compute = functools.partial(self._twin, reference, inputs, case)
+        family = self.family_def
+
+        def twin() -> Twin:  # shared by every subject of the family asking for the same one
+            hx = inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
+            content = digest([*reference.state_dict().items(), ("x", inputs.x),
+                              ("lengths", inputs.lengths),
+                              *((f"hx{n}", h) for n, h in enumerate(hx))])
+            return shared(TwinKey((family.name, builder_name(family.build_reference)), case,
+                                  reference.training, content, compute))
+
         return replace(outputs, twin=functools.cache(twin))
 
     def _twin(self, reference: nn.Module, inputs: Inputs, case: Case) -> Twin:
