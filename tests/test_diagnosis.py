@@ -261,3 +261,33 @@ def test_no_diagnosis_leaves_failures_as_they_were(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     failed = [r for r in records if r["outcome"] == "failed"]
     assert failed and not any("diagnosis" in (r["metrics"] or {}) for r in failed)
+
+
+@pytest.mark.parametrize(("target", "family_name", "case"), [
+    ("bugs:WrongGateDerivativeLSTM", "lstm", BASE.with_(with_hx=True)),
+    ("bugs:WrongTanhDerivativeRNN", "rnn_tanh", BASE),
+    ("ops:DetachedFinalStateGatedDelta", "gated_delta", None),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_gradient_failure_whose_forward_is_right_is_placed_in_the_backward_pass(
+        target, family_name, case):
+    """A check of gradients that fails where the forward pass equals the reference's: the
+    diagnosis says the bug is in the backward pass (and names no signature); asked about a
+    check that compares no gradients, it says nothing."""
+    from harness.core.op_case import OpCase
+    from harness.diagnosis.op_diagnose import OpDiagnoser
+
+    spec = spec_of(target, family_name)
+    if case is None:
+        case, diagnoser = OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3,
+                                 with_state=True), OpDiagnoser
+    else:
+        diagnoser = Diagnoser
+    found = diagnoser(spec).of(case, gradients=True)
+    assert found is not None and found.names == ("backward-only",), found and found.sentence
+    assert "the bug is in the backward pass" in found.sentence
+    assert diagnoser(spec).of(case) is None
+
+
+def test_a_forward_bug_failing_a_gradient_check_keeps_its_signature():
+    found = Diagnoser(spec_of("bugs:SwappedGatesLSTM", "lstm")).of(BASE, gradients=True)
+    assert found is not None and found.matched and not found.backward, found and found.sentence

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.conformance.checks import CheckFailed
-from harness.conformance.suites import suite_name
+from harness.conformance.suites import needs_autograd, suite_name
 from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.diagnosis.diagnose import Diagnoser, Diagnosis
@@ -30,7 +30,7 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
     spec = params["spec"]
     if spec.name not in diagnosers:
         diagnosers[spec.name] = (OpDiagnoser if isinstance(case, OpCase) else Diagnoser)(spec)
-    diagnosis = diagnosers[spec.name].of(case)
+    diagnosis = diagnosers[spec.name].of(case, gradients=compares_gradients(item))
     if diagnosis is None:
         return None
     said = diagnosis.to_metrics()
@@ -52,3 +52,15 @@ def repro_script(item: pytest.Function, diagnosis: Diagnosis) -> str | None:
     if (Path(directory) / script_name(spec.name, suite, check)).exists():
         return script_name(spec.name, suite, check)
     return write_script(Path(directory), spec, suite, check, diagnosis)
+
+
+TASKS = ("adding", "recall")  # training tasks: a task not learnt says nothing of where the bug is
+
+
+def compares_gradients(item: pytest.Function) -> bool:
+    """Whether the check compares gradients: it needs a backward pass (its suite declares it,
+    or the check is marked) and is not a training task."""
+    if suite_name(item.module.__name__) in TASKS:
+        return False
+    return (needs_autograd(Path(item.module.__file__))
+            or item.get_closest_marker("autograd") is not None)

@@ -24,7 +24,7 @@ from harness.core.contract import Inputs, Outputs, call
 from harness.core.spec import Capabilities, ImplSpec
 from harness.core.subject import Subject
 from harness.diagnosis import signatures as sig
-from harness.diagnosis.behaviours import Behaviour, cloned, match_bound, shown
+from harness.diagnosis.behaviours import MATCH, Behaviour, cloned, match_bound, shown
 from harness.diagnosis.generic import of
 from harness.diagnosis.shrink import describe, shrink
 from harness.diagnosis.signatures import Signature
@@ -41,7 +41,8 @@ class Diagnosis:
     signatures whose transformed reference equals the implementation there; tried: how many
     signatures applied; reference: how messages name the reference ("torch lstm");
     behaviours: what experiments over several calls showed, where no signature matched
-    (harness.diagnosis.behaviours)."""
+    (harness.diagnosis.behaviours); backward: a check of gradients failed where the forward
+    pass equals the reference's on the case itself (nothing else showed)."""
 
     case: Case
     smallest: Case
@@ -50,9 +51,15 @@ class Diagnosis:
     tried: int
     reference: str
     behaviours: tuple[Behaviour, ...] = ()
+    backward: bool = False
 
     @property
     def sentence(self) -> str:
+        if self.backward:
+            return (f"its forward pass equals {self.reference} on this case and its gradients "
+                    "do not: the bug is in the backward pass (a custom autograd.Function's "
+                    "backward, a .detach() or .data in the forward, an in-place write to a "
+                    "tensor saved for backward); no known bug pattern names it further")
         if self.behaviours and not self.matched:
             first, *others = self.behaviours
             said = f"it {first.says}: {first.hint}"
@@ -70,7 +77,8 @@ class Diagnosis:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in (*self.matched, *self.behaviours))
+        return (("backward-only",) if self.backward else ()) + tuple(
+            s.name for s in (*self.matched, *self.behaviours))
 
     def to_metrics(self) -> dict:
         return {"signatures": list(self.names), "sentence": self.sentence,
@@ -201,16 +209,21 @@ class Diagnoser:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
         self.found: dict[str, Diagnosis | None] = {}  # by the failing case's id
 
-    def of(self, case: Case) -> Diagnosis | None:
+    def of(self, case: Case, *, gradients: bool = False) -> Diagnosis | None:
         """The case's diagnosis (None: not a value mismatch on its inputs, nothing shown, or
-        this implementation's diagnosis time spent)."""
-        if case.id not in self.found:
+        this implementation's diagnosis time spent). ``gradients``: the failed check compares
+        gradients, so a forward pass that agrees places the bug in the backward pass."""
+        key = f"{case.id}|gradients" if gradients else case.id
+        if key not in self.found:
             if self.spent_s >= self.budget_s:
                 return None
             started = time.monotonic()
-            self.found[case.id] = self._diagnose(diagnosis_case(self.spec, case), case)
+            found = self._diagnose(diagnosis_case(self.spec, case), case)
+            if found is None and gradients:
+                found = backward_only(self.spec, case, probe)
+            self.found[key] = found
             self.spent_s += time.monotonic() - started
-        return self.found[case.id]
+        return self.found[key]
 
     def _diagnose(self, case: Case, original: Case) -> Diagnosis | None:
         """``case``: the failing case as the diagnosis runs it (``diagnosis_case``);
@@ -247,6 +260,19 @@ class Diagnoser:
             matched = [s for s in matched if first.matches(s)] or matched  # failing one decides
         return Diagnosis(case, smallest, last.largest(last.plain), tuple(matched),
                          len(candidates), family.reference_label)
+
+
+def backward_only(spec: ImplSpec, case, probe_of) -> Diagnosis | None:
+    """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
+    pass on the case itself (as the check ran it: no dropout drawn in training) equals the
+    reference's, the gradients are what differs. None where that cannot be said."""
+    if getattr(case, "dropout", 0) and getattr(case, "training", False):
+        return None  # dropout draws anew: the forward cannot be compared
+    found = probe_of(spec, case)
+    # within the family's own tolerance, not the diagnosis' wider match bound
+    if found is None or found.error(found.plain) > 1 / MATCH:
+        return None
+    return Diagnosis(case, case, 0.0, (), 0, spec.family_def.reference_label, backward=True)
 
 
 def diagnosis_case(spec: ImplSpec, case: Case) -> Case:

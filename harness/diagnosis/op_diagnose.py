@@ -23,7 +23,7 @@ import torch
 from harness.core.op_case import OpCase
 from harness.core.op_subject import OpOutputs, OpSubject, call_op
 from harness.core.spec import ImplSpec
-from harness.diagnosis.diagnose import Diagnosis
+from harness.diagnosis.diagnose import Diagnosis, backward_only
 from harness.diagnosis.op_behaviours import copies, shown
 from harness.diagnosis.op_signatures import OpSignature, of
 from harness.diagnosis.shrink import BUDGET_S, fewer
@@ -149,16 +149,21 @@ class OpDiagnoser:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
         self.found: dict[str, Diagnosis | None] = {}
 
-    def of(self, case: OpCase) -> Diagnosis | None:
+    def of(self, case: OpCase, *, gradients: bool = False) -> Diagnosis | None:
         """The case's diagnosis (None: the op agrees with the reference on the case's inputs and
-        shows no behaviour, or this op's diagnosis time is spent)."""
-        if case.id not in self.found:
+        shows no behaviour, or this op's diagnosis time is spent). ``gradients``: the failed
+        check compares gradients (see Diagnoser.of)."""
+        key = f"{case.id}|gradients" if gradients else case.id
+        if key not in self.found:
             if self.spent_s >= self.budget_s:
                 return None
             started = time.monotonic()
-            self.found[case.id] = self._diagnose(case)
+            found = self._diagnose(case)
+            if found is None and gradients:
+                found = backward_only(self.spec, case, probe)
+            self.found[key] = found
             self.spent_s += time.monotonic() - started
-        return self.found[case.id]
+        return self.found[key]
 
     def _diagnose(self, case: OpCase) -> Diagnosis | None:
         spec, family = self.spec, self.spec.family_def

@@ -140,6 +140,17 @@ def CachedStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
     return o, state if output_final_state else None
 
 
+def DetachedFinalStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                                 output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The final state returned detached (a kernel whose backward takes no dht): right values,
+    and the gradient a loss sends through the final state never reaches q, k, v or the gates."""
+    o, state = gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return o, None if state is None else state.detach()
+
+
 def TwoPathsGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                        output_final_state=False, cu_seqlens=None, chunk_size=32):
     """A kernel specialised on its state I/O whose variant without a final state output also
