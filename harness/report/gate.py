@@ -81,8 +81,19 @@ def tail(v: Verdict) -> str:
     return f"{n} | {p:.2g} ({v.spent:.2g}) | {verdict}"
 
 
+COLUMNS = ("*ratio*: head's median over base's; *95% CI*: the ratios by which head's processes "
+           "could be scaled for the same rank test to reject neither way (the Hodges-Lehmann "
+           "interval, around the median of every head/base ratio: in a skewed sample the ratio "
+           "of medians can lie outside it).")
+
+
 def rule(comparisons: int, *, alpha: float, min_effect: float, sequential: bool) -> str:
-    """The paragraph under the table: how the verdicts were reached."""
+    """The paragraph under the table: how the verdicts were reached, and its columns."""
+    said = verdicts_rule(comparisons, alpha=alpha, min_effect=min_effect, sequential=sequential)
+    return f"{said} {COLUMNS}"
+
+
+def verdicts_rule(comparisons: int, *, alpha: float, min_effect: float, sequential: bool) -> str:
     if not sequential:
         return (f"Each side: one number per fresh worker process (its fastest block); "
                 f"regression = one-sided Mann-Whitney U p < {alpha:g} after Holm's correction "
