@@ -12,15 +12,16 @@ from torch import Tensor
 
 
 @contextlib.contextmanager
-def poisoned_scratch() -> Iterator[None]:
-    """torch.empty, empty_like and Tensor.new_empty hand out NaN-filled memory (floating point
-    dtypes): an op that reads memory it never wrote returns NaN."""
+def poisoned_scratch(fill: float = float("nan")) -> Iterator[None]:
+    """torch.empty, empty_like and Tensor.new_empty hand out memory filled with ``fill``
+    (floating point dtypes; NaN by default): an op that reads memory it never wrote returns NaN,
+    or, with two fills, two answers."""
     originals = torch.empty, torch.empty_like, torch.Tensor.new_empty
 
     def poison(tensor: Tensor) -> Tensor:
         if tensor.is_floating_point() or tensor.is_complex():
             with torch.no_grad():
-                tensor.fill_(float("nan"))
+                tensor.fill_(fill)
         return tensor
 
     def empty(*args, **kwargs):

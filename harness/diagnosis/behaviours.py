@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from harness.core.case import Case
 from harness.core.contract import Inputs, Outputs
@@ -118,7 +119,7 @@ def shared_buffer(subject: Subject) -> bool:
         first = subject.run(module, subject.inputs())
         kept = [t.clone() for t in first.named().values()]
         subject.run(module, subject.inputs(salt=1))
-    return any(not torch.equal(now, was) for now, was in zip(first.named().values(), kept))
+    return any(not same(now, was) for now, was in zip(first.named().values(), kept))
 
 
 def changes_inputs(subject: Subject) -> bool:
@@ -131,7 +132,7 @@ def changes_inputs(subject: Subject) -> bool:
     if inputs.hx is not None:
         pairs += list(zip(inputs.hx, kept.hx)) if isinstance(inputs.hx, tuple) \
             else [(inputs.hx, kept.hx)]
-    return any(not torch.equal(a, b) for a, b in pairs)
+    return any(not same(a, b) for a, b in pairs)
 
 
 def wears_out(subject: Subject, calls: int = 60) -> bool:
@@ -224,12 +225,23 @@ def shown(spec: ImplSpec, case: Case) -> tuple[Behaviour, ...]:
     experiment that raises shows nothing."""
     case = short(case)
     given = case.with_(with_hx=True)
-    subject = Subject(spec, given if spec.why_not(given) is None else case)
+    return showing(BEHAVIOURS, Subject(spec, given if spec.why_not(given) is None else case))
+
+
+def showing(behaviours: tuple[Behaviour, ...], subject) -> tuple[Behaviour, ...]:
+    """Those of ``behaviours`` whose experiment shows on ``subject`` (one that raises shows
+    nothing)."""
     found = []
-    for behaviour in BEHAVIOURS:
+    for behaviour in behaviours:
         try:
             if behaviour.shows(subject):
                 found.append(behaviour)
         except Exception:
             continue
     return tuple(found)
+
+
+def same(a: Tensor, b: Tensor) -> bool:
+    """Bitwise the same values, NaN where NaN (torch.equal takes NaN as unequal to itself: an
+    output holding NaN would look overwritten)."""
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -203,7 +204,9 @@ def diagnose(spec: ImplSpec, case: Case) -> Diagnosis | None:
 
 class Diagnoser:
     """Diagnoses of one implementation, remembered: a failing case that a signature already
-    found explains is diagnosed by trying that signature on it, without shrinking again."""
+    found explains is diagnosed by trying that signature on it, without shrinking again. An
+    op's (harness.diagnosis.op_diagnose.OpDiagnoser) overrides how a case is prepared, probed,
+    shrunk and matched, and what behaviours it tries."""
 
     def __init__(self, spec: ImplSpec, budget_s: float = TOTAL_S) -> None:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
@@ -218,18 +221,27 @@ class Diagnoser:
             if self.spent_s >= self.budget_s:
                 return None
             started = time.monotonic()
-            found = self._diagnose(diagnosis_case(self.spec, case), case)
+            found = self._diagnose(self.prepared(case), case)
             if found is None and gradients:
-                found = backward_only(self.spec, case, probe)
+                found = backward_only(self.spec, case, self.probe)
             self.found[key] = found
             self.spent_s += time.monotonic() - started
         return self.found[key]
 
+    def prepared(self, case: Case) -> Case:
+        """The failing case as the diagnosis runs it (``diagnosis_case``)."""
+        return diagnosis_case(self.spec, case)
+
+    def probe(self, case: Case) -> Probe | None:
+        return probe(self.spec, case)
+
+    def shown(self, case: Case) -> tuple[Behaviour, ...]:
+        return shown(self.spec, case)
+
     def _diagnose(self, case: Case, original: Case) -> Diagnosis | None:
-        """``case``: the failing case as the diagnosis runs it (``diagnosis_case``);
-        ``original``: as the check ran it (its dropout and mode, for the behaviours)."""
-        spec, family = self.spec, self.spec.family_def
-        first = probe(spec, case)
+        """``case``: the failing case as the diagnosis runs it (``prepared``); ``original``: as
+        the check ran it (its dropout and mode, for the behaviours)."""
+        first = self.probe(case)
         found = None  # what the signatures say where one call differs
         if first is not None and first.fails:
             for known in (d for d in self.found.values() if d is not None):
@@ -238,10 +250,10 @@ class Diagnoser:
             found = self._signatures(case, first)
             if found.matched:
                 return found
-        behaviours = shown(spec, original)
+        behaviours = self.shown(original)
         if behaviours:
             return Diagnosis(case, case, 0.0 if found is None else found.error, (), 0,
-                             family.reference_label, behaviours)
+                             self.spec.family_def.reference_label, behaviours)
         return found  # "no known bug pattern matches", or None where one call agrees
 
     def _signatures(self, case: Case, first: Probe) -> Diagnosis:
@@ -262,13 +274,14 @@ class Diagnoser:
                          len(candidates), family.reference_label)
 
 
-def backward_only(spec: ImplSpec, case, probe_of) -> Diagnosis | None:
+def backward_only(spec: ImplSpec, case, probe_of: Callable) -> Diagnosis | None:
     """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
     pass on the case itself (as the check ran it: no dropout drawn in training) equals the
-    reference's, the gradients are what differs. None where that cannot be said."""
+    reference's, the gradients are what differs. None where that cannot be said.
+    ``probe_of(case)``: the implementation and its reference on a case (a Probe, or None)."""
     if getattr(case, "dropout", 0) and getattr(case, "training", False):
         return None  # dropout draws anew: the forward cannot be compared
-    found = probe_of(spec, case)
+    found = probe_of(case)
     # within the family's own tolerance, not the diagnosis' wider match bound
     if found is None or found.error(found.plain) > 1 / MATCH:
         return None

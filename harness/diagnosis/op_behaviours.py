@@ -16,7 +16,7 @@ from harness.core.op_case import OpCase
 from harness.core.op_subject import OpInputs, OpOutputs, OpSubject
 from harness.core.scratch import poisoned_scratch
 from harness.core.spec import ImplSpec
-from harness.diagnosis.behaviours import MATCH, Behaviour
+from harness.diagnosis.behaviours import MATCH, Behaviour, same, showing
 
 STEPS = 40  # the experiments run on the case cut to this many steps (more than one chunk of 32)
 
@@ -52,8 +52,7 @@ def changes_inputs(subject: OpSubject) -> bool:
     kept = copies(inputs)
     with torch.no_grad():
         subject.run(inputs)
-    return any(not torch.equal(now, was) for now, was in zip(everything(inputs),
-                                                              everything(kept)))
+    return any(not same(now, was) for now, was in zip(everything(inputs), everything(kept)))
 
 
 def shared_buffer(subject: OpSubject) -> bool:
@@ -62,7 +61,7 @@ def shared_buffer(subject: OpSubject) -> bool:
         first = subject.run(subject.inputs())
         kept = [t.clone() for t in first.named().values()]
         subject.run(subject.inputs(salt=1))
-    return any(not torch.equal(now, was) for now, was in zip(first.named().values(), kept))
+    return any(not same(now, was) for now, was in zip(first.named().values(), kept))
 
 
 def ignores_strides(subject: OpSubject) -> bool:
@@ -77,11 +76,13 @@ def ignores_strides(subject: OpSubject) -> bool:
 
 
 def reads_unwritten(subject: OpSubject) -> bool:
-    """With scratch memory NaN-filled during the call, the op returns NaN where it returned
-    numbers before: it reads memory it never wrote."""
+    """With the memory torch.empty hands out filled with NaN during the call, the op returns
+    NaN where, with it filled with zeros, it returns numbers: it reads memory it never wrote
+    (two fills: what freed memory happened to hold does not matter)."""
     inputs = subject.inputs()
     with torch.no_grad():
-        plain = subject.run(copies(inputs))
+        with poisoned_scratch(0.0):
+            plain = subject.run(copies(inputs))
         with poisoned_scratch():
             poisoned = subject.run(copies(inputs))
     return any(bool((now.isnan() & was.isfinite()).any()) for now, was in
@@ -134,12 +135,4 @@ def short(case: OpCase) -> OpCase:
 def shown(spec: ImplSpec, case: OpCase) -> tuple[Behaviour, ...]:
     """The behaviours the op shows on ``case`` (cut to STEPS steps); an experiment that raises
     shows nothing."""
-    subject = OpSubject(spec, short(case))
-    found = []
-    for behaviour in BEHAVIOURS:
-        try:
-            if behaviour.shows(subject):
-                found.append(behaviour)
-        except Exception:
-            continue
-    return tuple(found)
+    return showing(BEHAVIOURS, OpSubject(spec, short(case)))

@@ -23,13 +23,13 @@ import torch
 from harness.core.op_case import OpCase
 from harness.core.op_subject import OpOutputs, OpSubject, call_op
 from harness.core.spec import ImplSpec
-from harness.diagnosis.diagnose import Diagnosis, backward_only
+from harness.diagnosis.behaviours import Behaviour
+from harness.diagnosis.diagnose import Diagnoser, Diagnosis
 from harness.diagnosis.op_behaviours import copies, shown
 from harness.diagnosis.op_signatures import OpSignature, of
 from harness.diagnosis.shrink import BUDGET_S, fewer
 
 MATCH = 10.0  # the diagnosis' bound, in multiples of the family's tolerance
-TOTAL_S = 30.0  # seconds of diagnosis per op in one process; then no more
 
 
 class OpProbe:
@@ -142,45 +142,18 @@ def shrink(spec: ImplSpec, case: OpCase, budget_s: float = BUDGET_S) -> OpCase:
     return current
 
 
-class OpDiagnoser:
-    """Diagnoses of one op, remembered (see harness.diagnosis.diagnose.Diagnoser)."""
+class OpDiagnoser(Diagnoser):
+    """Diagnoses of one op, remembered (harness.diagnosis.diagnose.Diagnoser): the op's own
+    probe, shrinking, signatures and behaviours; the case as the check ran it."""
 
-    def __init__(self, spec: ImplSpec, budget_s: float = TOTAL_S) -> None:
-        self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
-        self.found: dict[str, Diagnosis | None] = {}
+    def prepared(self, case: OpCase) -> OpCase:
+        return case
 
-    def of(self, case: OpCase, *, gradients: bool = False) -> Diagnosis | None:
-        """The case's diagnosis (None: the op agrees with the reference on the case's inputs and
-        shows no behaviour, or this op's diagnosis time is spent). ``gradients``: the failed
-        check compares gradients (see Diagnoser.of)."""
-        key = f"{case.id}|gradients" if gradients else case.id
-        if key not in self.found:
-            if self.spent_s >= self.budget_s:
-                return None
-            started = time.monotonic()
-            found = self._diagnose(case)
-            if found is None and gradients:
-                found = backward_only(self.spec, case, probe)
-            self.found[key] = found
-            self.spent_s += time.monotonic() - started
-        return self.found[key]
+    def probe(self, case: OpCase) -> OpProbe | None:
+        return probe(self.spec, case)
 
-    def _diagnose(self, case: OpCase) -> Diagnosis | None:
-        spec, family = self.spec, self.spec.family_def
-        first = probe(spec, case)
-        found = None  # what the signatures say where one call differs
-        if first is not None and first.fails:
-            for known in (d for d in self.found.values() if d is not None):
-                if known.matched and all(first.matches(s) for s in known.matched):
-                    return dataclasses.replace(known, case=case)
-            found = self._signatures(case, first)
-            if found.matched:
-                return found
-        behaviours = shown(spec, case)
-        if behaviours:
-            return Diagnosis(case, case, 0.0 if found is None else found.error, (), 0,
-                             family.reference_label, behaviours)
-        return found  # "no known bug pattern matches", or None where one call agrees
+    def shown(self, case: OpCase) -> tuple[Behaviour, ...]:
+        return shown(self.spec, case)
 
     def _signatures(self, case: OpCase, first: OpProbe) -> Diagnosis:
         spec, family = self.spec, self.spec.family_def
