@@ -266,7 +266,7 @@ def test_no_diagnosis_leaves_failures_as_they_were(tmp_path):
 @pytest.mark.parametrize(("target", "family_name", "case"), [
     ("bugs:WrongGateDerivativeLSTM", "lstm", BASE.with_(with_hx=True)),
     ("bugs:WrongTanhDerivativeRNN", "rnn_tanh", BASE),
-    ("ops:DetachedFinalStateGatedDelta", "gated_delta", None),
+    ("ops:ScaleMissingInDqScalarDecay", "scalar_decay", None),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_a_gradient_failure_whose_forward_is_right_is_placed_in_the_backward_pass(
         target, family_name, case):

@@ -1,7 +1,8 @@
 """The diagnosis of matrix-state ops names the bug: each op mutant in tests/mutants/ops.py whose
 failure is a value mismatch is matched against its family's op signatures and the right one is
 named, and each whose mistake shows only over calls (an input written in place, a reused output
-buffer, strides ignored, unwritten scratch read, a state kept) by its behaviour; the built-in
+buffer, strides ignored, unwritten scratch read, a state kept, the final state's gradient
+dropped) by its behaviour; the built-in
 forms never get a diagnosis; every op signature changes the reference where it applies; and a
 run records and reports it, with a repro script that reproduces it alone."""
 
@@ -92,6 +93,7 @@ OP_BEHAVIOUR_MUTANTS = [
     ("EmptyTailScalarDecay", "scalar_decay", BASE, "reads-unwritten-memory"),
     ("CachedStateGatedDelta", "gated_delta", BASE.with_(with_state=False),
      "state-kept-between-calls"),
+    ("DetachedFinalStateGatedDelta", "gated_delta", BASE, "final-state-gradient-dropped"),
 ]
 
 

@@ -1,9 +1,10 @@
 """Behaviours of ops: mistakes that no single call on fresh inputs shows — an op that writes
 into the caller's tensors, hands out one output buffer, reads non-contiguous inputs as if they
-were contiguous, reads scratch memory it never wrote, or starts a call from the state the last
-one ended in. Each is a small experiment on the op itself, compared with the family's reference
-(the op counterpart of harness.diagnosis.behaviours); the op diagnosis tries them when no
-signature explains the failure.
+were contiguous, reads scratch memory it never wrote, starts a call from the state the last
+one ended in, or sends no gradient back from its final state. Each is a small experiment on
+the op itself, compared with the family's reference (the op counterpart of
+harness.diagnosis.behaviours); the op diagnosis tries them when no signature explains the
+failure.
 """
 
 from __future__ import annotations
@@ -103,6 +104,41 @@ def keeps_state(subject: OpSubject) -> bool:
     return close(subject, second, carried) and not close(subject, second, fresh)
 
 
+def through_final_state(subject: OpSubject, run) -> list[torch.Tensor | None]:
+    """The gradients of q, k, v and the gates for a loss on the final state alone (o unused:
+    fla's dht with do = 0), from ``run(inputs) -> OpOutputs``; all None where the final state
+    carries no gradient at all."""
+    leaves = subject.inputs().leaves()
+    wrt = [leaves.q, leaves.k, leaves.v, *leaves.gates]
+    state = run(leaves).state
+    generator = torch.Generator().manual_seed(subject.case.data_seed + 17)
+    loss = sum((part * torch.randn(part.shape, generator=generator, dtype=torch.float64)
+                .to(part.dtype)).sum() for part in state)
+    if not loss.requires_grad:
+        return [None] * len(wrt)
+    return list(torch.autograd.grad(loss, wrt, allow_unused=True))
+
+
+def drops_state_gradient(subject: OpSubject) -> bool:
+    """The final state equals the reference's, and a gradient arriving only through it reaches
+    none of q, k, v and the gates (they get none, or zeros), where in the reference it
+    reaches them."""
+    if not subject.spec.capabilities.autograd or not subject.final:
+        return False
+    inputs = subject.inputs()
+    with torch.no_grad():
+        if not close(subject, subject.run(copies(inputs), final=True),
+                     subject.run_reference(inputs)):
+            return False  # a wrong state: its gradient says nothing more
+    got = through_final_state(subject, lambda leaves: subject.run(leaves, final=True))
+    want = through_final_state(subject, subject.run_reference)
+
+    def reaches(grads) -> bool:
+        return any(g is not None and bool(g.abs().max() > 0) for g in grads)
+
+    return reaches(want) and not reaches(got)
+
+
 BEHAVIOURS = (
     Behaviour("inputs-modified", "writes into the caller's q, k, v, gates, initial state or "
               "cu_seqlens", "never scale, normalise or cast the caller's tensors in place: "
@@ -122,6 +158,10 @@ BEHAVIOURS = (
     Behaviour("state-kept-between-calls", "starts a call without an initial state from the "
               "state the previous call ended in", "each call without initial_state starts "
               "from zeros; do not keep the final state between calls", keeps_state),
+    Behaviour("final-state-gradient-dropped", "sends no gradient from the final state back to "
+              "q, k, v and the gates (the loss's dht is lost)", "the final state is returned "
+              "detached, or the backward takes no dht: a model that trains through the state "
+              "(chunked training, a cache) needs its gradient", drops_state_gradient),
 )
 
 

@@ -140,6 +140,30 @@ def CachedStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
     return o, state if output_final_state else None
 
 
+class _GradientTimes(torch.autograd.Function):
+    """The identity forward; the gradient multiplied by ``factor`` on its way back."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def ScaleMissingInDqScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A hand-written backward that forgets the scale in dq (the forward applies it): right
+    values, dq K^(1/2) times too large at the default scale."""
+    factor = 1.0 / (q.shape[-1] ** -0.5 if scale is None else scale)
+    return scalar_decay.scalar_decay_chunk(_GradientTimes.apply(q, factor), k, v, g,
+                                           scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def DetachedFinalStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                                  output_final_state=False, cu_seqlens=None, chunk_size=32):
     """The final state returned detached (a kernel whose backward takes no dht): right values,
