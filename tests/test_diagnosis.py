@@ -291,3 +291,30 @@ def test_a_gradient_failure_whose_forward_is_right_is_placed_in_the_backward_pas
 def test_a_forward_bug_failing_a_gradient_check_keeps_its_signature():
     found = Diagnoser(spec_of("bugs:SwappedGatesLSTM", "lstm")).of(BASE, gradients=True)
     assert found is not None and found.matched and not found.backward, found and found.sentence
+
+
+@pytest.mark.parametrize(("target", "family_name", "flag", "suite", "name"), [
+    ("bugs:ReusedBufferLSTM", "lstm", "--impl-class", "state", "shared-output-buffer"),
+    ("ops:CachedStateGatedDelta", "gated_delta", "--impl-fn", "state",
+     "state-kept-between-calls"),
+], ids=["module", "op"])
+def test_a_behaviour_s_repro_script_runs_its_experiment_again(tmp_path, target, family_name,
+                                                               flag, suite, name):
+    """A failure that no single call shows leaves a script too: alone in a fresh interpreter it
+    runs the behaviour's experiment on the case it showed on, says it shows, and exits 1."""
+    module, _, mutant = target.partition(":")
+    out = tmp_path / "out"
+    assert main(["run", flag, f"tests.mutants.{module}:{mutant}", "--family", family_name,
+                 "--suite", suite, "--workers", "0", "--confirm-alone", "0",
+                 "--out", str(out)]) == 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    scripts = {r["metrics"]["diagnosis"].get("script") for r in records
+               if r["outcome"] == "failed" and name in r["metrics"].get("diagnosis", {})
+               .get("signatures", [])}
+    scripts.discard(None)
+    assert scripts
+    done = subprocess.run([sys.executable, str(out / sorted(scripts)[0])], capture_output=True,
+                          text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{name}: shows" in done.stdout, done.stdout

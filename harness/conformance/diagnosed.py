@@ -43,9 +43,11 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
 
 def repro_script(item: pytest.Function, diagnosis: Diagnosis) -> str | None:
     """The check's repro script (harness.diagnosis.repro) in the results directory, written by
-    the first failing case that shows the mismatch in one call; its relative path, or None."""
+    the first failing case that shows the mismatch in one call, or a behaviour; its relative
+    path, or None (a backward-only diagnosis, or no results directory)."""
     directory = item.config.getoption("results_dir")
-    if directory is None or not diagnosis.error > 0:
+    shown = diagnosis.behaviours and not diagnosis.matched
+    if directory is None or not (diagnosis.error > 0 or shown):
         return None
     spec, suite = item.callspec.params["spec"], suite_name(item.module.__name__)
     check = item.originalname.removeprefix("test_")

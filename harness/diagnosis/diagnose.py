@@ -251,8 +251,8 @@ class Diagnoser:
             if found.matched:
                 return found
         behaviours = self.shown(original)
-        if behaviours:
-            return Diagnosis(case, case, 0.0 if found is None else found.error, (), 0,
+        if behaviours:  # "smallest": the case they show on, as the check ran it
+            return Diagnosis(case, original, 0.0 if found is None else found.error, (), 0,
                              self.spec.family_def.reference_label, behaviours)
         return found  # "no known bug pattern matches", or None where one call agrees
 

@@ -1,7 +1,10 @@
 """A standalone script per failing check: the smallest failing case, built with its fixed seeds,
 the same weights in the implementation and the family's reference (an op: the same q, k, v, gates
 and initial state in the op and its family's reference loop), both called, and the first
-differing value printed — what a user pastes into an issue or steps through in a debugger.
+differing value printed — what a user pastes into an issue or steps through in a debugger. A
+mistake no single call shows (a behaviour: harness.diagnosis.behaviours, op_behaviours) gets a
+script that runs the behaviours' experiments again on the case they showed on and says which
+still show.
 
 The script needs torch, seq-harness and the implementation's own package, nothing else; it
 exits 1 while the failure reproduces and 0 once it is fixed.
@@ -68,6 +71,22 @@ atol, rtol = SPEC.family_def.tolerance(CASE.dtype)
 sys.exit(1 if differs(got.named(), want.named(), MATCH * atol, MATCH * rtol) else 0)
 '''
 
+BEHAVIOUR = HEADER + '''from harness.core.{case_module} import {case_class}
+from harness.diagnosis.{behaviours} import BEHAVIOURS, shown
+from harness.registry import spec_by_origin
+
+CASE = {case_class}.from_dict({case!r})
+SPEC = spec_by_origin({impl!r}, {origin!r}, {family!r})
+NAMES = {names!r}  # what the diagnosis saw; no single call shows it
+
+found = {{b.name for b in shown(SPEC, CASE)}}  # each behaviour's experiment, run again here
+for behaviour in BEHAVIOURS:
+    if behaviour.name in NAMES:
+        print(f"{{behaviour.name}}: {{'shows' if behaviour.name in found else 'no longer shows'}}"
+              f" (it {{behaviour.says}})")
+sys.exit(1 if found & set(NAMES) else 0)
+'''
+
 
 def differs(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> bool:
     """Print, for each output the reference returns, its first value beyond atol + rtol |want|
@@ -106,10 +125,17 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
     """Write the script for one failing check into ``directory``; its path relative to it."""
     name = script_name(spec.name, suite, check)
     case: Case | OpCase = diagnosis.smallest
-    text = (OP if isinstance(case, OpCase) else MODULE).format(
+    op = isinstance(case, OpCase)
+    template = OP if op else MODULE
+    if diagnosis.behaviours and not diagnosis.matched:  # shown over calls: run it again
+        template = BEHAVIOUR
+    text = template.format(
         impl=spec.name, suite=suite, check=check, words=describe(case), name=name,
         diagnosis=f"Diagnosis: {diagnosis.sentence}.", case=case.to_dict(),
-        origin=spec.origin or "", family=spec.family)
+        origin=spec.origin or "", family=spec.family,
+        case_module="op_case" if op else "case", case_class="OpCase" if op else "Case",
+        behaviours="op_behaviours" if op else "behaviours",
+        names=[b.name for b in diagnosis.behaviours])
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
