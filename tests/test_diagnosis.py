@@ -286,11 +286,56 @@ def test_a_gradient_failure_whose_forward_is_right_is_placed_in_the_backward_pas
     assert found is not None and found.names == ("backward-only",), found and found.sentence
     assert "the bug is in the backward pass" in found.sentence
     assert diagnoser(spec).of(case) is None
+    # shrunk while a gradient still differs, each differing one named
+    assert found.smallest.seq_len < found.case.seq_len and found.error > 0, found.smallest
+    assert found.differing and "on the smallest failing case" in found.sentence
+    if target.startswith("ops:"):  # the scale forgotten in dq: dq alone differs
+        assert found.differing == ("d q",), found.differing
+
+
+def test_a_correct_backward_pass_is_never_shrunk_as_a_failure():
+    """The shrinking's test of a backward-only failure holds nothing against the correct forms:
+    on each, the gradients differ nowhere beyond the diagnosis' bound."""
+    from harness.core.op_case import OpCase
+    from harness.diagnosis import backward
+
+    for spec, case in [(spec_of("bugs:ScratchLSTM", "lstm"), BASE.with_(with_hx=True)),
+                       (Registry.load().specs["gated-delta-chunk"],
+                        OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3,
+                               with_state=True, chunk_size=8))]:
+        got, want = backward.gradients_of(spec, case)
+        assert want and backward.differing(got, want, *backward.bound(spec, case)) == []
 
 
 def test_a_forward_bug_failing_a_gradient_check_keeps_its_signature():
     found = Diagnoser(spec_of("bugs:SwappedGatesLSTM", "lstm")).of(BASE, gradients=True)
     assert found is not None and found.matched and not found.backward, found and found.sentence
+
+
+@pytest.mark.parametrize(("target", "family_name", "flag", "check"), [
+    ("bugs:WrongGateDerivativeLSTM", "lstm", "--impl-class", "gradients_match_reference"),
+    ("ops:ScaleMissingInDqScalarDecay", "scalar_decay", "--impl-fn",
+     "op_gradients_match_reference"),
+], ids=["module", "op"])
+def test_a_backward_only_failure_s_repro_script_compares_gradients(tmp_path, target,
+                                                                   family_name, flag, check):
+    """A failure placed in the backward pass leaves a script: alone in a fresh interpreter it
+    runs one backward pass of each on the smallest case, prints the first differing gradient
+    value, and exits 1."""
+    module, _, mutant = target.partition(":")
+    out = tmp_path / "out"
+    assert main(["run", flag, f"tests.mutants.{module}:{mutant}", "--family", family_name,
+                 "--suite", "gradients", "--workers", "0", "--confirm-alone", "0",
+                 "-k", f"{check} and not gradcheck", "--maxfail", "1",
+                 "--out", str(out)]) == 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    diagnoses = [r["metrics"]["diagnosis"] for r in records if r["outcome"] == "failed"]
+    assert diagnoses and diagnoses[0]["signatures"] == ["backward-only"], diagnoses
+    done = subprocess.run([sys.executable, str(out / diagnoses[0]["script"])],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "d " in done.stdout and "differs first at" in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize(("target", "family_name", "flag", "suite", "name"), [

@@ -24,6 +24,7 @@ from harness.core.case import Case
 from harness.core.contract import Inputs, Outputs, call
 from harness.core.spec import Capabilities, ImplSpec
 from harness.core.subject import Subject
+from harness.diagnosis import backward
 from harness.diagnosis import signatures as sig
 from harness.diagnosis.behaviours import MATCH, Behaviour, cloned, match_bound, shown
 from harness.diagnosis.generic import of
@@ -43,7 +44,8 @@ class Diagnosis:
     signatures applied; reference: how messages name the reference ("torch lstm");
     behaviours: what experiments over several calls showed, where no signature matched
     (harness.diagnosis.behaviours); backward: a check of gradients failed where the forward
-    pass equals the reference's on the case itself (nothing else showed)."""
+    pass equals the reference's on the case itself (nothing else showed); differing: then the
+    gradients that differ on the smallest case (harness.diagnosis.backward)."""
 
     case: Case
     smallest: Case
@@ -53,14 +55,21 @@ class Diagnosis:
     reference: str
     behaviours: tuple[Behaviour, ...] = ()
     backward: bool = False
+    differing: tuple[str, ...] = ()
 
     @property
     def sentence(self) -> str:
         if self.backward:
+            which = ""
+            if self.differing:  # the directions of one parameter gradient said once
+                named = dict.fromkeys(n.split(" (")[0] for n in self.differing)
+                verb = "differs" if len(named) == 1 else "differ"
+                which = f" ({', '.join(named)} {verb} on the smallest failing case)"
             return (f"its forward pass equals {self.reference} on this case and its gradients "
-                    "do not: the bug is in the backward pass (a custom autograd.Function's "
-                    "backward, a .detach() or .data in the forward, an in-place write to a "
-                    "tensor saved for backward); no known bug pattern names it further")
+                    f"do not{which}: the bug is in the backward pass (a custom "
+                    "autograd.Function's backward, a .detach() or .data in the forward, an "
+                    "in-place write to a tensor saved for backward); no known bug pattern names "
+                    "it further")
         if self.behaviours and not self.matched:
             first, *others = self.behaviours
             said = f"it {first.says}: {first.hint}"
@@ -223,7 +232,7 @@ class Diagnoser:
             started = time.monotonic()
             found = self._diagnose(self.prepared(case), case)
             if found is None and gradients:
-                found = backward_only(self.spec, case, self.probe)
+                found = backward_only(self.spec, case, self.probe, self.shrunk)
             self.found[key] = found
             self.spent_s += time.monotonic() - started
         return self.found[key]
@@ -238,6 +247,10 @@ class Diagnoser:
     def shown(self, case: Case) -> tuple[Behaviour, ...]:
         return shown(self.spec, case)
 
+    def shrunk(self, case: Case, still_fails: Callable[[Case], bool]) -> Case:
+        """The smallest case reachable from ``case`` on which ``still_fails``."""
+        return shrink(self.spec, case, still_fails)
+
     def _diagnose(self, case: Case, original: Case) -> Diagnosis | None:
         """``case``: the failing case as the diagnosis runs it (``prepared``); ``original``: as
         the check ran it (its dropout and mode, for the behaviours)."""
@@ -251,8 +264,11 @@ class Diagnoser:
             if found.matched:
                 return found
         behaviours = self.shown(original)
-        if behaviours:  # "smallest": the case they show on, as the check ran it
-            return Diagnosis(case, original, 0.0 if found is None else found.error, (), 0,
+        if behaviours:  # "smallest": the smallest case one of them still shows on
+            names = {b.name for b in behaviours}
+            smallest = self.shrunk(original,
+                                   lambda c: any(b.name in names for b in self.shown(c)))
+            return Diagnosis(case, smallest, 0.0 if found is None else found.error, (), 0,
                              self.spec.family_def.reference_label, behaviours)
         return found  # "no known bug pattern matches", or None where one call agrees
 
@@ -263,7 +279,7 @@ class Diagnoser:
             found = probe(spec, candidate)
             return found is not None and found.fails
 
-        smallest = shrink(spec, case, still_fails)
+        smallest = self.shrunk(case, still_fails)
         last = first if smallest == case else probe(spec, smallest)
         family = spec.family_def
         candidates = [s for s in of(family) if s.applies(smallest)]
@@ -274,18 +290,39 @@ class Diagnoser:
                          len(candidates), family.reference_label)
 
 
-def backward_only(spec: ImplSpec, case, probe_of: Callable) -> Diagnosis | None:
+def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
+                  ) -> Diagnosis | None:
     """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
     pass on the case itself (as the check ran it: no dropout drawn in training) equals the
-    reference's, the gradients are what differs. None where that cannot be said.
-    ``probe_of(case)``: the implementation and its reference on a case (a Probe, or None)."""
+    reference's, the gradients are what differs; shrunk while that holds and a gradient still
+    differs beyond the diagnosis' bound (on the case itself only where none does). None where
+    that cannot be said. ``probe_of(case)``: the implementation and its reference on a case (a
+    Probe, or None); ``shrunk(case, still_fails)``: the smallest such case."""
     if getattr(case, "dropout", 0) and getattr(case, "training", False):
         return None  # dropout draws anew: the forward cannot be compared
-    found = probe_of(case)
-    # within the family's own tolerance, not the diagnosis' wider match bound
-    if found is None or found.error(found.plain) > 1 / MATCH:
+
+    def agrees(candidate) -> bool:  # within the family's own tolerance, not the match bound
+        found = probe_of(candidate)
+        return found is not None and found.error(found.plain) <= 1 / MATCH
+
+    def gradients_differ(candidate) -> tuple[list[str], float]:
+        try:
+            got, want = backward.gradients_of(spec, candidate)
+        except Exception:  # a call that raises here says nothing of the gradients
+            return [], 0.0
+        return backward.differing(got, want, *backward.bound(spec, candidate)), \
+            backward.largest(got, want)
+
+    if not agrees(case):
         return None
-    return Diagnosis(case, case, 0.0, (), 0, spec.family_def.reference_label, backward=True)
+    names, error = gradients_differ(case)
+    smallest = case
+    if names:
+        smallest = shrunk(case, lambda c: agrees(c) and bool(gradients_differ(c)[0]))
+        if smallest != case:
+            names, error = gradients_differ(smallest)
+    return Diagnosis(case, smallest, error if names else 0.0, (), 0,
+                     spec.family_def.reference_label, backward=True, differing=tuple(names))
 
 
 def diagnosis_case(spec: ImplSpec, case: Case) -> Case:

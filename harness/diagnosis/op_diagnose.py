@@ -15,8 +15,9 @@ known bug pattern matches" otherwise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -127,16 +128,22 @@ def smaller(case: OpCase) -> Iterator[OpCase]:
             continue
 
 
-def shrink(spec: ImplSpec, case: OpCase, budget_s: float = BUDGET_S) -> OpCase:
-    """The smallest case reachable by greedy steps that the op still claims and still fails."""
+def fails(spec: ImplSpec, case: OpCase) -> bool:
+    """Whether the op's outputs differ from the reference's on ``case``."""
+    found = probe(spec, case)
+    return found is not None and found.fails
+
+
+def shrink(spec: ImplSpec, case: OpCase, still_fails: Callable[[OpCase], bool] | None = None,
+           budget_s: float = BUDGET_S) -> OpCase:
+    """The smallest case reachable by greedy steps that the op still claims and still fails
+    (``still_fails``; by default: its outputs differ)."""
+    still_fails = functools.partial(fails, spec) if still_fails is None else still_fails
     started, current, moved = time.monotonic(), case, True
     while moved and time.monotonic() - started < budget_s:
         moved = False
         for candidate in smaller(current):
-            if spec.why_not(candidate) is not None:
-                continue
-            found = probe(spec, candidate)
-            if found is not None and found.fails:
+            if spec.why_not(candidate) is None and still_fails(candidate):
                 current, moved = candidate, True
                 break
     return current
@@ -155,9 +162,12 @@ class OpDiagnoser(Diagnoser):
     def shown(self, case: OpCase) -> tuple[Behaviour, ...]:
         return shown(self.spec, case)
 
+    def shrunk(self, case: OpCase, still_fails: Callable[[OpCase], bool]) -> OpCase:
+        return shrink(self.spec, case, still_fails)
+
     def _signatures(self, case: OpCase, first: OpProbe) -> Diagnosis:
         spec, family = self.spec, self.spec.family_def
-        smallest = shrink(spec, case)
+        smallest = self.shrunk(case, functools.partial(fails, spec))
         last = first if smallest == case else probe(spec, smallest)
         candidates = [s for s in of(family) if s.applies(smallest)]
         matched = [s for s in candidates if last.matches(s)]

@@ -4,7 +4,8 @@ and initial state in the op and its family's reference loop), both called, and t
 differing value printed — what a user pastes into an issue or steps through in a debugger. A
 mistake no single call shows (a behaviour: harness.diagnosis.behaviours, op_behaviours) gets a
 script that runs the behaviours' experiments again on the case they showed on and says which
-still show.
+still show; one placed in the backward pass (``backward-only``) a script that compares the
+gradients of one backward pass each and prints the first differing value of each.
 
 The script needs torch, seq-harness and the implementation's own package, nothing else; it
 exits 1 while the failure reproduces and 0 once it is fixed.
@@ -20,6 +21,7 @@ from torch import Tensor
 from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
+from harness.diagnosis.backward import beyond
 from harness.diagnosis.diagnose import Diagnosis, describe
 
 DIRECTORY = "repro"
@@ -87,6 +89,20 @@ for behaviour in BEHAVIOURS:
 sys.exit(1 if found & set(NAMES) else 0)
 '''
 
+GRADIENTS = HEADER + '''from harness.core.{case_module} import {case_class}
+from harness.diagnosis.backward import bound, gradients_of
+from harness.diagnosis.repro import differs
+from harness.registry import spec_by_origin
+
+CASE = {case_class}.from_dict({case!r})
+SPEC = spec_by_origin({impl!r}, {origin!r}, {family!r})
+
+# one backward pass each, from the same weights, inputs and random upstream gradients (the
+# case's fixed seeds); the forward passes agree: the gradients are what differs
+got, want = gradients_of(SPEC, CASE)
+sys.exit(1 if differs(got, want, *bound(SPEC, CASE)) else 0)
+'''
+
 
 def differs(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> bool:
     """Print, for each output the reference returns, its first value beyond atol + rtol |want|
@@ -99,9 +115,9 @@ def differs(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: 
             print(f"{name}: shape {shape}, the reference's {tuple(expected.shape)}")
             found = True
             continue
+        wrong = beyond(actual, expected, atol, rtol)
         actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
         gap = (actual - expected).abs()
-        wrong = (gap > atol + rtol * expected.abs()) | (actual.isnan() != expected.isnan())
         if bool(wrong.any()):
             index = tuple(int(i) for i in wrong.nonzero()[0])
             print(f"{name} differs first at {list(index)}: {float(actual[index]):.9g}, the "
@@ -129,6 +145,8 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
     template = OP if op else MODULE
     if diagnosis.behaviours and not diagnosis.matched:  # shown over calls: run it again
         template = BEHAVIOUR
+    elif diagnosis.backward:  # the forward agrees: compare the gradients
+        template = GRADIENTS
     text = template.format(
         impl=spec.name, suite=suite, check=check, words=describe(case), name=name,
         diagnosis=f"Diagnosis: {diagnosis.sentence}.", case=case.to_dict(),
