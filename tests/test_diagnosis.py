@@ -263,48 +263,61 @@ def test_no_diagnosis_leaves_failures_as_they_were(tmp_path):
     assert failed and not any("diagnosis" in (r["metrics"] or {}) for r in failed)
 
 
-@pytest.mark.parametrize(("target", "family_name", "case"), [
-    ("bugs:WrongGateDerivativeLSTM", "lstm", BASE.with_(with_hx=True)),
-    ("bugs:WrongTanhDerivativeRNN", "rnn_tanh", BASE),
-    ("ops:ScaleMissingInDqScalarDecay", "scalar_decay", None),
-], ids=lambda v: v if isinstance(v, str) else "")
+OP_GRADIENT_CASE = dict(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3, with_state=True)
+
+
+@pytest.mark.parametrize(("target", "family_name", "case", "named"), [
+    ("bugs:WrongGateDerivativeLSTM", "lstm", BASE.with_(with_hx=True), None),
+    ("bugs:WrongTanhDerivativeRNN", "rnn_tanh", BASE, None),
+    ("bugs:TruncatedBackpropGRU", "gru", BASE, "truncated-backprop"),
+    ("ops:ScaleMissingInDqScalarDecay", "scalar_decay", OP_GRADIENT_CASE, "dq-scale-missing"),
+    ("ops:ChunkDetachedGatedDelta", "gated_delta", {**OP_GRADIENT_CASE, "chunk_size": 8},
+     "state-detached-between-chunks"),
+], ids=lambda v: v if isinstance(v, str) and ":" in v else "")
 def test_a_gradient_failure_whose_forward_is_right_is_placed_in_the_backward_pass(
-        target, family_name, case):
+        target, family_name, case, named):
     """A check of gradients that fails where the forward pass equals the reference's: the
-    diagnosis says the bug is in the backward pass (and names no signature); asked about a
-    check that compares no gradients, it says nothing."""
+    diagnosis places the bug in the backward pass, shrinks it while a gradient still differs,
+    and names the backward-pass mistake where a gradient signature reproduces it (and none
+    where none does); asked about a check that compares no gradients, it says nothing."""
     from harness.core.op_case import OpCase
     from harness.diagnosis.op_diagnose import OpDiagnoser
 
     spec = spec_of(target, family_name)
-    if case is None:
-        case, diagnoser = OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3,
-                                 with_state=True), OpDiagnoser
-    else:
-        diagnoser = Diagnoser
+    diagnoser = Diagnoser
+    if isinstance(case, dict):
+        case, diagnoser = OpCase(**case), OpDiagnoser
     found = diagnoser(spec).of(case, gradients=True)
-    assert found is not None and found.names == ("backward-only",), found and found.sentence
-    assert "the bug is in the backward pass" in found.sentence
+    assert found is not None and found.backward, found and found.sentence
+    assert found.names == ("backward-only",) + ((named,) if named else ()), found.sentence
+    if named is None:
+        assert "the bug is in the backward pass" in found.sentence
     assert diagnoser(spec).of(case) is None
     # shrunk while a gradient still differs, each differing one named
     assert found.smallest.seq_len < found.case.seq_len and found.error > 0, found.smallest
-    assert found.differing and "on the smallest failing case" in found.sentence
-    if target.startswith("ops:"):  # the scale forgotten in dq: dq alone differs
+    assert found.differing, found.sentence
+    if named == "dq-scale-missing":  # the scale forgotten in dq: dq alone differs
         assert found.differing == ("d q",), found.differing
 
 
-def test_a_correct_backward_pass_is_never_shrunk_as_a_failure():
-    """The shrinking's test of a backward-only failure holds nothing against the correct forms:
-    on each, the gradients differ nowhere beyond the diagnosis' bound."""
+def test_a_correct_backward_pass_is_never_shrunk_as_a_failure_nor_named():
+    """Against the correct forms the backward diagnosis holds nothing: the gradients differ
+    nowhere beyond its bound, and no gradient signature equals them where its mistake shows."""
     from harness.core.op_case import OpCase
-    from harness.diagnosis import backward
+    from harness.diagnosis import backward, gradient_signatures
+    from harness.diagnosis.diagnose import explains
 
-    for spec, case in [(spec_of("bugs:ScratchLSTM", "lstm"), BASE.with_(with_hx=True)),
-                       (Registry.load().specs["gated-delta-chunk"],
-                        OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3,
-                               with_state=True, chunk_size=8))]:
+    registry = Registry.load()
+    for spec, case in [(registry.specs["scratch-gru"], BASE.with_(with_hx=True)),
+                       (registry.specs["torch-lstm"], BASE),
+                       (registry.specs["gated-delta-chunk"],
+                        OpCase(**OP_GRADIENT_CASE, chunk_size=8)),
+                       (registry.specs["scalar-decay-chunk"],
+                        OpCase(**OP_GRADIENT_CASE, chunk_size=8))]:
         got, want = backward.gradients_of(spec, case)
         assert want and backward.differing(got, want, *backward.bound(spec, case)) == []
+        signatures = gradient_signatures.of(case)
+        assert signatures and not [s.name for s in signatures if explains(spec, case, s)]
 
 
 def test_a_forward_bug_failing_a_gradient_check_keeps_its_signature():
@@ -330,7 +343,7 @@ def test_a_backward_only_failure_s_repro_script_compares_gradients(tmp_path, tar
                  "--out", str(out)]) == 1
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     diagnoses = [r["metrics"]["diagnosis"] for r in records if r["outcome"] == "failed"]
-    assert diagnoses and diagnoses[0]["signatures"] == ["backward-only"], diagnoses
+    assert diagnoses and diagnoses[0]["signatures"][0] == "backward-only", diagnoses
     done = subprocess.run([sys.executable, str(out / diagnoses[0]["script"])],
                           capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)

@@ -123,6 +123,7 @@ OP_MUTANTS = [
     ("CachedStateGatedDelta", "gated_delta", "state", "op_calls_do_not_leak_state"),
     ("DetachedFinalStateGatedDelta", "gated_delta", "gradients", "op_gradients_match_reference"),
     ("ScaleMissingInDqScalarDecay", "scalar_decay", "gradients", "op_gradients_match_reference"),
+    ("ChunkDetachedGatedDelta", "gated_delta", "gradients", "op_gradients_match_reference"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_key_dim_differs_from_q"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_gate_one_step_too_long"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_initial_state_one_row_too_many"),

@@ -19,6 +19,7 @@ from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
 from harness.diagnosis.behaviours import MATCH, match_bound
+from harness.diagnosis.gradient_signatures import GradientSignature
 
 GRADIENT_ATOL = {"float64": 1e-10}  # the gradients suite's absolute bound; 1e-4 otherwise
 
@@ -30,16 +31,17 @@ def bound(spec: ImplSpec, case: Case | OpCase) -> tuple[float, float]:
     return max(atol, MATCH * GRADIENT_ATOL.get(case.dtype, 1e-4)), rtol
 
 
-def gradients_of(spec: ImplSpec, case: Case | OpCase
+def gradients_of(spec: ImplSpec, case: Case | OpCase, mistake: GradientSignature | None = None
                  ) -> tuple[dict[str, Tensor | None], dict[str, Tensor]]:
     """(the implementation's, the reference's) gradients on ``case``, keyed "d input",
-    "d h_0", "d weight_ih_l0", "d q", ... (None where the implementation's do not reach)."""
+    "d h_0", "d weight_ih_l0", "d q", ... (None where the implementation's do not reach); the
+    reference's making ``mistake`` where one is given (harness.diagnosis.gradient_signatures)."""
     if isinstance(case, OpCase):
-        return op_gradients(spec, case)
-    return module_gradients(spec, case)
+        return op_gradients(spec, case, mistake)
+    return module_gradients(spec, case, mistake)
 
 
-def module_gradients(spec: ImplSpec, case: Case
+def module_gradients(spec: ImplSpec, case: Case, mistake: GradientSignature | None = None
                      ) -> tuple[dict[str, Tensor | None], dict[str, Tensor]]:
     from harness.conformance.gradients import (
         Gradients,
@@ -53,8 +55,14 @@ def module_gradients(spec: ImplSpec, case: Case
     subject = Subject(spec, case)
     inputs, module, reference = subject.inputs(), subject.build(gradients=True), \
         subject.reference()
-    want, upstream = backward(lambda i: subject.run_reference(i, reference), reference,
-                              inputs.to("cpu"), None, seed=case.data_seed)
+    has_cell = subject.family_def.has_cell
+
+    def run(given):
+        if mistake is not None and mistake.run is not None:
+            return mistake.run(reference, given, case.with_(device="cpu"), has_cell)
+        return subject.run_reference(given, reference)
+
+    want, upstream = backward(run, reference, inputs.to("cpu"), None, seed=case.data_seed)
     try:
         got, _ = backward(lambda i: subject.run(module, i), module, inputs, upstream,
                           seed=case.data_seed)
@@ -76,7 +84,7 @@ def module_gradients(spec: ImplSpec, case: Case
     return mine, theirs
 
 
-def op_gradients(spec: ImplSpec, case: OpCase
+def op_gradients(spec: ImplSpec, case: OpCase, mistake: GradientSignature | None = None
                  ) -> tuple[dict[str, Tensor | None], dict[str, Tensor]]:
     from harness.conformance.gradients import NoGradient
     from harness.conformance.op_checks import gradients, names
@@ -85,13 +93,18 @@ def op_gradients(spec: ImplSpec, case: OpCase
     subject = OpSubject(spec, case)
     inputs = subject.inputs()
     labels = [f"d {n}" for n in names(subject, inputs)]
-    want, upstream = gradients(subject.family_def.reference, subject, inputs.to("cpu"), None)
+    reference = subject.family_def.reference
+    if mistake is not None and mistake.op is not None:
+        reference = mistake.op(reference, spec, case)
+    want, upstream = gradients(reference, subject, inputs.to("cpu"), None)
     try:
         got, _ = gradients(spec.factory, subject, inputs, upstream, chunk_size=case.chunk_size)
     except NoGradient:
         got = [None] * len(labels)
-    return (dict(zip(labels, got)),
-            {n: w for n, w in zip(labels, want) if w is not None})
+    theirs = {n: w for n, w in zip(labels, want) if w is not None}
+    if mistake is not None and mistake.gradients is not None:
+        theirs = mistake.gradients(theirs, case)
+    return dict(zip(labels, got)), theirs
 
 
 def beyond(actual: Tensor, expected: Tensor, atol: float, rtol: float) -> Tensor:

@@ -24,7 +24,7 @@ from harness.core.case import Case
 from harness.core.contract import Inputs, Outputs, call
 from harness.core.spec import Capabilities, ImplSpec
 from harness.core.subject import Subject
-from harness.diagnosis import backward
+from harness.diagnosis import backward, gradient_signatures
 from harness.diagnosis import signatures as sig
 from harness.diagnosis.behaviours import MATCH, Behaviour, cloned, match_bound, shown
 from harness.diagnosis.generic import of
@@ -59,17 +59,25 @@ class Diagnosis:
 
     @property
     def sentence(self) -> str:
+        if self.backward and self.matched:
+            first, *others = self.matched
+            said = (f"its forward pass equals {self.reference} and its gradients equal "
+                    f"{self.reference}'s with {first.says}: {first.hint}")
+            if others:
+                said += " (they also equal " + "; ".join(s.says for s in others) + ")"
+            return said
         if self.backward:
             which = ""
             if self.differing:  # the directions of one parameter gradient said once
                 named = dict.fromkeys(n.split(" (")[0] for n in self.differing)
                 verb = "differs" if len(named) == 1 else "differ"
                 which = f" ({', '.join(named)} {verb} on the smallest failing case)"
+            tried = f" ({self.tried} tried)" if self.tried else ""
             return (f"its forward pass equals {self.reference} on this case and its gradients "
                     f"do not{which}: the bug is in the backward pass (a custom "
                     "autograd.Function's backward, a .detach() or .data in the forward, an "
                     "in-place write to a tensor saved for backward); no known bug pattern names "
-                    "it further")
+                    f"it further{tried}")
         if self.behaviours and not self.matched:
             first, *others = self.behaviours
             said = f"it {first.says}: {first.hint}"
@@ -257,7 +265,7 @@ class Diagnoser:
         first = self.probe(case)
         found = None  # what the signatures say where one call differs
         if first is not None and first.fails:
-            for known in (d for d in self.found.values() if d is not None):
+            for known in (d for d in self.found.values() if d is not None and not d.backward):
                 if known.matched and all(first.matches(s) for s in known.matched):
                     return dataclasses.replace(known, case=case)
             found = self._signatures(case, first)
@@ -316,13 +324,27 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
     if not agrees(case):
         return None
     names, error = gradients_differ(case)
-    smallest = case
+    smallest, matched, tried = case, [], 0
     if names:
         smallest = shrunk(case, lambda c: agrees(c) and bool(gradients_differ(c)[0]))
         if smallest != case:
             names, error = gradients_differ(smallest)
-    return Diagnosis(case, smallest, error if names else 0.0, (), 0,
+        candidates = gradient_signatures.of(smallest)
+        matched, tried = [s for s in candidates if explains(spec, smallest, s)], len(candidates)
+        if len(matched) > 1 and smallest != case:  # the failing case itself decides
+            matched = [s for s in matched if explains(spec, case, s)] or matched
+    return Diagnosis(case, smallest, error if names else 0.0, tuple(matched), tried,
                      spec.family_def.reference_label, backward=True, differing=tuple(names))
+
+
+def explains(spec: ImplSpec, case, signature) -> bool:
+    """Whether the implementation's gradients on ``case`` equal the reference's making
+    ``signature``'s mistake (harness.diagnosis.gradient_signatures)."""
+    try:
+        got, want = backward.gradients_of(spec, case, signature)
+    except Exception:  # a mistake that cannot be made on this case: no match
+        return False
+    return not backward.differing(got, want, *backward.bound(spec, case))
 
 
 def diagnosis_case(spec: ImplSpec, case: Case) -> Case:

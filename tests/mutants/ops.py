@@ -330,3 +330,26 @@ def DroppedStabiliserMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
     c, n, m = as_tuple(state)
     return o, (c, n, torch.zeros_like(m))
 
+
+
+def ChunkDetachedGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                            output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A chunked loop that detaches the state it carries to the next chunk (a memory saving
+    copied from truncated backpropagation): right values, and every gradient stops at a chunk
+    boundary."""
+    if cu_seqlens is not None:
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    pieces, state = [], initial_state
+    for start in range(0, q.shape[1], chunk_size):
+        part = slice(start, start + chunk_size)
+        o, state = gated_delta.gated_delta_chunk(
+            q[:, part], k[:, part], v[:, part], g[:, part], beta[:, part], scale=scale,
+            initial_state=state if start == 0 else state.detach(), output_final_state=True,
+            chunk_size=chunk_size)
+        pieces.append(o)
+    o = torch.cat(pieces, 1) if pieces else gated_delta.gated_delta_chunk(
+        q, k, v, g, beta, scale=scale, chunk_size=chunk_size)[0]
+    return o, state if output_final_state else None
