@@ -128,7 +128,9 @@ def op_grid(fam):
             OP_BASE.with_(seq_len=63, key_dim=100, value_dim=64, heads=1),
             OP_BASE.with_(seq_len=83, batch=1, lengths=(1, 17, 0, 65)),
             OP_BASE.with_(seq_len=64, with_state=False), OP_BASE.with_(seq_len=40, scale=0.3),
-            OP_BASE.with_(seq_len=65, final_state=False)]  # the training call: o alone
+            OP_BASE.with_(seq_len=65, final_state=False),  # the training call: o alone
+            OP_BASE.with_(seq_len=100, chunk_size=16)]  # seven chunks: the state's gradient
+    # carried back across many boundaries, not one
 
 
 @cases(op_grid, kind="op")
