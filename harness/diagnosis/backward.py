@@ -15,9 +15,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from harness.conformance.gradients import (
+    Gradients,
+    NoGradient,
+    backward,
+    directional_derivatives,
+    uses_torch_names,
+)
+from harness.conformance.op_checks import gradients, names
 from harness.core.case import Case
 from harness.core.op_case import OpCase
+from harness.core.op_subject import OpSubject
 from harness.core.spec import ImplSpec
+from harness.core.subject import Subject
 from harness.diagnosis.behaviours import MATCH, match_bound
 from harness.diagnosis.gradient_signatures import GradientSignature
 
@@ -43,15 +53,6 @@ def gradients_of(spec: ImplSpec, case: Case | OpCase, mistake: GradientSignature
 
 def module_gradients(spec: ImplSpec, case: Case, mistake: GradientSignature | None = None
                      ) -> tuple[dict[str, Tensor | None], dict[str, Tensor]]:
-    from harness.conformance.gradients import (
-        Gradients,
-        NoGradient,
-        backward,
-        directional_derivatives,
-        uses_torch_names,
-    )
-    from harness.core.subject import Subject
-
     subject = Subject(spec, case)
     inputs, module, reference = subject.inputs(), subject.build(gradients=True), \
         subject.reference()
@@ -86,10 +87,6 @@ def module_gradients(spec: ImplSpec, case: Case, mistake: GradientSignature | No
 
 def op_gradients(spec: ImplSpec, case: OpCase, mistake: GradientSignature | None = None
                  ) -> tuple[dict[str, Tensor | None], dict[str, Tensor]]:
-    from harness.conformance.gradients import NoGradient
-    from harness.conformance.op_checks import gradients, names
-    from harness.core.op_subject import OpSubject
-
     subject = OpSubject(spec, case)
     inputs = subject.inputs()
     labels = [f"d {n}" for n in names(subject, inputs)]
