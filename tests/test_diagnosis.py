@@ -376,3 +376,25 @@ def test_a_behaviour_s_repro_script_runs_its_experiment_again(tmp_path, target, 
                           timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"{name}: shows" in done.stdout, done.stdout
+
+
+def test_a_behaviour_failure_is_shrunk_unless_its_experiment_draws_dropout():
+    """A behaviour's failing case is shrunk while it still shows (a state kept between calls
+    shows at one step and one feature); a dropout experiment's is not (on one unit, dropout
+    keeps or drops it alike in two calls half the time: a script of that case would reproduce
+    by chance)."""
+    kept = Diagnoser(spec_of("bugs:StatefulLSTM", "lstm")).of(BASE)
+    assert kept is not None and kept.names == ("state-kept-between-calls",), kept
+    assert (kept.smallest.seq_len, kept.smallest.hidden_size) == (1, 1), describe(kept.smallest)
+    case = BASE.with_(num_layers=2, dropout=0.5)
+    random = Diagnoser(spec_of("bugs:EvalDropoutGRU", "gru")).of(case)
+    assert random is not None and random.names == ("dropout-in-eval",), random
+    assert random.smallest == case
+
+
+def test_an_empty_batch_with_wrong_shapes_is_not_taken_for_stale_weights():
+    """With no rows and a squeezed h_n, the outputs before and after new weights are equal (both
+    empty) and differ from the reference's in shape: no experiment can judge the weights, and
+    no behaviour is named (it was once 'stale-weights')."""
+    found = Diagnoser(spec_of("bugs:SqueezingRNN", "rnn_tanh")).of(BASE.with_(batch=0))
+    assert found is None or "stale-weights" not in found.names, found.sentence

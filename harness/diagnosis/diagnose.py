@@ -272,10 +272,10 @@ class Diagnoser:
             if found.matched:
                 return found
         behaviours = self.shown(original)
-        if behaviours:  # "smallest": the smallest case one of them still shows on
-            names = {b.name for b in behaviours}
-            smallest = self.shrunk(original,
-                                   lambda c: any(b.name in names for b in self.shown(c)))
+        if behaviours:  # "smallest": the smallest case one of them still shows on (a
+            names = {b.name for b in behaviours}  # dropout's experiment: the check's own)
+            smallest = original if any(b.random for b in behaviours) else self.shrunk(
+                original, lambda c: any(b.name in names for b in self.shown(c)))
             return Diagnosis(case, smallest, 0.0 if found is None else found.error, (), 0,
                              self.spec.family_def.reference_label, behaviours)
         return found  # "no known bug pattern matches", or None where one call agrees
