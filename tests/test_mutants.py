@@ -124,6 +124,8 @@ OP_MUTANTS = [
     ("DetachedFinalStateGatedDelta", "gated_delta", "gradients", "op_gradients_match_reference"),
     ("ScaleMissingInDqScalarDecay", "scalar_decay", "gradients", "op_gradients_match_reference"),
     ("ChunkDetachedGatedDelta", "gated_delta", "gradients", "op_gradients_match_reference"),
+    ("WidenedOutputScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("NarrowedStateMLSTM", "mlstm", "values", "matches_reference"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_key_dim_differs_from_q"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_gate_one_step_too_long"),
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_initial_state_one_row_too_many"),

@@ -15,7 +15,7 @@ import functools
 import torch
 from torch import Tensor
 
-from harness.conformance.checks import Check
+from harness.conformance.checks import Check, CheckFailed
 from harness.conformance.gradients import NoGradient
 from harness.conformance.rounding import rounding_over
 from harness.core.op_subject import OpInputs, OpOutputs, OpSubject, call_op
@@ -30,8 +30,22 @@ def outputs_match(subject: OpSubject, check: Check, inputs: OpInputs | None = No
     for name, tensor in got.named().items():
         check.finite(name, tensor)
     want = subject.run_reference(inputs, final=got.state is not None)
+    dtypes_match(got, want)
     check.outputs_close(subject.comparable(got, want), want, check.tolerance_of(quantity))
     return got, want
+
+
+def dtypes_match(got: OpOutputs, want: OpOutputs) -> None:
+    """o in the inputs' dtype and each part of the final state in the reference's (fla's
+    convention: float32, float64 for float64 inputs): a kernel returning o widened (float32 for
+    bfloat16 inputs) or the state narrowed breaks the layer that consumes it."""
+    for name, expected in want.named().items():
+        found = got.named().get(name)
+        if found is not None and found.dtype != expected.dtype:
+            what = "the inputs' dtype" if name == "o" else "the reference's (float32; float64 " \
+                "for float64 inputs)"
+            raise CheckFailed(f"{name} has dtype {found.dtype}; expected {expected.dtype}, "
+                              f"{what}")
 
 
 def names(subject: OpSubject, inputs: OpInputs) -> list[str]:

@@ -353,3 +353,28 @@ def ChunkDetachedGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
     o = torch.cat(pieces, 1) if pieces else gated_delta.gated_delta_chunk(
         q, k, v, g, beta, scale=scale, chunk_size=chunk_size)[0]
     return o, state if output_final_state else None
+
+
+def WidenedOutputScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """o returned in the kernel's accumulation dtype, not the inputs' (float64 for float32
+    inputs here; float32 for bfloat16 inputs on a GPU): right values, and the next layer's
+    float32 weights meet a float64 input."""
+    o, state = scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return o.double(), state
+
+
+def NarrowedStateMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                       output_final_state=False, cu_seqlens=None, chunk_size=64, eps=1e-6):
+    """The final state returned in the inputs' dtype (bfloat16 on a GPU; float32 for float64
+    inputs here) instead of the float32 (float64) it is computed in: a cache that loses
+    precision with every chunk it carries."""
+    o, state = mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                 chunk_size=chunk_size, eps=eps)
+    if state is None or q.dtype != torch.float64:
+        return o, state
+    return o, tuple(s.float() for s in state)
