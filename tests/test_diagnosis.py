@@ -434,3 +434,20 @@ def test_every_diagnosed_failure_of_a_mutant_has_a_script_that_reproduces_it(
                               text=True, cwd=tmp_path, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 1, (script, done.stdout, done.stderr)
+
+
+def test_every_backward_failure_of_truncated_backprop_is_named_so(tmp_path):
+    """Through the whole gradients suite (lengths, two directions, layers, float64): each failure
+    the backward diagnosis places is named truncated-backprop — its cases shrink keeping two
+    steps, where the mistake still shows, not to one step, where it cannot be told from a lost
+    h_0 gradient."""
+    out = tmp_path / "out"
+    main(["run", "--impl-class", "tests.mutants.bugs:TruncatedBackpropGRU", "--family", "gru",
+          "--suite", "gradients", "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    placed = [r["metrics"]["diagnosis"] for r in records if r["outcome"] == "failed"
+              and "backward-only" in (r["metrics"] or {}).get("diagnosis", {}).get(
+                  "signatures", [])]
+    assert len(placed) >= 5, placed
+    assert all(d["signatures"] == ["backward-only", "truncated-backprop"] for d in placed), [
+        (d["smallest"], d["sentence"][:120]) for d in placed]

@@ -69,7 +69,7 @@ class Diagnosis:
         if self.backward:
             which = ""
             if self.differing:  # the directions of one parameter gradient said once
-                named = dict.fromkeys(n.split(" (")[0] for n in self.differing)
+                named = dict.fromkeys(n.split(" (along")[0] for n in self.differing)
                 verb = "differs" if len(named) == 1 else "differ"
                 which = f" ({', '.join(named)} {verb} on the smallest failing case)"
             tried = f" ({self.tried} tried)" if self.tried else ""
@@ -303,8 +303,9 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
     """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
     pass on the case itself (as the check ran it: no dropout drawn in training) equals the
     reference's, the gradients are what differs; shrunk while that holds and a gradient still
-    differs beyond the diagnosis' bound (on the case itself only where none does). None where
-    that cannot be said. ``probe_of(case)``: the implementation and its reference on a case (a
+    differs beyond the diagnosis' bound, keeping two steps (on the case itself only where none
+    differs), and the gradient signatures tried there. None where that cannot be said.
+    ``probe_of(case)``: the implementation and its reference on a case (a
     Probe, or None); ``shrunk(case, still_fails)``: the smallest such case."""
     if getattr(case, "dropout", 0) and getattr(case, "training", False):
         return None  # dropout draws anew: the forward cannot be compared
@@ -318,7 +319,8 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
             got, want = backward.gradients_of(spec, candidate)
         except Exception:  # a call that raises here says nothing of the gradients
             return [], 0.0
-        return backward.differing(got, want, *backward.bound(spec, candidate)), \
+        names = backward.differing(got, want, *backward.bound(spec, candidate))
+        return [f"{n} (none arrives)" if got.get(n) is None else n for n in names], \
             backward.largest(got, want)
 
     if not agrees(case):
@@ -326,15 +328,31 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
     names, error = gradients_differ(case)
     smallest, matched, tried = case, [], 0
     if names:
-        smallest = shrunk(case, lambda c: agrees(c) and bool(gradients_differ(c)[0]))
+        steps = min(2, case.seq_len)  # a mistake through time needs two steps to show
+        smallest = shrunk(case, lambda c: c.seq_len >= steps and agrees(c)
+                          and bool(gradients_differ(c)[0]))
         if smallest != case:
             names, error = gradients_differ(smallest)
         candidates = gradient_signatures.of(smallest)
-        matched, tried = [s for s in candidates if explains(spec, smallest, s)], len(candidates)
+        matched = named_on(spec, smallest, candidates)
         if len(matched) > 1 and smallest != case:  # the failing case itself decides
             matched = [s for s in matched if explains(spec, case, s)] or matched
+        if not matched and smallest != case:  # too small for any mistake to show (one step):
+            candidates = gradient_signatures.of(case)  # the failing case itself may say more
+            matched = named_on(spec, case, candidates)
+        tried = len({s.name for s in candidates})
     return Diagnosis(case, smallest, error if names else 0.0, tuple(matched), tried,
                      spec.family_def.reference_label, backward=True, differing=tuple(names))
+
+
+def named_on(spec: ImplSpec, case, candidates) -> list:
+    """The gradient signatures among ``candidates`` that explain the implementation's gradients
+    on ``case``, one per name (the first of its variants)."""
+    found = {}
+    for signature in candidates:
+        if signature.name not in found and explains(spec, case, signature):
+            found[signature.name] = signature
+    return list(found.values())
 
 
 def explains(spec: ImplSpec, case, signature) -> bool:

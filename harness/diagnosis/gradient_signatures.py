@@ -8,8 +8,8 @@ diagnosis' bound, and the plain reference's do not.
 
 - ``truncated-backprop`` (modules): the state carried to the next step detached (``h =
   h.detach()`` in the loop, truncated backpropagation through time with one step): the
-  reference run one step at a time, the state between steps detached (h_0 keeps its gradient
-  into the first step);
+  reference run one step at a time, the state between steps detached — h_0 keeping its
+  gradient into the first step, or (the detach at the top of the loop) not;
 - ``state-detached-between-chunks`` (ops): a chunked loop that detaches the state it carries to
   the next chunk: the reference run chunk by chunk, the state between chunks detached;
 - ``dq-scale-missing`` (ops): a hand-written backward that forgets ``scale`` in dq (the forward
@@ -18,6 +18,7 @@ diagnosis' bound, and the plain reference's do not.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,12 +55,15 @@ class GradientSignature:
     applies: Callable[[Case | OpCase], bool] = lambda case: True
 
 
-def stepwise_detached(module: nn.Module, inputs: Inputs, case: Case, has_cell: bool
-                      ) -> Outputs:
-    """The module one time step at a time, the state it carries to the next step detached."""
+def stepwise_detached(module: nn.Module, inputs: Inputs, case: Case, has_cell: bool, *,
+                      initial: bool = False) -> Outputs:
+    """The module one time step at a time, the state it carries to the next step detached
+    (and the initial state too, where ``initial``: ``h = h.detach()`` at the top of the loop)."""
     time_dim = 1 if case.batch_first and not case.unbatched else 0
     step = case.with_(seq_len=1)
     hx, outputs, out = inputs.hx, [], None
+    if initial and hx is not None:
+        hx = tuple(h.detach() for h in hx) if isinstance(hx, tuple) else hx.detach()
     for t in range(case.seq_len):
         out = call(module, Capabilities(), step, Inputs(inputs.x.narrow(time_dim, t, 1), None,
                                                          hx), has_cell=has_cell)
@@ -105,16 +109,22 @@ def dq_without_scale(found: dict[str, Tensor], case: OpCase) -> dict[str, Tensor
     return {**found, "d q": found["d q"] / scale}
 
 
-MODULE_SIGNATURES = (
-    GradientSignature(
-        "truncated-backprop",
-        "the state carried to the next step detached (truncated backpropagation through one "
-        "step)",
-        "a .detach() (or .data) on h or c inside the time loop cuts every gradient that should "
-        "flow back through time: detach only between training batches, never between steps",
-        run=stepwise_detached,
-        applies=lambda case: case.seq_len > 1 and not case.bidirectional
-        and case.lengths is None),
+TRUNCATED = ("truncated-backprop",
+             "the state carried to the next step detached (truncated backpropagation through "
+             "one step)",
+             "a .detach() (or .data) on h or c inside the time loop cuts every gradient that "
+             "should flow back through time: detach only between training batches, never "
+             "between steps")
+
+
+def one_direction(case: Case) -> bool:
+    return case.seq_len > 1 and not case.bidirectional and case.lengths is None
+
+
+MODULE_SIGNATURES = (  # two variants of one mistake: after each step, or at the top of the loop
+    GradientSignature(*TRUNCATED, run=stepwise_detached, applies=one_direction),
+    GradientSignature(*TRUNCATED, run=functools.partial(stepwise_detached, initial=True),
+                      applies=one_direction),
 )
 
 OP_SIGNATURES = (
