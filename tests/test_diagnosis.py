@@ -17,8 +17,9 @@ import pytest
 from harness.cli import main
 from harness.core.case import Case
 from harness.core.families import Family, family
-from harness.diagnosis.diagnose import Diagnoser, Probe, describe, diagnosis_case
+from harness.diagnosis.diagnose import Diagnoser, Probe, diagnosis_case
 from harness.diagnosis.generic import of
+from harness.diagnosis.shrink import describe
 from harness.registry import Registry, spec_for_class_path
 
 ROOT = Path(__file__).resolve().parents[1]  # tests.mutants import from the repository
@@ -305,7 +306,7 @@ def test_a_correct_backward_pass_is_never_shrunk_as_a_failure_nor_named():
     nowhere beyond its bound, and no gradient signature equals them where its mistake shows."""
     from harness.core.op_case import OpCase
     from harness.diagnosis import backward, gradient_signatures
-    from harness.diagnosis.diagnose import explains
+    from harness.diagnosis.backward import explains
 
     registry = Registry.load()
     for spec, case in [(registry.specs["scratch-gru"], BASE.with_(with_hx=True)),

@@ -31,10 +31,7 @@ from harness.conformance.accuracy import ErrorPool
 from harness.conformance.difference import Difference, Tolerance, difference, distance
 from harness.conformance.rounding import ROUNDING, K, Measured, Rounding, rounding_of
 from harness.core.contract import Outputs
-
-
-class CheckFailed(AssertionError):
-    """A conformance check found a difference from the expected behaviour."""
+from harness.core.failed import CheckFailed
 
 
 class NotSupported(Exception):

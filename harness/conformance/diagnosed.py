@@ -12,7 +12,8 @@ from harness.conformance.checks import CheckFailed
 from harness.conformance.suites import needs_autograd, suite_name
 from harness.core.case import Case
 from harness.core.op_case import OpCase
-from harness.diagnosis.diagnose import Diagnoser, Diagnosis
+from harness.diagnosis.diagnose import Diagnoser
+from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_diagnose import OpDiagnoser
 from harness.diagnosis.repro import script_name, write_script
 

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from harness.conformance.checks import Check, CheckFailed
-from harness.conformance.gradients import NoGradient
 from harness.conformance.rounding import rounding_over
-from harness.core.op_subject import OpInputs, OpOutputs, OpSubject, call_op
+from harness.core.backprop import NoGradient, gradients, names
+from harness.core.op_subject import OpInputs, OpOutputs, OpSubject
 
 
 def outputs_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None,
@@ -46,42 +46,6 @@ def dtypes_match(got: OpOutputs, want: OpOutputs) -> None:
                 "for float64 inputs)"
             raise CheckFailed(f"{name} has dtype {found.dtype}; expected {expected.dtype}, "
                               f"{what}")
-
-
-def names(subject: OpSubject, inputs: OpInputs) -> list[str]:
-    """The name of each of ``inputs.tensors()``: q, k, v, the gates, the initial state's parts."""
-    family = subject.family_def
-    found = ["q", "k", "v", *family.gates]
-    if inputs.initial_state is not None:
-        found += [f"initial_state.{part}" for part in family.state]
-    return found
-
-
-def upstream(outputs: OpOutputs, seed: int) -> list[Tensor]:
-    """Random do and dht, one per output tensor (float64, then cast)."""
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.dtype)
-            for t in outputs.named().values()]
-
-
-def loss(outputs: OpOutputs, grads: list[Tensor]) -> Tensor:
-    tensors = list(outputs.named().values())
-    return sum((t * g.to(t.device)).sum() for t, g in zip(tensors, grads) if t.requires_grad)
-
-
-def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | None, *,
-              chunk_size: int | None = None) -> tuple[list[Tensor | None], list[Tensor]]:
-    """d loss / d each input (None where none reached) of ``fn`` on leaf copies of ``inputs``,
-    and the upstream gradients used (into the final state too when the op returns one)."""
-    leaves = inputs.leaves()
-    final = subject.final
-    out = call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size)
-    grads = upstream(out, subject.case.data_seed + 31) if grads is None else grads
-    if not any(t.requires_grad for t in out.named().values()):
-        raise NoGradient("no gradient reaches q, k, v, the gates or the initial state: the "
-                         "outputs were computed without autograd")
-    found = torch.autograd.grad(loss(out, grads), list(leaves.tensors()), allow_unused=True)
-    return list(found), grads
 
 
 def gradients_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None) -> None:

@@ -1,7 +1,8 @@
-"""A bug in the backward pass, made small: the gradients of an implementation and of its family's
-reference on one case, for the same weights, inputs and upstream gradients, by name — so a
-failure placed in the backward pass (``backward-only``, harness.diagnosis.diagnose) is shrunk to
-its smallest case and gets a repro script, as a forward one does.
+"""A bug in the backward pass, placed, made small and named: where a check of gradients fails and
+the forward pass agrees (``backward_only``), the gradients of the implementation and of its
+family's reference on one case, for the same weights, inputs and upstream gradients, by name —
+so the failure is shrunk to its smallest case, tried against the backward-pass signatures
+(harness.diagnosis.gradient_signatures) and given a repro script, as a forward one is.
 
 Gradients are those the gradients suite compares: with respect to the input, h_0, c_0 and every
 parameter (by torch's names where the implementation uses them, otherwise as directional
@@ -12,23 +13,28 @@ never as zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from harness.conformance.gradients import (
+from harness.core.backprop import (
     Gradients,
     NoGradient,
     backward,
     directional_derivatives,
+    gradients,
+    names,
     uses_torch_names,
 )
-from harness.conformance.op_checks import gradients, names
 from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.op_subject import OpSubject
 from harness.core.spec import ImplSpec
 from harness.core.subject import Subject
+from harness.diagnosis import gradient_signatures
 from harness.diagnosis.behaviours import MATCH, match_bound
+from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.gradient_signatures import GradientSignature
 
 GRADIENT_ATOL = {"float64": 1e-10}  # the gradients suite's absolute bound; 1e-4 otherwise
@@ -132,3 +138,70 @@ def largest(got: dict[str, Tensor | None], want: dict[str, Tensor]) -> float:
             gap = (actual.detach().cpu().double() - expected.detach().cpu().double()).abs()
             worst = max(worst, float(gap.nan_to_num(nan=float("inf")).max()))
     return worst
+
+
+def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
+                  ) -> Diagnosis | None:
+    """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
+    pass on the case itself (as the check ran it: no dropout drawn in training) equals the
+    reference's, the gradients are what differs; shrunk while that holds and a gradient still
+    differs beyond the diagnosis' bound, keeping two steps (on the case itself only where none
+    differs), and the gradient signatures tried there. None where that cannot be said.
+    ``probe_of(case)``: the implementation and its reference on a case (a
+    Probe, or None); ``shrunk(case, still_fails)``: the smallest such case."""
+    if getattr(case, "dropout", 0) and getattr(case, "training", False):
+        return None  # dropout draws anew: the forward cannot be compared
+
+    def agrees(candidate) -> bool:  # within the family's own tolerance, not the match bound
+        found = probe_of(candidate)
+        return found is not None and found.error(found.plain) <= 1 / MATCH
+
+    def gradients_differ(candidate) -> tuple[list[str], float]:
+        try:
+            got, want = gradients_of(spec, candidate)
+        except Exception:  # a call that raises here says nothing of the gradients
+            return [], 0.0
+        names = differing(got, want, *bound(spec, candidate))
+        return [f"{n} (none arrives)" if got.get(n) is None else n for n in names], \
+            largest(got, want)
+
+    if not agrees(case):
+        return None
+    names, error = gradients_differ(case)
+    smallest, matched, tried = case, [], 0
+    if names:
+        steps = min(2, case.seq_len)  # a mistake through time needs two steps to show
+        smallest = shrunk(case, lambda c: c.seq_len >= steps and agrees(c)
+                          and bool(gradients_differ(c)[0]))
+        if smallest != case:
+            names, error = gradients_differ(smallest)
+        candidates = gradient_signatures.of(smallest)
+        matched = named_on(spec, smallest, candidates)
+        if len(matched) > 1 and smallest != case:  # the failing case itself decides
+            matched = [s for s in matched if explains(spec, case, s)] or matched
+        if not matched and smallest != case:  # too small for any mistake to show (one step):
+            candidates = gradient_signatures.of(case)  # the failing case itself may say more
+            matched = named_on(spec, case, candidates)
+        tried = len({s.name for s in candidates})
+    return Diagnosis(case, smallest, error if names else 0.0, tuple(matched), tried,
+                     spec.family_def.reference_label, backward=True, differing=tuple(names))
+
+
+def named_on(spec: ImplSpec, case, candidates) -> list:
+    """The gradient signatures among ``candidates`` that explain the implementation's gradients
+    on ``case``, one per name (the first of its variants)."""
+    found = {}
+    for signature in candidates:
+        if signature.name not in found and explains(spec, case, signature):
+            found[signature.name] = signature
+    return list(found.values())
+
+
+def explains(spec: ImplSpec, case, signature) -> bool:
+    """Whether the implementation's gradients on ``case`` equal the reference's making
+    ``signature``'s mistake (harness.diagnosis.gradient_signatures)."""
+    try:
+        got, want = gradients_of(spec, case, signature)
+    except Exception:  # a mistake that cannot be made on this case: no match
+        return False
+    return not differing(got, want, *bound(spec, case))

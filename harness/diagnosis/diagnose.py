@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
@@ -24,84 +23,15 @@ from harness.core.case import Case
 from harness.core.contract import Inputs, Outputs, call
 from harness.core.spec import Capabilities, ImplSpec
 from harness.core.subject import Subject
-from harness.diagnosis import backward, gradient_signatures
 from harness.diagnosis import signatures as sig
-from harness.diagnosis.behaviours import MATCH, Behaviour, cloned, match_bound, shown
+from harness.diagnosis.backward import backward_only
+from harness.diagnosis.behaviours import Behaviour, cloned, match_bound, shown
+from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.generic import of
-from harness.diagnosis.shrink import describe, shrink
+from harness.diagnosis.shrink import shrink
 from harness.diagnosis.signatures import Signature
 
 TOTAL_S = 30.0  # seconds of diagnosis per implementation in one process; then no more
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """What the diagnosis found for one implementation on one failing case.
-
-    case: the failing case; smallest: the smallest case that still fails (the same when it
-    could not shrink); error: the plain reference's largest difference there; matched: the
-    signatures whose transformed reference equals the implementation there; tried: how many
-    signatures applied; reference: how messages name the reference ("torch lstm");
-    behaviours: what experiments over several calls showed, where no signature matched
-    (harness.diagnosis.behaviours); backward: a check of gradients failed where the forward
-    pass equals the reference's on the case itself (nothing else showed); differing: then the
-    gradients that differ on the smallest case (harness.diagnosis.backward)."""
-
-    case: Case
-    smallest: Case
-    error: float
-    matched: tuple[Signature, ...]
-    tried: int
-    reference: str
-    behaviours: tuple[Behaviour, ...] = ()
-    backward: bool = False
-    differing: tuple[str, ...] = ()
-
-    @property
-    def sentence(self) -> str:
-        if self.backward and self.matched:
-            first, *others = self.matched
-            said = (f"its forward pass equals {self.reference} and its gradients equal "
-                    f"{self.reference}'s with {first.says}: {first.hint}")
-            if others:
-                said += " (they also equal " + "; ".join(s.says for s in others) + ")"
-            return said
-        if self.backward:
-            which = ""
-            if self.differing:  # the directions of one parameter gradient said once
-                named = dict.fromkeys(n.split(" (along")[0] for n in self.differing)
-                verb = "differs" if len(named) == 1 else "differ"
-                which = f" ({', '.join(named)} {verb} on the smallest failing case)"
-            tried = f" ({self.tried} tried)" if self.tried else ""
-            return (f"its forward pass equals {self.reference} on this case and its gradients "
-                    f"do not{which}: the bug is in the backward pass (a custom "
-                    "autograd.Function's backward, a .detach() or .data in the forward, an "
-                    "in-place write to a tensor saved for backward); no known bug pattern names "
-                    f"it further{tried}")
-        if self.behaviours and not self.matched:
-            first, *others = self.behaviours
-            said = f"it {first.says}: {first.hint}"
-            if others:
-                said += " (it also " + "; ".join(b.says for b in others) + ")"
-            return said
-        if not self.matched:
-            return (f"no known bug pattern matches ({self.tried} tried on the smallest failing "
-                    f"case, {describe(self.smallest)})")
-        first, *others = self.matched
-        said = f"output equals {self.reference} with {first.says}: {first.hint}"
-        if others:
-            said += " (it also equals " + "; ".join(s.says for s in others) + ")"
-        return said
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (("backward-only",) if self.backward else ()) + tuple(
-            s.name for s in (*self.matched, *self.behaviours))
-
-    def to_metrics(self) -> dict:
-        return {"signatures": list(self.names), "sentence": self.sentence,
-                "smallest_case": self.smallest.id, "smallest": describe(self.smallest),
-                "error": self.error, "tried": self.tried}
 
 
 class Probe:
@@ -296,73 +226,6 @@ class Diagnoser:
             matched = [s for s in matched if first.matches(s)] or matched  # failing one decides
         return Diagnosis(case, smallest, last.largest(last.plain), tuple(matched),
                          len(candidates), family.reference_label)
-
-
-def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
-                  ) -> Diagnosis | None:
-    """The backward-pass diagnosis of a failed gradient check on ``case``: where the forward
-    pass on the case itself (as the check ran it: no dropout drawn in training) equals the
-    reference's, the gradients are what differs; shrunk while that holds and a gradient still
-    differs beyond the diagnosis' bound, keeping two steps (on the case itself only where none
-    differs), and the gradient signatures tried there. None where that cannot be said.
-    ``probe_of(case)``: the implementation and its reference on a case (a
-    Probe, or None); ``shrunk(case, still_fails)``: the smallest such case."""
-    if getattr(case, "dropout", 0) and getattr(case, "training", False):
-        return None  # dropout draws anew: the forward cannot be compared
-
-    def agrees(candidate) -> bool:  # within the family's own tolerance, not the match bound
-        found = probe_of(candidate)
-        return found is not None and found.error(found.plain) <= 1 / MATCH
-
-    def gradients_differ(candidate) -> tuple[list[str], float]:
-        try:
-            got, want = backward.gradients_of(spec, candidate)
-        except Exception:  # a call that raises here says nothing of the gradients
-            return [], 0.0
-        names = backward.differing(got, want, *backward.bound(spec, candidate))
-        return [f"{n} (none arrives)" if got.get(n) is None else n for n in names], \
-            backward.largest(got, want)
-
-    if not agrees(case):
-        return None
-    names, error = gradients_differ(case)
-    smallest, matched, tried = case, [], 0
-    if names:
-        steps = min(2, case.seq_len)  # a mistake through time needs two steps to show
-        smallest = shrunk(case, lambda c: c.seq_len >= steps and agrees(c)
-                          and bool(gradients_differ(c)[0]))
-        if smallest != case:
-            names, error = gradients_differ(smallest)
-        candidates = gradient_signatures.of(smallest)
-        matched = named_on(spec, smallest, candidates)
-        if len(matched) > 1 and smallest != case:  # the failing case itself decides
-            matched = [s for s in matched if explains(spec, case, s)] or matched
-        if not matched and smallest != case:  # too small for any mistake to show (one step):
-            candidates = gradient_signatures.of(case)  # the failing case itself may say more
-            matched = named_on(spec, case, candidates)
-        tried = len({s.name for s in candidates})
-    return Diagnosis(case, smallest, error if names else 0.0, tuple(matched), tried,
-                     spec.family_def.reference_label, backward=True, differing=tuple(names))
-
-
-def named_on(spec: ImplSpec, case, candidates) -> list:
-    """The gradient signatures among ``candidates`` that explain the implementation's gradients
-    on ``case``, one per name (the first of its variants)."""
-    found = {}
-    for signature in candidates:
-        if signature.name not in found and explains(spec, case, signature):
-            found[signature.name] = signature
-    return list(found.values())
-
-
-def explains(spec: ImplSpec, case, signature) -> bool:
-    """Whether the implementation's gradients on ``case`` equal the reference's making
-    ``signature``'s mistake (harness.diagnosis.gradient_signatures)."""
-    try:
-        got, want = backward.gradients_of(spec, case, signature)
-    except Exception:  # a mistake that cannot be made on this case: no match
-        return False
-    return not backward.differing(got, want, *backward.bound(spec, case))
 
 
 def diagnosis_case(spec: ImplSpec, case: Case) -> Case:

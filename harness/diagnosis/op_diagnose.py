@@ -25,7 +25,8 @@ from harness.core.op_case import OpCase
 from harness.core.op_subject import OpOutputs, OpSubject, call_op
 from harness.core.spec import ImplSpec
 from harness.diagnosis.behaviours import Behaviour
-from harness.diagnosis.diagnose import Diagnoser, Diagnosis
+from harness.diagnosis.diagnose import Diagnoser
+from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_behaviours import copies, shown
 from harness.diagnosis.op_signatures import OpSignature, of
 from harness.diagnosis.shrink import BUDGET_S, fewer

@@ -22,7 +22,8 @@ from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
 from harness.diagnosis.backward import beyond
-from harness.diagnosis.diagnose import Diagnosis, describe
+from harness.diagnosis.found import Diagnosis
+from harness.diagnosis.shrink import describe
 
 DIRECTORY = "repro"
 
