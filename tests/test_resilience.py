@@ -174,3 +174,37 @@ def test_a_compiled_implementation_that_crashes_every_time_cannot_hang_the_run(t
     assert all(m.startswith(("crashed", "not run: 3 earlier checks")) for m in messages)
     assert len(crashing) == len({(r["check"], r["case_id"]) for r in crashing}) == 4
     assert {r["outcome"] for r in records(out) if r["impl"] == "torch-gru"} == {"passed"}
+
+
+def test_a_replacement_worker_gets_no_work_before_its_collection_is_in():
+    """A dead worker's replacement is a scheduler node before it has collected; another worker
+    finishing its collection reschedules every node. The replacement is skipped until its own
+    collection is in (xdist's load-group scheduling looked it up and ended the run with
+    KeyError: <WorkerController gw2>: the test above, once in CI)."""
+    from collections import OrderedDict
+
+    from harness.conformance.scheduling import CompiledTogether
+
+    class Node:
+        def __init__(self):
+            self.shutting_down, self.sent = False, []
+
+        def send_runtest_some(self, indices):
+            self.sent.append(indices)
+
+        def shutdown(self):
+            self.shutting_down = True
+
+    scheduler = CompiledTogether.__new__(CompiledTogether)  # no xdist config needed here
+    scheduler.log = lambda *args: None
+    scheduler.collection = ["suites/test_a.py::t[x]"]
+    scheduler.workqueue = OrderedDict({"suites/test_a.py::t[x]":
+                                       {"suites/test_a.py::t[x]": False}})
+    newcomer = Node()
+    scheduler.assigned_work = {newcomer: {}}
+    scheduler.registered_collections = {}
+    scheduler._reschedule(newcomer)  # raised KeyError before
+    assert newcomer.sent == [] and scheduler.workqueue
+    scheduler.registered_collections[newcomer] = list(scheduler.collection)
+    scheduler._reschedule(newcomer)
+    assert newcomer.sent == [[0]] and not scheduler.workqueue

@@ -46,6 +46,15 @@ class CompiledTogether(LoadGroupScheduling):
         super().remove_node(node)  # what is left back in the queue
         return running  # None at a worker's normal end: nothing was pending
 
+    def _reschedule(self, node) -> None:
+        """As load-group scheduling, but not to a worker whose collection is not in yet: a
+        replacement for a dead worker is a node before it has collected, and another worker
+        finishing its collection reschedules every node (xdist's then fails looking up the
+        newcomer's collection: KeyError, the run ends with an internal error). It gets its work
+        when its own collection finishes."""
+        if node in self.registered_collections:
+            super()._reschedule(node)
+
     def _split_scope(self, nodeid: str) -> str:
         from harness.conformance.recording import impl_of_nodeid
 
