@@ -411,11 +411,12 @@ CORE = ["--suite", "compile", "--suite", "shapes", "--suite", "gradients", "-k",
         "compile_captures_graphs or values_match_reference or gradients_match_reference"]
 
 
+@pytest.mark.slow  # CI: compiled-gru's in the test below, through the same wrapper
 def test_compiled_lstm_passes_its_core_checks(tmp_path):
     """CI's registry sweep leaves the torch.compile'd entries out (their recompiles per dtype,
     stride and grad mode take minutes there; the main job runs them everywhere): here they
     pass the compile suite and the value and gradient checks against torch (compiled-gru in
-    the test below, under two workers)."""
+    the test below, under two workers, in CI; compiled-lstm here in the slow tier)."""
     code = main(["run", "--impl", "compiled-lstm", *CORE, "--workers", "0",
                  "--out", str(tmp_path)])
     records = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
