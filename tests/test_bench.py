@@ -131,6 +131,7 @@ def time_job(job_id, target, family="gru"):
     })
 
 
+@pytest.mark.slow  # an end-to-end bench with a crash and a hang in fresh processes
 def test_a_crash_or_a_hang_costs_only_its_own_job():
     jobs = [time_job("a", "harness.impls.scratch:ScratchGRU"),
             time_job("b", "tests.mutants.broken:CrashingGRU"),

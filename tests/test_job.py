@@ -122,6 +122,7 @@ def test_ctrl_c_keeps_the_records_and_says_how_to_continue(tmp_path, quick_scale
     assert (out / "checks" / "records.jsonl").stat().st_size > 0  # stage 1 is kept
 
 
+@pytest.mark.slow  # a job stopped by its budget, then resumed: two end-to-end runs
 def test_a_spent_budget_leaves_timings_out_and_a_resume_measures_them(tmp_path, quick_scale,
                                                                       capsys):
     out = tmp_path / "job"
