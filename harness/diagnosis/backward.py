@@ -147,8 +147,8 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
     reference's, the gradients are what differs; shrunk while that holds and a gradient still
     differs beyond the diagnosis' bound, keeping two steps (on the case itself only where none
     differs), and the gradient signatures tried there. None where that cannot be said.
-    ``probe_of(case)``: the implementation and its reference on a case (a
-    Probe, or None); ``shrunk(case, still_fails)``: the smallest such case."""
+    ``probe_of(case)``: the implementation and its reference on a case (a Probe, or None);
+    ``shrunk(case, still_fails)``: the smallest such case."""
     if getattr(case, "dropout", 0) and getattr(case, "training", False):
         return None  # dropout draws anew: the forward cannot be compared
 
@@ -179,8 +179,8 @@ def backward_only(spec: ImplSpec, case, probe_of: Callable, shrunk: Callable
         matched = named_on(spec, smallest, candidates)
         if len(matched) > 1 and smallest != case:  # the failing case itself decides
             matched = [s for s in matched if explains(spec, case, s)] or matched
-        if not matched and smallest != case:  # too small for any mistake to show (one step):
-            candidates = gradient_signatures.of(case)  # the failing case itself may say more
+        if not matched and smallest != case:  # none applies or fits the smallest case: the
+            candidates = gradient_signatures.of(case)  # failing case itself may say more
             matched = named_on(spec, case, candidates)
         tried = len({s.name for s in candidates})
     return Diagnosis(case, smallest, error if names else 0.0, tuple(matched), tried,
