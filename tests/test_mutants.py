@@ -53,6 +53,7 @@ MUTANTS = [
     ("TruncatedBackpropGRU", "gru", "stability", "gradient_norms_over_time"),
     ("WrongGateDerivativeLSTM", "lstm", "gradients", "gradients_match_reference"),
     ("WrongGateDerivativeLSTM", "lstm", "gradients", "gradcheck"),
+    ("RemainderDerivativeLSTM", "lstm", "gradients", "gradcheck"),
     ("WrongTanhDerivativeRNN", "rnn_tanh", "gradients", "gradients_match_reference"),
     ("Float32AccumulatingLSTM", "lstm", "gradients", "gradcheck"),
     ("NoGradLSTM", "lstm", "gradients", "gradients_match_reference"),

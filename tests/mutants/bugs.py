@@ -447,6 +447,24 @@ class WrongGateDerivativeLSTM(ScratchLSTM):
         return h, c
 
 
+class RemainderDerivativeLSTM(ScratchLSTM):
+    """A kernel vectorised over units with a scalar remainder loop whose backward is wrong:
+    only the last hidden unit's forget gate gets the wrong sigmoid derivative (a small part of
+    every Jacobian: gradcheck's directional derivatives must still see it)."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        f = torch.cat([torch.sigmoid(f[:, :-1]), LeakySigmoid.apply(f[:, -1:])], dim=1)
+        c = f * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
+
+
 class SloppyTanh(torch.autograd.Function):
     """tanh whose backward forgets the square: 1 - tanh instead of 1 - tanh^2."""
 
