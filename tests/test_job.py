@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.core.case import Case
 from harness.job import pipeline
 from harness.job.pipeline import Timing
 from harness.latency.jobs import record_key
-from harness.records import Record, read_run_info
+from harness.records import Record, RunInfo, read_run_info, write_run_info
 
 QUICK = (Timing("smoke", ("inference",), workers=1, min_run_time=0.01, first_call_shapes=1),)
+QUICK_CASE = Case(seq_len=16384, batch=2, input_size=64, hidden_size=64)
 
 
 def keys(directory: Path) -> Counter:
@@ -265,3 +267,37 @@ def test_shards_split_checks_and_timings_without_overlap(tmp_path, capsys):
     firsts = [{(s.name, c.id) for s, c in half.first_calls()} for half in halves]
     assert not firsts[0] & firsts[1]
     assert firsts[0] | firsts[1] == {(s.name, c.id) for s, c in plan.first_calls()}
+
+
+def test_a_timing_past_its_grids_own_limit_is_not_measured_not_failed(tmp_path):
+    from harness.latency.jobs import to_record
+    from harness.latency.worker import TIMEOUT
+    from harness.registry import Registry
+    from harness.report import write_report
+
+    long = next(t for t in pipeline.SCALES["full"] if t.grid == "long")
+    assert long.timeout_s == long.limit_s == 60.0 and "bench --grid long" in long.over_limit
+    assert Timing("standard").over_limit is None and Timing("standard").timeout_s == 600.0
+    [spec] = Registry.load().select(["torch-gru"])
+    payload = {"impl": "torch-gru", "origin": spec.origin, "family": "gru",
+               "case": QUICK_CASE.to_dict(), "phase": "forward_backward"}
+    timeout = {"status": TIMEOUT, "error": "timeout: no result within 60 s"}
+    kept = dict(specs={"torch-gru": spec}, worker=0, run_id="r", threads=1)
+    # The same timeout fails where the limit guards against a hang ...
+    assert to_record("time", payload, timeout, **kept).outcome == "failed"
+    # ... and is not measured, saying why, where the limit is the grid's own.
+    record = to_record("time", payload, timeout, over_limit=long.over_limit, **kept)
+    assert record.outcome == "skipped" and record.metrics["over_limit"] is True
+    assert record.message.startswith("not measured: timeout: no result within 60 s, the long")
+    crashed = {"status": "crashed", "error": "crashed: worker exit code 3"}
+    assert to_record("time", payload, crashed, over_limit=long.over_limit, **kept).outcome \
+        == "failed"  # only a timeout is the limit's
+    out = tmp_path / "timings"
+    out.mkdir()
+    write_run_info(out, RunInfo.collect(argv=["test"]))
+    (out / "records.jsonl").write_text(record.to_json() + "\n")
+    report = write_report([out], tmp_path / "README.md").read_text()
+    verdict = report.split("## Conformance")[0]
+    assert "0 failed" in verdict and "1 skipped" in verdict
+    assert ("⚠ 1 timings were not measured, past their grid's limit per timing: torch-gru "
+            "forward+backward at " + QUICK_CASE.id) in verdict

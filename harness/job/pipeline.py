@@ -65,7 +65,23 @@ class Timing:
     first_call_shapes: int | None = 0
     memory: bool = True
     job_timeout_s: float = 600.0  # one timing's limit; past it, a failed "timeout" record
+    # The grid's own limit per timing, below job_timeout_s (None: none): a timing past it is
+    # recorded skipped, "not measured", not failed (a grid whose slowest shapes the job
+    # cannot afford; a hang elsewhere still fails).
+    limit_s: float | None = None
     impls: tuple[str, ...] = ()  # only these registry entries (empty: the job's selection)
+
+    @property
+    def timeout_s(self) -> float:
+        return self.job_timeout_s if self.limit_s is None else self.limit_s
+
+    @property
+    def over_limit(self) -> str | None:
+        """Why a timing past the grid's own limit is not measured (None: no such limit)."""
+        if self.limit_s is None:
+            return None
+        return (f"the {self.grid} grid's limit per timing in the job "
+                f"(`seq-harness bench --grid {self.grid}` times it without one)")
 
 
 SCALES = {
@@ -80,9 +96,9 @@ SCALES = {
     "full": (Timing("standard", workers=3, min_run_time=0.3, first_call_shapes=1),
              Timing("varlen", min_run_time=0.1), Timing("deepbench", min_run_time=0.1),
              # A step-by-step entry (torch.compile's step) can take minutes per call at
-             # T=16384: a minute's limit records it as a timeout instead of stalling the job;
+             # T=16384: a minute's limit records it as not measured instead of stalling the job;
              # one process (the long grid is for the plots, not for intervals).
-             Timing("long", workers=1, min_run_time=0.1, memory=False, job_timeout_s=60.0),
+             Timing("long", workers=1, min_run_time=0.1, memory=False, limit_s=60.0),
              # The ops: the speed targets' shape in two processes. The op grid is a run of its
              # own (`seq-harness bench --grid ops`, docs/ops.md): its recurrent references
              # take minutes a call at T=16384, B=8, H=16, hours in all on two cores.
@@ -243,8 +259,10 @@ def run_job(request: JobRequest, *, resume: bool = False, resumed_by: Sequence[s
     timed = [r for r in iter_records(timings) if r.check != "gemm"]
     failed = sum(r.outcome == "failed" for r in checked)
     failed_timings = sum(r.outcome == "failed" for r in timed)
+    over = sum(r.metrics.get("over_limit") is True for r in timed)
     emit(f"seq-harness job: {len(checked)} checks ({failed} failed), {len(timed)} timings "
-         f"({failed_timings} failed, {skipped} left out); report: {request.report_path}")
+         f"({failed_timings} failed, {over} past their grid's limit, {skipped} left out); "
+         f"report: {request.report_path}")
     return 1 if failed or failed_timings else 0
 
 
@@ -255,15 +273,16 @@ def measure(made: Sequence[tuple[Timing, Plan]], out: Path, *, run_id: str, done
     what is left is recorded as skipped with ``why``. How many were left out."""
     for timing, plan in made:
         not_supported(plan, out, run_id=run_id, done=done)
-        first_calls(plan, out, run_id=run_id, job_timeout_s=timing.job_timeout_s,
+        first_calls(plan, out, run_id=run_id, job_timeout_s=timing.timeout_s,
                     progress=progress, done=done)
     sides = [(timing, Side(plan, out, run_id)) for timing, plan in made]
     passes = [(worker, timing, side) for worker in range(max((p.workers for _, p in made),
                                                               default=0))
               for timing, side in sides if worker < side.plan.workers]
     for worker, timing, side in passes:
-        run_sides([side], workers=[worker], job_timeout_s=timing.job_timeout_s,
-                  progress=progress, done=done, deadline=deadline)
+        run_sides([side], workers=[worker], job_timeout_s=timing.timeout_s,
+                  progress=progress, done=done, deadline=deadline,
+                  over_limit=timing.over_limit)
     if deadline is None or time.monotonic() < deadline:
         return 0
     recorded = {record_key(r) for r in iter_records(out)}

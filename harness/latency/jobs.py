@@ -18,7 +18,8 @@ from harness.latency.first_call import first_call
 from harness.latency.peak import PEAK, Gemm
 from harness.latency.plan import Plan
 from harness.latency.timing import Task, measure, measure_peak
-from harness.records import FAILED, PASSED, Record
+from harness.latency.worker import TIMEOUT
+from harness.records import FAILED, PASSED, SKIPPED, Record
 from harness.registry import spec_by_origin
 
 LATENCY = "latency"  # the suite name of every latency record
@@ -78,15 +79,22 @@ def handle_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs, *,
-              worker: int, run_id: str, threads: int, wall_s: float | None = None) -> Record:
+              worker: int, run_id: str, threads: int, wall_s: float | None = None,
+              over_limit: str | None = None) -> Record:
     """``wall_s``: the job's whole cost as the parent saw it (a worker's start, the build, the
-    warm-up and the timing), what a time budget spends."""
+    warm-up and the timing), what a time budget spends. ``over_limit``: where the time limit
+    is the plan's own (a grid too slow to time in full, not a guard against a hang), why a
+    timing past it is not measured: it is recorded skipped with that message, not failed."""
     error = result.get("error")
+    skipped = over_limit is not None and result.get("status") == TIMEOUT
     samples = result.get("block_s") or []
     metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
                "worker": worker, "threads": threads}
     if wall_s is not None:
         metrics["wall_s"] = round(wall_s, 4)
+    if skipped:
+        metrics["over_limit"] = True
+        error = f"not measured: {error}, {over_limit}"
     if kind == PEAK:
         gemm = Gemm(payload["backend"], payload["size"], payload["device"])
         impl, family, check, origin = PEAK, PEAK, "gemm", ""
@@ -109,7 +117,7 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
                            cudnn_benchmark=payload.get("cudnn_benchmark"))
     return Record(
         impl=impl, family=family, suite=LATENCY, check=check,
-        outcome=FAILED if error else PASSED, case_id=case_id, case=case,
+        outcome=SKIPPED if skipped else FAILED if error else PASSED, case_id=case_id, case=case,
         duration_s=(result.get("first_call_s") or 0.0) if kind == FIRST_CALL
         else sum(samples) * (result.get("number_per_run") or 0),
         message=error, origin=origin, metrics=metrics, run_id=run_id,

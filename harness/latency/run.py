@@ -127,12 +127,15 @@ def worker_jobs(side: Side, worker: int) -> list[WorkerJob]:
 
 def run_sides(sides: Sequence[Side], *, workers: int | Sequence[int],
               job_timeout_s: float = 600.0, progress: Callable[[str], None] | None = None,
-              done: Set[tuple] = frozenset(), deadline: float | None = None) -> list[Record]:
+              done: Set[tuple] = frozenset(), deadline: float | None = None,
+              over_limit: str | None = None) -> list[Record]:
     """For each worker index (``workers``: how many, or which), one fresh process per side,
     sides alternating (A B A B ...); every result is appended to its side's records as it
     arrives. ``done``: jobs already recorded (of a single side's run that resumes).
     ``deadline`` (time.monotonic()): no job starts after it (the one running finishes); what
-    is not measured then is the caller's to record (see ``left_out``)."""
+    is not measured then is the caller's to record (see ``left_out``). ``over_limit``: why a
+    timing past ``job_timeout_s`` is not measured, where that limit is the plan's own
+    (``to_record``); None: it failed (a hang)."""
     writers = [RecordWriter(side.out) for side in sides]
     records: list[Record] = []
     indices = range(workers) if isinstance(workers, int) else workers
@@ -154,7 +157,8 @@ def run_sides(sides: Sequence[Side], *, workers: int | Sequence[int],
                                             env=side.env, cwd=side.cwd):
                     record = to_record(job.kind, job.payload, result, specs, worker=worker,
                                        run_id=side.run_id, threads=threads,
-                                       wall_s=time.monotonic() - started)
+                                       wall_s=time.monotonic() - started,
+                                       over_limit=over_limit)
                     started = time.monotonic()
                     writer.write(record)
                     records.append(record)

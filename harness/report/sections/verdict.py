@@ -176,15 +176,27 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
 
 
 def left_out(frame: pd.DataFrame) -> list[str]:
-    """A sentence when a time budget left timings out: the verdict says less than it could."""
+    """A sentence when a time budget left timings out, and one naming the timings past their
+    grid's own limit: the verdict says less than it could."""
     latency = frame[frame["suite"] == LATENCY]
-    gone = latency[latency["metrics"].map(
-        lambda m: isinstance(m, dict) and m.get("left_out") is True)]
-    if gone.empty:
-        return []
-    shown = gone.iloc[0]["message"] or ""
-    return [f"⚠ {len(gone)} of {len(latency)} timings were left out by the job's time budget, "
-            f"so the latency above covers only what was timed ({md(shown)}).", ""]
+
+    def flagged(key):
+        return latency[latency["metrics"].map(lambda m: isinstance(m, dict)
+                                              and m.get(key) is True)]
+
+    lines = []
+    gone = flagged("left_out")
+    if not gone.empty:
+        shown = gone.iloc[0]["message"] or ""
+        lines += [f"⚠ {len(gone)} of {len(latency)} timings were left out by the job's time "
+                  f"budget, so the latency above covers only what was timed ({md(shown)}).", ""]
+    over = flagged("over_limit")
+    if not over.empty:
+        named = ", ".join(f"{r.impl} {r.check.replace('_', '+')} at {r.case_id}"
+                          for r in over.itertuples())
+        lines += [f"⚠ {len(over)} timings were not measured, past their grid's limit per "
+                  f"timing: {md(named)} ({md(over.iloc[0]['message'] or '')}).", ""]
+    return lines
 
 
 def rank(entry, baseline: str):
