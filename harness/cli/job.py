@@ -20,7 +20,8 @@ from harness.conformance.options import (
     add_options,
 )
 from harness.conformance.suites import suite_files
-from harness.job.pipeline import BUDGET_S, SCALES, JobRequest, run_job
+from harness.job.pipeline import JobRequest, run_job
+from harness.job.scales import BUDGET_S, SCALES
 from harness.registry import choose
 
 

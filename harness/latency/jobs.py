@@ -18,7 +18,6 @@ from harness.latency.first_call import first_call
 from harness.latency.peak import PEAK, Gemm
 from harness.latency.plan import Plan
 from harness.latency.timing import Task, measure, measure_peak
-from harness.latency.worker import TIMEOUT
 from harness.records import FAILED, PASSED, SKIPPED, Record
 from harness.registry import spec_by_origin
 
@@ -82,11 +81,11 @@ def to_record(kind: str, payload: dict[str, Any], result: dict[str, Any], specs,
               worker: int, run_id: str, threads: int, wall_s: float | None = None,
               over_limit: str | None = None) -> Record:
     """``wall_s``: the job's whole cost as the parent saw it (a worker's start, the build, the
-    warm-up and the timing), what a time budget spends. ``over_limit``: where the time limit
-    is the plan's own (a grid too slow to time in full, not a guard against a hang), why a
-    timing past it is not measured: it is recorded skipped with that message, not failed."""
+    warm-up and the timing), what a time budget spends. ``over_limit``: for a result past a
+    time limit that is the plan's own (a grid too slow to time in full, not a guard against a
+    hang), why it is not measured: it is recorded skipped with that message, not failed."""
     error = result.get("error")
-    skipped = over_limit is not None and result.get("status") == TIMEOUT
+    skipped = over_limit is not None
     samples = result.get("block_s") or []
     metrics = {"samples_s": samples, "number_per_run": result.get("number_per_run"),
                "worker": worker, "threads": threads}

@@ -38,7 +38,7 @@ from harness.latency.jobs import (
 )
 from harness.latency.peak import PEAK, sweep
 from harness.latency.plan import Plan, Side, rotated
-from harness.latency.worker import WorkerJob, run_jobs
+from harness.latency.worker import TIMEOUT, WorkerJob, run_jobs
 from harness.records import NOT_SUPPORTED, SKIPPED, Record, RecordWriter
 
 
@@ -158,7 +158,8 @@ def run_sides(sides: Sequence[Side], *, workers: int | Sequence[int],
                     record = to_record(job.kind, job.payload, result, specs, worker=worker,
                                        run_id=side.run_id, threads=threads,
                                        wall_s=time.monotonic() - started,
-                                       over_limit=over_limit)
+                                       over_limit=over_limit
+                                       if result.get("status") == TIMEOUT else None)
                     started = time.monotonic()
                     writer.write(record)
                     records.append(record)
