@@ -352,20 +352,21 @@ def test_a_backward_only_failure_s_repro_script_compares_gradients(tmp_path, tar
     assert "d " in done.stdout and "differs first at" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize(("target", "family_name", "flag", "suite", "name"), [
-    ("bugs:ReusedBufferLSTM", "lstm", "--impl-class", "state", "shared-output-buffer"),
+@pytest.mark.parametrize(("target", "family_name", "flag", "suite", "check", "name"), [
+    ("bugs:ReusedBufferLSTM", "lstm", "--impl-class", "state", "results_survive_the_next_call",
+     "shared-output-buffer"),
     ("ops:CachedStateGatedDelta", "gated_delta", "--impl-fn", "state",
-     "state-kept-between-calls"),
+     "op_calls_do_not_leak_state", "state-kept-between-calls"),
 ], ids=["module", "op"])
 def test_a_behaviour_s_repro_script_runs_its_experiment_again(tmp_path, target, family_name,
-                                                               flag, suite, name):
+                                                               flag, suite, check, name):
     """A failure that no single call shows leaves a script too: alone in a fresh interpreter it
     runs the behaviour's experiment on the case it showed on, says it shows, and exits 1."""
     module, _, mutant = target.partition(":")
     out = tmp_path / "out"
     assert main(["run", flag, f"tests.mutants.{module}:{mutant}", "--family", family_name,
-                 "--suite", suite, "--workers", "0", "--confirm-alone", "0",
-                 "--out", str(out)]) == 1
+                 "--suite", suite, "-k", check, "--maxfail", "1", "--workers", "0",
+                 "--confirm-alone", "0", "--out", str(out)]) == 1
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     scripts = {r["metrics"]["diagnosis"].get("script") for r in records
                if r["outcome"] == "failed" and name in r["metrics"].get("diagnosis", {})

@@ -106,7 +106,7 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol, rounding=args.rounding,
         diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None,
-        maxfail=args.maxfail))
+        maxfail=args.maxfail, report=False))  # written once, below, with the re-runs' verdicts
     for line in describe(outcome.confirmed):
         print(line)
     stopped = None
@@ -114,10 +114,11 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         stopped = (f"--maxfail {args.maxfail} reached: the checks not run by then are left for "
                    f"`seq-harness run --resume {out}`")
         write_run_info(out, replace(read_run_info(out), stopped=stopped))
-    if outcome.confirmed or stopped:  # the re-runs' verdicts, or the stop, belong in the report
-        write_report([out], out / "report.md")
-    if args.report:
-        write_report([out], args.report)
+    for path in (out / "report.md", *([args.report] if args.report else [])):
+        try:
+            write_report([out], path)
+        except Exception as error:  # the records are on disk: a failed report must not hide them
+            print(f"seq-harness: could not write the report {path}: {error}", file=sys.stderr)
     for line in lines_for(outcome.records):
         print(line)
     counts = Counter(r.outcome for r in outcome.records)

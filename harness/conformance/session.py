@@ -68,6 +68,9 @@ class SuiteRun:
                  # time); the suites log nothing
                  "-p", "no:logging",
                  "-p", "no:hypothesispytest",  # 2 s to import; the suites use no hypothesis
+                 # its teardown collects garbage four times over (a tenth of a second each
+                 # in a large process) to report exceptions raised in __del__ as warnings
+                 "-p", "no:unraisableexception",
                  # the suites assert through Check, never a bare assert: rewriting every harness
                  # module in each worker (the plugin's distribution is marked for it) costs
                  # seconds per process where bytecode is not cached
