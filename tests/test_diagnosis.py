@@ -445,7 +445,8 @@ def test_every_backward_failure_of_truncated_backprop_is_named_so(tmp_path):
     h_0 gradient."""
     out = tmp_path / "out"
     main(["run", "--impl-class", "tests.mutants.bugs:TruncatedBackpropGRU", "--family", "gru",
-          "--suite", "gradients", "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
+          "--suite", "gradients", "-k", "not gradcheck",  # its failures: full Jacobians
+          "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     placed = [r["metrics"]["diagnosis"] for r in records if r["outcome"] == "failed"
               and "backward-only" in (r["metrics"] or {}).get("diagnosis", {}).get(

@@ -21,7 +21,9 @@ def run(pytester, monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
     def runner(*args):
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        # hypothesis' plugin takes 2 s to import in each fresh process; the suites use none
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                             "-p", "no:hypothesispytest", *args)
 
     return runner
 
