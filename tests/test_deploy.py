@@ -178,9 +178,10 @@ def test_bench_times_both_families_with_first_calls_and_skips_autograd_phases(tm
     code = main(["bench", "--impl-class", f"{FIXTURES}:InferenceOnlyGRU", "--impl-class",
                  f"{FIXTURES}:DeclaredLSTM", "--grid", "smoke", "--workers", "1",
                  "--min-run-time", "0.01", "--phase", "inference", "--phase", "forward",
-                 "--no-memory", "--out", str(out)])
+                 "--no-memory", "--no-peak", "--out", str(out)])
     assert code == 0
-    found = [r for r in records(out) if r["impl"] != "peak"]
+    assert not [r for r in records(out) if r["impl"] == "peak"]  # --no-peak
+    found = records(out)
     first = {r["impl"]: r["metrics"] for r in found if r["check"] == "first_call"}
     assert set(first) == {"inference-only-gru", "declared-lstm"}
     assert all(m["first_call_s"] > 0 and m["graphs"] == 0 for m in first.values())

@@ -186,7 +186,7 @@ def test_a_kernel_with_fla_s_signature_runs_through_run_and_bench(user_op, tmp_p
                for r in records)  # a chunk_size keyword: every chunk size is taken
     assert main(["bench", *user_op, "--impl", "gated-delta-recurrent", "--grid", "grid.json",
                  "--workers", "1", "--min-run-time", "0.01", "--no-memory", "--no-first-call",
-                 "--out", "bench"]) == 0
+                 "--no-peak", "--out", "bench"]) == 0
     timed = {json.loads(x)["impl"] for x in (tmp_path / "bench" / "records.jsonl").open()}
     assert {"my-gated-delta", "gated-delta-recurrent"} <= timed
 
@@ -253,7 +253,7 @@ def test_the_docs_examples_run_as_written(tmp_path, monkeypatch, fresh_mypkg):
             if "--impl" not in argv and "--impl-fn" not in argv:  # the speed section's
                 argv += ["--impl", "scalar-decay-chunk"]  # commands, one fast entry
             argv += ["--phase", "inference", "--workers", "1", "--min-run-time", "0.01",
-                     "--no-memory", "--no-first-call"]
+                     "--no-memory", "--no-first-call", "--no-peak"]
         assert main([*argv, "--out", str(tmp_path / f"out{n}")]) == 0, line
         records = [json.loads(x) for x in (tmp_path / f"out{n}" / "records.jsonl").open()]
         assert any(r["outcome"] == "passed" for r in records)

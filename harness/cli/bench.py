@@ -59,6 +59,9 @@ def add_parser(commands) -> None:
                        help="TF32 products on CUDA (cuDNN and matmul; default off: the IEEE "
                        "float32 the suites verify; on: torch's cuDNN default); in run.json")
     bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    bench.add_argument("--no-peak", action="store_true",
+                       help="skip the machine's matmul peak (a few seconds per worker process; "
+                       "the report then gives no %% of peak)")
     bench.add_argument("--no-first-call", action="store_true",
                        help="skip the first call of each implementation and shape in a fresh "
                        "process (construction + compile/export + first run: first_call_s)")
@@ -97,7 +100,7 @@ def plans(args: argparse.Namespace) -> list[Plan]:
         specs=chosen.specs, grid=grid, phases=tuple(args.phase) or grid.phases,
         workers=args.workers or grid.workers, min_run_time=args.min_run_time or grid.min_run_time,
         threads=args.threads, device=args.device, cudnn_benchmark=flags, tf32=args.tf32,
-        memory=not args.no_memory, first_call=not args.no_first_call,
+        memory=not args.no_memory, first_call=not args.no_first_call, peak=not args.no_peak,
     ) for grid in grids]
     for plan in made:
         if not plan.tasks() and not plan.unsupported():

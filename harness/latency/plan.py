@@ -37,6 +37,7 @@ class Plan:
     first_call: bool = False
     first_call_shapes: int | None = None
     shard: Shard | None = None  # only the timings of this shard (harness.core.shard)
+    peak: bool = True  # each worker process also times the matmul-peak sweep
 
     def mine(self, spec: ImplSpec, case: Case, phase: str) -> bool:
         return self.shard is None or self.shard.holds(spec.name, case.id, phase)
@@ -93,7 +94,7 @@ class Plan:
     def jobs(self) -> int:
         """How many records the plan makes: not-supported timings, first calls, and in each
         worker process the peak sweep and every task."""
-        per_worker = len(sweep(self.device)) + len(self.tasks())
+        per_worker = len(sweep(self.device)) * self.peak + len(self.tasks())
         return len(self.unsupported()) + len(self.first_calls()) + self.workers * per_worker
 
     def shapes(self) -> list[Case]:

@@ -116,7 +116,7 @@ def worker_jobs(side: Side, worker: int) -> list[WorkerJob]:
     jobs = [WorkerJob(f"{worker}:peak:{g.id}", PEAK,
                       {"backend": g.backend, "size": g.size, "device": g.device,
                        "threads": plan.threads, "min_run_time": PEAK_RUN_TIME})
-            for g in sweep(plan.device)] if side.peak else []
+            for g in sweep(plan.device)] if side.peak and plan.peak else []
     # Peak memory does not vary between processes: the first one measures it.
     plan_w = plan if worker == 0 else replace(plan, memory=False)
     jobs += [WorkerJob(f"{worker}:{i}", TIME,
