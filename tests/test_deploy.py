@@ -334,6 +334,7 @@ def test_peak_rss_growth_sees_memory_torch_does_not_allocate():
     assert total == 8_000_000 and grown >= 50 * 2**20
 
 
+@pytest.mark.slow  # a cold inductor compile in the test process (CI: the compile suite's graphs)
 def test_first_call_counts_the_graphs_compile_captured():
     import torch._dynamo
 

@@ -146,6 +146,7 @@ def test_a_failure_that_passes_alone_says_so_in_record_and_report(tmp_path, caps
     assert "**Passed when run alone**" in report and "--workers 0" in report
 
 
+@pytest.mark.slow  # CI: the re-run alone through the test above, whose failure passes alone
 def test_a_failure_that_fails_alone_too_is_confirmed(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--impl-class", f"{BROKEN}:NanGRU", "--family", "gru", "--suite",
