@@ -15,7 +15,7 @@ from harness.core.case import Case
 from harness.job import pipeline, scales
 from harness.job.scales import Timing
 from harness.latency.jobs import record_key
-from harness.records import Record, RunInfo, read_run_info, write_run_info
+from harness.records import Record, RunInfo, iter_records, read_run_info, write_run_info
 
 QUICK = (Timing("smoke", ("inference",), workers=1, min_run_time=0.01, first_call_shapes=1),)
 QUICK_CASE = Case(seq_len=16384, batch=2, input_size=64, hidden_size=64)
@@ -125,14 +125,19 @@ def test_ctrl_c_keeps_the_records_and_says_how_to_continue(tmp_path, quick_scale
 
 
 @pytest.mark.slow  # a job stopped by its budget, then resumed: two end-to-end runs
-def test_a_spent_budget_leaves_timings_out_and_a_resume_measures_them(tmp_path, quick_scale,
-                                                                      capsys):
+def test_a_spent_budget_leaves_checks_and_timings_out_and_a_resume_runs_them(tmp_path,
+                                                                             quick_scale, capsys):
     out = tmp_path / "job"
-    # one second: the checks run in full, the timings find the budget spent
+    # one second: no check starts (the budget keeps the timings' and the report's shares), and
+    # the timings find the budget spent
     assert main(["job", "--impl", "torch-gru", "--suite", "varlen", "-n", "1", "--budget", "1",
                  "--out", str(out), "--progress", "0"]) == 0
     printed = capsys.readouterr().out
     assert "a time budget of 1 s" in printed and "the time budget left out 1 of" in printed
+    before = list(iter_records(out / "checks"))
+    unchecked = [r for r in before if r.metrics.get("left_out")]  # the rest: not supported
+    assert unchecked and {r.outcome for r in before if r not in unchecked} <= {"not supported"}
+    assert f"{len(unchecked)} left out" in printed.splitlines()[-1]
     records = [json.loads(x) for x in (out / "timings" / "records.jsonl").read_text().split("\n")
                if x]
     left = [r for r in records if r["metrics"].get("left_out")]
@@ -142,7 +147,7 @@ def test_a_spent_budget_leaves_timings_out_and_a_resume_measures_them(tmp_path, 
     report = (out / "README.md").read_text()
     assert "- 1 timings: left out: the job's time budget (1 s)" in report  # ## Skipped
     assert "timings were left out by the job's time budget" in report.split("## Conformance")[0]
-    checks = keys(out / "checks")
+    assert "checks were left out by the time budget" in report.split("## Conformance")[0]
     assert main(["job", "--resume", str(out), "--budget", "0"]) == 0
     assert "left out" not in capsys.readouterr().out.split("stage 2 of 3")[1].split("\n")[0]
     timed = [Record.from_dict(json.loads(x)) for x in
@@ -150,8 +155,36 @@ def test_a_spent_budget_leaves_timings_out_and_a_resume_measures_them(tmp_path, 
     assert not [r for r in timed if r.metrics.get("left_out")]
     measured = [r for r in timed if r.impl == "torch-gru" and r.check == "inference"]
     assert [r.outcome for r in measured] == ["passed"] and measured[0].metrics["wall_s"] > 0
-    assert keys(out / "checks") == checks  # the checks were done: none ran again
+    ran = list(iter_records(out / "checks"))  # each check once, none left out
+    assert len(ran) == len(before) and not [r for r in ran if r.metrics.get("left_out")]
+    assert {r.outcome for r in ran} <= {"passed", "not supported"}
     assert json.loads((out / "job.json").read_text())["budget_s"] is None
+
+
+def test_checks_past_the_stop_time_are_left_out_and_a_resume_runs_them(tmp_path):
+    """A job's budget reaches its checks as a wall-clock stop time every worker reads: a check
+    that would start later is recorded skipped, left out; dropping those records and resuming
+    runs exactly them."""
+    import time
+    from dataclasses import replace
+
+    from harness.conformance.session import SuiteRun, run_suites
+    from harness.conformance.suites import suite_files
+
+    out = tmp_path / "checks"
+    out.mkdir()
+    write_run_info(out, RunInfo.collect(argv=["test"]))
+    run = SuiteRun(files=tuple(suite_files(["errors"])), out=out, impls=("torch-gru",),
+                   workers=0, confirm_alone=0, report=False, progress_s=0,
+                   keyword="wrong_hx_layers or wrong_input_size", stop_at=time.time() - 1)
+    left = run_suites(run).records
+    assert left and {(r.outcome, r.metrics.get("left_out")) for r in left} == {("skipped", True)}
+    assert left[0].message.startswith("left out: the run's time budget was spent")
+    pipeline.forget_left_out(out)
+    assert not list(iter_records(out))
+    ran = run_suites(replace(run, stop_at=time.time() + 600)).records
+    assert sorted(r.key for r in ran) == sorted(r.key for r in left)
+    assert {r.outcome for r in ran} == {"passed"}
 
 
 def test_the_quick_scale_has_a_budget_and_a_budget_is_checked(tmp_path, quick_scale, capsys):

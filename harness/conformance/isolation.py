@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,3 +168,12 @@ class Strikes:
         kinds = [kind for name, kind in self.events() if name == impl]
         return ", ".join(f"{kinds.count(k)} {k}{'es' if k == 'crash' else 's'}"
                          for k in ("timeout", "crash") if k in kinds)
+
+
+LEFT_OUT = "left out: the run's time budget was spent before this check started"
+
+
+def left_out(stop_at: float | None) -> str | None:
+    """Why a check is not started (``--stop-at``, a wall-clock time: worker processes share
+    it), or None."""
+    return LEFT_OUT if stop_at is not None and time.time() >= stop_at else None

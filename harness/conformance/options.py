@@ -102,6 +102,9 @@ RECORDING = (
     option("--progress", type=float, default=0.0, metavar="SECONDS",
            help="every SECONDS, a line with the checks done of all and an ETA (default 0: "
            "none)"),
+    option("--stop-at", type=float, default=None, metavar="EPOCH",
+           help="no check starts after this wall-clock time (seconds since the epoch): the "
+           "rest are recorded skipped, left out, and --resume runs them (a job's time budget)"),
     option("--no-report", action="store_true",
            help="with --results-dir: no DIR/report.md at the end (a job renders one report of "
            "all its stages)"),

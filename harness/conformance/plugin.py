@@ -2,8 +2,7 @@
 
 Loaded through the ``pytest11`` entry point, so ``pytest --pyargs harness.suites`` and
 ``seq-harness run`` behave the same. It stays thin: everything it does is delegated to plain
-modules (selection, subject, checks, records, report). Heavy imports happen only once a suite test
-is collected, so the plugin costs nothing to unrelated test runs.
+modules. Heavy imports happen once a suite test is collected: unrelated test runs pay nothing.
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ProgressLine(config), "seq-harness-progress")
     if not hasattr(config, "workerinput"):  # under -n, the xdist controller: it schedules
         config.pluginmanager.import_plugin("harness.conformance.scheduling")
-    options = ("impl", "impl_class", "family", "suite")
-    if any(config.getoption(name) for name in options):
+    if any(config.getoption(name) for name in ("impl", "impl_class", "family", "suite")):
         selection(config)  # bad input is a usage error before anything is collected
     from harness.conformance.tolerance import Override
 
@@ -189,9 +187,11 @@ def pytest_runtest_call(item: pytest.Item):
     each, so no implementation can change another one's results."""
     if "subject" not in getattr(item, "fixturenames", ()):
         return (yield)
-    from harness.conformance.isolation import CheckTimeout, TorchState, deadline
+    from harness.conformance.isolation import CheckTimeout, TorchState, deadline, left_out
 
     config = item.config
+    if (why := left_out(config.getoption("stop_at", None))) is not None:
+        pytest.skip(why)
     spec = item.callspec.params["spec"]
     impl = spec.name
     strikes = config.stash[STRIKES]

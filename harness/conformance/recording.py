@@ -63,13 +63,16 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
         else:
             message = str(report.longrepr).splitlines()[-1]
     tol = getattr(measured, "tolerance_used", None)
+    metrics = recorded_metrics(measured)
+    if outcome == SKIPPED and message.startswith("left out"):
+        metrics["left_out"] = True  # a resumed run runs it (harness.job.pipeline)
     return suite_record(
         item, outcome=outcome, message=message, duration_s=report.duration, run_id=run_id,
         max_error=getattr(measured, "max_error", None),
         tolerance=None if tol is None else tol.atol,
         rtol=None if tol is None else tol.rtol,
         compared=getattr(measured, "compared", None),
-        metrics=recorded_metrics(measured),
+        metrics=metrics,
     )
 
 

@@ -47,6 +47,7 @@ class SuiteRun:
     maxfail: int = 0  # stop after this many failed checks (pytest's --maxfail); 0: never
     report: bool = True  # OUT/report.md at the end (a job renders its own of every stage)
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
+    stop_at: float | None = None  # time.time() after which no check starts (--stop-at)
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
@@ -109,6 +110,8 @@ class SuiteRun:
             args += ["--resume"]
         if self.maxfail:
             args += ["--maxfail", str(self.maxfail)]
+        if self.stop_at is not None:
+            args += ["--stop-at", repr(self.stop_at)]
         if self.progress_s:
             args += ["--progress", str(self.progress_s)]
         return args

@@ -10,10 +10,11 @@ own options and measures only what is missing: checks already recorded are skipp
 already recorded are not repeated, and the report is rendered from all of it.
 
 A time budget (``--budget``; the quick scale's fits the job in 10 minutes on a 2-core machine)
-bounds the whole job on any machine: the checks run in full, and the timings take what is left,
+bounds the whole job on any machine: the checks start while the budget holds more than the
+report's and the timings' shares (scales.TIMINGS_FLOOR_S), and the timings take what is left,
 every grid's first process before any grid's second, so a slow machine loses intervals before
-it loses figures. A timing the budget did not reach is recorded as skipped, saying so; a resumed
-job (``--resume OUT --budget 0``: no limit) measures it.
+it loses figures. A check or timing the budget did not reach is recorded as skipped, saying so;
+a resumed job (``--resume OUT --budget 0``: no limit) runs it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from harness.conformance.session import SuiteRun, run_suites
 from harness.conformance.suites import suite_files
 from harness.core.progress import Progress
 from harness.core.shard import Shard
-from harness.job.scales import REPORT_S, SCALES, SUITE_SCALE, Timing
+from harness.job.scales import REPORT_S, SCALES, SUITE_SCALE, TIMINGS_FLOOR_S, Timing
 from harness.latency.grids import load_grid
 from harness.latency.jobs import record_key
 from harness.latency.plan import Plan, Side
@@ -151,6 +152,10 @@ def run_job(request: JobRequest, *, resume: bool = False, resumed_by: Sequence[s
          f"{SUITE_SCALE[request.scale]} over {len(chosen.specs)} implementations on "
          f"{request.device}{budget}, records in {checks}")
     start(checks, ["seq-harness", *request.argv], resume=resume, resumed_by=resumed_by)
+    if resume:
+        forget_left_out(checks)
+    stop_at = (time.time() + began + request.budget_s - REPORT_S - TIMINGS_FLOOR_S
+               - time.monotonic()) if request.budget_s else None  # a wall-clock time
     outcome = run_suites(SuiteRun(
         files=tuple(suite_files(request.suites, request.skipped, every=True)), out=checks,
         skipped=request.skipped, all_suites=True, impls=request.impls,
@@ -159,9 +164,15 @@ def run_job(request: JobRequest, *, resume: bool = False, resumed_by: Sequence[s
         scale=SUITE_SCALE[request.scale], device=request.device, tf32=request.tf32,
         threads=request.threads, check_timeout=request.check_timeout,
         workers=request.workers, progress_s=request.progress_s, shard=request.shard,
-        report=False, resume=resume and any(True for _ in iter_records(checks))))
+        report=False, resume=resume and any(True for _ in iter_records(checks)),
+        stop_at=stop_at))
     for line in describe(outcome.confirmed):  # failures run again alone
         emit(line)
+    unchecked = sum(r.metrics.get("left_out") is True for r in outcome.records)
+    if unchecked:
+        emit(f"seq-harness job: the time budget left out {unchecked} of "
+             f"{len(outcome.records)} checks (the report says so; `seq-harness job --resume "
+             f"{out} --budget 0` runs them)")
     run_id = start(timings, ["seq-harness", *request.argv], resume=resume,
                    resumed_by=resumed_by)
     if resume:
@@ -194,7 +205,9 @@ def run_job(request: JobRequest, *, resume: bool = False, resumed_by: Sequence[s
     failed = sum(r.outcome == "failed" for r in checked)
     failed_timings = sum(r.outcome == "failed" for r in timed)
     over = sum(r.metrics.get("over_limit") is True for r in timed)
-    emit(f"seq-harness job: {len(checked)} checks ({failed} failed), {len(timed)} timings "
+    unchecked = sum(r.metrics.get("left_out") is True for r in checked)
+    emit(f"seq-harness job: {len(checked)} checks ({failed} failed, {unchecked} left out), "
+         f"{len(timed)} timings "
          f"({failed_timings} failed, {over} past their grid's limit, {skipped} left out); "
          f"report: {request.report_path}")
     return 1 if failed or failed_timings else 0

@@ -176,15 +176,19 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
 
 
 def left_out(frame: pd.DataFrame) -> list[str]:
-    """A sentence when a time budget left timings out, and one naming the timings past their
-    grid's own limit: the verdict says less than it could."""
-    latency = frame[frame["suite"] == LATENCY]
+    """A sentence when a time budget left checks or timings out, and one naming the timings
+    past their grid's own limit: the verdict says less than it could."""
+    latency, checks = frame[frame["suite"] == LATENCY], frame[frame["suite"] != LATENCY]
 
-    def flagged(key):
-        return latency[latency["metrics"].map(lambda m: isinstance(m, dict)
-                                              and m.get(key) is True)]
+    def flagged(key, rows=latency):
+        return rows[rows["metrics"].map(lambda m: isinstance(m, dict) and m.get(key) is True)]
 
     lines = []
+    unchecked = flagged("left_out", checks)
+    if not unchecked.empty:
+        lines += [f"⚠ {len(unchecked)} of {len(checks)} checks were left out by the time "
+                  "budget, so the conformance above covers only the checks that ran (`seq-harness "
+                  "job --resume DIR --budget 0` runs the rest).", ""]
     gone = flagged("left_out")
     if not gone.empty:
         shown = gone.iloc[0]["message"] or ""
