@@ -330,3 +330,23 @@ def test_a_timing_past_its_grids_own_limit_is_not_measured_not_failed(tmp_path):
     assert "0 failed" in verdict and "1 skipped" in verdict
     assert ("⚠ 1 timings were not measured, past their grid's limit per timing: torch-gru "
             "forward+backward at " + QUICK_CASE.id) in verdict
+
+
+def test_under_a_stop_time_the_quick_verdict_runs_before_the_measuring_suites(tmp_path):
+    """Longest first would start the stability suite's long checks; under a budget the quick
+    verdict's checks come first, so a budget spent leaves out measurements, not conformance."""
+    import time
+
+    from harness.conformance.session import SuiteRun, run_suites
+    from harness.conformance.suites import suite_files
+
+    out = tmp_path / "checks"
+    out.mkdir()
+    write_run_info(out, RunInfo.collect(argv=["test"]))
+    run = SuiteRun(files=tuple(suite_files(["errors", "stability"])), out=out,
+                   impls=("torch-gru",), workers=0, confirm_alone=0, report=False,
+                   progress_s=0, all_suites=True, stop_at=time.time() + 600,
+                   keyword="wrong_hx_layers or gradient_norms_over_time")
+    order = [r.suite for r in run_suites(run).records]
+    assert set(order) == {"errors", "stability"}
+    assert order == sorted(order, key=lambda suite: suite == "stability"), order

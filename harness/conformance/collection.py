@@ -18,6 +18,7 @@ from harness.conformance.suites import (
     needs_autograd,
     opt_in_names,
     suite_name,
+    thorough_names,
 )
 from harness.core.precision import set_tf32
 from harness.core.spec import ImplSpec
@@ -86,7 +87,9 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
 def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the chosen suites' checks (no --suite: the quick ones, see --all-suites), minus
     those already recorded when resuming; set torch's threads; an opt-in suite under several
-    workers is skipped with the reason."""
+    workers is skipped with the reason. Longest first; under a time budget (--stop-at), the
+    quick verdict's suites before the measuring ones: a budget spent leaves out measurements
+    before conformance checks."""
     suite_items = [i for i in items if "subject" in getattr(i, "fixturenames", ())]
     for item in suite_items:
         for expected in EXPECTED_WARNINGS:
@@ -128,6 +131,10 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = longest_first(keep)
+    if config.getoption("stop_at", None) is not None:  # a budget: the quick verdict's first
+        thorough = set(thorough_names())
+        items.sort(key=lambda item: "subject" in getattr(item, "fixturenames", ())
+                   and suite_name(item.module.__name__) in thorough)
 
 
 def expected_cost(item: pytest.Item) -> float:
