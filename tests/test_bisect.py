@@ -405,13 +405,15 @@ CHECK_LINE, TIMING_LINE = f"{PAGE_BISECT} --check ", f"{PAGE_BISECT} --min-effec
 
 
 def test_every_command_and_block_of_the_page_is_run_here():
-    """The page's two commands run below (the timing one in the slow tier); its output blocks:
-    the check's, the timing's, and an undecided step's (from a fake timing judge above)."""
+    """The page's two commands run below (in the slow tier: a fresh process per step); its
+    output blocks: the check's, the timing's, and an undecided step's (from a fake timing judge
+    above)."""
     lines = [x for lang, body in BLOCKS if lang == "bash" for x in body.splitlines() if x.strip()]
     assert len(lines) == 2 and all(x.startswith((CHECK_LINE, TIMING_LINE)) for x in lines)
     assert [lang for lang, _ in BLOCKS] == ["bash", "", "", ""]
 
 
+@pytest.mark.slow  # a run in a worktree per step, each a fresh process (CI: the steps' logic)
 def test_bisect_check_finds_the_commit_that_scaled_the_output(mygru, tmp_path, monkeypatch,
                                                               capsys):
     """docs/bisect.md's --check line, run in the repository it describes."""

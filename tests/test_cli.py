@@ -185,3 +185,11 @@ def test_python_dash_m_is_the_same_command():
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "unknown implementation 'nope'" in done.stderr
+
+
+def test_no_report_writes_the_records_only(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--impl", "torch-gru", "--suite", "errors", "-k", "wrong_hx_layers",
+                 "--workers", "0", "--no-report", "--out", str(out)]) == 0
+    assert (out / "records.jsonl").stat().st_size > 0 and not (out / "report.md").exists()
+    assert "report: none (--no-report)" in capsys.readouterr().out

@@ -123,6 +123,7 @@ def workflow_steps() -> list[str]:
     return [" ".join(step) for step in steps]
 
 
+@pytest.mark.slow  # runs, benches and a gate in fresh processes (CI: history's own tests)
 def test_the_workflow_runs_as_a_script(tmp_path, monkeypatch, capsys):
     """Each run step as the runner would run it: the install step is docs/ci.md's (resolved by
     tests/test_readme.py); the checks and timings of a registry entry stand for mypkg's (not

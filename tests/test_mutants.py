@@ -162,6 +162,7 @@ def run_suite(target: str, family: str, suite: str, out, keyword: str | None = N
     code = main(["run", "--impl-class", target, "--family", family, "--suite", suite,
                  "--workers", str(workers), "--confirm-alone", "0", "--out", str(out),
                  "--no-diagnosis",  # catching is checked here; naming, in test_diagnosis
+                 "--no-report",  # the records are what is read
                  "--maxfail", str(maxfail), *(["-k", keyword] if keyword else [])])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     return code, records

@@ -46,6 +46,9 @@ def add_parser(commands) -> None:
                      help="replace the records of an earlier run in --out")
     run.add_argument("--report", metavar="PATH",
                      help="also write the markdown report here (it is always in DIR/report.md)")
+    run.add_argument("--no-report", action="store_true",
+                     help="the records only, no DIR/report.md (`seq-harness report DIR` renders "
+                     "it later, e.g. merged with other runs)")
     run.add_argument("--confirm-alone", type=int, default=5, metavar="N",
                      help="run up to N failed checks again, each alone in a fresh process, and "
                      "say in their records whether they fail alone too (default 5; 0: off)")
@@ -114,7 +117,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         stopped = (f"--maxfail {args.maxfail} reached: the checks not run by then are left for "
                    f"`seq-harness run --resume {out}`")
         write_run_info(out, replace(read_run_info(out), stopped=stopped))
-    for path in (out / "report.md", *([args.report] if args.report else [])):
+    reports = [] if args.no_report else [out / "report.md", *([args.report] if args.report else [])]
+    for path in reports:
         try:
             write_report([out], path)
         except Exception as error:  # the records are on disk: a failed report must not hide them
@@ -124,7 +128,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     counts = Counter(r.outcome for r in outcome.records)
     parts = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES
                       if o != AS_TORCH or counts.get(o, 0))  # as torch: only on a device
-    where = f"{out / 'report.md'}" + (f" and {args.report}" if args.report else "")
+    where = ("none (--no-report)" if args.no_report
+             else f"{out / 'report.md'}" + (f" and {args.report}" if args.report else ""))
     left_out = [] if args.suite or args.all_suites else thorough_names()
     if left_out:
         print(f"seq-harness: the quick verdict; the measuring suites ({', '.join(left_out)}) "
