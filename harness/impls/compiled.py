@@ -94,7 +94,9 @@ class CompiledRecurrent:
         """One (layer, direction) over x (T, B, in): outputs (T, B, h_out), final state."""
         import torch._dynamo
 
-        w = dict(self.weights(slot))
+        # Plain tensors, not Parameters (a type of its own to dynamo's guards: a zero bias
+        # made for bias=False and a bias Parameter would be two graphs)
+        w = {role: None if p is None else p.view_as(p) for role, p in self.weights(slot).items()}
         if w["b_hh"] is None:  # bias=False: zeros, so one graph serves both
             w["b_hh"] = x.new_zeros(w["hh"].shape[0])
         gx = F.linear(x, w["ih"], w["b_ih"])  # (T, B, G*H): every step's input projection
@@ -106,6 +108,8 @@ class CompiledRecurrent:
             # an hx without grad) would be a graph variant of its own. A new leaf instead:
             # nothing upstream of it wanted a gradient, so nothing changes for the caller.
             state = tuple(s if s.requires_grad else s.detach().requires_grad_() for s in state)
+        # Contiguous like every later step's state: a transposed hx's strides would be a graph
+        state = tuple(s.contiguous() for s in state)
         step = compiled(type(self).step)
         outputs: list[Tensor] = [x.new_empty(0)] * seq_len
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
