@@ -133,6 +133,7 @@ OP_MUTANTS = [
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_cu_seqlens_with_two_batch_rows"),
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
     ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
+    ("MinusInfStartMLSTM", "mlstm", "values", "matches_reference"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

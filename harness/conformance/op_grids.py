@@ -18,6 +18,9 @@ def values(fam) -> list[OpCase]:
               BASE.with_(seq_len=65, with_state=False),
               BASE.with_(seq_len=65, dtype="float64"),
               BASE.with_(seq_len=100, heads=1, dtype="float64", with_state=False),
+              # the op's own initial state, in eight rows: where a first input gate is below
+              # its log forget gate, mLSTM's m_0 shows in every output (eps e^m, 1e-7 here)
+              BASE.with_(seq_len=15, dtype="float64", with_state=False),
               BASE.with_(seq_len=65, scale=1.0),  # a scale passed (Mamba-2's SSD: 1)
               BASE.with_(seq_len=100, final_state=False)]  # as training calls it
     return cases

@@ -202,6 +202,13 @@ def mlstm_signatures() -> list[OpSignature]:
         c, n, m = out.state
         return replace(out, state=(c, n, torch.zeros_like(m)))
 
+    def started_at_minus_inf(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        rows = inputs.q.shape[0] if inputs.cu_seqlens is None else inputs.cu_seqlens.numel() - 1
+        c, n, m = ml.zero_state(rows, inputs.q.shape[2], inputs.k.shape[-1], inputs.v.shape[-1],
+                                torch.promote_types(inputs.q.dtype, torch.float32))
+        state = tuple(t.to(inputs.q.device) for t in (c, n, torch.full_like(m, -torch.inf)))
+        return call_op(family.reference, replace(inputs, initial_state=state), family)
+
     hint = "h_t = C_t^T q / (max(|n_t . q|, e^(-m_t)) + eps): the bound is e^(-m_t)"
     return [
         OpSignature("normaliser-bound-one", "the normaliser's lower bound taken as 1 (the "
@@ -212,6 +219,11 @@ def mlstm_signatures() -> list[OpSignature]:
                     "its log (log sigma(f) missing)", "the stabiliser's recurrence takes "
                     "log sigma(f_t): m_t = max(log sigma(f_t) + m_(t-1), i_t)",
                     stepped(linear_forget=True)),
+        OpSignature("stabiliser-starts-at-minus-inf", "the stabiliser started at m_0 = "
+                    "-inf without an initial state (the parallel form's max over the steps' log "
+                    "weights alone) instead of 0", "with no initial_state the state is "
+                    "C_0 = 0, n_0 = 0, m_0 = 0: m_1 = max(log sigma(f_1), i_1)",
+                    started_at_minus_inf, applies=lambda case: not case.with_state),
         OpSignature("final-stabiliser-dropped", "the final state returned without its "
                     "stabiliser (m as zeros)", "return m_T with C_T and n_T: they are "
                     "stored divided by e^(m_T)", without_stabiliser),

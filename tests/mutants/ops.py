@@ -332,6 +332,21 @@ def DroppedStabiliserMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
 
 
 
+def MinusInfStartMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                       output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Without an initial state, the stabiliser starts at m_0 = -inf (the parallel form's
+    max over the steps' log weights alone) instead of the definition's 0: C and n carry the
+    same meaning, but every output's eps weighs e^m differently."""
+    if initial_state is None:
+        rows = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
+        c, n, m = mlstm.zero_state(rows, q.shape[2], k.shape[-1], v.shape[-1], torch.float32
+                                   if q.dtype != torch.float64 else torch.float64)
+        initial_state = (c, n, torch.full_like(m, -torch.inf))
+    return mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                             output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                             chunk_size=chunk_size)
+
+
 def ChunkDetachedGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                             output_final_state=False, cu_seqlens=None, chunk_size=32):
     """A chunked loop that detaches the state it carries to the next chunk (a memory saving
