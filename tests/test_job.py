@@ -148,6 +148,7 @@ def test_a_spent_budget_leaves_checks_and_timings_out_and_a_resume_runs_them(tmp
     assert "- 1 timings: left out: the job's time budget (1 s)" in report  # ## Skipped
     assert "timings were left out by the job's time budget" in report.split("## Conformance")[0]
     assert "checks were left out by the time budget" in report.split("## Conformance")[0]
+    assert f"`seq-harness job --resume {out} --budget 0` runs the rest" in report
     assert main(["job", "--resume", str(out), "--budget", "0"]) == 0
     assert "left out" not in capsys.readouterr().out.split("stage 2 of 3")[1].split("\n")[0]
     timed = [Record.from_dict(json.loads(x)) for x in

@@ -22,6 +22,7 @@ from harness.conformance.options import (
 from harness.conformance.suites import suite_files
 from harness.job.pipeline import JobRequest, run_job
 from harness.job.scales import BUDGET_S, SCALES
+from harness.records import JOB_FILE
 from harness.registry import choose
 
 
@@ -85,7 +86,7 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> JobRequest:
         raise UsageError(f"--progress {args.progress:g} is invalid; expected 0 (none) or more "
                          "seconds")
     out = Path(args.out)
-    if (out / "job.json").exists() and not args.overwrite:
+    if (out / JOB_FILE).exists() and not args.overwrite:
         raise UsageError(f"--out {str(out)!r} holds a job already: --overwrite replaces it, "
                          f"--resume {str(out)!r} continues it")
     with usage_errors():

@@ -39,6 +39,7 @@ from harness.latency.jobs import record_key
 from harness.latency.plan import Plan, Side
 from harness.latency.run import first_calls, left_out, not_supported, run_sides, skip_all
 from harness.records import (
+    JOB_FILE,
     RECORDS_FILE,
     RunInfo,
     iter_records,
@@ -49,7 +50,6 @@ from harness.records import (
 from harness.registry import choose
 from harness.report import write_report
 
-JOB_FILE = "job.json"
 CHECKS, TIMINGS = "checks", "timings"
 
 

@@ -2,6 +2,7 @@
 and the JSON-lines files they live in."""
 
 from harness.records.files import (
+    JOB_FILE,
     RECORDS_FILE,
     RUN_FILE,
     RecordWriter,
@@ -26,8 +27,8 @@ from harness.records.record import (
 )
 from harness.records.run_info import RunInfo, git_commit, new_run_id, processor_name
 
-__all__ = ["AS_TORCH", "FAILED", "NOT_SUPPORTED", "OUTCOMES", "PASSED", "RECORDS_FILE", "RUN_FILE",
-           "SCHEMA_VERSION", "SKIPPED", "Record", "RecordWriter", "ResultsError", "RunInfo",
-           "drop_partial_line", "git_commit", "iter_records", "load_run", "new_run_id",
+__all__ = ["AS_TORCH", "FAILED", "JOB_FILE", "NOT_SUPPORTED", "OUTCOMES", "PASSED", "RECORDS_FILE",
+           "RUN_FILE", "SCHEMA_VERSION", "SKIPPED", "Record", "RecordWriter", "ResultsError",
+           "RunInfo", "drop_partial_line", "git_commit", "iter_records", "load_run", "new_run_id",
            "prepare_results_dir", "processor_name", "read_run_info", "record_rows",
            "write_run_info"]

@@ -21,6 +21,7 @@ from harness.records.run_info import RunInfo
 
 RUN_FILE = "run.json"
 RECORDS_FILE = "records.jsonl"
+JOB_FILE = "job.json"  # a job's directory: what it covers, beside its checks/ and timings/
 
 
 class RecordWriter:

@@ -28,7 +28,7 @@ from harness.latency.peak import PEAK
 from harness.latency.ratios import Ratio, geometric_mean_ratio
 from harness.latency.regimes import Regime, said_of
 from harness.latency.samples import samples_per_process, timings
-from harness.records import FAILED, NOT_SUPPORTED, PASSED, Record
+from harness.records import FAILED, JOB_FILE, NOT_SUPPORTED, PASSED, Record
 from harness.report.errors import pooled_of, sci, worst_output_error
 
 PHASE_LABEL = {"inference": "inference", "forward": "forward", "forward_backward": "fwd+bwd"}
@@ -186,9 +186,13 @@ def left_out(frame: pd.DataFrame) -> list[str]:
     lines = []
     unchecked = flagged("left_out", checks)
     if not unchecked.empty:
+        # the job's directory holds job.json beside checks/ (DIR where the records were moved)
+        jobs = {str(p.parent) for p in map(Path, unchecked["run_dir"].dropna())
+                if (p.parent / JOB_FILE).exists()}
+        where = jobs.pop() if len(jobs) == 1 else "DIR"
         lines += [f"⚠ {len(unchecked)} of {len(checks)} checks were left out by the time "
                   "budget, so the conformance above covers only the checks that ran (`seq-harness "
-                  "job --resume DIR --budget 0` runs the rest).", ""]
+                  f"job --resume {where} --budget 0` runs the rest).", ""]
     gone = flagged("left_out")
     if not gone.empty:
         shown = gone.iloc[0]["message"] or ""
