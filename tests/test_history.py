@@ -137,6 +137,39 @@ def test_two_writers_at_once_lose_nothing(tmp_path):
     two_writers(tmp_path, db_url(tmp_path), runs=30)
 
 
+def first_connection(url: str, go: str) -> str | None:
+    """One writer's first connection to a new SQLite file, made once ``go`` exists: None, or
+    what it raised."""
+    from harness.history.database import make_engine
+
+    while not os.path.exists(go):  # spinning: the writers start within microseconds
+        pass
+    try:
+        engine = make_engine(url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x)")
+        engine.dispose()
+    except Exception as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def test_writers_opening_a_new_sqlite_file_at_once_all_get_in(tmp_path):
+    """Four processes switch a new file to WAL at the same moment: SQLite answers "database is
+    locked" to one of two such connections at once, without its busy timeout (the last try
+    without a retry failed in about half of such rounds); every one gets in."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        for round_ in range(12):
+            url, go = f"sqlite:///{tmp_path}/{round_}.sqlite", str(tmp_path / f"go{round_}")
+            answers = [pool.apply_async(first_connection, (url, go)) for _ in range(4)]
+            time.sleep(0.05)
+            Path(go).touch()
+            assert [a.get(timeout=300) for a in answers] == [None] * 4, round_
+
+
 def two_writers(tmp_path: Path, url: str, *, runs: int) -> None:
     """Two processes add ``runs`` runs each (directories a and b) into ``url`` at once: every
     run, point and outcome arrives once, and their transactions interleaved."""

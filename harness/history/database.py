@@ -12,6 +12,9 @@ when this version knows how, and refused in one line otherwise.
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from collections.abc import Callable, Mapping
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
@@ -98,6 +101,21 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def into_wal(cursor) -> None:
+    """PRAGMA journal_mode=WAL, again while SQLite says "locked": two connections switching a
+    new file at once each hold a read lock and want the write lock, and SQLite answers one of
+    them at once, without its busy timeout (it would deadlock). Up to the lock timeout."""
+    deadline = time.monotonic() + SQLITE_LOCK_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))  # apart: not again in step with the other
+
+
 def _serialise_sqlite_writers(engine: Engine) -> None:
     """WAL, a lock timeout, and BEGIN IMMEDIATE (SQLAlchemy's recipe: the driver's own
     transaction handling off, so that SQLAlchemy's begin emits ours)."""
@@ -106,8 +124,8 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     def _connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_LOCK_TIMEOUT_S * 1000)}")
+        into_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
