@@ -15,7 +15,9 @@ every batch and hidden size; dtype, autograd, masking, bias and projection each 
 graph; batches of 1 and 0 are specialised), so building a module costs nothing and the first
 call of each variant pays the compile — seconds, the first call of a fresh process the most
 (inductor's own imports). Every step gets the same kinds of arguments (an all-true mask without
-lengths, zero biases without bias) so that few variants exist. Calls run with two dynamo
+lengths, zero biases without bias, plain tensors rather than Parameters, a contiguous state
+whatever hx's strides) so that few variants exist: the quick job's checks of compiled-lstm
+compile 16 graphs (dtype, autograd, batches of 0 and 1, projection). Calls run with two dynamo
 settings patched for the call only: parameters' shapes dynamic like every other tensor's
 (``force_parameter_static_shapes``; by default dynamo compiles every hidden size anew), and a
 raised recompile limit (``recompile_limit``), so the conformance suites' variants (dtype,
