@@ -416,8 +416,8 @@ def test_every_diagnosed_failure_of_a_mutant_has_a_script_that_reproduces_it(
     """Each mutant through the check written for it, diagnosis on: every failure the diagnosis
     explains (a value mismatch, a behaviour, the backward pass) has its smallest case and a
     repro script, and each script, alone in a fresh interpreter, exits 1. (A failure it does not
-    explain — a missing gradient, an exception, the error contract — says itself and has the
-    report's reproduce command.)"""
+    explain — a missing gradient, an exception no plain call raises, the error contract — says
+    itself and has the report's reproduce command.)"""
     from tests.test_mutants import only
 
     module, _, name = mutant.rpartition(":")

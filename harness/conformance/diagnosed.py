@@ -12,23 +12,27 @@ from harness.conformance.checks import CheckFailed
 from harness.conformance.suites import needs_autograd, suite_name
 from harness.core.case import Case
 from harness.core.op_case import OpCase
-from harness.diagnosis.diagnose import Diagnoser
+from harness.diagnosis.diagnose import Diagnoser, diagnosis_case
 from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_diagnose import OpDiagnoser
+from harness.diagnosis.raised import Raisings
 from harness.diagnosis.repro import script_name, write_script
 
 
 def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str | None:
     """The diagnosis of a check a module or an op failed, in one sentence, recorded in the
-    check's metrics (``diagnosis``, with the repro script's path); None for a failure that is
-    not a CheckFailed, ``--no-diagnosis``, or nothing found. ``diagnosers``: implementation
+    check's metrics (``diagnosis``, with the repro script's path); for an exception the
+    implementation raised, what one plain call raises (``raised``); None for ``--no-diagnosis``
+    or nothing found. ``diagnosers``: implementation
     name -> its Diagnoser in this process (what it found is remembered)."""
     params, config = item.callspec.params, item.config
     case = params.get("case")
-    if (type(error) is not CheckFailed or not isinstance(case, (Case, OpCase))
-            or config.getoption("no_diagnosis") or "check" not in item.funcargs):
+    if (not isinstance(case, (Case, OpCase)) or config.getoption("no_diagnosis")
+            or "check" not in item.funcargs):
         return None
     spec = params["spec"]
+    if type(error) is not CheckFailed:
+        return raised(item, spec, case, error, diagnosers)
     if spec.name not in diagnosers:
         diagnosers[spec.name] = (OpDiagnoser if isinstance(case, OpCase) else Diagnoser)(spec)
     diagnosis = diagnosers[spec.name].of(case, gradients=compares_gradients(item))
@@ -40,6 +44,26 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
         said["script"] = script
     item.funcargs["check"].metrics["diagnosis"] = said
     return diagnosis.sentence
+
+
+def raised(item: pytest.Function, spec, case: Case | OpCase, error: Exception,
+           diagnosers: dict) -> str | None:
+    """The diagnosis of a check the implementation raised in, where one plain call raises the
+    same (harness.diagnosis.raised), with its script; None otherwise."""
+    key = (spec.name, "raised")
+    if key not in diagnosers:
+        diagnosers[key] = Raisings(spec)
+    found = diagnosers[key].of(diagnosis_case(spec, case) if isinstance(case, Case) else case,
+                               error)
+    if found is None:
+        return None
+    said = found.to_metrics()
+    directory = item.config.getoption("results_dir")
+    if directory is not None:
+        said["script"] = write_script(Path(directory), spec, suite_name(item.module.__name__),
+                                      item.originalname.removeprefix("test_"), found)
+    item.funcargs["check"].metrics["diagnosis"] = said
+    return found.sentence
 
 
 def repro_script(item: pytest.Function, diagnosis: Diagnosis) -> str | None:

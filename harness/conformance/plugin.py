@@ -154,7 +154,7 @@ def new_check(case, spec, config: pytest.Config):
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     if "subject" not in pyfuncitem.fixturenames:  # not a suite test: stay out of the way
         return (yield)
-    from harness.conformance.checks import NotSupported
+    from harness.conformance.checks import CheckFailed, NotSupported
 
     try:
         result = yield
@@ -170,7 +170,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
             pytest.skip(said)
         from harness.conformance.diagnosed import diagnosed
         sentence = diagnosed(pyfuncitem, error, config.stash.setdefault(DIAGNOSERS, {}))
-        if sentence is None:
+        if sentence is None or type(error) is not CheckFailed:  # another's: its own message
             raise
         raise type(error)(f"{error}\ndiagnosis: {sentence}") from error
     # A check that compared nothing has not passed: it is not supported, saying what was empty.

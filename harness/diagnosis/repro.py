@@ -5,7 +5,9 @@ differing value printed — what a user pastes into an issue or steps through in
 mistake no single call shows (a behaviour: harness.diagnosis.behaviours, op_behaviours) gets a
 script that runs the behaviours' experiments again on the case they showed on and says which
 still show; one placed in the backward pass (``backward-only``) a script that compares the
-gradients of one backward pass each and prints the first differing value of each.
+gradients of one backward pass each and prints the first differing value of each; one where
+the implementation raised (harness.diagnosis.raised) a script that makes the one plain call
+that raises it, exiting 1 with the implementation's traceback.
 
 The script needs torch, seq-harness and the implementation's own package, nothing else; it
 exits 1 while the failure reproduces and 0 once it is fixed.
@@ -23,13 +25,14 @@ from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
 from harness.diagnosis.backward import beyond
 from harness.diagnosis.found import Diagnosis
+from harness.diagnosis.raised import Raised
 from harness.diagnosis.shrink import describe
 
 DIRECTORY = "repro"
 
 HEADER = '''"""{impl} fails {suite}::{check}; this is its smallest failing case: {words}.
 {diagnosis}
-Produced by seq-harness; run it with `python {name}` (exit 1: it still differs)."""
+Produced by seq-harness; run it with `python {name}` (exit 1: it still fails)."""
 
 import sys
 
@@ -104,6 +107,19 @@ got, want = gradients_of(SPEC, CASE)
 sys.exit(1 if differs(got, want, *bound(SPEC, CASE)) else 0)
 '''
 
+RAISES = HEADER + '''from harness.core.{case_module} import {case_class}
+from harness.diagnosis.raised import call_once
+from harness.registry import spec_by_origin
+
+CASE = {case_class}.from_dict({case!r})
+SPEC = spec_by_origin({impl!r}, {origin!r}, {family!r})
+
+# One plain call on the case's inputs (its fixed seeds): what it raises is printed with its
+# traceback, the implementation's own frames last, and the script exits 1.
+call_once(SPEC, CASE)
+print("no exception: the call returns")
+'''
+
 
 def differs(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> bool:
     """Print, for each output the reference returns, its first value beyond atol + rtol |want|
@@ -138,13 +154,15 @@ def script_name(impl: str, suite: str, check: str) -> str:
 
 
 def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
-                 diagnosis: Diagnosis) -> str:
+                 diagnosis: Diagnosis | Raised) -> str:
     """Write the script for one failing check into ``directory``; its path relative to it."""
     name = script_name(spec.name, suite, check)
     case: Case | OpCase = diagnosis.smallest
     op = isinstance(case, OpCase)
     template = OP if op else MODULE
-    if diagnosis.behaviours and not diagnosis.matched:  # shown over calls: run it again
+    if isinstance(diagnosis, Raised):  # one plain call raises: make it
+        template = RAISES
+    elif diagnosis.behaviours and not diagnosis.matched:  # shown over calls: run it again
         template = BEHAVIOUR
     elif diagnosis.backward:  # the forward agrees: compare the gradients
         template = GRADIENTS
@@ -154,7 +172,7 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
         origin=spec.origin or "", family=spec.family,
         case_module="op_case" if op else "case", case_class="OpCase" if op else "Case",
         behaviours="op_behaviours" if op else "behaviours",
-        names=[b.name for b in diagnosis.behaviours])
+        names=[b.name for b in getattr(diagnosis, "behaviours", ())])
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")

@@ -318,6 +318,15 @@ class BroadcastingHxGRU(ScratchGRU):
         return (h.expand(rows, batch, self.h_out) if h.shape[0] == 1 else h,)
 
 
+class SqueezedStateGRU(ScratchGRU):
+    """Squeezes the state inside its step (``h.squeeze()``, a habit from unbatched code): at a
+    batch of one the state loses its batch dimension and the gate split along dim 1 raises."""
+
+    def cell(self, slot, x_t, state):
+        (h,) = state
+        return super().cell(slot, x_t, (h.squeeze(),))
+
+
 class SqueezingRNN(ScratchRNN):
     """Drops size-1 dimensions with .squeeze(): a batch of one loses its batch dimension."""
 
