@@ -23,6 +23,7 @@ MUTANTS = [
     ("UnbatchedKeepsBatchRNN", "rnn_tanh", "shapes", "output_and_state_shapes"),
     ("SqueezingRNN", "rnn_tanh", "shapes", "output_and_state_shapes"),
     ("SqueezedStateGRU", "gru", "shapes", "values_match_reference"),
+    ("InPlaceClampGRU", "gru", "gradients", "gradients_match_reference"),
     ("TransposesUnbatchedGRU", "gru", "shapes", "output_and_state_shapes"),
     ("DirectionMajorGRU", "gru", "shapes", "h_n_rows_are_layer_major"),
     ("ReverseNotRealignedRNN", "rnn_tanh", "shapes", "h_n_rows_are_layer_major"),

@@ -1,7 +1,9 @@
 """A check that failed because the implementation raised gets, where one plain call on the
 case's inputs raises the same exception, that call shrunk to its smallest case, said in the
 console, the record and the report, and a repro script that raises it alone; an exception only
-the check's own calls raise gets none, and a correct implementation is never said to raise."""
+the check's own calls raise gets none, and a correct implementation is never said to raise.
+Where the check takes a backward pass, the call takes one too (an in-place write to a tensor
+autograd saved raises only there)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,25 @@ def test_a_raising_implementation_gets_its_call_shrunk_named_and_scripted(tmp_pa
                           timeout=300)
     assert done.returncode == 1 and "IndexError" in done.stderr, done.stdout + done.stderr
     assert "squeeze" in done.stderr  # the traceback reaches the implementation's own line
+
+
+def test_an_exception_of_the_backward_pass_gets_a_forward_and_backward_call(tmp_path):
+    """An in-place write to sigmoid's saved output: the forward call returns, its backward pass
+    raises. The script runs both with anomaly detection, so its output names the line."""
+    out = tmp_path / "out"
+    assert main(["run", "--impl-class", "tests.mutants.bugs:InPlaceClampGRU", "--family", "gru",
+                 "--suite", "gradients", "--workers", "0", "--confirm-alone", "0",
+                 "-k", "gradients_match_reference", "--out", str(out)]) == 1
+    failed = failed_records(out, "gradients_match_reference")
+    said = [r["metrics"]["diagnosis"] for r in failed]
+    assert said and {tuple(d["signatures"]) for d in said} == {("raises-RuntimeError",)}
+    assert all(d["sentence"].startswith("one forward and backward pass of the implementation")
+               and "modified by an inplace operation" in d["sentence"] for d in said), said
+    (script,) = {d["script"] for d in said}
+    done = subprocess.run([sys.executable, str(out / script)], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=300)
+    assert done.returncode == 1 and "clamp_(0, 1)" in done.stderr, done.stdout + done.stderr
 
 
 def test_an_exception_only_the_checks_own_calls_raise_gets_no_diagnosis(tmp_path):

@@ -54,7 +54,7 @@ def raised(item: pytest.Function, spec, case: Case | OpCase, error: Exception,
     if key not in diagnosers:
         diagnosers[key] = Raisings(spec)
     found = diagnosers[key].of(diagnosis_case(spec, case) if isinstance(case, Case) else case,
-                               error)
+                               error, backward=compares_gradients(item))
     if found is None:
         return None
     said = found.to_metrics()

@@ -3,9 +3,11 @@ own inputs raises the same exception, the case is shrunk while it still does, th
 is said in a sentence (its type and first line), and the repro script makes that one call, so
 the traceback a user steps through is the implementation's, not a check's.
 
-A check whose exception no plain call shows (it raised under the check's own calls: a backward
-pass, a state fed back, strided inputs) gets no diagnosis: its reproduce command stays the way
-to see it.
+Where the check takes a backward pass and the forward call alone returns, the call is tried with
+one backward pass (random upstream gradients into inputs, state and parameters): an in-place
+write to a tensor autograd saved raises only there. A check whose exception neither shows (it
+raised under the check's own calls: a state fed back, strided inputs, a batch the check made)
+gets no diagnosis: its reproduce command stays the way to see it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 
 import torch
 
+from harness.core import backprop
 from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.op_subject import OpSubject
@@ -26,21 +29,33 @@ TOTAL_S = 30.0  # seconds of shrinking per implementation in one process; then n
 SAID = 200  # characters of the exception's first line in the sentence
 
 
-def call_once(spec: ImplSpec, case: Case | OpCase) -> None:
+def call_once(spec: ImplSpec, case: Case | OpCase, *, backward: bool = False) -> None:
     """One call of the implementation on the case's own inputs (its fixed seeds), as a user
-    would make it: autograd on, nothing compared. Raises what the implementation raises."""
+    would make it: autograd on, nothing compared; with ``backward``, one backward pass from
+    random upstream gradients too (into the inputs, the state and every parameter). Raises
+    what the implementation raises."""
     if isinstance(case, OpCase):
         subject = OpSubject(spec, case)
-        subject.run(subject.inputs())
+        if backward:
+            backprop.gradients(spec.factory, subject, subject.inputs(), None)
+        else:
+            subject.run(subject.inputs())
+        return
+    subject = Subject(spec, case)
+    module, inputs = subject.build(), subject.inputs()
+    if backward:
+        backprop.backward(lambda given: subject.run(module, given), module, inputs, None,
+                          seed=case.data_seed)
     else:
-        subject = Subject(spec, case)
-        subject.run(subject.build(), subject.inputs())
+        subject.run(module, inputs)
 
 
-def raised_by(spec: ImplSpec, case: Case | OpCase) -> Exception | None:
-    """What one plain call raises on ``case`` (None: it returns)."""
+def raised_by(spec: ImplSpec, case: Case | OpCase, *, backward: bool = False
+              ) -> Exception | None:
+    """What one plain call (with ``backward``, and its backward pass) raises on ``case``
+    (None: it returns)."""
     try:
-        call_once(spec, case)
+        call_once(spec, case, backward=backward)
     except Exception as error:
         return error
     return None
@@ -60,11 +75,16 @@ class Raised:
     smallest: Case | OpCase
     kind: str
     message: str
+    backward: bool = False  # the call's backward pass raises it, its forward pass does not
+
+    @property
+    def call(self) -> str:
+        return ("one forward and backward pass" if self.backward else "one plain call")
 
     @property
     def sentence(self) -> str:
         said = f": {self.message}" if self.message else ""
-        return (f"one plain call of the implementation on the check's inputs raises "
+        return (f"{self.call} of the implementation on the check's inputs raises "
                 f"{self.kind}{said} (the repro script makes that call: the traceback is the "
                 "implementation's)")
 
@@ -75,7 +95,7 @@ class Raised:
     def to_metrics(self) -> dict:
         return {"signatures": list(self.names), "sentence": self.sentence,
                 "smallest_case": self.smallest.id, "smallest": shrink.describe(self.smallest),
-                "raises": self.kind}
+                "raises": self.kind, "call": self.call}
 
 
 class Raisings:
@@ -86,29 +106,34 @@ class Raisings:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
         self.found: dict[tuple[str, str], Raised | None] = {}
 
-    def of(self, case: Case | OpCase, error: BaseException) -> Raised | None:
+    def of(self, case: Case | OpCase, error: BaseException, *, backward: bool = False
+           ) -> Raised | None:
         """The diagnosis of a check that raised ``error`` on ``case``: None where one plain call
-        on the case does not raise the same type, or the budget is spent."""
+        on the case (where the check takes a backward pass, ``backward``: then one with its
+        backward pass too) does not raise the same type, or the budget is spent."""
         kind = type(error)
-        key = (case.id, kind.__qualname__)
+        key = (case.id, kind.__qualname__, backward)
         if key not in self.found:
             if self.spent_s >= self.budget_s:
                 return None
             started = time.monotonic()
-            self.found[key] = self._diagnose(case, kind)
+            with torch.random.fork_rng():  # the checks after this one draw as they would have
+                found = self._diagnose(case, kind, backward=False)
+                if found is None and backward:
+                    found = self._diagnose(case, kind, backward=True)
+            self.found[key] = found
             self.spent_s += time.monotonic() - started
         return self.found[key]
 
-    def _diagnose(self, case: Case | OpCase, kind: type) -> Raised | None:
+    def _diagnose(self, case: Case | OpCase, kind: type, *, backward: bool) -> Raised | None:
         def still_raises(candidate) -> bool:
-            return type(raised_by(self.spec, candidate)) is kind
+            return type(raised_by(self.spec, candidate, backward=backward)) is kind
 
-        with torch.random.fork_rng():  # the checks after this one draw as they would have
-            if not still_raises(case):
-                return None
-            if isinstance(case, OpCase):
-                smallest = op_diagnose.shrink(self.spec, case, still_raises)
-            else:
-                smallest = shrink.shrink(self.spec, case, still_raises)
-            error = raised_by(self.spec, smallest)
-        return Raised(case, smallest, kind.__name__, first_line(error))
+        if not still_raises(case):
+            return None
+        if isinstance(case, OpCase):
+            smallest = op_diagnose.shrink(self.spec, case, still_raises)
+        else:
+            smallest = shrink.shrink(self.spec, case, still_raises)
+        error = raised_by(self.spec, smallest, backward=backward)
+        return Raised(case, smallest, kind.__name__, first_line(error), backward)

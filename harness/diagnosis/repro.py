@@ -114,9 +114,11 @@ from harness.registry import spec_by_origin
 CASE = {case_class}.from_dict({case!r})
 SPEC = spec_by_origin({impl!r}, {origin!r}, {family!r})
 
-# One plain call on the case's inputs (its fixed seeds): what it raises is printed with its
-# traceback, the implementation's own frames last, and the script exits 1.
-call_once(SPEC, CASE)
+# {call} on the case's inputs (its fixed seeds): what it raises is printed with its
+# traceback, the implementation's own frames last, and the script exits 1. With a backward
+# pass, anomaly detection also prints where the forward pass made what the backward broke on.
+torch.autograd.set_detect_anomaly({backward!r})
+call_once(SPEC, CASE, backward={backward!r})
 print("no exception: the call returns")
 '''
 
@@ -172,7 +174,9 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
         origin=spec.origin or "", family=spec.family,
         case_module="op_case" if op else "case", case_class="OpCase" if op else "Case",
         behaviours="op_behaviours" if op else "behaviours",
-        names=[b.name for b in getattr(diagnosis, "behaviours", ())])
+        names=[b.name for b in getattr(diagnosis, "behaviours", ())],
+        call=getattr(diagnosis, "call", "").capitalize(),
+        backward=getattr(diagnosis, "backward", False))
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")

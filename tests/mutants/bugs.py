@@ -327,6 +327,22 @@ class SqueezedStateGRU(ScratchGRU):
         return super().cell(slot, x_t, (h.squeeze(),))
 
 
+class InPlaceClampGRU(ScratchGRU):
+    """Clamps the update gate in place "for safety" after its sigmoid (``z.clamp_(0, 1)``): the
+    values are right, and sigmoid's saved output is overwritten, so every backward pass raises
+    "modified by an inplace operation"."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        x_r, x_z, x_n = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)
+        h_r, h_z, h_n = F.linear(h, w["hh"], w["b_hh"]).chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z).clamp_(0, 1)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+
+
 class SqueezingRNN(ScratchRNN):
     """Drops size-1 dimensions with .squeeze(): a batch of one loses its batch dimension."""
 

@@ -96,13 +96,13 @@ def diagnoses(frame: pd.DataFrame) -> list[str]:
 def script_line(script: str | None, run_dir: str, output: Path | None,
                 raises: str | None = None) -> list[str]:
     """A link to the check's repro script (``script`` is relative to the run's directory),
-    relative to where the report is written; ``raises``: the exception its one call raises."""
+    relative to where the report is written; ``raises``: what its call is and raises."""
     if not script:
         return []
     path = Path(run_dir) / script
     if output is not None:
         path = Path(os.path.relpath(path.resolve(), output.resolve().parent))
-    what = f"one plain call, which raises {raises}" if raises else "both results side by side"
+    what = raises or "both results side by side"
     return [f"Repro script (the smallest case, {what}): "
             f"[{md(str(path))}]({path.as_posix()}) — run it with `python {path.as_posix()}`.",
             ""]
@@ -131,8 +131,9 @@ def failures(frame: pd.DataFrame, output: Path | None = None) -> list[str]:
             "",
             *([f"**Diagnosis**: {md(said['sentence'])}. Smallest failing case: "
                f"{md(said.get('smallest', ''))}.", ""] if said else []),
-            *(script_line(said.get("script"), first["run_dir"], output, said.get("raises"))
-              if said else []),
+            *(script_line(said.get("script"), first["run_dir"], output,
+                          said.get("raises") and f"{said.get('call')}, which raises "
+                          f"{said['raises']}") if said else []),
             f"Reproduce: {code(reproduce(first))}",
             "",
             *alone_lines(first),
