@@ -68,8 +68,8 @@ def first_line(error: BaseException) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Raised:
-    """One plain call raises ``kind`` on ``case`` and still on ``smallest``; ``message``: the
-    exception's first line there."""
+    """One plain call (``backward``: one forward and backward pass) raises ``kind`` on ``case``
+    and still on ``smallest``; ``message``: the exception's first line there."""
 
     case: Case | OpCase
     smallest: Case | OpCase
@@ -104,7 +104,7 @@ class Raisings:
 
     def __init__(self, spec: ImplSpec, budget_s: float = TOTAL_S) -> None:
         self.spec, self.budget_s, self.spent_s = spec, budget_s, 0.0
-        self.found: dict[tuple[str, str], Raised | None] = {}
+        self.found: dict[tuple[str, str, bool], Raised | None] = {}
 
     def of(self, case: Case | OpCase, error: BaseException, *, backward: bool = False
            ) -> Raised | None:

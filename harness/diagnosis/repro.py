@@ -6,8 +6,9 @@ mistake no single call shows (a behaviour: harness.diagnosis.behaviours, op_beha
 script that runs the behaviours' experiments again on the case they showed on and says which
 still show; one placed in the backward pass (``backward-only``) a script that compares the
 gradients of one backward pass each and prints the first differing value of each; one where
-the implementation raised (harness.diagnosis.raised) a script that makes the one plain call
-that raises it, exiting 1 with the implementation's traceback.
+the implementation raised (harness.diagnosis.raised) a script that makes the one call (with its
+backward pass where only that raises) that raises it, exiting 1 with the implementation's
+traceback.
 
 The script needs torch, seq-harness and the implementation's own package, nothing else; it
 exits 1 while the failure reproduces and 0 once it is fixed.
@@ -175,8 +176,8 @@ def write_script(directory: Path, spec: ImplSpec, suite: str, check: str,
         case_module="op_case" if op else "case", case_class="OpCase" if op else "Case",
         behaviours="op_behaviours" if op else "behaviours",
         names=[b.name for b in getattr(diagnosis, "behaviours", ())],
-        call=getattr(diagnosis, "call", "").capitalize(),
-        backward=getattr(diagnosis, "backward", False))
+        call=diagnosis.call.capitalize() if isinstance(diagnosis, Raised) else "",
+        backward=isinstance(diagnosis, Raised) and diagnosis.backward)
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
