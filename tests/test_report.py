@@ -173,6 +173,13 @@ def test_reproduce_of_one_row():
     assert reproduce(row) == "seq-harness run --impl scratch-gru --suite state"
     row["origin"] = "pkg.mod:Cls"
     assert shlex.split(reproduce(row))[2:6] == ["--impl-class", "pkg.mod:Cls", "--family", "gru"]
+    # a user's op is named as it was given: --impl-fn (a family not installed here: --impl-class)
+    op = row.copy()
+    op["origin"], op["family"] = "pkg.kernels:my_gla", "scalar_decay"
+    assert shlex.split(reproduce(op))[2:6] == ["--impl-fn", "pkg.kernels:my_gla", "--family",
+                                               "scalar_decay"]
+    op["family"] = "not-installed"
+    assert shlex.split(reproduce(op))[2] == "--impl-class"
 
 
 def test_nasty_text_does_not_break_tables_or_lines(report):

@@ -19,10 +19,20 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from harness.core.families import family, is_op_family
 from harness.records import FAILED, RECORDS_FILE, Record, iter_records
 
 LIMIT = 5  # failed checks re-run per run by default
 NOT_RERUN = ("timeout", "crashed", "not run")  # failures a re-run would only repeat
+
+
+def flag_for(family_name: str) -> str:
+    """How a user names their own subject of ``family_name``: --impl-fn for an op's family,
+    --impl-class for a module's (and for a family not installed here)."""
+    try:
+        return "--impl-fn" if is_op_family(family(family_name)) else "--impl-class"
+    except ValueError:
+        return "--impl-class"
 
 
 def reproduce_argv(*, impl: str, family: str, suite: str, nodeid: str, origin: str) -> list[str]:
@@ -30,7 +40,7 @@ def reproduce_argv(*, impl: str, family: str, suite: str, nodeid: str, origin: s
     exactly its case."""
     test = nodeid.split("::")[-1] if nodeid else ""
     if origin and ":" in origin and origin != "builtin":
-        target = ["--impl-class", origin, "--family", family]
+        target = [flag_for(family), origin, "--family", family]
     else:
         target = ["--impl", impl]
     argv = ["run", *target, "--suite", suite]
