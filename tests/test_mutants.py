@@ -136,6 +136,15 @@ OP_MUTANTS = [
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
     ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
     ("MinusInfStartMLSTM", "mlstm", "values", "matches_reference"),
+    ("ScaleOnKeysScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("ValueDimScaleScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("TransposedStateGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("FirstStateForAllScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
+    ("EmptySequenceZeroStateScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
+    ("BetaOnValueOnlyGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("NoAbsNormaliserMLSTM", "mlstm", "values", "matches_reference"),
+    ("EpsInsideMaxMLSTM", "mlstm", "values", "matches_reference"),
+    ("FactoredDecaysGatedDelta", "gated_delta", "extremes", "op_gate_stress"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

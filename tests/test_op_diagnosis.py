@@ -1,8 +1,8 @@
 """The diagnosis of matrix-state ops names the bug: each op mutant in tests/mutants/ops.py whose
 failure is a value mismatch is matched against its family's op signatures and the right one is
 named, and each whose mistake shows only over calls (an input written in place, a reused output
-buffer, strides ignored, unwritten scratch read, a state kept, the final state's gradient
-dropped) by its behaviour; the built-in
+buffer, strides ignored, unwritten scratch read, a state kept, NaN where the reference is
+finite, the final state's gradient dropped) by its behaviour; the built-in
 forms never get a diagnosis; every op signature changes the reference where it applies; and a
 run records and reports it, with a repro script that reproduces it alone."""
 
@@ -26,6 +26,7 @@ from harness.registry import spec_for_class_path
 ROOT = Path(__file__).resolve().parent.parent
 BASE = OpCase(seq_len=20, batch=2, heads=2, key_dim=4, value_dim=3, with_state=True)
 LONG = OpCase(seq_len=150, batch=2, heads=2, key_dim=4, value_dim=3, with_state=True)
+SQUARE = BASE.with_(value_dim=4)  # K == V: a state laid out (N, H, V, K) has the same shape
 VARLEN = OpCase(seq_len=30, lengths=(10, 0, 20), heads=2, key_dim=4, value_dim=3,
                 with_state=True)
 
@@ -48,6 +49,16 @@ OP_VALUE_MUTANTS = [
     # m_0 shows through eps e^m only (a relative 1e-7): in float64, from the op's own state
     ("MinusInfStartMLSTM", "mlstm", BASE.with_(with_state=False, dtype="float64"),
      "stabiliser-starts-at-minus-inf"),
+    ("ScaleOnKeysScalarDecay", "scalar_decay", BASE, "scale-on-keys"),
+    ("ValueDimScaleScalarDecay", "scalar_decay", BASE, "scale-from-value-dim"),
+    ("TransposedStateGatedDelta", "gated_delta", SQUARE, "state-as-v-by-k"),
+    ("FirstStateForAllScalarDecay", "scalar_decay", VARLEN,
+     "first-initial-state-for-every-sequence"),
+    ("EmptySequenceZeroStateScalarDecay", "scalar_decay", VARLEN, "empty-sequence-state-zeroed"),
+    ("BetaOnValueOnlyGatedDelta", "gated_delta", BASE, "beta-on-value-only"),
+    ("NoAbsNormaliserMLSTM", "mlstm", BASE, "normaliser-without-abs"),
+    # a relative 1e-6 where e^-m is the larger: in float64
+    ("EpsInsideMaxMLSTM", "mlstm", BASE.with_(dtype="float64"), "eps-inside-the-max"),
     # a sentinel of -1e4 for "no decay" loses float32 digits in the chunk's cumulative sums:
     # the mistake's own rounding, which no exact signature reproduces
     ("ZeroDecayIsResetScalarDecay", "scalar_decay", OpCase(seq_len=20, batch=2, heads=2,
@@ -97,6 +108,10 @@ OP_BEHAVIOUR_MUTANTS = [
     ("CachedStateGatedDelta", "gated_delta", BASE.with_(with_state=False),
      "state-kept-between-calls"),
     ("DetachedFinalStateGatedDelta", "gated_delta", BASE, "final-state-gradient-dropped"),
+    # NaN from the chunk whose cumulative log decay passes 88 on: the NaN it returns equals a
+    # reference started from its own NaN state, which is no state kept between calls
+    ("FactoredDecaysGatedDelta", "gated_delta", OpCase(seq_len=65, batch=2, heads=2,
+                                                       stress="s0.01"), "overflows"),
 ]
 
 
@@ -108,7 +123,7 @@ def test_an_op_mistake_over_calls_is_named_by_its_behaviour(name, family_name, c
     assert found.sentence.startswith("it ")
 
 
-CORRECT = [BASE, LONG, VARLEN, BASE.with_(dtype="float64"), VARLEN.with_(scale=1.0),
+CORRECT = [BASE, SQUARE, LONG, VARLEN, BASE.with_(dtype="float64"), VARLEN.with_(scale=1.0),
            OpCase(seq_len=65, batch=2, heads=2, stress="s0.01"),
            OpCase(seq_len=20, batch=2, heads=2, stress="zero-some")]
 
@@ -135,7 +150,7 @@ def test_every_op_signature_changes_the_reference_where_it_applies(family):
     reference = spec_for_class_path(
         f"{family.reference.__module__}:{family.reference.__name__}", family.name)
     tried = set()
-    for case in [BASE, LONG, VARLEN, BASE.with_(scale=1.0),
+    for case in [BASE, SQUARE, LONG, VARLEN, BASE.with_(scale=1.0),
                  BASE.with_(with_state=False, dtype="float64"),
                  OpCase(seq_len=65, batch=2, heads=2, stress="s0.01"),
                  OpCase(seq_len=20, batch=2, heads=2, stress="zero-some")]:

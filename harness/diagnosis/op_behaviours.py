@@ -1,7 +1,8 @@
 """Behaviours of ops: mistakes that no single call on fresh inputs shows — an op that writes
 into the caller's tensors, hands out one output buffer, reads non-contiguous inputs as if they
 were contiguous, reads scratch memory it never wrote, starts a call from the state the last
-one ended in, or sends no gradient back from its final state. Each is a small experiment on
+one ended in, overflows where the reference is finite, or sends no gradient back from its
+final state. Each is a small experiment on
 the op itself, compared with the family's reference (the op counterpart of
 harness.diagnosis.behaviours); the op diagnosis tries them when no signature explains the
 failure.
@@ -93,7 +94,8 @@ def reads_unwritten(subject: OpSubject) -> bool:
 
 def keeps_state(subject: OpSubject) -> bool:
     """A call without an initial state starts where the op's previous call ended: it equals
-    the reference started from the previous call's final state, and not from zeros."""
+    the reference started from the previous call's final state, and not from zeros. Finite
+    results only: an op that returns NaN would match a reference started from its NaN state."""
     inputs = dataclasses.replace(subject.inputs(), initial_state=None)
     with torch.no_grad():
         before = subject.run(copies(inputs), final=True)
@@ -101,7 +103,20 @@ def keeps_state(subject: OpSubject) -> bool:
         carried = subject.run_reference(dataclasses.replace(inputs, initial_state=before.state),
                                         final=False)
         fresh = subject.run_reference(inputs, final=False)
-    return close(subject, second, carried) and not close(subject, second, fresh)
+    finite = all(bool(t.isfinite().all()) for t in (*before.state, second.o))
+    return finite and close(subject, second, carried) and not close(subject, second, fresh)
+
+
+def overflows(subject: OpSubject) -> bool:
+    """The op returns NaN or inf where the reference, on the same inputs, is finite."""
+    inputs = subject.inputs()
+    with torch.no_grad():
+        got = subject.run(copies(inputs), final=subject.final)
+        want = subject.run_reference(inputs, final=subject.final)
+    got = subject.comparable(got, want).named()
+    return any(name in got and got[name].shape == value.shape
+               and bool((~got[name].detach().cpu().isfinite() & value.isfinite()).any())
+               for name, value in want.named().items())
 
 
 def through_final_state(subject: OpSubject, run) -> list[torch.Tensor | None]:
@@ -158,6 +173,11 @@ BEHAVIOURS = (
     Behaviour("state-kept-between-calls", "starts a call without an initial state from the "
               "state the previous call ended in", "each call without initial_state starts "
               "from zeros; do not keep the final state between calls", keeps_state),
+    Behaviour("overflows", "returns NaN or inf where the reference is finite",
+              "an exponential overflows: e^(b_t - b_j) taken before the causal mask, or the "
+              "decays factored as e^(b_t) e^(-b_j) over a chunk whose cumulative log decay "
+              "passes the dtype's log max (88 in float32); mask with -inf before the "
+              "exponential and exponentiate segment sums (every exponent <= 0)", overflows),
     Behaviour("final-state-gradient-dropped", "sends no gradient from the final state back to "
               "q, k, v and the gates (the loss's dht is lost)", "the final state is returned "
               "detached, or the backward takes no dht: a model that trains through the state "
@@ -172,7 +192,13 @@ def short(case: OpCase) -> OpCase:
     return dataclasses.replace(case, seq_len=STEPS)
 
 
+FALLBACK = "overflows"  # NaN is where many mistakes end (unwritten memory read, ...): named
+# only where no other behaviour shows
+
+
 def shown(spec: ImplSpec, case: OpCase) -> tuple[Behaviour, ...]:
-    """The behaviours the op shows on ``case`` (cut to STEPS steps); an experiment that raises
-    shows nothing."""
-    return showing(BEHAVIOURS, OpSubject(spec, short(case)))
+    """The behaviours the op shows on ``case`` (cut to STEPS steps), "overflows" only where no
+    other does; an experiment that raises shows nothing."""
+    subject = OpSubject(spec, short(case))
+    found = showing(tuple(b for b in BEHAVIOURS if b.name != FALLBACK), subject)
+    return found or showing(tuple(b for b in BEHAVIOURS if b.name == FALLBACK), subject)

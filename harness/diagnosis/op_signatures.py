@@ -3,10 +3,12 @@ mlstm_kernels issues), each written as what an op making that mistake returns â€
 reference loop with one step done the wrong way, or its inputs or outputs changed.
 
 Every op family gets the generic ones (the initial state ignored, the state carried across
-the sequences of ``cu_seqlens``, q left unscaled); a family adds its own through
-``OpFamily.signatures`` (a callable returning them, or a "module:function" path), as the
-built-in families do (harness.diagnosis.op_steps). A signature's ``run(inputs, case)``
-returns the OpOutputs the mistaken op would return on those inputs.
+the sequences of ``cu_seqlens``, q left unscaled, the scale on k or from V, the state laid out
+(N, H, V, K), every sequence from the first state row, an empty sequence's state zeroed); a
+family adds its own through ``OpFamily.signatures`` (a callable returning them, or a
+"module:function" path), as the built-in families do (harness.diagnosis.op_steps). A
+signature's ``run(inputs, case)`` returns the OpOutputs the mistaken op would return on those
+inputs.
 """
 
 from __future__ import annotations
@@ -91,6 +93,34 @@ def generic(family) -> list[OpSignature]:
         o = torch.cat(outputs, 1)
         return OpOutputs(o, tuple(torch.cat(parts, 0) for parts in zip(*finals)), family.state)
 
+    def keys_scaled(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        """scale applied to k instead of q: the same o, a state scale times too large."""
+        scale = inputs.q.shape[-1] ** -0.5 if inputs.scale is None else inputs.scale
+        return call_op(reference, replace(inputs, k=inputs.k * scale, scale=1.0), family)
+
+    def value_dim_scale(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        return call_op(reference, replace(inputs, scale=inputs.v.shape[-1] ** -0.5), family)
+
+    def transposed_state(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        """The state kept as (N, H, V, K): read and returned with K and V swapped."""
+        def flip(state):
+            return tuple(s.mT if s.dim() == 4 else s for s in state)
+
+        start = None if inputs.initial_state is None else flip(inputs.initial_state)
+        out = call_op(reference, replace(inputs, initial_state=start), family)
+        return replace(out, state=flip(out.state))
+
+    def first_row_for_all(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        state = tuple(s[:1].expand_as(s) for s in inputs.initial_state)
+        return call_op(reference, replace(inputs, initial_state=state), family)
+
+    def empty_ends_at_zero(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        """An empty sequence's final state zero, not the initial state it was given."""
+        out = call_op(reference, inputs, family)
+        empty = inputs.cu_seqlens.diff() == 0  # (N,)
+        return replace(out, state=tuple(
+            s.masked_fill(empty.view(-1, *[1] * (s.dim() - 1)), 0.0) for s in out.state))
+
     return [
         OpSignature("initial-state-ignored", "the initial state ignored (every sequence from "
                     "zero)", "check that initial_state reaches the first step (and the first "
@@ -107,6 +137,33 @@ def generic(family) -> list[OpSignature]:
         OpSignature("scale-ignored", "the scale argument ignored (K^-1/2 used whatever it "
                     "is)", "use the scale the caller passes; K^-1/2 only when it is None",
                     default_scale, applies=lambda case: case.scale is not None),
+        OpSignature("scale-on-keys", "scale applied to k instead of q (o the same, the "
+                    "state scale times too large)", "scale multiplies q (or the scores), "
+                    "never k: the state is the sum of k_t v_t^T of the keys as given",
+                    keys_scaled, applies=lambda case: case.scale != 1 and case.final_state),
+        OpSignature("scale-from-value-dim", "the default scale taken from the value "
+                    "dimension (V^-1/2 instead of K^-1/2)", "scale defaults to "
+                    "q.shape[-1] ** -0.5, the key dimension", value_dim_scale,
+                    applies=lambda case: case.scale is None
+                    and case.key_dim != case.value_dim),
+        OpSignature("state-as-v-by-k", "the state read and returned as (N, H, V, K), K and V "
+                    "swapped (Mamba-2's ssm_state layout)", "this convention's state is "
+                    "[N, H, K, V]: S_t = S_(t-1) + k_t v_t^T; transpose at the boundary when "
+                    "the kernel keeps it [N, H, V, K]", transposed_state,
+                    applies=lambda case: case.key_dim == case.value_dim and (
+                        case.with_state or case.final_state)),
+        OpSignature("first-initial-state-for-every-sequence", "every sequence of cu_seqlens "
+                    "started from the initial state's first row", "sequence n starts from "
+                    "initial_state[n]: index the state by the sequence, not the batch row "
+                    "(B is 1 with cu_seqlens)", first_row_for_all,
+                    applies=lambda case: case.lengths is not None and len(case.lengths) > 1
+                    and case.with_state),
+        OpSignature("empty-sequence-state-zeroed", "an empty sequence's final state returned "
+                    "as zeros instead of its initial state", "a sequence of length 0 ends in "
+                    "the state it started from: copy initial_state[n] through (a kernel that "
+                    "skips empty sequences must still write their final state)",
+                    empty_ends_at_zero, applies=lambda case: case.lengths is not None
+                    and 0 in case.lengths and case.with_state and case.final_state),
     ]
 
 

@@ -121,7 +121,8 @@ def gated_delta_signatures() -> list[OpSignature]:
     family = GATED_DELTA
 
     def stepped(*, decay_last: bool = False, error_undecayed: bool = False,
-                no_beta: bool = False, read_before: bool = False) -> Callable:
+                no_beta: bool = False, beta_on_value: bool = False,
+                read_before: bool = False) -> Callable:
         """The gated delta rule step with one of its orders or factors wrong."""
 
         def core(q, k, v, gates, state, scale, chunk_size):
@@ -130,8 +131,9 @@ def gated_delta_signatures() -> list[OpSignature]:
             for t in range(q.shape[1]):
                 decay = g[:, t].exp()[..., None, None]
                 decayed = s if decay_last or error_undecayed else s * decay
-                error = v[:, t] - torch.einsum("bhkv,bhk->bhv", decayed, k[:, t])
-                rate = 1.0 if no_beta else beta[:, t, :, None]
+                rate = 1.0 if no_beta or beta_on_value else beta[:, t, :, None]
+                value = beta[:, t, :, None] * v[:, t] if beta_on_value else v[:, t]
+                error = value - torch.einsum("bhkv,bhk->bhv", decayed, k[:, t])
                 update = k[:, t, :, :, None] * (rate * error)[..., None, :]
                 if read_before:
                     outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, decayed))
@@ -158,6 +160,9 @@ def gated_delta_signatures() -> list[OpSignature]:
         OpSignature("beta-missing", "beta left out of the delta update (u_t = v_t - S'^T k_t)",
                     "the update is k_t (beta_t (v_t - S'^T k_t))^T: beta scales the error",
                     stepped(no_beta=True)),
+        OpSignature("beta-on-value-only", "beta applied to v_t alone (u_t = beta_t v_t - "
+                    "S'^T k_t)", "beta scales the whole error: u_t = beta_t (v_t - S'^T k_t)",
+                    stepped(beta_on_value=True)),
         OpSignature("delta-read-before-update", "o_t read from the decayed state before the "
                     "delta update", "o_t = S_t^T (scale q_t) includes step t's update",
                     stepped(read_before=True)),
@@ -187,11 +192,16 @@ def mlstm_signatures() -> list[OpSignature]:
                     k[:, t, :, :, None] * v[:, t, :, None, :])
                 n = forget[..., None] * n + write[..., None] * k[:, t]
                 q_hat = q[:, t] * scale
-                dot = torch.einsum("bhk,bhk->bh", n, q_hat).abs()
-                floor = {"stabiliser": (-m_new).exp(), "one": torch.ones_like(dot),
-                         "none": torch.zeros_like(dot)}[bound]
+                dot = torch.einsum("bhk,bhk->bh", n, q_hat)
+                dot = dot if bound == "signed" else dot.abs()
+                floor = torch.ones_like(dot) if bound == "one" else torch.zeros_like(
+                    dot) if bound == "none" else (-m_new).exp()
                 numerator = torch.einsum("bhk,bhkv->bhv", q_hat, c)
-                outputs.append(numerator / (torch.maximum(dot, floor) + eps).unsqueeze(-1))
+                if bound == "eps-inside":  # max(|n . q| + eps, e^-m): no eps after the max
+                    denominator = torch.maximum(dot + eps, floor)
+                else:
+                    denominator = torch.maximum(dot, floor) + eps
+                outputs.append(numerator / denominator.unsqueeze(-1))
                 m = m_new
             return (torch.stack(outputs, 1) if outputs else v.new_zeros(v.shape)), (c, n, m)
 
@@ -219,6 +229,11 @@ def mlstm_signatures() -> list[OpSignature]:
                     "its log (log sigma(f) missing)", "the stabiliser's recurrence takes "
                     "log sigma(f_t): m_t = max(log sigma(f_t) + m_(t-1), i_t)",
                     stepped(linear_forget=True)),
+        OpSignature("normaliser-without-abs", "the normaliser's |n_t . q| taken without its "
+                    "absolute value (max(n_t . q, e^(-m_t)))", hint, stepped(bound="signed")),
+        OpSignature("eps-inside-the-max", "eps added inside the normaliser's max "
+                    "(max(|n_t . q| + eps, e^(-m_t)))", hint + ", eps added after the max",
+                    stepped(bound="eps-inside")),
         OpSignature("stabiliser-starts-at-minus-inf", "the stabiliser started at m_0 = "
                     "-inf without an initial state (the parallel form's max over the steps' log "
                     "weights alone) instead of 0", "with no initial_state the state is "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from unittest import mock
 
 import torch
 
@@ -276,25 +277,22 @@ def DiagonalKeptGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                            output_final_state=False, cu_seqlens=None, chunk_size=64):
     """The WY form with A's diagonal kept (tril instead of strict tril) and inverted as a plain
     triangular matrix: T = (I + A)^-1 counts each step's own update twice."""
-    original = gated_delta.unit_inverse
-
     def inverse(a):  # a strictly lower; the kept diagonal makes I + A's diagonal 2
         kept = a + torch.diag_embed(torch.ones(a.shape[:-1], dtype=a.dtype)) * 2
         eye = torch.eye(a.shape[-1], dtype=a.dtype).expand(a.shape)
         return torch.linalg.solve_triangular(kept, eye, upper=False)
 
-    gated_delta.unit_inverse = inverse
-    try:
+    with mock.patch.object(gated_delta, "unit_inverse", inverse):
         return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
                                              initial_state=initial_state,
                                              output_final_state=output_final_state,
                                              cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-    finally:
-        gated_delta.unit_inverse = original
 
 
-def bound_one_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS):
-    """mlstm.recurrent_core with max(|n q|, 1) in place of max(|n q|, e^-m)."""
+def normaliser_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS, *, bound="one"):
+    """mlstm.recurrent_core with the normaliser's denominator written another way: ``"one"``
+    max(|n q|, 1) + eps; ``"signed"`` max(n q, e^-m) + eps; ``"eps-inside"``
+    max(|n q| + eps, e^-m) (the reference: max(|n q|, e^-m) + eps)."""
     (i, f), (c, n, m) = gates, state
     outputs = []
     for t in range(q.shape[1]):
@@ -305,17 +303,41 @@ def bound_one_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS):
             k[:, t, :, :, None] * v[:, t, :, None, :])
         n = forget[..., None] * n + write[..., None] * k[:, t]
         q_hat = q[:, t] * scale
-        denominator = torch.einsum("bhk,bhk->bh", n, q_hat).abs().clamp(min=1.0)
-        outputs.append(torch.einsum("bhk,bhkv->bhv", q_hat, c) / (denominator + eps)[..., None])
+        dot = torch.einsum("bhk,bhk->bh", n, q_hat)
+        if bound == "one":
+            denominator = dot.abs().clamp(min=1.0) + eps
+        elif bound == "signed":
+            denominator = torch.maximum(dot, (-m_new).exp()) + eps
+        else:
+            denominator = torch.maximum(dot.abs() + eps, (-m_new).exp())
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q_hat, c) / denominator[..., None])
         m = m_new
     return (torch.stack(outputs, 1) if outputs else v.new_zeros(v.shape)), (c, n, m)
 
 
-def LowerBoundOneMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
-                       output_final_state=False, cu_seqlens=None):
-    """The normaliser's lower bound taken as 1 (the unstabilised formula's) instead of e^-m."""
-    return mlstm.call(bound_one_core, q, k, v, i, f, scale=scale, initial_state=initial_state,
-                      output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+def normaliser_mutant(name: str, doc: str, bound: str):
+    """An op with mlstm_recurrent's signature around normaliser_core with ``bound``."""
+    core = functools.partial(normaliser_core, bound=bound)
+
+    def op(q, k, v, i, f, *, scale=None, initial_state=None, output_final_state=False,
+           cu_seqlens=None):
+        return mlstm.call(core, q, k, v, i, f, scale=scale, initial_state=initial_state,
+                          output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+LowerBoundOneMLSTM = normaliser_mutant(
+    "LowerBoundOneMLSTM", "The normaliser's lower bound taken as 1 (the unstabilised "
+    "formula's) instead of e^-m.", "one")
+NoAbsNormaliserMLSTM = normaliser_mutant(
+    "NoAbsNormaliserMLSTM", "The normaliser's |n . q| written without its absolute value: "
+    "max(n . q, e^-m) picks e^-m where n . q is large and negative.", "signed")
+EpsInsideMaxMLSTM = normaliser_mutant(
+    "EpsInsideMaxMLSTM", "eps added inside the normaliser's max, max(|n . q| + eps, e^-m), "
+    "instead of after it: a relative 1e-6 wherever e^-m is the larger.", "eps-inside")
 
 
 def DroppedStabiliserMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
@@ -393,3 +415,90 @@ def NarrowedStateMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
     if state is None or q.dtype != torch.float64:
         return o, state
     return o, tuple(s.float() for s in state)
+
+
+def ScaleOnKeysScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The scale folded into k instead of q (one multiply fewer in a fused kernel): every
+    output right, the state it returns scale times too large."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return scalar_decay.scalar_decay_chunk(q, k * scale, v, g, scale=1.0,
+                                           initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def ValueDimScaleScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """The default scale taken from v's last dimension (V^-1/2, not K^-1/2): right wherever
+    K == V, as in most models' configurations."""
+    scale = v.shape[-1] ** -0.5 if scale is None else scale
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def TransposedStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A kernel that keeps its state [N, H, V, K] (Mamba-2's ssm_state layout) handed to callers
+    of the [N, H, K, V] convention as it is: the initial state read transposed, the final state
+    returned transposed (the shapes agree only where K == V)."""
+    start = None if initial_state is None else initial_state.mT
+    o, state = gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale, initial_state=start,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return o, None if state is None else state.mT
+
+
+def FirstStateForAllScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Variable-length sequences each started from the initial state's row 0 (indexed by the
+    batch row, which is 0 for all of them with cu_seqlens)."""
+    if initial_state is not None and cu_seqlens is not None:
+        initial_state = initial_state[:1].expand_as(initial_state)
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def EmptySequenceZeroStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                      output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A varlen kernel that skips empty sequences and leaves their final state rows as the
+    zeros it allocated, instead of their initial state."""
+    o, state = scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    if state is None or cu_seqlens is None:
+        return o, state
+    empty = (cu_seqlens.diff() == 0)[:, None, None, None]
+    return o, torch.where(empty, torch.zeros_like(state), state)
+
+
+def BetaOnValueOnlyGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None):
+    """beta applied to v_t alone: u_t = beta_t v_t - S'^T k_t, not beta_t (v_t - S'^T k_t)."""
+    def core(q, k, v, gates, state, scale, chunk_size):
+        (g, beta), (s,) = gates, state
+        outputs = []
+        for t in range(q.shape[1]):
+            s = s * g[:, t].exp()[..., None, None]
+            error = beta[:, t, :, None] * v[:, t] - torch.einsum("bhkv,bhk->bhv", s, k[:, t])
+            s = s + k[:, t, :, :, None] * error[..., None, :]
+            outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, s))
+        return (torch.stack(outputs, 1) if outputs else v.new_zeros(v.shape)), (s,)
+
+    return gated_delta.call(core, q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                            output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+
+
+def FactoredDecaysGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The chunked WY form with the decays always factored, e^(b_t - b_j) as e^(b_t) e^(-b_j):
+    exact for mild decays, e^(-b_j) overflows to inf once a chunk's cumulative log decay
+    passes 88 (float32), and the chunk turns NaN."""
+    with mock.patch.object(gated_delta, "factored_decays", lambda b: True):
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
