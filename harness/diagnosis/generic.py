@@ -39,11 +39,21 @@ def replace_hx(inputs: Inputs, parts: tuple[Tensor, ...] | None) -> Inputs:
     return Inputs(inputs.x, inputs.lengths, hx)
 
 
+def first_row_everywhere(inputs: Inputs, case: Case) -> Inputs:
+    """Every layer and direction started from hx's first row (layer 0, forward)."""
+    return replace_hx(inputs, tuple(part[:1].expand_as(part) for part in hx_parts(inputs)))
+
+
 def state_signatures(has_cell: bool) -> list[Signature]:
     found = [Signature(
         "h0-ignored", "the initial state ignored (every sequence starts from zeros)",
         "forward receives hx but starts from zeros: check that hx reaches the first step",
-        inputs=lambda inputs, case: replace_hx(inputs, None))]
+        inputs=lambda inputs, case: replace_hx(inputs, None)),
+        Signature("h0-first-row-everywhere", "every layer and direction started from h_0's "
+                  "first row", "hx holds one row per layer and direction (layer-major): "
+                  "slot l * D + d starts from hx[l * D + d]", inputs=first_row_everywhere,
+                  applies=lambda case: case.with_hx
+                  and case.num_layers * case.num_directions > 1)]
     if has_cell:
         found += [
             Signature("c0-ignored", "c_0 ignored (the cell state starts from zeros)",
@@ -53,6 +63,10 @@ def state_signatures(has_cell: bool) -> list[Signature]:
             Signature("h0-c0-swapped", "h_0 and c_0 swapped",
                       "torch's hx is (h_0, c_0) in that order, and so is (h_n, c_n)",
                       inputs=lambda i, c: replace_hx(i, hx_parts(i)[::-1]),
+                      applies=lambda case: case.h_out == case.hidden_size),
+            Signature("h-n-c-n-swapped", "(c_n, h_n) returned instead of (h_n, c_n)",
+                      "torch returns output, (h_n, c_n): h_n first",
+                      outputs=lambda o, c, i: Outputs(o.output, o.c_n, o.h_n),
                       applies=lambda case: case.h_out == case.hidden_size),
         ]
     return found
@@ -88,6 +102,19 @@ def directions_swapped(rows: Tensor) -> Tensor:
     return torch.stack((rows[1::2], rows[0::2]), 1).flatten(0, 1)
 
 
+def read_direction_major(case: Case) -> Callable[[Tensor], Tensor]:
+    """hx's rows as an implementation reading them direction-major sees them: slot (l, d)
+    gets row d * L + l (the inverse of direction_major)."""
+    shape = (case.num_directions, case.num_layers)
+    return lambda rows: rows.unflatten(0, shape).transpose(0, 1).flatten(0, 1)
+
+
+def forward_weights_reversed(weights: dict[str, Tensor], case: Case) -> dict[str, Tensor]:
+    """The reverse direction's parameters replaced by the forward direction's."""
+    return {name: weights[name.removesuffix("_reverse")] if name.endswith("_reverse")
+            else value for name, value in weights.items()}
+
+
 def last_layer_everywhere(case: Case) -> Callable[[Tensor], Tensor]:
     d = case.num_directions
     return lambda rows: rows[-d:].repeat(case.num_layers, *([1] * (rows.dim() - 1)))
@@ -112,6 +139,18 @@ def layout_signatures() -> list[Signature]:
                   "forward, ...)",
                   outputs=lambda o, c, i: with_rows(o, direction_major),
                   applies=lambda case: case.bidirectional and case.num_layers > 1),
+        Signature("hx-read-direction-major", "h_0's rows read direction-major (every forward "
+                  "layer, then every reverse one)", "torch's hx is layer-major, as h_n is: "
+                  "(layer 0 forward, layer 0 reverse, layer 1 forward, ...)",
+                  inputs=lambda i, c: replace_hx(i, tuple(
+                      read_direction_major(c)(part) for part in hx_parts(i))),
+                  applies=lambda case: case.with_hx and case.bidirectional
+                  and case.num_layers > 1),
+        Signature("reverse-with-forward-weights", "the reverse direction computed with the "
+                  "forward direction's weights", "the reverse direction has its own "
+                  "parameters: weight_ih_l{k}_reverse, weight_hh_l{k}_reverse and their "
+                  "biases", weights=forward_weights_reversed,
+                  applies=lambda case: case.bidirectional),
         Signature("h-n-last-layer-only", "every layer's h_n taken from the last layer",
                   "h_n holds each layer's own final state, not the last layer's repeated",
                   outputs=lambda o, c, i: with_rows(o, last_layer_everywhere(c)),

@@ -278,6 +278,43 @@ class DirectionMajorGRU(ScratchGRU):
         return h
 
 
+class SwappedFinalStateLSTM(ScratchLSTM):
+    """Returns (c_n, h_n) where torch returns (h_n, c_n): the state tuple built in the order
+    the cell's own update writes it."""
+
+    def pack_state(self, state):
+        h, c = state
+        return c, h
+
+
+class ReverseForwardWeightsLSTM(ScratchLSTM):
+    """The reverse direction reads the forward direction's parameters (the ``_reverse``
+    suffix dropped when the names are built)."""
+
+    def weights(self, slot):
+        return super().weights(slot - slot % self.num_directions)
+
+
+class FirstRowHxGRU(ScratchGRU):
+    """Every layer and direction starts from hx's first row (``hx[0]`` where ``hx[slot]`` was
+    meant)."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        state = super().initial_state(hx, batch=batch, batched=batched, like=like)
+        return tuple(s[:1].expand_as(s) for s in state)
+
+
+class DirectionMajorHxGRU(ScratchGRU):
+    """Reads hx's rows direction-major (every forward layer, then every reverse one): row
+    d * L + l for layer l, direction d, where torch's layout is l * D + d."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        state = super().initial_state(hx, batch=batch, batched=batched, like=like)
+        layers, directions = self.num_layers, self.num_directions
+        order = [d * layers + layer for layer in range(layers) for d in range(directions)]
+        return tuple(s[order] for s in state)
+
+
 class ReverseNotRealignedRNN(ScratchRNN):
     """The reverse direction's outputs are stored in processing order, not time order."""
 
