@@ -95,6 +95,12 @@ FAMILY_MUTANTS = [
     ("CancellingRGLRU", "rglru", "numerics", "precision_like_the_reference"),
     ("CancellingRGLRU", "rglru", "extremes", "saturated_gates"),
     ("RatioMinLSTM", "minlstm", "extremes", "gates_underflow"),
+    ("SigmoidCandidateMinGRU", "mingru", "shapes", "values_match_reference"),
+    ("NoActivationMinLSTM", "minlstm", "shapes", "values_match_reference"),
+    ("UnscaledInputRGLRU", "rglru", "shapes", "values_match_reference"),
+    ("NoDecayConstantRGLRU", "rglru", "shapes", "values_match_reference"),
+    ("TanhIndRNN", "indrnn", "shapes", "values_match_reference"),
+    ("ReluBeforeRecurrenceIndRNN", "indrnn", "shapes", "values_match_reference"),
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 
@@ -164,6 +170,7 @@ CORRECT = {
     "mingru": "tests.mutants.families:ChunkedMinGRU",
     "minlstm": "tests.mutants.families:ChunkedMinLSTM",
     "rglru": "tests.mutants.families:ChunkedRGLRU",
+    "indrnn": "harness.impls.diagonal:IndRNNFused",
     "lstm": "harness.impls.scratch:ScratchLSTM",
     "gru": "harness.impls.scratch:ScratchGRU",
     "rnn_tanh": "harness.impls.course_cell:ScratchRNN",

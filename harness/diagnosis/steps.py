@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from harness.core.layer import CellState, NamedParameters, State
 from harness.diagnosis.signatures import Signature
-from harness.families.minimal import MinGRULoop, MinLSTMLoop, g
+from harness.families.minimal import MinGRULoop, MinLSTMLoop, g, normalised_gates
 
 
 def lstm_step(*, gate=torch.sigmoid, candidate=torch.tanh, cell_out=torch.tanh,
@@ -147,17 +147,87 @@ def mingru_signatures() -> tuple[Signature, ...]:
         Signature("update-gate-swapped", "the update gate's roles exchanged, h' = z h + "
                   "(1 - z) h̃", "minGRU keeps the old state with 1 - z: h' = (1 - z) h + z h̃",
                   reference=mingru_step(g, update_swapped=True)),
+        Signature("candidate-sigmoid", "the candidate through a sigmoid instead of g, "
+                  "h̃ = σ(W_h x + b_h)", "h̃ = g(W_h x + b_h), g(a) = a + 0.5 for a >= 0 and "
+                  "σ(a) below (σ alone caps the state at 1)",
+                  reference=mingru_step(torch.sigmoid)),
     )
 
 
-def minlstm_signatures() -> tuple[Signature, ...]:
-    class Unnormalised(MinLSTMLoop):
+def minlstm_step(*, normalised: bool = True, candidate=g) -> type[nn.Module]:
+    class Variant(MinLSTMLoop):
         def cell(self, slot: int, x_t: Tensor, state: State) -> State:
             w = self.weights(slot)
             (h,) = state
             f_pre, i_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)
-            return (torch.sigmoid(f_pre) * h + torch.sigmoid(i_pre) * g(h_pre),)
+            f, i = normalised_gates(f_pre, i_pre) if normalised else (
+                torch.sigmoid(f_pre), torch.sigmoid(i_pre))
+            return (f * h + i * candidate(h_pre),)
 
+    return Variant
+
+
+def minlstm_signatures() -> tuple[Signature, ...]:
     return (Signature("gates-not-normalised", "f and i not normalised to sum to one",
                       "minLSTM divides: f' = f / (f + i), i' = i / (f + i)",
-                      reference=Unnormalised),)
+                      reference=minlstm_step(normalised=False)),
+            Signature("g-missing", "the candidate without g (h̃ = W_h x + b_h)",
+                      "h̃ = g(W_h x + b_h): the activation keeps the state positive",
+                      reference=minlstm_step(candidate=lambda a: a)))
+
+
+def rglru_step(*, constant: float = 8.0, lambda_sign: float = -1.0, scaled: bool = True,
+               gates_x: bool = True) -> type[nn.Module]:
+    """The RG-LRU step, log a = -c σ(r) softplus(±Λ), h' = a h + sqrt(1 - a²) (i x), with one
+    of its constants or factors changed."""
+    from harness.families.rglru import RGLRULoop, input_scale
+
+    class Variant(RGLRULoop):
+        def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+            w = self.weights(slot)
+            (h,) = state
+            r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
+            log_a = -constant * torch.sigmoid(r_pre) * F.softplus(lambda_sign * w["hh"])
+            written = torch.sigmoid(i_pre) * (x_t if gates_x else 1.0)
+            return (log_a.exp() * h + (input_scale(log_a) if scaled else 1.0) * written,)
+
+    return Variant
+
+
+def rglru_signatures() -> tuple[Signature, ...]:
+    hint = "log a = -8 σ(W_a x + b_a) softplus(-Λ), h' = a h + sqrt(1 - a²) (i ⊙ x)"
+    return (
+        Signature("input-scale-missing", "the input not scaled by sqrt(1 - a²)", hint,
+                  reference=rglru_step(scaled=False)),
+        Signature("decay-constant-missing", "the constant c = 8 left out of log a", hint,
+                  reference=rglru_step(constant=1.0)),
+        Signature("lambda-sign-flipped", "softplus(Λ) in place of softplus(-Λ)", hint,
+                  reference=rglru_step(lambda_sign=1.0)),
+        Signature("input-gate-without-x", "the input gate written alone, not times x "
+                  "(sqrt(1 - a²) i)", hint, reference=rglru_step(gates_x=False)),
+    )
+
+
+def indrnn_step(*, activation=torch.relu, input_side_only: bool = False) -> type[nn.Module]:
+    from harness.families.indrnn import IndRNNLoop
+
+    class Variant(IndRNNLoop):
+        def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+            w = self.weights(slot)
+            (h,) = state
+            drive = F.linear(x_t, w["ih"], w["b_ih"])
+            if input_side_only:
+                return (activation(drive) + w["hh"] * h,)
+            return (activation(drive + w["hh"] * h),)
+
+    return Variant
+
+
+def indrnn_signatures() -> tuple[Signature, ...]:
+    hint = "h' = relu(W x + b + u ⊙ h): the activation takes the recurrent term too"
+    return (
+        Signature("tanh-instead-of-relu", "tanh in place of relu", hint,
+                  reference=indrnn_step(activation=torch.tanh)),
+        Signature("relu-on-input-side-only", "relu applied to W x + b alone, u ⊙ h added "
+                  "after it", hint, reference=indrnn_step(input_side_only=True)),
+    )

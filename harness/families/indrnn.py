@@ -30,5 +30,6 @@ class IndRNNLoop(NamedParameters):
 
 INDRNN = Family(
     "indrnn", IndRNNLoop, gates=1, recurrence="diagonal", order=12,
+    signatures="harness.diagnosis.steps:indrnn_signatures",
     description="IndRNN: h' = relu(W x + b + u ⊙ h), a per-unit recurrent weight u",
 )

@@ -60,5 +60,6 @@ class RGLRUFamily(Family):
 
 RGLRU = RGLRUFamily(
     "rglru", RGLRULoop, gates=2, recurrence="diagonal", square=True, order=13,
+    signatures="harness.diagnosis.steps:rglru_signatures",
     description="Griffin's RG-LRU: h' = a h + sqrt(1 - a²) (i x), log a = -8 r softplus(-Λ)",
 )

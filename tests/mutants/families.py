@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harness.families.minimal import MinGRULoop, MinLSTMLoop, g, log_g
-from harness.families.rglru import RGLRULoop, log_decay
+from harness.families.indrnn import IndRNNLoop
+from harness.families.minimal import MinGRULoop, MinLSTMLoop, g, log_g, normalised_gates
+from harness.families.rglru import RGLRULoop, input_scale, log_decay
 from harness.impls.diagonal import RGLRUScan
 from harness.impls.minimal_scan import MinGRUScan, MinLSTMScan
 from harness.impls.scan import doubling_scan, masked
@@ -129,3 +130,65 @@ class RatioMinLSTM(MinLSTMLoop):
         f_pre, i_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)
         f, i = torch.sigmoid(f_pre), torch.sigmoid(i_pre)
         return (f / (f + i) * h + i / (f + i) * g(h_pre),)
+
+
+class SigmoidCandidateMinGRU(ChunkedMinGRU):
+    """The candidate through a plain sigmoid, h̃ = σ(W_h x + b_h), where minGRU takes g (an
+    earlier draft's activation): the state stays below 1."""
+
+    def decay_and_input(self, proj):
+        z_pre, h_pre = proj.chunk(2, dim=-1)
+        return torch.sigmoid(-z_pre), torch.sigmoid(z_pre) * torch.sigmoid(h_pre)
+
+
+class NoActivationMinLSTM(ChunkedMinLSTM):
+    """The candidate left linear, h̃ = W_h x + b_h (g dropped, as in the paper's pseudocode
+    for its log-free form)."""
+
+    def decay_and_input(self, proj):
+        f_pre, i_pre, h_pre = proj.chunk(3, dim=-1)
+        f_norm, i_norm = normalised_gates(f_pre, i_pre)
+        return f_norm, i_norm * h_pre
+
+
+def rglru_cell(self, slot, x_t, state, *, constant=8.0, scaled=True):
+    """RGLRULoop's step with its decay constant c or its input scale sqrt(1 - a²) changed."""
+    w = self.weights(slot)
+    (h,) = state
+    r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
+    log_a = -constant * torch.sigmoid(r_pre) * F.softplus(-w["hh"])
+    scale = input_scale(log_a) if scaled else 1.0
+    return (log_a.exp() * h + scale * (torch.sigmoid(i_pre) * x_t),)
+
+
+class UnscaledInputRGLRU(RGLRULoop):
+    """The input written without sqrt(1 - a²): h' = a h + i x (the normalisation that keeps
+    the state's scale left out)."""
+
+    def cell(self, slot, x_t, state):
+        return rglru_cell(self, slot, x_t, state, scaled=False)
+
+
+class NoDecayConstantRGLRU(RGLRULoop):
+    """log a = -σ(r) softplus(-Λ): Griffin's constant c = 8 left out (decays far too slow)."""
+
+    def cell(self, slot, x_t, state):
+        return rglru_cell(self, slot, x_t, state, constant=1.0)
+
+
+class TanhIndRNN(IndRNNLoop):
+    """tanh where IndRNN takes relu (the Elman habit)."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        return (torch.tanh(F.linear(x_t, w["ih"], w["b_ih"]) + w["hh"] * h),)
+
+
+class ReluBeforeRecurrenceIndRNN(IndRNNLoop):
+    """relu applied to the input drive alone, u ⊙ h added after it: h' = relu(W x + b) + u h."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        return (torch.relu(F.linear(x_t, w["ih"], w["b_ih"])) + w["hh"] * h,)
