@@ -1,7 +1,8 @@
 """state: hx=None means zeros, a given hx is used, calls do not leak state into each other (no
 stored state, no in-place updates of the caller's tensors, no reused output buffers, no stale
 cached weights), and dropout acts only between layers and only in training (evaluation is
-deterministic). For ops: no state kept between calls, no in-place update of q, k, v, the gates,
+deterministic), dropping and rescaling as torch's does, with a fresh mask at every step. For
+ops: no state kept between calls, no in-place update of q, k, v, the gates,
 the initial state or cu_seqlens, and no returned buffer that the next call overwrites."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import warnings
 
 import torch
 
+from harness.conformance import dropout
 from harness.conformance.checks import Tolerance
 from harness.conformance.grids import BASE, product
 from harness.conformance.op_checks import outputs_match
@@ -185,6 +187,31 @@ def test_dropout_only_between_layers_in_training(subject, check):
         output = trained.output.transpose(0, 1) if case.batch_first else trained.output
         check.close("top layer's output at T-1 vs its h_n in training (no dropout on the output)",
                     output[-1, :, : case.h_out], trained.h_n[top])
+
+
+@cases(lambda fam: [BASE.with_(seq_len=20, batch=4, num_layers=2, dropout=0.3)])
+def test_dropout_moves_outputs_as_torch_s_does(subject, check):
+    """Over many training calls, dropout changes the output (from eval mode's) as torch's does:
+    as much (the rate p dropped, not 1 - p; the kept values scaled by 1 / (1 - p)), centred,
+    and with a fresh mask at every step (harness.conformance.dropout). Compared in
+    distribution: no single call can be."""
+    case = subject.case
+    module, inputs = subject.build(), subject.inputs()
+    reference = subject.reference()
+    time_major = case.with_(training=True)
+    mine_eval = run_in_mode(subject, module, inputs, training=False).output.detach()
+    torch_eval = subject.run_reference(inputs, reference.eval()).output.detach()
+    module.train()
+    reference.train()
+    mine = dropout.moves(lambda: subject.run(module, inputs, case=time_major).output, mine_eval,
+                         seed=case.data_seed)
+    theirs = dropout.moves(lambda: subject.run_reference(inputs, reference).output,
+                           torch_eval, seed=case.data_seed + 100_000)
+    check.count("dropout's change of the output, per training call", 3 * dropout.CALLS)
+    found = dropout.differences(mine, theirs)
+    if found:
+        check.fail(f"dropout (p={case.dropout:g}, {dropout.CALLS} training calls each) moves the "
+                   f"output otherwise than torch's: " + "; ".join(found))
 
 
 @cases(lambda fam: [BASE.with_(dropout=0.5), BASE.with_(dropout=0.5,

@@ -135,7 +135,7 @@ class RecurrentLayer(nn.Module):
                 finals.append(final)
             layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
-                layer_input = F.dropout(layer_input, self.dropout, training=True)
+                layer_input = self.drop(layer_input)
         output = layer_input  # (T, B, D * h_out)
         # Each state tensor stacks (layer, direction) rows: (L * D, B, features).
         state_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(state)))
@@ -148,6 +148,11 @@ class RecurrentLayer(nn.Module):
         elif self.batch_first:
             output = output.transpose(0, 1)
         return output, self.pack_state(state_n)
+
+    def drop(self, x: Tensor) -> Tensor:
+        """Dropout between layers, in training: each value of x (T, B, D * h_out) zeroed with
+        probability ``dropout``, the others scaled by 1 / (1 - dropout)."""
+        return F.dropout(x, self.dropout, training=True)
 
     def run_direction(
         self, slot: int, x: Tensor, state: State, mask: Tensor | None, reverse: bool

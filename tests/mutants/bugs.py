@@ -255,6 +255,29 @@ class OutputDropoutLSTM(ScratchLSTM):
         return output, state
 
 
+class KeepProbDropoutGRU(ScratchGRU):
+    """Reads ``dropout`` as the probability to keep (TensorFlow 1's keep_prob): drops 1 - p."""
+
+    def drop(self, x):
+        return F.dropout(x, 1.0 - self.dropout, training=True)
+
+
+class UnscaledDropoutLSTM(ScratchLSTM):
+    """Dropout as a bare Bernoulli mask: the kept values are not scaled by 1 / (1 - p)."""
+
+    def drop(self, x):
+        return x * (torch.rand_like(x) >= self.dropout)
+
+
+class VariationalDropoutGRU(ScratchGRU):
+    """One dropout mask per sequence, shared by every step (variational dropout, Gal and
+    Ghahramani), where torch draws a fresh one for every value."""
+
+    def drop(self, x):
+        mask = (torch.rand_like(x[:1]) >= self.dropout) / (1.0 - self.dropout)  # (1, B, F)
+        return x * mask
+
+
 # --- layouts -------------------------------------------------------------------------------------
 
 
