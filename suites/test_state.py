@@ -114,6 +114,24 @@ def test_results_survive_the_next_call(subject, check):
         check.close(f"{name} of the first call, after a second call", now, was, EXACT)
 
 
+@cases(lambda fam: [BASE, BASE.with_(batch_first=True), BASE.with_(num_layers=2),
+                    BASE.with_(bidirectional=True)])
+def test_returned_tensors_do_not_share_memory(subject, check):
+    """output, h_n (and c_n) are tensors of their own, as torch's are: writing into h_n in place
+    (a state reset, h.zero_(); a mask, h.mul_(m)) leaves output alone, and c_n alone (an
+    implementation that returns h_n as a view of output's last step fails)."""
+    with torch.no_grad():
+        returned = subject.run(subject.build(), subject.inputs()).named()
+    kept = {name: t.detach().clone() for name, t in returned.items()}
+    for name in [n for n in returned if n != "output"]:
+        returned[name].detach().fill_(1234.5)  # in place, as a caller's state reset writes
+        for other, was in kept.items():
+            if other != name:
+                check.close(f"{other} after writing into {name} in place", returned[other], was,
+                            EXACT)
+        returned[name].detach().copy_(kept[name])
+
+
 @cases(grid)
 def test_parameter_updates_are_seen(subject, check):
     """After new weights are loaded into a module that has already run (as an optimiser step

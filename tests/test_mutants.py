@@ -45,6 +45,7 @@ MUTANTS = [
     ("StatefulLSTM", "lstm", "state", "hx_none_equals_zeros"),
     ("InPlaceHxGRU", "gru", "state", "inputs_are_not_modified"),
     ("ReusedBufferLSTM", "lstm", "state", "results_survive_the_next_call"),
+    ("HnViewGRU", "gru", "state", "returned_tensors_do_not_share_memory"),
     ("CachedWeightsRNN", "rnn_tanh", "state", "parameter_updates_are_seen"),
     ("VersionCachedWeightsRNN", "rnn_tanh", "state", "writes_through_data_are_seen"),
     ("EvalDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),

@@ -464,6 +464,18 @@ class ReusedBufferLSTM(ScratchLSTM):
         return buffers[0], (buffers[1], buffers[2])
 
 
+class HnViewGRU(ScratchGRU):
+    """One layer, one direction, time-major: h_n returned as a view of the output's last step
+    (the same values, one tensor fewer), so a caller's in-place state reset writes into output."""
+
+    def forward(self, input, hx=None):
+        output, h_n = super().forward(input, hx)
+        plain = isinstance(output, Tensor) and output.dim() == 3 and not self.batch_first
+        if plain and self.num_layers == 1 and not self.bidirectional:
+            h_n = output[-1:]
+        return output, h_n
+
+
 class CachedWeightsRNN(ScratchRNN):
     """Fuses its weights once, on the first call, and never notices that they changed."""
 
