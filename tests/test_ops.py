@@ -258,3 +258,32 @@ def test_the_docs_examples_run_as_written(tmp_path, monkeypatch, fresh_mypkg):
         records = [json.loads(x) for x in (tmp_path / f"out{n}" / "records.jsonl").open()]
         assert any(r["outcome"] == "passed" for r in records)
         assert not any(r["outcome"] == "failed" for r in records), line
+
+
+def constant_stabiliser_mlstm(q, k, v, i, f, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A correct mLSTM form whose final stabiliser m is a constant for autograd (as fused
+    kernels keep it): the same values, and the gradient of what the state means (C e^m, n e^m)
+    reaches the inputs through C and n instead of m."""
+    o, state = mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                           output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                           chunk_size=chunk_size)
+    if state is None:
+        return o, None
+    c, n, m = state
+    moved = (m - m.detach()).exp()  # 1, carrying m's gradient
+    return o, (c * moved[..., None, None], n * moved[..., None], m.detach())
+
+
+def test_an_mlstm_form_with_a_constant_stabiliser_passes_the_gradient_checks(tmp_path):
+    """The final state's gradients are compared through what it means (C e^(m - m_ref),
+    n e^(m - m_ref)), never through m itself: a form that carries m as a constant, or another
+    stabiliser, is as correct as the reference (both failed op_gradients_match_reference and
+    op_gradcheck when the loss took the raw parts)."""
+    code = main(["run", "--impl-fn", f"{__name__}:constant_stabiliser_mlstm", "--family",
+                 "mlstm", "--suite", "gradients", "--workers", "0", "--confirm-alone", "0",
+                 "--no-report", "--out", str(tmp_path)])
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert {r["outcome"] for r in records} <= {"passed", "not supported"}, [
+        r["message"] for r in records if r["outcome"] == "failed"]
+    assert code == 0 and sum(r["outcome"] == "passed" for r in records) >= 8

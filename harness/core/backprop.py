@@ -11,7 +11,7 @@ are part of no autograd graph raise NoGradient, naming what the gradient does no
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -178,13 +178,29 @@ def loss(outputs: OpOutputs, grads: list[Tensor]) -> Tensor:
     return sum((t * g.to(t.device)).sum() for t, g in zip(tensors, grads) if t.requires_grad)
 
 
+def meaning(out: OpOutputs, subject: OpSubject, inputs: OpInputs) -> OpOutputs:
+    """``out`` with its final state as it is compared (mLSTM's C and n times e^(m - m_ref), m
+    the reference's, a constant): a loss on it is the same function of the inputs whatever
+    stabiliser a form carries, or whether it lets gradients through it — the state's meaning
+    is defined, its stabiliser is not."""
+    family = subject.family_def
+    if family.comparable is None or out.state is None:
+        return out
+    with torch.no_grad():
+        anchor = call_op(family.reference, inputs.to("cpu"), family, final=True).state
+    return replace(out, state=family.compared(out.state, tuple(
+        a.to(s.device, s.dtype) for a, s in zip(anchor, out.state))))
+
+
 def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | None, *,
               chunk_size: int | None = None) -> tuple[list[Tensor | None], list[Tensor]]:
     """d loss / d each input (None where none reached) of ``fn`` on leaf copies of ``inputs``,
-    and the upstream gradients used (into the final state too when the op returns one)."""
+    and the upstream gradients used (into the final state too when the op returns one, through
+    what it means: ``meaning``)."""
     leaves = inputs.leaves()
     final = subject.final
-    out = call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size)
+    out = meaning(call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size),
+                  subject, inputs)
     grads = upstream(out, subject.case.data_seed + 31) if grads is None else grads
     if not any(t.requires_grad for t in out.named().values()):
         raise NoGradient("no gradient reaches q, k, v, the gates or the initial state: the "
