@@ -216,12 +216,12 @@ def test_dropout_moves_outputs_as_torch_s_does(subject, check):
     case = subject.case
     module, inputs = subject.build(), subject.inputs()
     reference = subject.reference()
-    time_major = case.with_(training=True)
+    training = case.with_(training=True)
     mine_eval = run_in_mode(subject, module, inputs, training=False).output.detach()
     torch_eval = subject.run_reference(inputs, reference.eval()).output.detach()
     module.train()
     reference.train()
-    mine = dropout.moves(lambda: subject.run(module, inputs, case=time_major).output, mine_eval,
+    mine = dropout.moves(lambda: subject.run(module, inputs, case=training).output, mine_eval,
                          seed=case.data_seed)
     theirs = dropout.moves(lambda: subject.run_reference(inputs, reference).output,
                            torch_eval, seed=case.data_seed + 100_000)
