@@ -159,6 +159,7 @@ OP_MUTANTS = [
     ("NoAbsNormaliserMLSTM", "mlstm", "values", "matches_reference"),
     ("EpsInsideMaxMLSTM", "mlstm", "values", "matches_reference"),
     ("FactoredDecaysGatedDelta", "gated_delta", "extremes", "op_gate_stress"),
+    ("Float32InsideGatedDelta", "gated_delta", "values", "matches_reference"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -59,6 +59,8 @@ OP_VALUE_MUTANTS = [
     ("NoAbsNormaliserMLSTM", "mlstm", BASE, "normaliser-without-abs"),
     # a relative 1e-6 where e^-m is the larger: in float64
     ("EpsInsideMaxMLSTM", "mlstm", BASE.with_(dtype="float64"), "eps-inside-the-max"),
+    ("Float32InsideGatedDelta", "gated_delta", BASE.with_(dtype="float64"),
+     "computes-in-float32"),
     # a sentinel of -1e4 for "no decay" loses float32 digits in the chunk's cumulative sums:
     # the mistake's own rounding, which no exact signature reproduces
     ("ZeroDecayIsResetScalarDecay", "scalar_decay", OpCase(seq_len=20, batch=2, heads=2,

@@ -114,6 +114,12 @@ def generic(family) -> list[OpSignature]:
         state = tuple(s[:1].expand_as(s) for s in inputs.initial_state)
         return call_op(reference, replace(inputs, initial_state=state), family)
 
+    def in_float32(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        """A float64 call computed in float32 and cast back (o and the state)."""
+        out = call_op(reference, inputs.to(dtype=torch.float32), family)
+        return replace(out, o=out.o.double(),
+                       state=None if out.state is None else tuple(s.double() for s in out.state))
+
     def empty_ends_at_zero(inputs: OpInputs, case: OpCase) -> OpOutputs:
         """An empty sequence's final state zero, not the initial state it was given."""
         out = call_op(reference, inputs, family)
@@ -158,6 +164,10 @@ def generic(family) -> list[OpSignature]:
                     "(B is 1 with cu_seqlens)", first_row_for_all,
                     applies=lambda case: case.lengths is not None and len(case.lengths) > 1
                     and case.with_state),
+        OpSignature("computes-in-float32", "the computation in float32 (cast back to "
+                    "float64)", "a float64 call should be computed in float64: check for "
+                    "float32 casts, constants or buffers (a kernel's accumulator dtype)",
+                    in_float32, applies=lambda case: case.dtype == "float64"),
         OpSignature("empty-sequence-state-zeroed", "an empty sequence's final state returned "
                     "as zeros instead of its initial state", "a sequence of length 0 ends in "
                     "the state it started from: copy initial_state[n] through (a kernel that "

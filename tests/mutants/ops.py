@@ -502,3 +502,17 @@ def FactoredDecaysGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None
                                              initial_state=initial_state,
                                              output_final_state=output_final_state,
                                              cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def Float32InsideGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                            output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A kernel whose accumulators are float32 whatever the inputs: a float64 call is computed
+    in float32 and cast back (right to float32's 1e-7, not to float64's)."""
+    def narrow(t):
+        return None if t is None else t.float()
+
+    o, state = gated_delta.gated_delta_chunk(
+        narrow(q), narrow(k), narrow(v), narrow(g), narrow(beta), scale=scale,
+        initial_state=narrow(initial_state), output_final_state=output_final_state,
+        cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return o.to(q.dtype), None if state is None else state.to(q.dtype)
