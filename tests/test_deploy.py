@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from harness.cli import main
-from harness.conformance.accuracy import ErrorPool, figures_of, pooled
+from harness.conformance.accuracy import ErrorPool, figures_of
 from harness.conformance.checks import Check, CheckFailed, Tolerance
+from harness.conformance.figures import pooled
 from harness.conformance.tolerance import Override, tolerance_for
 from harness.core.case import Case
 from harness.core.declared import parse_tolerance

@@ -8,37 +8,33 @@ through the same plugin a plain ``pytest`` run uses, so both accept the same opt
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from harness.cli import (
-    bench,
-    bisect,
-    calibrate,
-    compare,
-    gate,
-    history,
-    job,
-    listing,
-    profile,
-    report,
-    run,
-)
 from harness.cli.common import INTERRUPTED, USAGE_ERROR, Interrupted, Parser, UsageError
 from harness.core.exit import finish
 
-COMMANDS = {"list": listing, "run": run, "bench": bench, "job": job, "profile": profile,
-            "compare": compare, "gate": gate, "bisect": bisect, "calibrate": calibrate,
-            "report": report, "history": history}
+# command -> its module in harness.cli, imported only when that command runs: most commands
+# import torch, and ``report`` or ``history`` have no need to pay two seconds for it
+COMMANDS = {"list": "listing", "run": "run", "bench": "bench", "job": "job",
+            "profile": "profile", "compare": "compare", "gate": "gate", "bisect": "bisect",
+            "calibrate": "calibrate", "report": "report", "history": "history"}
 
 
-def build_parser() -> Parser:
+def command_module(name: str):
+    return importlib.import_module(f"harness.cli.{COMMANDS[name]}")
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """Every command's parser, or only that of ``only`` (a command name): then ``--help``
+    lists that command alone, and no other command's module is imported."""
     parser = Parser(prog="seq-harness", description="Conformance and benchmark kit for RNNs.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for module in COMMANDS.values():
-        module.add_parser(commands)
+    for name in [only] if only in COMMANDS else COMMANDS:
+        command_module(name).add_parser(commands)
     return parser
 
 
@@ -50,12 +46,13 @@ def entry() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None)
     try:
         args = parser.parse_args(argv)
+        module = command_module(args.command)
         if args.command in ("run", "bench"):  # their --resume re-parses the saved options
-            return COMMANDS[args.command].command(args, argv, parser)
-        return COMMANDS[args.command].command(args, argv)
+            return module.command(args, argv, parser)
+        return module.command(args, argv)
     except UsageError as error:
         print(f"seq-harness: error: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -5,30 +5,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from harness.cli.common import USAGE_ERROR, UsageError, prepare_out, resumed, usage_errors
 from harness.conformance.alone import describe
+from harness.conformance.handoff import read_handoff, write_pending
 from harness.conformance.options import SELECTION, SKIP_IMPL, SUITES, add_options
+from harness.conformance.override import Override
 from harness.conformance.session import SuiteRun, exit_code, lines_for, run_suites
 from harness.conformance.suites import suite_files, thorough_names
-from harness.conformance.tolerance import Override
-from harness.core.precision import set_tf32
 from harness.records import (
     AS_TORCH,
     FAILED,
     OUTCOMES,
-    RunInfo,
+    new_run_id,
     read_run_info,
     write_run_info,
 )
-from harness.registry import choose
-from harness.report import write_report
+from harness.registry.names import confirmed
 
 
 def add_parser(commands) -> None:
@@ -84,20 +82,25 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     with usage_errors():
         # No --suite: the default suites only (an opt-in suite's file is not even collected).
         files = suite_files(args.suite, args.skip_suite, every=args.all_suites)
-        chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
-                        skipped=args.skip_impl)
-    if not chosen.specs and not chosen.broken:
-        raise UsageError("no implementations are installed in the seq_harness.impls group")
+        # Bad input is one line before anything runs. Where the names are confirmed without
+        # importing anything, worker processes resolve them and start at once (they import
+        # torch; this process then never does: harness.registry.names).
+        if not args.workers or not confirmed(impls=args.impl, impl_classes=args.impl_class,
+                                             family=args.family, skipped=args.skip_impl):
+            from harness.registry import choose
+
+            chosen = choose(impls=args.impl, impl_classes=args.impl_class, family=args.family,
+                            skipped=args.skip_impl)
+            if not chosen.specs and not chosen.broken:
+                raise UsageError("no implementations are installed in seq_harness.impls")
     validate(args)
-    torch.set_num_threads(args.threads)
-    set_tf32(args.tf32)
     if args.resume:
         out = Path(args.resume)
     else:
-        info = RunInfo.collect(argv=["seq-harness", *argv])
-        out = Path(args.out) if args.out else Path("results") / info.run_id
+        run_id = new_run_id()  # run.json: described by the process that runs the checks
+        out = Path(args.out) if args.out else Path("results") / run_id
         prepare_out(out, overwrite=args.overwrite)
-        write_run_info(out, info)
+        write_pending(out, run_id, ["seq-harness", *argv])
     outcome = run_suites(SuiteRun(
         files=tuple(files), out=out, impls=tuple(args.impl), impl_classes=tuple(args.impl_class),
         skipped_impls=tuple(args.skip_impl),
@@ -109,7 +112,13 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
         verbose=args.verbose, resume=bool(args.resume), confirm_alone=args.confirm_alone,
         atol=args.atol, rtol=args.rtol, rounding=args.rounding,
         diagnosis=not args.no_diagnosis, shard=str(args.shard) if args.shard else None,
-        maxfail=args.maxfail, report=False))  # written once, below, with the re-runs' verdicts
+        maxfail=args.maxfail, report=False,  # written once, below, with the re-runs' verdicts
+        warm_report=not args.no_report))
+    refused = read_handoff(out)
+    if refused is not None and refused.error is not None:  # a worker met bad input
+        if not args.resume:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UsageError(refused.error)
     for line in describe(outcome.confirmed):
         print(line)
     stopped = None
@@ -120,6 +129,8 @@ def command(args: argparse.Namespace, argv: list[str], parser=None) -> int:
     reports = [] if args.no_report else [out / "report.md", *([args.report] if args.report else [])]
     for path in reports:
         try:
+            from harness.report import write_report  # imported while the checks ran (Warmup)
+
             write_report([out], path)
         except Exception as error:  # the records are on disk: a failed report must not hide them
             print(f"seq-harness: could not write the report {path}: {error}", file=sys.stderr)

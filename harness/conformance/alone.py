@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from harness.core.families import family, is_op_family
 from harness.records import FAILED, RECORDS_FILE, Record, iter_records
 
 LIMIT = 5  # failed checks re-run per run by default
@@ -29,6 +28,8 @@ NOT_RERUN = ("timeout", "crashed", "not run")  # failures a re-run would only re
 def flag_for(family_name: str) -> str:
     """How a user names their own subject of ``family_name``: --impl-fn for an op's family,
     --impl-class for a module's (and for a family not installed here)."""
+    from harness.core.families import family, is_op_family  # torch: the families' references
+
     try:
         return "--impl-fn" if is_op_family(family(family_name)) else "--impl-class"
     except ValueError:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
 
 from harness.conformance.suites import (
     SUITES_PACKAGE,
@@ -21,8 +21,10 @@ from harness.conformance.suites import (
     thorough_names,
 )
 from harness.core.precision import set_tf32
-from harness.core.spec import ImplSpec
 from harness.records import iter_records
+
+if TYPE_CHECKING:  # torch stays out of the xdist controller, which costs checks by node id
+    from harness.core.spec import ImplSpec
 
 INFERENCE_ONLY = ("not supported: autograd (inference only: the implementation declares "
                   "autograd False, and this check needs a backward pass)")
@@ -45,6 +47,7 @@ def only_once(case, adapted, spec: ImplSpec) -> str:
 
 def parametrize(metafunc: pytest.Metafunc, specs: Sequence[ImplSpec]) -> None:
     """(spec, case) for every selected implementation x the test's ``cases`` grid."""
+    import torch  # here, in the process that runs checks: the xdist controller never does
     marker = metafunc.definition.get_closest_marker("cases")
     if marker is None or not marker.args:
         raise pytest.UsageError(f"{metafunc.definition.nodeid} needs @pytest.mark.cases(grid)")
@@ -97,6 +100,10 @@ def select_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     threads = config.getoption("threads")
     if threads < 1:
         raise pytest.UsageError(f"--threads {threads} is invalid; expected 1 or more")
+    import torch
+
+    from harness.core.spec import ImplSpec
+
     torch.set_num_threads(threads)
     set_tf32(config.getoption("tf32"))
 

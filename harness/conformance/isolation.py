@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # imported where settings are read: the xdist controller holds Strikes only
+    import torch
 
 
 class CheckTimeout(BaseException):
@@ -51,6 +52,8 @@ class TorchState:
 
     @classmethod
     def capture(cls) -> TorchState:
+        import torch
+
         cuda = tuple(torch.cuda.get_rng_state_all()) if torch.cuda.is_initialized() else ()
         return cls(
             default_dtype=torch.get_default_dtype(),
@@ -69,6 +72,8 @@ class TorchState:
 
     def restore(self) -> list[str]:
         """Put every setting back; the names of those the check had changed."""
+        import torch
+
         now = TorchState.capture()
         changed = [name for name in ("default_dtype", "threads", "grad_enabled", "deterministic",
                                      "deterministic_warn_only", "cudnn_benchmark",

@@ -2,8 +2,8 @@
 
 Loaded through the ``pytest11`` entry point, so ``pytest --pyargs harness.suites`` and
 ``seq-harness run`` behave the same. It stays thin: everything it does is delegated to plain
-modules. Heavy imports happen once a suite test is collected: unrelated test runs pay nothing.
-"""
+modules. Heavy imports happen once a suite test is collected: unrelated test runs pay nothing,
+and the xdist controller of a run never imports torch (harness.conformance.handoff)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-SELECTION = pytest.StashKey["object"]()
-WRITER = pytest.StashKey["object"]()
-RUN_ID = pytest.StashKey[str]()
-STRIKES = pytest.StashKey["object"]()
+from harness.conformance.handoff import hands_off
+from harness.conformance.stash import REFUSED, RUN_ID, SELECTION, STRIKES, WRITER
+
 DIAGNOSERS = pytest.StashKey[dict]()  # implementation name -> its Diagnoser, per process
 MAX_STRIKES = 3  # timeouts or crashes before an implementation's remaining checks fail at once
 STUCK_EXIT = 75  # exit status of a worker ended by the watchdog
@@ -56,9 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ProgressLine(config), "seq-harness-progress")
     if not hasattr(config, "workerinput"):  # under -n, the xdist controller: it schedules
         config.pluginmanager.import_plugin("harness.conformance.scheduling")
-    if any(config.getoption(name) for name in ("impl", "impl_class", "family", "suite")):
+    if hands_off(config):  # its workers resolve the implementations and report bad input
+        config.pluginmanager.import_plugin("harness.conformance.controller")
+    elif any(config.getoption(name) for name in ("impl", "impl_class", "family", "suite")):
         selection(config)  # bad input is a usage error before anything is collected
-    from harness.conformance.tolerance import Override
+    from harness.conformance.override import Override
 
     try:
         Override(config.getoption("atol"), config.getoption("rtol"))
@@ -66,18 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if directory is None:
         return
-    from harness.records import RecordWriter, RunInfo, read_run_info, write_run_info
+    from harness.conformance.handoff import run_id_for
+    from harness.records import RecordWriter
 
-    run_file = Path(directory) / "run.json"
-    if run_file.is_file():  # written by `seq-harness run`, or by the xdist controller
-        config.stash[RUN_ID] = read_run_info(directory).run_id
-    else:
-        from harness.core.precision import set_tf32
-
-        set_tf32(config.getoption("tf32"))  # before collect: run.json says what the checks ran
-        info = RunInfo.collect(argv=["pytest", *config.invocation_params.args])
-        write_run_info(directory, info)
-        config.stash[RUN_ID] = info.run_id
+    config.stash[RUN_ID] = run_id_for(config, describe=not hands_off(config))
     config.stash[WRITER] = RecordWriter(directory)
 
 
@@ -93,17 +86,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def selection(config: pytest.Config):
-    """The implementations this session covers, resolved once (UsageError on bad input)."""
+    """The implementations this session covers, resolved once (UsageError on bad input; in a
+    worker of a run with a results directory, the error goes to the controller through the
+    handoff, and the worker collects nothing)."""
     if SELECTION not in config.stash:
-        from harness.registry import choose
+        from harness.registry import Selection, choose
 
         try:
-            config.stash[SELECTION] = choose(
+            chosen = choose(
                 impls=config.getoption("impl"), impl_classes=config.getoption("impl_class"),
                 family=config.getoption("family"), skipped=config.getoption("skip_impl"))
+            if not chosen.specs and not chosen.broken:
+                raise ValueError("no implementations are installed in seq_harness.impls")
         except (ValueError, TypeError) as error:
-            raise pytest.UsageError(str(error)) from None
+            if not hasattr(config, "workerinput") or config.getoption("results_dir") is None:
+                raise pytest.UsageError(str(error)) from None
+            chosen = Selection(())
+            config.stash[REFUSED] = str(error)
+        config.stash[SELECTION] = chosen
     return config.stash[SELECTION]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist tells the controller it is done
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") and session.config.getoption("results_dir"):
+        from harness.conformance.handoff import hand_off
+
+        hand_off(session.config, session.items)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -239,20 +248,9 @@ def end_stuck_worker(item: pytest.Item, limit: float) -> None:
 def pytest_handlecrashitem(crashitem: str, report, sched) -> None:
     """pytest-xdist: the worker running ``crashitem`` died. Record the check as crashed (unless
     the watchdog already recorded it as a timeout); the run goes on in a new worker."""
-    config = sched.config
-    writer = config.stash.get(WRITER, None)
-    if writer is None:
-        return
-    from harness.conformance.recording import crash_record, impl_of_nodeid
-    from harness.records import iter_records
+    from harness.conformance.controller import record_crash
 
-    if any(r.nodeid == crashitem for r in iter_records(config.getoption("results_dir"))):
-        return
-    config.stash[STRIKES].add(impl_of_nodeid(crashitem), "crash")
-    specs = selection(config).specs
-    writer.write(crash_record(crashitem, families={s.name: s.family for s in specs},
-                              origins={s.name: s.origin for s in specs},
-                              run_id=config.stash[RUN_ID]))
+    record_crash(sched.config, crashitem, lambda: selection(sched.config).specs)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -284,17 +282,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Entry points that failed to load are failed checks of the run, not a crash."""
     config = session.config
-    writer = config.stash.get(WRITER, None)
-    if writer is None or hasattr(config, "workerinput"):
-        return
-    from harness.records import FAILED, Record, iter_records
+    if not config.stash.get(WRITER, None) or hasattr(config, "workerinput") or hands_off(config):
+        return  # the xdist controller: once its workers have said which (controller.py)
+    from harness.conformance.controller import record_broken
 
-    done = set()
-    if config.getoption("resume"):
-        done = {r.impl for r in iter_records(config.getoption("results_dir"))
-                if r.suite == "registry"}
-    for name, why in selection(config).broken.items():
-        if name in done:
-            continue
-        writer.write(Record(impl=name, family="unknown", suite="registry", check="load",
-                            outcome=FAILED, message=why, run_id=config.stash[RUN_ID]))
+    record_broken(config, selection(config).broken)

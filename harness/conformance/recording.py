@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance.checks import CheckFailed
 from harness.conformance.isolation import CheckTimeout
 from harness.conformance.suites import suite_name
 from harness.core.text import one_line
@@ -55,6 +54,8 @@ def record_from_report(item: pytest.Item, report: pytest.TestReport, call: pytes
     else:
         outcome = FAILED
         error = call.excinfo.value if call.excinfo is not None else None
+        from harness.conformance.checks import CheckFailed  # torch: checks run in this process
+
         if isinstance(error, (CheckFailed, CheckTimeout, pytest.fail.Exception)):
             message = str(error)
         elif error is not None:

@@ -14,7 +14,7 @@ It applies to the default distribution (``-n N`` alone); any other ``--dist`` is
 from __future__ import annotations
 
 import pytest
-from xdist.scheduler import LoadGroupScheduling
+from xdist.scheduler import LoadGroupScheduling, LoadScheduling
 
 
 class CompiledTogether(LoadGroupScheduling):
@@ -62,12 +62,45 @@ class CompiledTogether(LoadGroupScheduling):
         return f"compiled {impl}" if impl in self.compiled else nodeid
 
 
+class UntilCollected:
+    """The scheduler of the xdist controller of a run with a results directory, which does not
+    know the compiled implementations until its workers hand them off (harness.conformance.
+    handoff): xdist's load scheduling follows the workers as they come, and at the first
+    collection hands them to CompiledTogether if any implementation is compiled."""
+
+    def __init__(self, config: pytest.Config, log) -> None:
+        self.config, self.log = config, log
+        self.scheduler = LoadScheduling(config, log)
+        self.decided = False
+
+    def add_node_collection(self, node, collection) -> None:
+        if not self.decided:
+            from harness.conformance.handoff import read_handoff
+
+            self.decided = True
+            handoff = read_handoff(self.config.getoption("results_dir"))
+            compiled = frozenset(name for name, entry in getattr(handoff, "entries", {}).items()
+                                 if entry.compiled)
+            if compiled:
+                together = CompiledTogether(self.config, self.log, compiled)
+                for known in self.scheduler.nodes:  # none has collected yet: nothing pending
+                    together.add_node(known)
+                self.scheduler = together
+        self.scheduler.add_node_collection(node, collection)
+
+    def __getattr__(self, name: str):  # everything else: the scheduler in charge
+        return getattr(self.scheduler, name)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     if config.getoption("dist") != "load":
         return None
+    from harness.conformance.handoff import hands_off
     from harness.conformance.plugin import selection
 
+    if hands_off(config):  # the compiled implementations are known once the workers collect
+        return UntilCollected(config, log)
     compiled = frozenset(s.name for s in selection(config).specs
                          if getattr(s.capabilities, "compiled", False))  # ops: no such claim
     return CompiledTogether(config, log, compiled) if compiled else None

@@ -7,6 +7,9 @@ without a command line.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,7 @@ class SuiteRun:
     report: bool = True  # OUT/report.md at the end (a job renders its own of every stage)
     progress_s: float = 30.0  # a progress line (done/total, ETA) this often; 0: none
     stop_at: float | None = None  # time.time() after which no check starts (--stop-at)
+    warm_report: bool = False  # the report's modules imported while the checks run (Warmup)
 
     def options(self) -> list[str]:
         """The options a check needs to run again exactly as it ran here."""
@@ -126,10 +130,34 @@ class SuiteOutcome:
     confirmed: list[Record]
 
 
+class Warmup:
+    """Imports the report's modules (torch and pandas among them: over two seconds on a 2-vCPU
+    machine) in a thread of the xdist controller once the workers have collected: the import
+    then overlaps the checks instead of following them, and the report is written as soon as
+    they end."""
+
+    MODULE = "harness.report.document"
+
+    def __init__(self) -> None:
+        self.started = False
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        if not self.started:
+            self.started = True
+            threading.Thread(target=self.load, daemon=True, name="report-warmup").start()
+
+    def load(self) -> None:
+        # an error is the report's own import's to say, with its traceback, when it is needed
+        with contextlib.suppress(Exception):
+            importlib.import_module(self.MODULE)
+
+
 def run_suites(run: SuiteRun) -> SuiteOutcome:
-    """Run the suites into ``run.out`` (run.json must already be there), then re-run up to
+    """Run the suites into ``run.out`` (run.json, or run.pending.json for the workers to
+    complete: harness.conformance.handoff, already there), then re-run up to
     ``run.confirm_alone`` failed checks alone; the records on disk are final when it returns."""
-    code = int(pytest.main(run.pytest_args()))
+    code = int(pytest.main(run.pytest_args(), plugins=[Warmup()] if run.warm_report else []))
     confirmed: list[Record] = []
     if run.confirm_alone:
         limit_s = run.check_timeout * 10 + 60 if run.check_timeout else None

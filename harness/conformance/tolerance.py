@@ -28,9 +28,8 @@ inputs left unmodified) carry their own bounds and never ask here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from harness.conformance.checks import Check, Tolerance
+from harness.conformance.override import Override
 from harness.core.case import Case
 from harness.core.families import Family
 from harness.core.spec import ImplSpec
@@ -39,24 +38,6 @@ QUANTITIES = ("output", "large", "long", "gradient", "strict")
 LARGE_RTOL = {"float32": 1e-5, "float64": 1e-12}  # numerics: on top of the case's atol
 
 FAMILY, DECLARED, COMMAND_LINE = "family default", "declared", "--atol/--rtol"
-
-
-@dataclass(frozen=True)
-class Override:
-    """``--atol``/``--rtol`` of a one-off run (None where not given)."""
-
-    atol: float | None = None
-    rtol: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1e300):
-                raise ValueError(f"--{name} {value} is invalid; expected a finite number >= 0")
-
-    @property
-    def given(self) -> bool:
-        return self.atol is not None or self.rtol is not None
 
 
 def family_default(case: Case, family: Family, quantity: str) -> Tolerance:

@@ -16,8 +16,6 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
-
 Fingerprint = dict[str, object]
 
 # What each fingerprint field is called when two machines differ in it.
@@ -55,6 +53,8 @@ def memory_gib() -> int | None:
 
 def torch_builds() -> dict[str, str]:
     """The BLAS and oneDNN versions torch was built with, as torch.__config__ reports them."""
+    import torch  # here: reading a fingerprint (reports, history) needs no torch
+
     shown = torch.__config__.show()
     found = {}
     mkl = re.search(r"Math Kernel Library Version ([\w.\-]+)", shown)
@@ -70,6 +70,8 @@ def torch_builds() -> dict[str, str]:
 
 def fingerprint() -> Fingerprint:
     """This machine's fingerprint (see the module docstring)."""
+    import torch
+
     info = cpuinfo()
     ident = " ".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model", "stepping"))
     found: Fingerprint = {

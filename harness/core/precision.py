@@ -10,8 +10,6 @@ default is), and writes which into run.json. The CPU is unaffected either way.
 
 from __future__ import annotations
 
-import torch
-
 TF32_MODES = ("off", "on")
 
 
@@ -19,6 +17,8 @@ def set_tf32(mode: str) -> None:
     """TF32 for cuDNN and for matmul on CUDA ("on"), or neither ("off")."""
     if mode not in TF32_MODES:
         raise ValueError(f"tf32 {mode!r} is invalid; expected one of {', '.join(TF32_MODES)}")
+    import torch  # here: the option's modes are read where torch is not imported
+
     allowed = mode == "on"
     torch.backends.cuda.matmul.allow_tf32 = allowed
     torch.backends.cudnn.allow_tf32 = allowed
@@ -26,5 +26,7 @@ def set_tf32(mode: str) -> None:
 
 def tf32_mode() -> str:
     """"on" when either cuDNN or matmul may use TF32 in this process, else "off"."""
+    import torch
+
     allowed = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
     return "on" if allowed else "off"

@@ -14,8 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from harness.core.machine import base_label
 from harness.core.machine import fingerprint as machine_fingerprint
 from harness.core.precision import tf32_mode
@@ -48,7 +46,12 @@ class RunInfo:
     stopped: str | None = None
 
     @classmethod
-    def collect(cls, run_id: str | None = None, argv: list[str] | None = None) -> RunInfo:
+    def collect(cls, run_id: str | None = None, argv: list[str] | None = None,
+                threads: int | None = None) -> RunInfo:
+        """This process's torch, Python and machine; ``threads``: the torch threads the checks
+        run with (default: this process's setting)."""
+        import torch  # here: reading run.json (reports, history, a run's controller) needs none
+
         from harness import __version__
 
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -60,7 +63,7 @@ class RunInfo:
             python=platform.python_version(),
             platform=platform.platform(),
             processor=processor_name(),
-            threads=torch.get_num_threads(),
+            threads=threads or torch.get_num_threads(),
             cuda=cuda,
             git_commit=git_commit(),
             argv=list(sys.argv if argv is None else argv),

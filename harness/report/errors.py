@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from harness.conformance.accuracy import pooled
+from harness.conformance.figures import pooled
 from harness.conformance.suites import suites
 
 ACCURACY = "accuracy"  # the suite measured at the standard shape
