@@ -55,6 +55,17 @@ def test_gradients_in_eval_mode(subject, check):
     match_reference(subject, check, subject.inputs(), subject.build().eval())
 
 
+@cases(lambda fam: [BASE.with_(training=True),
+                    BASE.with_(training=True, lengths=(3, 5, 1), num_layers=2,
+                               bidirectional=True)])
+def test_parameter_gradients_when_training(subject, check):
+    """As training computes them: the module in training mode (no dropout: the same function)
+    and the batch needing no gradient, as a model's data does; every parameter's gradient equals
+    the reference's. (Layers wrapped in torch.utils.checkpoint with use_reentrant=True, say,
+    give none then: no input of a checkpointed part needs a gradient.)"""
+    match_reference(subject, check, subject.inputs(), inputs_need_grad=False)
+
+
 @cases(lambda fam: [c for c in varlen(fam)])
 def test_padded_steps_get_zero_gradient(subject, check):
     module = subject.build(gradients=True)

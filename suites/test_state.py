@@ -7,6 +7,7 @@ the initial state or cu_seqlens, and no returned buffer that the next call overw
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -79,6 +80,11 @@ def test_calls_do_not_leak_state(subject, check):
 EXACT = Tolerance(0.0)
 
 
+# How a call is made: with autograd, then as evaluation and serving make it.
+MODES = ((contextlib.nullcontext, ""), (torch.no_grad, " under no_grad"),
+         (torch.inference_mode, " under inference_mode"))
+
+
 def snapshot(outputs_or_inputs):
     """Clones of every tensor, to compare against after later calls."""
     return [t.detach().clone() for t in tensors(outputs_or_inputs)]
@@ -95,12 +101,17 @@ def tensors(value):
 
 @cases(lambda fam: [c.with_(with_hx=True) for c in grid(fam)])
 def test_inputs_are_not_modified(subject, check):
-    """The call leaves the caller's input and hx untouched (no in-place updates)."""
-    inputs = subject.inputs()
-    before = snapshot(inputs)
-    subject.run(subject.build(), inputs)
-    for name, was, now in zip(("input", "h_0", "c_0"), before, tensors(inputs)):
-        check.close(f"{name} after the call", now, was, EXACT)
+    """A call leaves the caller's input and hx untouched (no in-place updates): with autograd,
+    and under no_grad and inference_mode, where fast paths skip the copies autograd needs. The
+    padded steps hold noise, so zeroing them in place shows too."""
+    module = subject.build()
+    for mode, where in MODES:
+        inputs = subject.inputs(pad_value=None)
+        before = snapshot(inputs)
+        with mode():
+            subject.run(module, inputs)
+        for name, was, now in zip(("input", "h_0", "c_0"), before, tensors(inputs)):
+            check.close(f"{name} after a call{where}", now, was, EXACT)
 
 
 @cases(grid)
@@ -151,22 +162,28 @@ def test_parameter_updates_are_seen(subject, check):
 def test_writes_through_data_are_seen(subject, check):
     """Weights written in place through ``.data`` (hand-written optimisers, weight surgery: no
     version counter moves) after a first call are what the next call uses — nothing derived
-    from the weights is kept on a version counter or a data pointer."""
-    module = subject.build()
+    from the weights is kept on a version counter or a data pointer; with autograd, and under
+    no_grad and inference_mode, where fast paths keep what autograd's path does not."""
     inputs = subject.inputs()
-    subject.run(module, inputs)
     updated = reference_weights(subject.case.with_(seed=subject.case.seed + 1), subject.family_def)
     # The new weights as the implementation's own loader lays them out, in a fresh module.
     loaded = dict(subject.build(updated).named_parameters())
-    own = dict(module.named_parameters())
-    if not own or {n: p.shape for n, p in own.items()} != {n: p.shape for n, p in loaded.items()}:
-        check.not_supported("no parameters of a fixed layout (nn.Parameter) to write through "
-                            ".data")
-    for name, parameter in own.items():
-        parameter.data.copy_(loaded[name].data)
-    check.outputs_close(subject.run(module, inputs),
-                        subject.run_reference(inputs, subject.reference(updated)),
-                        against="torch with the weights written through .data")
+    want = subject.run_reference(inputs, subject.reference(updated))
+    for mode, where in MODES:
+        module = subject.build()
+        own = dict(module.named_parameters())
+        if not own or {n: p.shape for n, p in own.items()} != {
+                n: p.shape for n, p in loaded.items()}:
+            check.not_supported("no parameters of a fixed layout (nn.Parameter) to write "
+                                "through .data")
+        with mode():
+            subject.run(module, inputs)
+        for name, parameter in own.items():
+            parameter.data.copy_(loaded[name].data)
+        with mode():
+            got = subject.run(module, inputs)
+        check.outputs_close(got, want, against=f"torch with the weights written through .data"
+                                               f"{where}")
 
 
 def dropout_grid(fam):
@@ -253,14 +270,16 @@ def test_op_inputs_are_not_modified(subject, check):
     """The call leaves q, k, v, the gates, the initial state and cu_seqlens as the caller passed
     them (an op that scales q, normalises k or decays the initial state in place changes the
     caller's tensors)."""
-    inputs = subject.inputs()
-    before = snapshot(inputs)
-    subject.run(inputs)
     family = subject.family_def
-    names = ["q", "k", "v", *family.gates, *(family.state if inputs.initial_state else ()),
-             *(() if inputs.cu_seqlens is None else ("cu_seqlens",))]
-    for name, was, now in zip(names, before, tensors(inputs)):
-        check.close(f"{name} after the call", now, was, EXACT)
+    for mode, where in MODES:
+        inputs = subject.inputs()
+        before = snapshot(inputs)
+        with mode():
+            subject.run(inputs)
+        names = ["q", "k", "v", *family.gates, *(family.state if inputs.initial_state else ()),
+                 *(() if inputs.cu_seqlens is None else ("cu_seqlens",))]
+        for name, was, now in zip(names, before, tensors(inputs)):
+            check.close(f"{name} after a call{where}", now, was, EXACT)
 
 
 @cases(lambda fam: OP_CASES, kind="op")

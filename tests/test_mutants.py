@@ -44,10 +44,14 @@ MUTANTS = [
     ("StatefulLSTM", "lstm", "state", "calls_do_not_leak_state"),
     ("StatefulLSTM", "lstm", "state", "hx_none_equals_zeros"),
     ("InPlaceHxGRU", "gru", "state", "inputs_are_not_modified"),
+    ("NoGradInPlaceHxGRU", "gru", "state", "inputs_are_not_modified"),
+    ("NoGradInPlaceHxGRU", "gru", "inference", "repeated_calls_under_no_grad"),
+    ("ZeroesPaddingLSTM", "lstm", "state", "inputs_are_not_modified"),
     ("ReusedBufferLSTM", "lstm", "state", "results_survive_the_next_call"),
     ("HnViewGRU", "gru", "state", "returned_tensors_do_not_share_memory"),
     ("CachedWeightsRNN", "rnn_tanh", "state", "parameter_updates_are_seen"),
     ("VersionCachedWeightsRNN", "rnn_tanh", "state", "writes_through_data_are_seen"),
+    ("NoGradCachedWeightsRNN", "rnn_tanh", "state", "writes_through_data_are_seen"),
     ("EvalDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),
     ("OutputDropoutLSTM", "lstm", "state", "dropout_only_between_layers_in_training"),
     ("KeepProbDropoutGRU", "gru", "state", "dropout_moves_outputs_as_torch_s_does"),
@@ -81,6 +85,7 @@ MUTANTS = [
     ("DetachedInputRNN", "rnn_tanh", "gradients", "gradcheck"),
     ("EvalNoGradLSTM", "lstm", "gradients", "gradients_in_eval_mode"),
     ("EvalNoGradLSTM", "lstm", "gradients", "gradients_match_reference"),
+    ("ReentrantCheckpointGRU", "gru", "gradients", "parameter_gradients_when_training"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.
@@ -169,7 +174,7 @@ PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN"}
 
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
 NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM",
-               "DetachedInitialStateScalarDecay"}
+               "DetachedInitialStateScalarDecay", "ReentrantCheckpointGRU"}
 
 CORRECT = {
     "mingru": "tests.mutants.families:ChunkedMinGRU",
@@ -277,7 +282,7 @@ DEPLOY_MUTANTS = [
      "Inference tensors cannot be saved for backward"),
     ("LooseCarriedPaddingGRU", "gru", "padding", "padded_steps_output_zero",
      "output at padded steps differs"),
-    ("LooseInPlaceHxGRU", "gru", "state", "inputs_are_not_modified", "h_0 after the call"),
+    ("LooseInPlaceHxGRU", "gru", "state", "inputs_are_not_modified", "h_0 after a call"),
     ("LooseBatchFirstStateGRU", "gru", "shapes", "output_and_state_shapes", "h_n has shape"),
     ("LooseValueErrorLSTM", "lstm", "errors", "wrong_hx_layers", "raised ValueError"),
 ]

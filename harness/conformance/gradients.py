@@ -62,19 +62,21 @@ def padded_mask(subject: Subject) -> Tensor | None:
     return padded.unsqueeze(-1)
 
 
-def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None
-                    ) -> None:
+def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,
+                    *, inputs_need_grad: bool = True) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
     respect to the input, the initial state and every parameter equal the reference's:
     parameters by name when the module uses the reference's names, else by directional
-    derivatives through the weight loader."""
+    derivatives through the weight loader (``inputs_need_grad`` False: the parameters' only,
+    the inputs needing no gradient, as a training batch does)."""
     case = subject.case
     module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
     got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
-                             seed=case.data_seed)
+                             seed=case.data_seed, inputs_need_grad=inputs_need_grad)
     want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
-                       inputs.to("cpu"), upstream, seed=case.data_seed)
+                       inputs.to("cpu"), upstream, seed=case.data_seed,
+                       inputs_need_grad=inputs_need_grad)
     require_gradients(got, want)
     tol = check.tolerance_of("gradient")  # see harness.conformance.tolerance
     twins = functools.cache(lambda: twin_gradients(subject, reference, inputs.to("cpu"),

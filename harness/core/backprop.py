@@ -90,25 +90,28 @@ class Gradients:
         return lacking
 
 
-def require_graph(outputs: Outputs) -> None:
+def require_graph(outputs: Outputs, *, inputs_need_grad: bool = True) -> None:
     """NoGradient unless some output is part of an autograd graph."""
     if not any(t.requires_grad for t in outputs.named().values()):
-        raise NoGradient("no gradient reaches the input, hx or any parameter: the outputs were "
-                         "computed without autograd (no_grad, detached, or outside torch)")
+        reached = ("the input, hx or any parameter" if inputs_need_grad
+                   else "any parameter (the input and hx needing none, as a batch in training)")
+        raise NoGradient(f"no gradient reaches {reached}: the outputs were computed without "
+                         "autograd (no_grad, detached, or outside torch)")
 
 
 def backward(
     run: Callable[[Inputs], Outputs], module: nn.Module, inputs: Inputs, upstream: Upstream | None,
-    *, seed: int,
+    *, seed: int, inputs_need_grad: bool = True,
 ) -> tuple[Gradients, Upstream]:
     """Run forward on leaf copies of the inputs, backward from ``upstream`` (drawn from ``seed``
     when None), and collect every gradient (None where none reached). NoGradient when the
-    outputs are not part of a graph at all."""
-    leaves = leaf_inputs(inputs)
+    outputs are not part of a graph at all. ``inputs_need_grad`` False: the inputs as a
+    training batch is, needing no gradient; the parameters' gradients only."""
+    leaves = leaf_inputs(inputs) if inputs_need_grad else inputs.copy()
     outputs = run(leaves)
     upstream = upstream or Upstream.like(outputs, seed=seed)
-    require_graph(outputs)
-    named = {"input": leaves.x, **state_leaves(leaves)}
+    require_graph(outputs, inputs_need_grad=inputs_need_grad)
+    named = {"input": leaves.x, **state_leaves(leaves)} if inputs_need_grad else {}
     params = dict(module.named_parameters())
     targets = [*named.values(), *params.values()]
     grads = torch.autograd.grad(upstream.loss(outputs), targets, allow_unused=True)

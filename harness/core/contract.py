@@ -46,6 +46,14 @@ class Inputs:
               else hx.detach())
         return Inputs(self.x.detach(), self.lengths, hx)
 
+    def copy(self) -> Inputs:
+        """The same values in tensors of their own: kept as they are now, whatever a later call
+        writes into the caller's tensors."""
+        hx = self.hx
+        hx = (None if hx is None else tuple(h.detach().clone() for h in hx)
+              if isinstance(hx, tuple) else hx.detach().clone())
+        return Inputs(self.x.detach().clone(), self.lengths, hx)
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
            ) -> Inputs:
         """The same inputs on ``device`` and/or in ``dtype`` (lengths stay int64 on the CPU)."""

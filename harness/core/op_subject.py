@@ -158,6 +158,8 @@ class OpSubject:
         """The reference loop's outputs on the CPU, with their twin in another precision."""
         inputs = inputs.to("cpu")
         out = call_op(self.family_def.reference, inputs, self.family_def, final=final)
+        # computed on demand, maybe after the op wrote into these tensors: from their values now
+        inputs = inputs.rebuilt(t.detach().clone() for t in inputs.tensors())
         compute = functools.partial(self._twin, inputs, final)
         family = self.family_def
 

@@ -214,7 +214,9 @@ class Subject:
                        has_cell=self.family_def.has_cell)
         if device != "cpu" or (reference.training and case.dropout > 0):
             return outputs  # dropout draws anew: no twin gives the same function
-        inputs = inputs.to("cpu")
+        # The twin is computed on demand, after the implementation may have run on the same
+        # tensors: it gets the values the reference had, not what a writing call left there.
+        inputs = inputs.to("cpu").copy()
         compute = functools.partial(self._twin, reference, inputs, case)
         family = self.family_def
 

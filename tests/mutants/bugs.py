@@ -7,12 +7,14 @@ asserts that the check written for that bug fails — proof that each suite catc
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.utils.checkpoint import checkpoint
 
 from harness.impls.course_cell import ScratchRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM
@@ -447,6 +449,31 @@ class InPlaceHxGRU(ScratchGRU):
         return outputs, final
 
 
+class NoGradInPlaceHxGRU(InPlaceHxGRU):
+    """A serving fast path that skips a copy: under no_grad its state buffer is the caller's
+    h_0, written as it runs (with autograd it copies h_0 first, as it must)."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if torch.is_grad_enabled():
+            return ScratchGRU.run_direction(self, slot, x, state, mask, reverse)
+        return super().run_direction(slot, x, state, mask, reverse)
+
+
+class ZeroesPaddingLSTM(ScratchLSTM):
+    """"Cleans" the caller's padded input before running: its padded steps set to zero in
+    place, through ``.data`` (no version counter moves, so autograd never notices)."""
+
+    harness_capabilities: ClassVar[dict] = {"lengths": True}
+
+    def forward(self, input, hx=None, *, lengths=None):
+        if lengths is not None and isinstance(input, Tensor) and input.dim() == 3:
+            steps = torch.arange(input.shape[1 if self.batch_first else 0]).unsqueeze(1)
+            valid = steps < torch.as_tensor(lengths).unsqueeze(0)  # (T, B)
+            valid = valid.t() if self.batch_first else valid
+            input.data.masked_fill_(~valid.unsqueeze(2), 0.0)
+        return super().forward(input, hx, lengths=lengths)
+
+
 class ReusedBufferLSTM(ScratchLSTM):
     """Writes every result into one preallocated output buffer, returned by each call."""
 
@@ -504,6 +531,17 @@ class VersionCachedWeightsRNN(ScratchRNN):
         return (torch.tanh(F.linear(torch.cat((x_t, state[0]), dim=1), weight, bias)),)
 
 
+class NoGradCachedWeightsRNN(VersionCachedWeightsRNN):
+    """Serves calls under no_grad from fused weights re-fused when a version counter or address
+    moves; with autograd it reads its parameters. So only a call under no_grad after a write
+    through ``.data`` sees the old weights."""
+
+    def cell(self, slot, x_t, state):
+        if torch.is_grad_enabled():
+            return ScratchRNN.cell(self, slot, x_t, state)
+        return super().cell(slot, x_t, state)
+
+
 # --- gradients (forward passes are right; only backward is wrong) -------------------------------
 
 
@@ -512,6 +550,26 @@ class TruncatedBackpropGRU(ScratchGRU):
 
     def cell(self, slot, x_t, state):
         return super().cell(slot, x_t, tuple(s.detach() for s in state))
+
+
+class ReentrantCheckpointGRU(ScratchGRU):
+    """Saves memory in training: each layer and direction under torch.utils.checkpoint with
+    use_reentrant=True, which differentiates only through the checkpointed function's tensor
+    arguments. A batch that needs no gradient (a model's data) then gives the weights none."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if not self.training:
+            return super().run_direction(slot, x, state, mask, reverse)
+        parent = super()
+
+        def layer(x, *state):
+            out, final = parent.run_direction(slot, x, tuple(state), mask, reverse)
+            return (out, *final)
+
+        with warnings.catch_warnings():  # "None of the inputs have requires_grad=True"
+            warnings.simplefilter("ignore")
+            out, *final = checkpoint(layer, x, *state, use_reentrant=True)
+        return out, tuple(final)
 
 
 class LeakySigmoid(torch.autograd.Function):
