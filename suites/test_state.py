@@ -21,7 +21,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 from harness.core.op_subject import OpInputs
-from harness.core.subject import reference_weights
+from harness.core.subject import Subject, reference_weights
 
 SUITE = SuiteInfo(order=50)
 
@@ -67,14 +67,21 @@ def test_given_hx_is_used(subject, check):
 
 @cases(lambda fam: [c.with_(with_hx=w) for c in grid(fam) for w in (False, True)])
 def test_calls_do_not_leak_state(subject, check):
-    """f(x1); f(x2); f(x1) — the first and the last call agree exactly, and with torch."""
-    module = subject.build()
-    first_inputs, other_inputs = subject.inputs(), subject.inputs(salt=1)
+    """f(x1); f(x2); f(x1) — the first and the last call agree exactly, and each call with
+    torch. x2 has the shape of x1 and, for a variable-length batch, other lengths (a mask or
+    packing plan kept per shape serves it wrong)."""
+    module, case = subject.build(), subject.case
+    other = case if case.lengths is None else case.with_(lengths=case.lengths[1:]
+                                                         + case.lengths[:1])
+    first_inputs, other_inputs = subject.inputs(), Subject(subject.spec, other).inputs(salt=1)
     first = subject.run(module, first_inputs).detach()
-    subject.run(module, other_inputs)
+    second = subject.run(module, other_inputs, case=other).detach()
     again = subject.run(module, first_inputs).detach()
     check.outputs_close(again, first, against="the first call with the same input")
     check.outputs_close(first, subject.run_reference(first_inputs))
+    check.outputs_close(second, subject.run_reference(other_inputs, case=other),
+                        against=f"torch on the second call (lengths {other.lengths})"
+                        if other.lengths else "torch on the second call")
 
 
 EXACT = Tolerance(0.0)

@@ -44,6 +44,7 @@ def varlen(fam: Family, *, batch_first: bool | None = None) -> list[Case]:
         BASE.with_(seq_len=10, batch=7, lengths=(10, 10, 6, 2, 2, 1, 1), num_layers=2,
                    bidirectional=True),
         BASE.with_(seq_len=6, batch=4, lengths=(6, 6, 6, 6)),  # packed, nothing shorter
+        BASE.with_(batch=1, lengths=(3,), bidirectional=True),  # one sequence, padded
     ]
     if fam.supports_proj:
         cases.append(BASE.with_(lengths=(2, 5, 3), proj_size=4, bidirectional=True,

@@ -32,4 +32,5 @@ def varlen(fam) -> list[OpCase]:
             one.with_(seq_len=16, lengths=(0, 0, 16)),
             one.with_(seq_len=83, lengths=(1, 17, 0, 65)),
             one.with_(seq_len=130, lengths=(64, 1, 65), dtype="float64"),
-            one.with_(seq_len=40, lengths=(20, 20), with_state=False)]
+            one.with_(seq_len=40, lengths=(20, 20), with_state=False),
+            one.with_(seq_len=64, lengths=(5, 35, 24), scale=0.3)]  # a scale with cu_seqlens

@@ -130,16 +130,21 @@ def shared_buffer(subject: Subject) -> bool:
 
 
 def changes_inputs(subject: Subject) -> bool:
-    """The call writes into the caller's x or hx."""
-    module, inputs = subject.build(), subject.inputs()
-    kept = cloned(inputs)
-    with torch.no_grad():
-        subject.run(module, inputs)
-    pairs = [(inputs.x, kept.x)]
-    if inputs.hx is not None:
-        pairs += list(zip(inputs.hx, kept.hx)) if isinstance(inputs.hx, tuple) \
-            else [(inputs.hx, kept.hx)]
-    return any(not same(a, b) for a, b in pairs)
+    """A call, with autograd or under no_grad, writes into the caller's x (its padded steps,
+    which hold noise here, included) or hx."""
+    module = subject.build()
+    for mode in (torch.enable_grad, torch.no_grad):
+        inputs = subject.inputs(pad_value=None)
+        kept = cloned(inputs)
+        with mode():
+            subject.run(module, inputs)
+        pairs = [(inputs.x, kept.x)]
+        if inputs.hx is not None:
+            pairs += list(zip(inputs.hx, kept.hx)) if isinstance(inputs.hx, tuple) \
+                else [(inputs.hx, kept.hx)]
+        if any(not same(a, b) for a, b in pairs):
+            return True
+    return False
 
 
 def wears_out(subject: Subject, calls: int = 60) -> bool:

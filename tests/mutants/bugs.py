@@ -474,6 +474,28 @@ class ZeroesPaddingLSTM(ScratchLSTM):
         return super().forward(input, hx, lengths=lengths)
 
 
+class ShapeCachedMaskGRU(ScratchGRU):
+    """Keeps the padded-step mask per (T, B) shape: a later call of the same shape with other
+    lengths is masked with the first call's."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if mask is not None:
+            mask = self.__dict__.setdefault("_masks", {}).setdefault(tuple(mask.shape), mask)
+        return super().run_direction(slot, x, state, mask, reverse)
+
+
+class UnmaskedSingleRowGRU(ScratchGRU):
+    """Takes padded input with ``lengths=`` and skips the mask for a batch of one ("one
+    sequence needs no padding"): a single sequence shorter than T runs through its padding."""
+
+    harness_capabilities: ClassVar[dict] = {"packed": False, "lengths": True,
+                                            "unbatched": False}
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        return super().run_direction(slot, x, state, None if x.shape[1] == 1 else mask,
+                                     reverse)
+
+
 class ReusedBufferLSTM(ScratchLSTM):
     """Writes every result into one preallocated output buffer, returned by each call."""
 

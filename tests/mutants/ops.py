@@ -97,6 +97,16 @@ def HardcodedScaleGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None
                                          cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def VarlenScaleDroppedMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                            output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Its variable-length path (in real code a launch of its own) does not pass scale on:
+    every call with cu_seqlens scales q by K^-1/2. mLSTM's output moves with the scale only
+    through its floor e^-m and eps, so values at the default scale hide it."""
+    return mlstm.mlstm_chunk(q, k, v, i, f, scale=None if cu_seqlens is not None else scale,
+                             initial_state=initial_state, output_final_state=output_final_state,
+                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
 def InPlaceScaledQueryScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                   output_final_state=False, cu_seqlens=None, chunk_size=64):
     """q scaled in place (``q.mul_(scale)``) to save a copy: the caller's q changes."""
