@@ -14,6 +14,7 @@ import pytest
 
 from harness.conformance.handoff import (
     PENDING_FILE,
+    create_file,
     forget_handoff,
     hands_off,
     read_handoff,
@@ -74,8 +75,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from harness.records import RUN_FILE, RunInfo
 
     if not (directory / RUN_FILE).is_file():
-        from harness.conformance.handoff import create_file
-
         run_id, argv = pending
         info = RunInfo.collect(run_id=run_id, argv=argv, threads=config.getoption("threads"))
         create_file(directory / RUN_FILE, info.to_json() + "\n")
@@ -97,8 +96,6 @@ def record_crash(config: pytest.Config, crashitem: str,
         return
     config.stash[STRIKES].add(impl_of_nodeid(crashitem), "crash")
     if hands_off(config):
-        from harness.conformance.handoff import read_handoff
-
         entries = getattr(read_handoff(config.getoption("results_dir")), "entries", {})
     else:
         entries = {s.name: s for s in specs()}

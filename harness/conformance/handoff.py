@@ -77,19 +77,22 @@ def hands_off(config: pytest.Config) -> bool:
             and config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None)))
 
 
-def replace_file(path: Path, text: str) -> None:
-    """``path`` holds ``text``, whole, at once (a temporary file renamed over it)."""
+def written(path: Path, text: str) -> str:
+    """A temporary file beside ``path`` holding ``text``, whole; its name."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as file:
         file.write(text)
-    os.replace(temporary, path)
+    return temporary
+
+
+def replace_file(path: Path, text: str) -> None:
+    """``path`` holds ``text``, whole, at once (a temporary file renamed over it)."""
+    os.replace(written(path, text), path)
 
 
 def create_file(path: Path, text: str) -> bool:
     """``path`` holds ``text``, whole, unless another process created it first (False)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
+    temporary = written(path, text)
     try:
         os.link(temporary, path)  # fails if the file exists: the first writer wins
         return True
