@@ -1,14 +1,16 @@
 """extremes: weights and inputs that drive every gate and state to the edge of its range —
 saturated gates, states far from where they started after thousands of steps, tiny and huge
 decays (where log-space computations underflow or overflow) — compared with the reference and
-finite. The same weights go into the implementation and the reference."""
+finite, and gradients finite wherever the reference's are. The same weights go into the
+implementation and the reference."""
 
 from __future__ import annotations
 
 import pytest
 
+from harness.conformance.gradients import finite_where_the_reference_is
 from harness.conformance.grids import BASE
-from harness.conformance.op_checks import outputs_match
+from harness.conformance.op_checks import gradients_finite, outputs_match
 from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
@@ -85,6 +87,25 @@ def test_gates_underflow(subject, check):
                      scaled(subject, scale=1.0, bias_shift=-120.0))
 
 
+# label -> (weights x, every bias shifted by, inputs x): the forward checks' extremes above
+GRADIENT_STRESSES = {"inputs x100": (1.0, 0.0, 100.0), "saturated gates": (8.0, 0.0, 3.0),
+                     "gates underflow": (1.0, -120.0, 1.0), "gates open": (1.0, 30.0, 1.0)}
+
+
+@pytest.mark.autograd
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(lengths=(5, 2, 4), num_layers=2, bidirectional=True)])
+def test_gradients_stay_finite(subject, check):
+    """At the extremes above — inputs x100, gates saturated, underflowing, wide open — every
+    gradient is finite wherever the reference's is: a forward pass right at the extremes can
+    still give NaN gradients (1 / (1 + e^-x) overflowing in its backward; the inf / inf of a
+    torch.where's branch not taken)."""
+    for label, (weights, shift, inputs) in GRADIENT_STRESSES.items():
+        finite_where_the_reference_is(subject, check, label,
+                                      scaled(subject, scale=weights, bias_shift=shift),
+                                      subject.inputs(scale=inputs))
+
+
 def op_stress_grid(fam):
     long = {"f-high": 2000}
     return [OP_BASE.with_(seq_len=long.get(stress, 300), batch=1, heads=2, stress=stress)
@@ -110,3 +131,13 @@ def test_op_gate_stress(subject, check):
             for n, e in want.named().items())
         return
     outputs_match(subject, check, quantity="long")
+
+
+@pytest.mark.autograd
+@cases(lambda fam: [OP_BASE.with_(seq_len=100, batch=1, heads=2, stress=stress)
+                    for stress in fam.stresses if stress != "unnormalised"], kind="op")
+def test_op_gradients_stay_finite(subject, check):
+    """At every gate stress (100 steps), every gradient — dq, dk, dv, the gates', the initial
+    state's — is finite wherever the reference's is: log(sigmoid(f)) for log σ(f) gives -inf
+    and then NaN gradients where σ(f) underflows, with a forward that looks right."""
+    gradients_finite(subject, check)

@@ -142,6 +142,18 @@ def test_finite_and_shape():
         check.shape("h_n", torch.zeros(2), (1, 2))
 
 
+def test_finite_where_the_reference_is_judges_only_those_positions():
+    """A gradient non-finite where the reference's is too passes; one elsewhere fails, naming
+    the first such position; only the judged positions are counted."""
+    check = Check(TOL)
+    reference_finite = torch.tensor([[True, False], [True, True]])
+    check.finite("d input", torch.tensor([[0.0, NAN], [1.0, 2.0]]), reference_finite)
+    assert check.compared == 3
+    with pytest.raises(CheckFailed, match=r"1 non-finite values where the reference has none "
+                                          r"\(first at index \[1, 0\]: inf\)"):
+        check.finite("d input", torch.tensor([[0.0, NAN], [INF, 2.0]]), reference_finite)
+
+
 def test_not_supported_and_fail():
     check = Check(TOL)
     with pytest.raises(NotSupported, match="no rows"):

@@ -470,3 +470,30 @@ def test_every_backward_failure_of_truncated_backprop_is_named_so(tmp_path):
     assert len(placed) >= 5, placed
     assert all(d["signatures"] == ["backward-only", "truncated-backprop"] for d in placed), [
         (d["smallest"], d["sentence"][:120]) for d in placed]
+
+
+@pytest.mark.parametrize(("flag", "target", "family_name", "check", "at"), [
+    ("--impl-class", "tests.mutants.bugs:NaiveSigmoidLSTM", "lstm", "gradients_stay_finite",
+     "inputs x100"),
+    ("--impl-fn", "tests.mutants.ops:LogOfSigmoidMLSTM", "mlstm", "op_gradients_stay_finite",
+     "gates f-low"),
+])
+def test_a_gradient_that_overflows_is_named_by_its_check(tmp_path, flag, target, family_name,
+                                                         check, at):
+    """NaN gradients under a finite forward at an extreme are named by the check that finds
+    them (the extreme is not a case the shrinking can rebuild): the pattern, the fix and the
+    extreme, in the record, the message and the report's diagnosis table."""
+    out = tmp_path / "out"
+    code = main(["run", flag, target, "--family", family_name, "--suite", "extremes",
+                 "-k", check, "--workers", "0", "--confirm-alone", "0", "--out", str(out)])
+    assert code == 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert failed and all(r["check"] == check for r in failed)
+    for r in failed:
+        found = r["metrics"]["diagnosis"]
+        assert found["signatures"] == ["overflowing backward"]
+        assert found["smallest"].endswith(at)
+        assert "non-finite values where the reference has none" in r["message"]
+        assert "F.logsigmoid" in found["sentence"]
+    assert "its gradients are NaN or inf at an extreme" in (out / "report.md").read_text()

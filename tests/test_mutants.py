@@ -89,6 +89,7 @@ MUTANTS = [
     ("EvalNoGradLSTM", "lstm", "gradients", "gradients_in_eval_mode"),
     ("EvalNoGradLSTM", "lstm", "gradients", "gradients_match_reference"),
     ("ReentrantCheckpointGRU", "gru", "gradients", "parameter_gradients_when_training"),
+    ("NaiveSigmoidLSTM", "lstm", "extremes", "gradients_stay_finite"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.
@@ -96,6 +97,7 @@ FAMILY_MUTANTS = [
     ("ScanIgnoresH0MinGRU", "mingru", "state", "given_hx_is_used"),
     ("ScanIgnoresH0MinGRU", "mingru", "streaming", "split_sequence_equals_whole"),
     ("GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
+    ("WhereOverflowMinGRU", "mingru", "extremes", "gradients_stay_finite"),
     ("SwappedBlocksMinLSTM", "minlstm", "shapes", "values_match_reference"),
     ("ChunkOffByOneMinGRU", "mingru", "parallel-vs-reference",
      "lengths_around_chunk_boundaries_match_reference"),
@@ -169,6 +171,7 @@ OP_MUTANTS = [
     ("EpsInsideMaxMLSTM", "mlstm", "values", "matches_reference"),
     ("FactoredDecaysGatedDelta", "gated_delta", "extremes", "op_gate_stress"),
     ("Float32InsideGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("LogOfSigmoidMLSTM", "mlstm", "extremes", "op_gradients_stay_finite"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

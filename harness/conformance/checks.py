@@ -249,14 +249,20 @@ class Check:
         if not condition:
             raise CheckFailed(failure)
 
-    def finite(self, what: str, tensor: Tensor) -> None:
-        self.count(what, tensor.numel())
-        bad = (~torch.isfinite(tensor.detach())).nonzero()
+    def finite(self, what: str, tensor: Tensor, where: Tensor | None = None) -> None:
+        """Every value of ``tensor`` is finite (``where``: at the positions where it is True
+        only, a mask of the tensor's shape — the reference's finite ones)."""
+        bad = ~torch.isfinite(tensor.detach())
+        if where is not None:
+            bad &= where.to(bad.device)
+        self.count(what, tensor.numel() if where is None else int(where.sum()))
+        bad = bad.nonzero()
         if len(bad):
             index = [int(i) for i in bad[0]]
             raise CheckFailed(
-                f"{what} has {len(bad)} non-finite values (first at index {index}: "
-                f"{float(tensor.detach()[tuple(index)])})"
+                f"{what} has {len(bad)} non-finite values"
+                f"{'' if where is None else ' where the reference has none'} (first at index "
+                f"{index}: {float(tensor.detach()[tuple(index)])})"
             )
 
     def raises_like(self, what: str, reference: Callable[[], object],

@@ -11,12 +11,14 @@ import pytest
 from harness.conformance.checks import CheckFailed
 from harness.conformance.suites import needs_autograd, suite_name
 from harness.core.case import Case
+from harness.core.failed import Explained
 from harness.core.op_case import OpCase
 from harness.diagnosis.diagnose import Diagnoser, diagnosis_case
 from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_diagnose import OpDiagnoser
 from harness.diagnosis.raised import Raisings
 from harness.diagnosis.repro import script_name, write_script
+from harness.diagnosis.shrink import describe
 
 
 def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str | None:
@@ -31,6 +33,12 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
             or "check" not in item.funcargs):
         return None
     spec = params["spec"]
+    if isinstance(error, Explained):  # the check named the cause itself
+        item.funcargs["check"].metrics["diagnosis"] = {
+            "signatures": [error.pattern], "sentence": error.sentence, "smallest_case": case.id,
+            "smallest": ", ".join(filter(None, (describe(case), error.at))), "error": None,
+            "tried": 0}
+        return error.sentence
     if type(error) is not CheckFailed:
         return raised(item, spec, case, error, diagnosers)
     if spec.name not in diagnosers:

@@ -21,7 +21,7 @@ import functools
 import torch
 from torch import Tensor, nn
 
-from harness.conformance.checks import Tolerance
+from harness.conformance.checks import CheckFailed, Tolerance
 from harness.conformance.rounding import rounding_over
 from harness.core.backprop import (  # noqa: F401 (leaf_inputs, require_graph: the suites')
     Gradients,
@@ -35,6 +35,7 @@ from harness.core.backprop import (  # noqa: F401 (leaf_inputs, require_graph: t
     uses_torch_names,
 )
 from harness.core.contract import Inputs
+from harness.core.failed import Explained
 from harness.core.subject import NEARBY, Subject, nudged
 
 
@@ -97,6 +98,69 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
     for along_impl, along_ref, l1 in directional_derivatives(subject, got, want):
         check.close("parameter gradient along a random direction (through the weight loader)",
                     torch.tensor(along_impl), torch.tensor(along_ref), Tolerance(tol.atol * l1))
+
+
+OVERFLOWING_BACKWARD = (
+    "its gradients are NaN or inf at an extreme where the reference's are finite, its outputs "
+    "finite: some expression's derivative overflows there — a sigmoid written 1 / (1 + e^-x) "
+    "(use torch.sigmoid), log(sigmoid(x)) (use F.logsigmoid), a torch.where whose branch not "
+    "taken overflows (its zero gradient times inf is NaN: compute that branch on clamped values)")
+
+
+def finite_like(check, what: str, found: Tensor, expected: Tensor | None, *,
+                gradient: bool = False, at: str = "") -> None:
+    """``found`` is finite wherever ``expected`` (the reference's; None: everywhere) is. A
+    gradient that is not fails as ``Explained`` (OVERFLOWING_BACKWARD), ``at`` naming the
+    extreme. Where the shapes differ, positions cannot be matched: found is held finite
+    everywhere if expected is, and not judged otherwise (the shape is another check's)."""
+    where = None
+    if expected is not None:
+        finite = torch.isfinite(expected)
+        if found.shape == expected.shape:
+            where = finite
+        elif not bool(finite.all()):
+            return
+    try:
+        check.finite(what, found, where)
+    except CheckFailed as failure:
+        if not gradient:
+            raise
+        raise Explained(str(failure), pattern="overflowing backward",
+                        sentence=OVERFLOWING_BACKWARD, at=at) from None
+
+
+def finite_where_the_reference_is(subject: Subject, check, label: str,
+                                  weights: dict[str, Tensor], inputs: Inputs) -> None:
+    """With ``weights`` and ``inputs`` at the extreme ``label``, the outputs and every gradient
+    the reference has (with respect to the input, the initial state, every parameter) are
+    finite wherever the reference's are (``finite_like``). A forward pass can be right there
+    and its backward NaN: a sigmoid written 1 / (1 + e^-x), whose e^-x overflows to inf; a
+    torch.where whose branch not taken is inf / inf (its zero gradient times NaN is NaN).
+    Parameters in another layout than torch's are held finite everywhere, when the reference's
+    are."""
+    case = subject.case
+    module = subject.build(weights, gradients=True)
+    reference = subject.reference(weights)
+    with torch.no_grad():
+        outputs = subject.run(module, inputs).named()
+        expected = subject.run_reference(inputs, reference).named()
+    for name, found in outputs.items():
+        finite_like(check, f"{name}, {label}", found, expected.get(name))
+    got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
+                             seed=case.data_seed)
+    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
+                       inputs.to("cpu"), upstream, seed=case.data_seed)
+    require_gradients(got, want)
+    pairs = [(name, got.wrt[name], grad) for name, grad in want.wrt.items() if grad is not None]
+    if uses_torch_names(module, reference):
+        pairs += [(name, got.params[name], grad) for name, grad in want.params.items()
+                  if grad is not None]
+    elif all(g is None or bool(torch.isfinite(g).all()) for g in want.params.values()):
+        pairs += [(name, g, None) for name, g in got.params.items() if g is not None]
+    for name, found, grad in pairs:
+        if found is not None:
+            finite_like(check, f"d loss / d {name}, {label}", found, grad, gradient=True,
+                        at=label)
 
 
 def twin_gradients(subject: Subject, reference: nn.Module, inputs: Inputs, upstream: Upstream

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from harness.conformance.checks import Check, CheckFailed
+from harness.conformance.gradients import finite_like
 from harness.conformance.rounding import rounding_over
 from harness.core.backprop import NoGradient, gradients, names
 from harness.core.op_subject import OpInputs, OpOutputs, OpSubject
@@ -33,6 +34,29 @@ def outputs_match(subject: OpSubject, check: Check, inputs: OpInputs | None = No
     dtypes_match(got, want)
     check.outputs_close(subject.comparable(got, want), want, check.tolerance_of(quantity))
     return got, want
+
+
+def gradients_finite(subject: OpSubject, check: Check) -> None:
+    """At the case's gate stress, o, the final state and every gradient are finite wherever the
+    reference's are (harness.conformance.gradients.finite_like: a non-finite gradient under a
+    finite forward is an overflowing backward, log(sigmoid(f)) for F.logsigmoid(f), say)."""
+    inputs = subject.inputs()
+    with torch.no_grad():
+        got = subject.run(inputs)
+        want = subject.run_reference(inputs, final=got.state is not None)
+    for name, tensor in got.named().items():
+        finite_like(check, name, tensor, want.named().get(name))
+    found, grads = gradients(subject.spec.factory, subject, inputs, None,
+                             chunk_size=subject.case.chunk_size)
+    expected, _ = gradients(subject.family_def.reference, subject, inputs.to("cpu"), grads)
+    labels = names(subject, inputs)
+    missing = [n for n, g, w in zip(labels, found, expected) if w is not None and g is None]
+    if missing:
+        raise NoGradient(f"no gradient reaches {', '.join(missing)}")
+    for label, g, w in zip(labels, found, expected):
+        if w is not None:
+            finite_like(check, f"d loss / d {label}", g, w, gradient=True,
+                        at=f"gates {subject.case.stress}")
 
 
 def dtypes_match(got: OpOutputs, want: OpOutputs) -> None:

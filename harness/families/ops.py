@@ -45,6 +45,7 @@ MLSTM_STRESSES = {
     "i-low": "input gates near -12",
     "i-high": "input gates near +15",
     "f-high": "forget gates near +6 (over 2000 steps: the stabiliser climbs)",
+    "f-low": "forget gates near -120: σ(f) underflows to 0 in float32, log σ(f) does not",
 }
 
 
@@ -91,7 +92,7 @@ def draw_mlstm(case: OpCase, generator: torch.Generator) -> Drawn:
     q, k, v = qkv(case, generator)
     shape = (case.batch, case.seq_len, case.heads)
     i = normal(generator, *shape) + {"i-low": -12.0, "i-high": 15.0}.get(case.stress, 0.0)
-    f = normal(generator, *shape) + (6.0 if case.stress == "f-high" else 3.0)
+    f = normal(generator, *shape) + {"f-high": 6.0, "f-low": -120.0}.get(case.stress, 3.0)
     return q, k, v, (i, f)
 
 

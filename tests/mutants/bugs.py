@@ -665,6 +665,28 @@ class WrongTanhDerivativeRNN(ScratchRNN):
         return (SloppyTanh.apply(a),)
 
 
+def naive_sigmoid(a: Tensor) -> Tensor:
+    """1 / (1 + e^-a), as the textbook writes it: right forward everywhere (e^-a overflowing to
+    inf gives 1 / inf = 0), NaN backward where it overflows (0 x inf in exp's derivative)."""
+    return 1 / (1 + torch.exp(-a))
+
+
+class NaiveSigmoidLSTM(ScratchLSTM):
+    """Every gate through the textbook sigmoid: NaN gradients once a pre-activation is below
+    -88 in float32."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = naive_sigmoid(f) * c + naive_sigmoid(i) * torch.tanh(g)
+        h = naive_sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
+
+
 # --- autograd cut (the forward is exact; no gradient flows back) --------------------------------
 
 

@@ -50,6 +50,20 @@ class GTwiceMinGRU(MinGRULoop):
         return ((1 - z) * h + z * g(g(h_pre)),)
 
 
+class WhereOverflowMinGRU(MinGRULoop):
+    """g(a) with the sigmoid branch written e^a / (1 + e^a) inside torch.where: the forward picks
+    a + 0.5 where e^a overflows, but the branch not taken is inf / inf, and its zero gradient
+    times NaN is NaN (the torch.where gradient trap)."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        z_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
+        z = torch.sigmoid(z_pre)
+        candidate = torch.where(h_pre >= 0, h_pre + 0.5, h_pre.exp() / (1 + h_pre.exp()))
+        return ((1 - z) * h + z * candidate,)
+
+
 class SwappedBlocksMinLSTM(ChunkedMinLSTM):
     """Reads weight_ih's blocks as [i; f; h̃] instead of [f; i; h̃]."""
 

@@ -11,7 +11,7 @@ from unittest import mock
 import torch
 
 from harness.ops import gated_delta, mlstm, scalar_decay
-from harness.ops.sequences import as_tuple, chunks, decay_mask
+from harness.ops.sequences import as_tuple, chunked, chunks, decay_mask
 
 
 def scalar_chunk(name: str, doc: str, **bug):
@@ -526,3 +526,19 @@ def Float32InsideGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
         initial_state=narrow(initial_state), output_final_state=output_final_state,
         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
     return o.to(q.dtype), None if state is None else state.to(q.dtype)
+
+
+def log_of_sigmoid_core(q, k, v, gates, state, scale, chunk_size, eps=mlstm.EPS):
+    i, f = gates
+    return chunked(functools.partial(mlstm.region, eps=eps), q * scale, k, v,
+                   (i, torch.log(torch.sigmoid(f))), state, chunk_size)
+
+
+def LogOfSigmoidMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                      output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """log σ(f) as log(sigmoid(f)) instead of F.logsigmoid(f): where σ(f) underflows to 0 (f
+    below about -88 in float32) it is -inf, which the stabilised forward survives (the state
+    forgets, as it should) and the backward does not (1 / 0 times 0: NaN in df)."""
+    return mlstm.call(log_of_sigmoid_core, q, k, v, i, f, scale=scale,
+                      initial_state=initial_state, output_final_state=output_final_state,
+                      cu_seqlens=cu_seqlens, chunk_size=chunk_size)
