@@ -2,7 +2,8 @@
 and on long sequences (T=1000) (harness.conformance.values says how they are compared); and a
 float32 implementation is as precise as float32 allows: its distance to the float64 answer stays
 within a small multiple of the float32 reference's own, with ordinary, small and saturating
-values and over thousands of steps (harness.conformance.rounding)."""
+values, the family's weight regimes (Family.weight_regimes: RG-LRU's decays near 1) and over
+thousands of steps (harness.conformance.rounding)."""
 
 from __future__ import annotations
 
@@ -53,11 +54,16 @@ def test_precision_like_the_reference(subject, check):
     for label, (weights, inputs) in STRESSES.items():
         precise_as_the_reference(subject, check, label, weight_scale=weights,
                                  input_scale=inputs)
+    for regime in subject.family_def.weight_regimes:  # weights where the family's models live
+        precise_as_the_reference(subject, check, regime, regime=regime)
 
 
 @pytest.mark.time_limit(3)
 @cases(lambda fam: [BASE.with_(seq_len=2000, batch=2, hidden_size=8, with_hx=True)])
 def test_precision_over_long_sequences(subject, check):
-    """2000 steps: errors that grow with the sequence (a log-space scan over the whole of it)
-    stay within K times the float32 reference's."""
+    """2000 steps: errors that grow with the sequence (a log-space scan over the whole of it; a
+    decay off by a relative 1e-4, which the family's weight regimes show) stay within K times
+    the float32 reference's."""
     precise_as_the_reference(subject, check, "2000 steps")
+    for regime in subject.family_def.weight_regimes:
+        precise_as_the_reference(subject, check, f"2000 steps, {regime}", regime=regime)

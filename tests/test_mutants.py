@@ -98,6 +98,8 @@ FAMILY_MUTANTS = [
     ("ScanIgnoresH0MinGRU", "mingru", "streaming", "split_sequence_equals_whole"),
     ("GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
     ("WhereOverflowMinGRU", "mingru", "extremes", "gradients_stay_finite"),
+    ("SoftplusAsWrittenRGLRU", "rglru", "numerics", "precision_like_the_reference"),
+    ("SoftplusAsWrittenRGLRU", "rglru", "numerics", "precision_over_long_sequences"),
     ("SwappedBlocksMinLSTM", "minlstm", "shapes", "values_match_reference"),
     ("ChunkOffByOneMinGRU", "mingru", "parallel-vs-reference",
      "lengths_around_chunk_boundaries_match_reference"),
@@ -177,7 +179,7 @@ MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 
 # Precision mutants: every value failure names both errors against float64 (the implementation's
 # and the reference's own rounding), so a reader sees it is not rounding.
-PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN"}
+PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN", "SoftplusAsWrittenRGLRU"}
 
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
 NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM",

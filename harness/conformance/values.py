@@ -33,18 +33,23 @@ def finite_and_close(subject: Subject, check: Check, inputs: Inputs, quantity: s
 
 
 def precise_as_the_reference(subject: Subject, check: Check, label: str, *,
-                             weight_scale: float = 1.0, input_scale: float = 1.0) -> None:
-    """The implementation's outputs, with the reference weights times ``weight_scale`` and the
-    inputs times ``input_scale``, are as close to the float64 answer as the reference's own in
-    the case's dtype allows (Check.precise). Float32 only: an implementation declaring its own
-    tolerance (int8, another runtime's arithmetic) is not held to float32's rounding."""
+                             weight_scale: float = 1.0, input_scale: float = 1.0,
+                             regime: str = "") -> None:
+    """The implementation's outputs, with the reference weights times ``weight_scale`` (in the
+    family's weight regime ``regime`` first, where one is named) and the inputs times
+    ``input_scale``, are as close to the float64 answer as the reference's own in the case's
+    dtype allows (Check.precise). Float32 only: an implementation declaring its own tolerance
+    (int8, another runtime's arithmetic) is not held to float32's rounding."""
     case = subject.case
     if case.dtype != "float32":
         check.not_supported(f"dtype {case.dtype}: the check holds float32 to float64")
     if subject.spec.tolerance is not None and subject.spec.tolerance.get("float32"):
         check.not_supported(f"{subject.spec.name} declares its own float32 tolerance: it is not "
                             "held to float32's rounding")
-    weights = {name: value * weight_scale for name, value in subject.weights().items()}
+    weights = subject.weights()
+    if regime:
+        weights = subject.family_def.weight_regimes[regime](weights)
+    weights = {name: value * weight_scale for name, value in weights.items()}
     inputs = subject.inputs(scale=input_scale)
     got = subject.run(subject.build(weights), inputs)
     for name, tensor in got.named().items():

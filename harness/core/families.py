@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from harness.core.case import Case
 
@@ -77,6 +77,9 @@ class Family:
     signatures: the family's own bug signatures (harness.diagnosis.signatures.Signature), tried
         with the generic ones when an implementation fails: a callable returning them, or its
         "module:function" path (imported only then).
+    weight_regimes: label -> a map of the drawn reference weights to weights as the family's
+        trained or initialised models hold them, where the drawn U(-1/sqrt(H), 1/sqrt(H)) ones
+        never go (RG-LRU's decays within 1e-3 of 1): the precision checks run each too.
     """
 
     name: str
@@ -99,6 +102,8 @@ class Family:
     device_modules: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
     gate_names: tuple[str, ...] = ()
     signatures: str | Callable[[], Sequence[Any]] | None = None
+    weight_regimes: Mapping[str, Callable[[dict[str, Tensor]], dict[str, Tensor]]] = field(
+        default_factory=dict)
 
     kind = "module"  # the kind of subject it checks (harness.core.op_family: "op")
 
@@ -118,7 +123,7 @@ class Family:
         if self.state not in (("h",), ("h", "c")):
             raise ValueError(f"family {self.name!r}: state {self.state!r} is invalid; valid: "
                              "('h',) or ('h', 'c')")
-        for name in ("extra_kwargs", "not_applicable", "device_modules"):
+        for name in ("extra_kwargs", "not_applicable", "device_modules", "weight_regimes"):
             object.__setattr__(self, name, frozen(getattr(self, name)))
         object.__setattr__(self, "tolerances",
                            frozen({**DEFAULT_TOLERANCES, **dict(self.tolerances)}))

@@ -33,6 +33,21 @@ def input_scale(log_a: Tensor) -> Tensor:
     return torch.sqrt(-torch.expm1(2.0 * log_a))
 
 
+def griffin_decays(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The weights with Λ as Griffin initialises it: a^8 = σ(Λ)^8 spread over [0.9, 0.999]
+    (each drawn Λ's rank within its layer's range kept). Decays within 1e-3 of 1, where
+    softplus(-Λ) = log(1 + e^-Λ) with e^-Λ down to 1e-4 must not be summed as written."""
+    found = dict(weights)
+    for name, value in weights.items():
+        if name.startswith("weight_hh"):
+            drawn = value.double()
+            spread = drawn.max() - drawn.min()
+            share = (drawn - drawn.min()) / spread if spread > 0 else torch.full_like(drawn, 0.5)
+            root = (0.9 + 0.099 * share) ** (1 / 8)  # σ(Λ)
+            found[name] = torch.logit(root).to(value.dtype)
+    return found
+
+
 class RGLRULoop(NamedParameters):
     """The RG-LRU reference: the recurrence one step at a time, exactly as written."""
 
@@ -61,5 +76,6 @@ class RGLRUFamily(Family):
 RGLRU = RGLRUFamily(
     "rglru", RGLRULoop, gates=2, recurrence="diagonal", square=True, order=13,
     signatures="harness.diagnosis.steps:rglru_signatures",
+    weight_regimes={"Griffin's decays (a^8 in [0.9, 0.999])": griffin_decays},
     description="Griffin's RG-LRU: h' = a h + sqrt(1 - a²) (i x), log a = -8 r softplus(-Λ)",
 )

@@ -206,3 +206,16 @@ class ReluBeforeRecurrenceIndRNN(IndRNNLoop):
         w = self.weights(slot)
         (h,) = state
         return (torch.relu(F.linear(x_t, w["ih"], w["b_ih"])) + w["hh"] * h,)
+
+
+class SoftplusAsWrittenRGLRU(RGLRULoop):
+    """softplus(-Λ) summed as written, log(1 + e^-Λ): where Griffin initialises Λ (e^-Λ near
+    1e-4) 1 + e^-Λ keeps four digits of e^-Λ in float32, so every decay rate is off by a
+    relative 1e-4 (F.softplus uses log1p)."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        (h,) = state
+        r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
+        log_a = -8.0 * torch.sigmoid(r_pre) * torch.log(1 + torch.exp(-w["hh"]))
+        return (log_a.exp() * h + input_scale(log_a) * (torch.sigmoid(i_pre) * x_t),)
