@@ -174,6 +174,7 @@ OP_MUTANTS = [
     ("FactoredDecaysGatedDelta", "gated_delta", "extremes", "op_gate_stress"),
     ("Float32InsideGatedDelta", "gated_delta", "values", "matches_reference"),
     ("LogOfSigmoidMLSTM", "mlstm", "extremes", "op_gradients_stay_finite"),
+    ("IgnoredChunkSizeScalarDecay", "scalar_decay", "chunking", "chunk_size_takes_effect"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -542,3 +542,12 @@ def LogOfSigmoidMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
     return mlstm.call(log_of_sigmoid_core, q, k, v, i, f, scale=scale,
                       initial_state=initial_state, output_final_state=output_final_state,
                       cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def IgnoredChunkSizeScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Takes chunk_size and ignores it: every call runs in chunks of 64 (a length fixed inside
+    the kernel). Right at every size, so chunk_size_invariance compares one computation."""
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=64)
