@@ -60,6 +60,7 @@ MUTANTS = [
     ("KeepProbDropoutGRU", "gru", "state", "dropout_moves_outputs_as_torch_s_does"),
     ("UnscaledDropoutLSTM", "lstm", "state", "dropout_moves_outputs_as_torch_s_does"),
     ("VariationalDropoutGRU", "gru", "state", "dropout_moves_outputs_as_torch_s_does"),
+    ("BatchSharedDropoutLSTM", "lstm", "state", "dropout_moves_outputs_as_torch_s_does"),
     ("ValueErrorLSTM", "lstm", "errors", "wrong_hx_layers"),
     ("BroadcastingHxGRU", "gru", "errors", "wrong_hx_layers"),
     ("BarePackedLSTM", "lstm", "errors", "wrong_input_size"),

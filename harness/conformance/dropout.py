@@ -1,12 +1,14 @@
 """Dropout judged by what it does over many calls: no single training call can be compared
 with torch's (the masks are random), but the way dropout moves the output can. Per training call,
-the output's change from the same call in eval mode gives three numbers — its mean square (how
+the output's change from the same call in eval mode gives four numbers — its mean square (how
 much is dropped, and how the kept values are rescaled), its mean (the 1 / (1 - p) rescale keeps
-it centred) and how alike the change is from one step to the next (a fresh mask every step, not
-one per sequence) — and each is compared with torch's own over the same number of calls by a
-two-sided rank test. Dropping 1 - p instead of p, leaving out the rescale, or one mask for the
-whole sequence moves them by tens of standard errors; a correct implementation draws from the
-same distribution as torch and fails with probability below 3 ALPHA.
+it centred), how alike the change is from one step to the next (a fresh mask every step, not
+one per sequence) and how alike it is in two batch rows given the same input (a mask per row,
+not one shared by the batch) — and each is compared with torch's own over the same number of
+calls by a two-sided rank test. Dropping 1 - p instead of p, leaving out the rescale, one mask
+for the whole sequence or for the whole batch moves them by tens of standard errors; a correct
+implementation draws from the same distribution as torch and fails with probability below
+4 ALPHA.
 
 The rank test is the normal approximation of the Mann-Whitney U test, written out here (the
 statistics are continuous: no ties): scipy's import would cost every check worker about a
@@ -34,18 +36,23 @@ class Moves:
     squares: tuple[float, ...]  # mean square of the change
     means: tuple[float, ...]  # mean of the change
     persistence: tuple[float, ...]  # mean cosine of the change at step t and step t + 1
+    twins: tuple[float, ...]  # cosine of the change in batch rows 0 and 1 (the same input)
 
     @classmethod
     def of(cls, changes: list[Tensor]) -> Moves:
+        cosine = torch.nn.functional.cosine_similarity
         flat = [c.double().flatten(1) for c in changes]  # (T, B * F) each
         return cls(tuple(float((c ** 2).mean()) for c in flat),
                    tuple(float(c.mean()) for c in flat),
-                   tuple(float(torch.nn.functional.cosine_similarity(c[1:], c[:-1], dim=1)
-                               .mean()) if c.shape[0] > 1 else 0.0 for c in flat))
+                   tuple(float(cosine(c[1:], c[:-1], dim=1).mean()) if c.shape[0] > 1 else 0.0
+                         for c in flat),
+                   tuple(float(cosine(c[:, 0].double().flatten(), c[:, 1].double().flatten(),
+                                      dim=0)) if c.shape[1] > 1 else 0.0 for c in changes))
 
     def named(self) -> dict[str, tuple[float, ...]]:
         return {"mean square of the change": self.squares, "mean change": self.means,
-                "step-to-step cosine of the change": self.persistence}
+                "step-to-step cosine of the change": self.persistence,
+                "cosine of the change in two batch rows with the same input": self.twins}
 
 
 def moves(call: Callable[[], Tensor], eval_output: Tensor, *, seed: int,

@@ -280,6 +280,15 @@ class VariationalDropoutGRU(ScratchGRU):
         return x * mask
 
 
+class BatchSharedDropoutLSTM(ScratchLSTM):
+    """One dropout mask per step shared by the whole batch, drawn (T, 1, F) and broadcast:
+    every sequence of the batch loses the same units."""
+
+    def drop(self, x):
+        mask = (torch.rand_like(x[:, :1]) >= self.dropout) / (1.0 - self.dropout)  # (T, 1, F)
+        return x * mask
+
+
 # --- layouts -------------------------------------------------------------------------------------
 
 
