@@ -262,7 +262,7 @@ def test_dropout_moves_outputs_as_torch_s_does(subject, check):
     module.train()
     reference.train()
     mine = dropout.moves(lambda: subject.run(module, inputs, case=training).output, mine_eval,
-                         seed=case.data_seed)
+                         seed=case.data_seed, device=case.device)
     theirs = dropout.moves(lambda: subject.run_reference(inputs, reference).output,
                            torch_eval, seed=case.data_seed + 100_000)
     check.count("dropout's change of the output, per training call", 4 * dropout.CALLS)

@@ -17,6 +17,7 @@ padded or packed input, ``h_n`` of shape ``(num_layers * num_directions, B, H)``
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,8 +146,10 @@ class Family:
         return kwargs
 
     def build_reference(self, **kwargs: Any) -> nn.Module:
-        """The reference module for torch's constructor arguments (family ones included)."""
-        return self.reference(**kwargs)
+        """The reference module for torch's constructor arguments (family ones included): a
+        copy of the one this process built first for those arguments (``built_once``). Callers
+        load their own weights into it."""
+        return copy.deepcopy(built_once(self.reference, tuple(sorted(kwargs.items()))))
 
     def adapt(self, case: Case) -> Case:
         """The case as this family can express it (a square family's input size is its hidden
@@ -184,6 +187,15 @@ class Family:
         if self.flop_formula is not None:
             return self.flop_formula(case, phase)
         return matmul_flops(self, case, phase)
+
+
+@functools.lru_cache(maxsize=256)
+def built_once(build: Callable[..., nn.Module], arguments: tuple[tuple[str, Any], ...]
+               ) -> nn.Module:
+    """The module ``build(**arguments)``, built once per process and never handed out (copies
+    are): building one of torch's RNN modules is a millisecond of Python, and a verdict builds
+    nearly a thousand references (a copy is 40% cheaper)."""
+    return build(**dict(arguments))
 
 
 def eval_backward_refused(family: Family, device: str) -> bool:
