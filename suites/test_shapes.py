@@ -1,5 +1,6 @@
 """shapes: output, h_n and c_n have torch's shapes, dtype and device in every layout, and equal
-the reference's values; h_n is never batch-first and its rows are layer-major."""
+the reference's values; h_n is never batch-first and its rows are layer-major; a new module's
+parameters are drawn as torch's (for torch's own families)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,50 @@ def test_non_contiguous_inputs(subject, check):
     if views.x.is_contiguous():
         check.fail("the harness failed to build a non-contiguous input")
     check.outputs_close(subject.run(subject.build(), views), subject.run_reference(inputs))
+
+
+def torch_defines_initialisation(fam) -> bool:
+    """Whether the family's reference is one of torch.nn's modules, whose documentation defines
+    how a new module's parameters are drawn (the other families' papers each have their own)."""
+    return getattr(fam.reference, "__module__", "").startswith("torch.nn")
+
+
+def initialisation_grid(fam):
+    drawn = BASE.with_(input_size=16, hidden_size=64)
+    return [drawn, drawn.with_(num_layers=2, bidirectional=True)] \
+        if torch_defines_initialisation(fam) else []
+
+
+@cases(initialisation_grid)
+def test_parameters_initialised_like_torch(subject, check):
+    """A module as built, before any weights are loaded, holds parameters drawn as torch's:
+    every weight and bias from U(-1/sqrt(H), 1/sqrt(H)) (torch.nn.RNN, LSTM and GRU's
+    reset_parameters). Every other check loads the reference's weights, so an implementation
+    drawing N(0, 1), zero biases or a forget-gate bias of 1 passes them all and trains
+    otherwise than torch's module. Per tensor: every value within the bound, and a standard
+    deviation within half of the uniform's (bound / sqrt(3)) for tensors of 64 values or more;
+    over all values at once, within a tenth (H=64: thousands of values)."""
+    case = subject.case
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case.data_seed)
+        module = subject.spec.build(case)
+    bound = case.hidden_size ** -0.5
+    spread = bound / 3 ** 0.5  # the standard deviation of U(-bound, bound)
+    drawn = {name: p.detach().double().flatten().cpu() for name, p in module.named_parameters()
+             if p.is_floating_point()}
+    if not drawn:
+        check.not_supported("the module has no floating-point parameters to draw")
+    for name, values in drawn.items():
+        check.holds(f"{name} within ±1/sqrt(H)", bool(values.abs().max() <= bound * (1 + 1e-6)),
+                    f"{name} holds {float(values.abs().max()):.3g} as built, beyond torch's "
+                    f"bound 1/sqrt(H) = {bound:.3g}: torch draws every weight and bias from "
+                    f"U(-{bound:.3g}, {bound:.3g})")
+        if values.numel() >= 64:
+            std = float(values.std())
+            check.holds(f"{name}'s spread", 0.5 * spread <= std <= 1.5 * spread,
+                        f"{name} has standard deviation {std:.3g} as built; torch's "
+                        f"U(-{bound:.3g}, {bound:.3g}) has {spread:.3g}")
+    pooled = float(torch.cat(list(drawn.values())).std())
+    check.holds("the parameters' spread", 0.9 * spread <= pooled <= 1.1 * spread,
+                f"the parameters as built have standard deviation {pooled:.3g}; torch's "
+                f"U(-{bound:.3g}, {bound:.3g}) has {spread:.3g}")

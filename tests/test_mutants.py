@@ -91,6 +91,9 @@ MUTANTS = [
     ("EvalNoGradLSTM", "lstm", "gradients", "gradients_match_reference"),
     ("ReentrantCheckpointGRU", "gru", "gradients", "parameter_gradients_when_training"),
     ("NaiveSigmoidLSTM", "lstm", "extremes", "gradients_stay_finite"),
+    ("RandnInitLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
+    ("ZeroBiasGRU", "gru", "shapes", "parameters_initialised_like_torch"),
+    ("ForgetBiasOneLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.

@@ -737,3 +737,36 @@ class EvalNoGradLSTM(ScratchLSTM):
             return super().forward(*args, **kwargs)
         with torch.no_grad():
             return super().forward(*args, **kwargs)
+
+
+# --- initialisation (the parameters as built; every other check loads torch's weights) --------
+
+
+class RandnInitLSTM(ScratchLSTM):
+    """Parameters drawn N(0, 1), as nn.Parameter(torch.randn(...)) gives."""
+
+    def reset_parameters(self):
+        for weight in self.parameters():
+            torch.nn.init.normal_(weight)
+
+
+class ZeroBiasGRU(ScratchGRU):
+    """Weights as torch draws them, biases zero (a common from-scratch habit)."""
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for name, weight in self.named_parameters():
+            if name.startswith("bias"):
+                torch.nn.init.zeros_(weight)
+
+
+class ForgetBiasOneLSTM(ScratchLSTM):
+    """Keras' unit_forget_bias: the forget gate's block of bias_ih set to 1."""
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        h = self.hidden_size
+        with torch.no_grad():
+            for name, weight in self.named_parameters():
+                if name.startswith("bias_ih"):
+                    weight[h:2 * h] = 1.0
