@@ -92,6 +92,8 @@ MUTANTS = [
     ("ReentrantCheckpointGRU", "gru", "gradients", "parameter_gradients_when_training"),
     ("NaiveSigmoidLSTM", "lstm", "extremes", "gradients_stay_finite"),
     ("RandnInitLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
+    ("ReverseFromZerosGRU", "gru", "state", "given_hx_is_used"),
+    ("ReversedConcatLSTM", "lstm", "shapes", "values_match_reference"),
     ("ZeroBiasGRU", "gru", "shapes", "parameters_initialised_like_torch"),
     ("ForgetBiasOneLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
 ]

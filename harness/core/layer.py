@@ -133,7 +133,7 @@ class RecurrentLayer(nn.Module):
                 out, final = self.run_direction(slot, layer_input, start, mask, bool(direction))
                 outputs.append(out)
                 finals.append(final)
-            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
+            layer_input = self.join(outputs) if len(outputs) > 1 else outputs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = self.drop(layer_input)
         output = layer_input  # (T, B, D * h_out)
@@ -148,6 +148,10 @@ class RecurrentLayer(nn.Module):
         elif self.batch_first:
             output = output.transpose(0, 1)
         return output, self.pack_state(state_n)
+
+    def join(self, outputs: list[Tensor]) -> Tensor:
+        """A layer's output from its directions' (T, B, h_out) each: forward first, as torch."""
+        return torch.cat(outputs, dim=2)
 
     def drop(self, x: Tensor) -> Tensor:
         """Dropout between layers, in training: each value of x (T, B, D * h_out) zeroed with

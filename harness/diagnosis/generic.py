@@ -120,8 +120,39 @@ def last_layer_everywhere(case: Case) -> Callable[[Tensor], Tensor]:
     return lambda rows: rows[-d:].repeat(case.num_layers, *([1] * (rows.dim() - 1)))
 
 
+def reverse_rows_zeroed(inputs: Inputs, case: Case) -> Inputs:
+    """hx with every reverse direction's rows (slot l * 2 + 1) zero."""
+    forward_only = torch.tensor([d == 0 for _ in range(case.num_layers) for d in range(2)])
+    return replace_hx(inputs, tuple(part * forward_only.view(-1, *[1] * (part.dim() - 1))
+                                    .to(part) for part in hx_parts(inputs)))
+
+
+def halves_swapped(x: Tensor) -> Tensor:
+    """The two halves of x's last dimension swapped: [reverse, forward] for [forward, reverse]."""
+    half = x.shape[-1] // 2
+    return torch.cat([x[..., half:], x[..., :half]], -1)
+
+
+def input_columns_swapped(weights: dict[str, Tensor], case: Case) -> dict[str, Tensor]:
+    """weight_ih of every layer after the first with the halves of its columns swapped: the
+    weights seeing [reverse, forward] as the reference sees [forward, reverse]."""
+    return {name: halves_swapped(value) if name.startswith("weight_ih_l")
+            and not name.startswith("weight_ih_l0") else value for name, value in weights.items()}
+
+
 def layout_signatures() -> list[Signature]:
     return [
+        Signature("reverse-from-zeros", "the reverse direction started from zeros (its rows of "
+                  "h_0 ignored)", "hx holds a row for every layer and direction: slot l * 2 + 1 "
+                  "(the reverse direction) starts from hx[l * 2 + 1]",
+                  inputs=reverse_rows_zeroed,
+                  applies=lambda case: case.with_hx and case.bidirectional),
+        Signature("directions-concatenated-reversed", "each layer's output concatenated as "
+                  "[reverse, forward]", "torch concatenates the forward direction's output "
+                  "first: torch.cat([forward, reverse], dim=2), between layers too",
+                  weights=input_columns_swapped,
+                  outputs=lambda o, c, i: Outputs(halves_swapped(o.output), o.h_n, o.c_n),
+                  applies=lambda case: case.bidirectional),
         Signature("reverse-output-not-realigned",
                   "the reverse direction's output left in processing order",
                   "the reverse direction runs from the last step: flip its outputs back to "

@@ -770,3 +770,22 @@ class ForgetBiasOneLSTM(ScratchLSTM):
             for name, weight in self.named_parameters():
                 if name.startswith("bias_ih"):
                     weight[h:2 * h] = 1.0
+
+
+# --- directions (named by the diagnosis; tests/test_diagnosis.py) -------------------------------
+
+
+class ReverseFromZerosGRU(ScratchGRU):
+    """The reverse direction ignores its rows of h_0 and starts from zeros."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if reverse:
+            state = tuple(torch.zeros_like(s) for s in state)
+        return super().run_direction(slot, x, state, mask, reverse)
+
+
+class ReversedConcatLSTM(ScratchLSTM):
+    """Each layer's directions concatenated [reverse, forward] (the list built backwards)."""
+
+    def join(self, outputs):
+        return torch.cat(outputs[::-1], dim=2)
