@@ -168,6 +168,7 @@ OP_MUTANTS = [
     ("UncheckedScalarDecay", "scalar_decay", "errors", "op_cu_seqlens_with_two_batch_rows"),
     ("LowerBoundOneMLSTM", "mlstm", "values", "matches_reference"),
     ("DroppedStabiliserMLSTM", "mlstm", "values", "matches_reference"),
+    ("InitialStabiliserIgnoredMLSTM", "mlstm", "values", "matches_reference"),
     ("MinusInfStartMLSTM", "mlstm", "values", "matches_reference"),
     ("ScaleOnKeysScalarDecay", "scalar_decay", "values", "matches_reference"),
     ("ValueDimScaleScalarDecay", "scalar_decay", "values", "matches_reference"),

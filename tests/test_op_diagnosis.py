@@ -46,6 +46,7 @@ OP_VALUE_MUTANTS = [
      "initial-state-ignored"),
     ("LowerBoundOneMLSTM", "mlstm", BASE, "normaliser-bound-one"),
     ("DroppedStabiliserMLSTM", "mlstm", BASE, "final-stabiliser-dropped"),
+    ("InitialStabiliserIgnoredMLSTM", "mlstm", BASE, "initial-stabiliser-ignored"),
     # m_0 shows through eps e^m only (a relative 1e-7): in float64, from the op's own state
     ("MinusInfStartMLSTM", "mlstm", BASE.with_(with_state=False, dtype="float64"),
      "stabiliser-starts-at-minus-inf"),

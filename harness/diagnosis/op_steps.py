@@ -219,6 +219,11 @@ def mlstm_signatures() -> list[OpSignature]:
         state = tuple(t.to(inputs.q.device) for t in (c, n, torch.full_like(m, -torch.inf)))
         return call_op(family.reference, replace(inputs, initial_state=state), family)
 
+    def initial_stabiliser_ignored(inputs: OpInputs, case: OpCase) -> OpOutputs:
+        c, n, m = inputs.initial_state
+        return call_op(family.reference, replace(inputs, initial_state=(
+            c, n, torch.zeros_like(m))), family)
+
     hint = "h_t = C_t^T q / (max(|n_t . q|, e^(-m_t)) + eps): the bound is e^(-m_t)"
     return [
         OpSignature("normaliser-bound-one", "the normaliser's lower bound taken as 1 (the "
@@ -239,6 +244,10 @@ def mlstm_signatures() -> list[OpSignature]:
                     "weights alone) instead of 0", "with no initial_state the state is "
                     "C_0 = 0, n_0 = 0, m_0 = 0: m_1 = max(log sigma(f_1), i_1)",
                     started_at_minus_inf, applies=lambda case: not case.with_state),
+        OpSignature("initial-stabiliser-ignored", "the initial state's stabiliser m "
+                    "ignored (taken as 0)", "initial_state is (C, n, m): C and n are stored "
+                    "divided by e^m, so m_0 is the given m, not 0",
+                    initial_stabiliser_ignored, applies=lambda case: case.with_state),
         OpSignature("final-stabiliser-dropped", "the final state returned without its "
                     "stabiliser (m as zeros)", "return m_T with C_T and n_T: they are "
                     "stored divided by e^(m_T)", without_stabiliser),

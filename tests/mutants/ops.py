@@ -551,3 +551,15 @@ def IgnoredChunkSizeScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
     return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
                                            output_final_state=output_final_state,
                                            cu_seqlens=cu_seqlens, chunk_size=64)
+
+
+def InitialStabiliserIgnoredMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                                  output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """An initial state's stabiliser dropped: (C, n) taken as they come and m_0 = 0, as for no
+    initial state, so a state handed over from a previous call is read in the wrong units."""
+    if initial_state is not None:
+        c, n, m = as_tuple(initial_state)
+        initial_state = (c, n, torch.zeros_like(m))
+    return mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                             output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                             chunk_size=chunk_size)
