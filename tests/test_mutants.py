@@ -182,6 +182,8 @@ OP_MUTANTS = [
     ("Float32InsideGatedDelta", "gated_delta", "values", "matches_reference"),
     ("LogOfSigmoidMLSTM", "mlstm", "extremes", "op_gradients_stay_finite"),
     ("IgnoredChunkSizeScalarDecay", "scalar_decay", "chunking", "chunk_size_takes_effect"),
+    ("InputDtypeScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("WidenedBfloat16OutputGatedDelta", "gated_delta", "values", "matches_reference"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -22,7 +22,10 @@ def values(fam) -> list[OpCase]:
               # its log forget gate, mLSTM's m_0 shows in every output (eps e^m, 1e-7 here)
               BASE.with_(seq_len=15, dtype="float64", with_state=False),
               BASE.with_(seq_len=65, scale=1.0),  # a scale passed (Mamba-2's SSD: 1)
-              BASE.with_(seq_len=100, final_state=False)]  # as training calls it
+              BASE.with_(seq_len=100, final_state=False),  # as training calls it
+              # as a bfloat16 model calls it: o in bfloat16, the state in float32
+              BASE.with_(seq_len=100, dtype="bfloat16"),
+              BASE.with_(seq_len=65, dtype="bfloat16", with_state=False)]
     return cases
 
 

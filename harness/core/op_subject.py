@@ -51,7 +51,14 @@ class OpInputs:
                         self.scale)
 
     def to(self, device=None, dtype=None) -> OpInputs:
-        return self.rebuilt(t.to(device=device, dtype=dtype) for t in self.tensors())
+        """On ``device``, in ``dtype``: q, k, v and the gates in it, the initial state in
+        float64 for float64 and float32 otherwise (fla's convention: a bfloat16 layer keeps a
+        float32 state)."""
+        count = 3 + len(self.gates)
+        state = None if dtype is None else torch.float64 if dtype == torch.float64 \
+            else torch.float32
+        return self.rebuilt(t.to(device=device, dtype=dtype if n < count else state)
+                            for n, t in enumerate(self.tensors()))
 
     def strided(self) -> OpInputs:
         """The same values laid out as an attention layer leaves them: q, k, v and the gates as

@@ -563,3 +563,37 @@ def InitialStabiliserIgnoredMLSTM(q, k, v, i, f, *, scale=None, initial_state=No
     return mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
                              output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                              chunk_size=chunk_size)
+
+
+def InputDtypeScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                          output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Computes in the inputs' dtype: for bfloat16 inputs the state is summed in bfloat16 (8
+    bits of mantissa), then returned as float32 as fla's convention asks, where fla's kernels
+    accumulate it in float32. Exact for float32 and float64 inputs."""
+    with mock.patch("harness.ops.sequences.compute_dtype", lambda dtype: dtype):
+        o, state = scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                                   initial_state=initial_state,
+                                                   output_final_state=output_final_state,
+                                                   cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    widened = torch.float64 if q.dtype == torch.float64 else torch.float32
+    return o, None if state is None else state.to(widened)
+
+
+InputDtypeScalarDecay.harness_capabilities = {"dtypes": ["float32", "float64", "bfloat16"]}
+
+
+def WidenedBfloat16OutputGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                                    output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """For bfloat16 inputs, computed in float32 and o returned so (the accumulator's dtype,
+    never cast back): a bfloat16 model's next layer meets a float32 input."""
+    half = q.dtype in (torch.bfloat16, torch.float16)
+    if half:
+        q, k, v, g, beta = (t.float() for t in (q, k, v, g, beta))
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                         initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+WidenedBfloat16OutputGatedDelta.harness_capabilities = {
+    "dtypes": ["float32", "float64", "bfloat16"]}
