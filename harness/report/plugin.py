@@ -19,9 +19,10 @@ def results_dir(config: pytest.Config) -> str | None:
     return config.getoption("results_dir", None)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     directory = results_dir(session.config)
-    if directory is None or session.config.getoption("no_report", False):
+    if directory is None or session.config.getoption("no_report", False) \
+            or exitstatus == pytest.ExitCode.USAGE_ERROR:  # nothing ran; the command says why
         return
     from harness.report import write_report
 
@@ -32,9 +33,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                       stacklevel=1)
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     directory = results_dir(config)
-    if directory is not None:
+    if directory is not None and exitstatus != pytest.ExitCode.USAGE_ERROR:
         report = ("" if config.getoption("no_report", False)
                   else f", report in {Path(directory) / 'report.md'}")
         terminalreporter.write_line(
