@@ -22,7 +22,7 @@ from harness.conformance.op_checks import gradients_match
 from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
-from harness.core.backprop import meaning
+from harness.core.backprop import Upstream, meaning
 from harness.core.contract import Inputs
 
 SUITE = SuiteInfo(order=80, autograd=True)
@@ -64,6 +64,52 @@ def test_parameter_gradients_when_training(subject, check):
     the reference's. (Layers wrapped in torch.utils.checkpoint with use_reentrant=True, say,
     give none then: no input of a checkpointed part needs a gradient.)"""
     match_reference(subject, check, subject.inputs(), inputs_need_grad=False)
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(lengths=(3, 5, 1), num_layers=2, bidirectional=True)])
+def test_input_gradients_with_frozen_parameters(subject, check):
+    """Every parameter frozen (requires_grad False, as a pretrained encoder under a trainable
+    embedding or a prompt being tuned): the gradients with respect to the input and h_0 still
+    equal the reference's. A fast path that runs under torch.no_grad() once no parameter needs
+    a gradient leaves everything below the layer untrained."""
+    match_reference(subject, check, subject.inputs(), frozen=True)
+
+
+@cases(lambda fam: [BASE.with_(seq_len=600, batch=2, hidden_size=8, with_hx=True,
+                               dtype="float64",
+                               radius=None if fam.recurrence == "none" else 1.0)])
+def test_gradient_reaches_h0_over_long_sequences(subject, check):
+    """600 steps, float64, the recurrent weights at spectral radius 1: a gradient into the
+    final state alone (none into the output's steps) reaches h_0 (and c_0) through all 600
+    steps, and equals the reference's there, held to a millionth of its own size — tiny after
+    600 steps, never exactly zero. Truncated backpropagation built into the layer (the state
+    detached every few hundred steps) gives exactly zero, which equals the reference to any
+    absolute tolerance."""
+    case = subject.case
+    module, inputs = subject.build(gradients=True), subject.inputs()
+    reference = subject.reference()
+    with torch.no_grad():
+        shapes = subject.run_reference(inputs.to("cpu"), reference)
+    drawn = Upstream.like(shapes, seed=case.data_seed)
+    upstream = Upstream(torch.zeros_like(drawn.output), drawn.h_n, drawn.c_n)  # h_n, c_n only
+    got, _ = backward(lambda i: subject.run(module, i), module, inputs, upstream,
+                      seed=case.data_seed)
+    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
+                       inputs.to("cpu"), upstream, seed=case.data_seed)
+    for name in ("h_0", "c_0"):
+        expected = want.wrt.get(name)
+        if expected is None:
+            continue
+        found = got.wrt.get(name)
+        if found is None:
+            raise NoGradient(f"no gradient reaches {name} over {case.seq_len} steps")
+        size = float(expected.abs().max())
+        if size == 0.0:
+            check.not_supported(f"the reference's gradient into {name} is zero: no memory "
+                                f"of it after {case.seq_len} steps to compare")
+        check.close(f"d loss / d {name} after {case.seq_len} steps", found, expected,
+                    Tolerance(1e-6 * size))
 
 
 @cases(lambda fam: [c for c in varlen(fam)])

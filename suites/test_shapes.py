@@ -26,6 +26,10 @@ def grid(fam):
         BASE.with_(bias=False, num_layers=2),
         BASE.with_(num_layers=2, bidirectional=True, dtype="float64"),
         BASE.with_(batch_first=True, with_hx=True, num_layers=2),
+        # wide layers, where fast implementations switch to another path (a hoisted input
+        # projection, a fused kernel, a blocked product)
+        BASE.with_(input_size=48, hidden_size=64, with_hx=True),
+        BASE.with_(input_size=16, hidden_size=256, batch=2, num_layers=2, bidirectional=True),
     ]
     if fam.supports_proj:
         chosen += [

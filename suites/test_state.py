@@ -272,6 +272,47 @@ def test_dropout_moves_outputs_as_torch_s_does(subject, check):
                    f"output otherwise than torch's: " + "; ".join(found))
 
 
+@cases(lambda fam: [BASE.with_(seq_len=10, num_layers=2, dropout=0.5)])
+def test_dropout_follows_torch_s_seed(subject, check):
+    """torch.manual_seed decides dropout's masks, as it does torch's module's: two training
+    calls after the same seed give the same output, a call after another seed another one. A
+    mask drawn from a generator of the module's own (seeded once, "for reproducible runs")
+    ignores the seed: a run cannot be repeated, and activation checkpointing, which replays
+    torch's RNG state to recompute a forward pass, recomputes another mask."""
+    case = subject.case
+    module, inputs = subject.build(), subject.inputs()
+    module.train()
+    training = case.with_(training=True)
+    outputs = []
+    for seed in (case.data_seed, case.data_seed, case.data_seed + 1):
+        with torch.random.fork_rng(devices=[] if case.device == "cpu" else None):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                outputs.append(subject.run(module, inputs, case=training).output)
+    check.close("training output after torch.manual_seed(s), twice", outputs[1], outputs[0],
+                Tolerance(0.0))
+    check.differs("training output after another seed", outputs[2], outputs[0])
+
+
+@cases(lambda fam: [BASE.with_(dtype="float64"),
+                    BASE.with_(dtype="float64", num_layers=2, bidirectional=True,
+                               lengths=(5, 2, 4))])
+def test_converted_after_building(subject, check):
+    """Built in float32 on the CPU, then converted to the case's dtype and device with
+    module.to(...) — as model.double() or model.to("cuda") convert a whole model after it is
+    built — it computes as one built so, with hx=None: a tensor kept as a plain attribute (a
+    zero initial state made once, a mask, weights copied out) is not converted with the
+    parameters and buffers, and is left behind in float32 or on the CPU."""
+    case = subject.case
+    module = subject.spec.build(case.with_(dtype="float32", device="cpu")).to(
+        device=torch.device(case.device), dtype=case.torch_dtype)
+    subject.spec.load_weights(module, {name: value.to(case.device)
+                                       for name, value in subject.weights().items()})
+    module.train(case.training)
+    inputs = subject.inputs()
+    check.outputs_close(subject.run(module, inputs), subject.run_reference(inputs))
+
+
 @cases(lambda fam: [BASE.with_(dropout=0.5), BASE.with_(dropout=0.5,
                                                                      bidirectional=True)])
 def test_single_layer_dropout_is_inert(subject, check):

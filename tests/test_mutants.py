@@ -92,6 +92,11 @@ MUTANTS = [
     ("ReentrantCheckpointGRU", "gru", "gradients", "parameter_gradients_when_training"),
     ("NaiveSigmoidLSTM", "lstm", "extremes", "gradients_stay_finite"),
     ("RandnInitLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
+    ("TruncatedLongBackpropGRU", "gru", "gradients", "gradient_reaches_h0_over_long_sequences"),
+    ("FrozenNoGradLSTM", "lstm", "gradients", "input_gradients_with_frozen_parameters"),
+    ("OwnGeneratorDropoutGRU", "gru", "state", "dropout_follows_torch_s_seed"),
+    ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
+    ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
     ("ReverseFromZerosGRU", "gru", "state", "given_hx_is_used"),
     ("ReversedConcatLSTM", "lstm", "shapes", "values_match_reference"),
     ("ZeroBiasGRU", "gru", "shapes", "parameters_initialised_like_torch"),
@@ -193,7 +198,7 @@ PRECISION = {"LogSpaceScanMinGRU", "CancellingRGLRU", "PlainTanhFastRNN", "Softp
 
 # Mutants whose gradient never reaches something torch's does: every failing check must say so.
 NO_GRADIENT = {"NoGradLSTM", "DetachedOutputsGRU", "DetachedInputRNN", "EvalNoGradLSTM",
-               "DetachedInitialStateScalarDecay", "ReentrantCheckpointGRU"}
+               "DetachedInitialStateScalarDecay", "ReentrantCheckpointGRU", "FrozenNoGradLSTM"}
 
 CORRECT = {
     "mingru": "tests.mutants.families:ChunkedMinGRU",

@@ -64,15 +64,19 @@ def padded_mask(subject: Subject) -> Tensor | None:
 
 
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,
-                    *, inputs_need_grad: bool = True) -> None:
+                    *, inputs_need_grad: bool = True, frozen: bool = False) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
     respect to the input, the initial state and every parameter equal the reference's:
     parameters by name when the module uses the reference's names, else by directional
     derivatives through the weight loader (``inputs_need_grad`` False: the parameters' only,
-    the inputs needing no gradient, as a training batch does)."""
+    the inputs needing no gradient, as a training batch does; ``frozen``: every parameter of
+    both modules needing none, as a frozen encoder's, so the input's and state's only)."""
     case = subject.case
     module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
+    if frozen:
+        module.requires_grad_(False)
+        reference.requires_grad_(False)
     got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
                              seed=case.data_seed, inputs_need_grad=inputs_need_grad)
     want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
@@ -90,6 +94,8 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
     for name, expected in want.wrt.items():
         check.close(f"d loss / d {name}", got.wrt[name], expected, tol, measure="gradient",
                     rounding=rounding("wrt", name, expected))
+    if frozen:
+        return
     if uses_torch_names(module, reference):
         for name, expected in want.params.items():
             check.close(f"d loss / d {name}", got.params[name], expected, tol,

@@ -113,10 +113,12 @@ def backward(
     require_graph(outputs, inputs_need_grad=inputs_need_grad)
     named = {"input": leaves.x, **state_leaves(leaves)} if inputs_need_grad else {}
     params = dict(module.named_parameters())
-    targets = [*named.values(), *params.values()]
+    trained = {n: p for n, p in params.items() if p.requires_grad}  # a frozen one gets None
+    targets = [*named.values(), *trained.values()]
     grads = torch.autograd.grad(upstream.loss(outputs), targets, allow_unused=True)
+    found = dict(zip(trained, grads[len(named):]))
     return (
-        Gradients(dict(zip(named, grads[: len(named)])), dict(zip(params, grads[len(named):]))),
+        Gradients(dict(zip(named, grads[: len(named)])), {n: found.get(n) for n in params}),
         upstream,
     )
 

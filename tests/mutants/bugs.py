@@ -789,3 +789,79 @@ class ReversedConcatLSTM(ScratchLSTM):
 
     def join(self, outputs):
         return torch.cat(outputs[::-1], dim=2)
+
+
+class TruncatedLongBackpropGRU(ScratchGRU):
+    """Backpropagation truncated inside the layer to bound its memory on long sequences: the
+    state detached every 256 steps. Exact on sequences of up to 256 steps."""
+
+    WINDOW = 256
+
+    def cell(self, slot, x_t, state):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps % self.WINDOW == 0:
+            state = tuple(s.detach() for s in state)
+        return super().cell(slot, x_t, state)
+
+    def forward(self, input, hx=None, **kwargs):
+        self.steps = 0
+        return super().forward(input, hx, **kwargs)
+
+
+class FrozenNoGradLSTM(ScratchLSTM):
+    """An inference fast path: once no parameter needs a gradient (a frozen encoder) the layer
+    runs under torch.no_grad(), so no gradient reaches its input or h_0 either."""
+
+    def forward(self, input, hx=None, **kwargs):
+        if not any(p.requires_grad for p in self.parameters()):
+            with torch.no_grad():
+                return super().forward(input, hx, **kwargs)
+        return super().forward(input, hx, **kwargs)
+
+
+class OwnGeneratorDropoutGRU(ScratchGRU):
+    """Dropout masks from a generator of the module's own, seeded once "for reproducible runs":
+    torch.manual_seed no longer decides them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generator = torch.Generator().manual_seed(1234)
+
+    def drop(self, x):
+        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) >= self.dropout
+        return x * keep.to(x.device) / (1.0 - self.dropout)
+
+
+class ZeroStateAttributeLSTM(ScratchLSTM):
+    """The zero initial state made once, in __init__, as a plain attribute and expanded on
+    each call: module.double() or .to("cuda") leaves it behind."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rows = self.num_layers * (2 if self.bidirectional else 1)
+        self.zero_h = torch.zeros(rows, 1, self.h_out, dtype=kwargs.get("dtype"))
+        self.zero_c = torch.zeros(rows, 1, self.hidden_size, dtype=kwargs.get("dtype"))
+
+    def initial_state(self, hx, *, batch, batched, like):
+        if hx is None and batched:
+            return self.zero_h.expand(-1, batch, -1), self.zero_c.expand(-1, batch, -1)
+        return super().initial_state(hx, batch=batch, batched=batched, like=like)
+
+
+class HoistedWideGRU(ScratchGRU):
+    """A fast path for wide layers (hidden_size >= 32) that pre-sums the two bias vectors,
+    which moves b_hn out of the reset gate's product: n = tanh(W_in x + b_in + b_hn +
+    r * W_hn h). Exact below 32 units."""
+
+    def cell(self, slot, x_t, state):
+        if self.hidden_size < 32:
+            return super().cell(slot, x_t, state)
+        w = self.weights(slot)
+        (h,) = state
+        bias = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
+        x_r, x_z, x_n = F.linear(x_t, w["ih"], bias).chunk(3, dim=1)
+        h_r, h_z, h_n = F.linear(h, w["hh"]).chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * h,)
