@@ -173,6 +173,42 @@ def test_gradcheck(subject, check):
     gradcheck_or_fail(check, forward, (*leaves, *params))
 
 
+@pytest.mark.time_limit(3)  # float64 finite differences of the backward pass
+@cases(lambda fam: [BASE.with_(seq_len=3, batch=2, input_size=2, hidden_size=3, with_hx=True,
+                               dtype="float64")])
+def test_second_derivatives(subject, check):
+    """Double backward — a gradient penalty, MAML, Hessian-vector products — is right:
+    torch.autograd.gradgradcheck (float64) with respect to the input and h_0, the weights as
+    loaded. A custom autograd.Function whose backward reads what its forward saved as plain
+    tensors (a precomputed derivative) gives second derivatives silently missing a term. An
+    implementation declaring double_backward False (a hand-written backward) is not held to
+    it."""
+    if not subject.spec.capabilities.double_backward:
+        check.not_supported("double backward (the implementation declares double_backward "
+                            "False: its backward pass is not differentiable)")
+    module = subject.build(gradients=True)
+    inputs = subject.inputs()
+    states = inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
+    leaves = [inputs.x.detach().clone().requires_grad_(True),
+              *(s.detach().clone().requires_grad_(True) for s in states)]
+    require_graph(subject.run(module, inputs))
+
+    def forward(x, *hx):
+        given = tuple(hx) if len(hx) == 2 else hx[0]
+        return tuple(subject.run(module, Inputs(x, inputs.lengths, given)).named().values())
+
+    outputs = forward(*leaves)
+    try:
+        with torch.random.fork_rng(devices=[]):  # the same random directions on every run
+            torch.manual_seed(0)
+            torch.autograd.gradgradcheck(forward, leaves, eps=1e-6, atol=1e-6, rtol=1e-4,
+                                         fast_mode=True)
+    except RuntimeError as error:
+        check.fail(f"gradgradcheck: {' '.join(str(error).split())[:600]}")
+    check.count("gradgradcheck's directional second derivatives",
+                len(outputs) * len(leaves))
+
+
 def gradcheck_or_fail(check, forward, leaves) -> None:
     """torch.autograd.gradcheck in fast mode (per input and output, one random directional
     derivative vᵀ J u, analytic against its finite difference: a wrong gradient anywhere moves

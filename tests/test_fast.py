@@ -155,6 +155,19 @@ def test_returned_outputs_are_distinct_tensors(fast_cls, torch_cls, kwargs, grad
         assert torch.equal(now, then)  # the second call left the first call's results alone
 
 
+@pytest.mark.parametrize(("fast_cls", "torch_cls", "kwargs"), CASES)
+def test_double_backward_raises_instead_of_returning_zeros(fast_cls, torch_cls, kwargs):
+    """The hand-written backward is not differentiable: create_graph=True raises (the entries
+    declare double_backward False), where once_differentiable alone gives zero second
+    derivatives with respect to the input."""
+    fast, _ = pair(fast_cls, torch_cls, **kwargs)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    (first,) = torch.autograd.grad(fast(x)[0].sum(), x)  # one backward pass: as before
+    assert first.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(fast(x)[0].sum(), x, create_graph=True)
+
+
 def test_parameter_names_are_torchs():
     for fast_cls, torch_cls, kwargs in [
         (FastRNN, nn.RNN, {}), (FastLSTM, nn.LSTM, {"proj_size": 2}), (FastGRU, nn.GRU, {})

@@ -97,6 +97,7 @@ MUTANTS = [
     ("OwnGeneratorDropoutGRU", "gru", "state", "dropout_follows_torch_s_seed"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
+    ("SavedDerivativeLSTM", "lstm", "gradients", "second_derivatives"),
     ("ReverseFromZerosGRU", "gru", "state", "given_hx_is_used"),
     ("ReversedConcatLSTM", "lstm", "shapes", "values_match_reference"),
     ("ZeroBiasGRU", "gru", "shapes", "parameters_initialised_like_torch"),

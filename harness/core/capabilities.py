@@ -21,6 +21,7 @@ CONTRACT_PARTS = {
     "packed": "PackedSequence input", "lengths": "padded input + lengths=",
     "multi_layer": "num_layers > 1", "unbatched": "unbatched input", "no_bias": "bias=False",
     "autograd": "autograd", "compiled": "compiled (torch.compile)",
+    "double_backward": "double backward",
 }
 
 
@@ -45,6 +46,9 @@ class Capabilities:
         forward_backward latency phases, *not supported*, saying so.
     compiled: it runs torch.compile'd code; a check then proves that the compile produced
         graphs instead of silently running eagerly.
+    double_backward: its backward pass is itself differentiable (a gradient penalty, MAML).
+        False (a hand-written backward, torch.compile's) makes the second-derivative check
+        *not supported*; such an implementation should raise when asked, never return zeros.
     only: constructor arguments it takes one value of, and no other: {"bias": False} for a
         class built on bias-free projections, {"batch_first": True}, {"num_layers": 1},
         {"bidirectional": False}. Every case then runs with that value (``adapt``); a case
@@ -66,6 +70,7 @@ class Capabilities:
     chunked: bool = False
     autograd: bool = True
     compiled: bool = False
+    double_backward: bool = True
     only: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:

@@ -22,6 +22,8 @@ from harness.impls.script_lstm import ScriptLSTM
 # The layers built on harness.core.layer also take padded input plus lengths=, so an empty
 # sequence in a batch too.
 FROM_SCRATCH = Capabilities(zero_length=True)
+# The fast layers' backward pass is hand-written (one autograd node per call): not differentiable.
+FAST = Capabilities(zero_length=True, double_backward=False)
 # The packed recipe always takes padded 3-D input plus lengths.
 PACKED_RECIPE = Capabilities(packed=False, lengths=True, unbatched=False)
 
@@ -87,17 +89,17 @@ TORCH_GRU_PACKED = _packed(
 # Optimised from-scratch layers: the input projection hoisted out of the time loop, one W_hh
 # matmul per step, preallocated outputs without autograd.
 FAST_RNN = ImplSpec(
-    name="fast-rnn", family="rnn_tanh", factory=FastRNN, capabilities=FROM_SCRATCH,
+    name="fast-rnn", family="rnn_tanh", factory=FastRNN, capabilities=FAST,
     description="Elman RNN from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )
 FAST_LSTM = ImplSpec(
-    name="fast-lstm", family="lstm", factory=FastLSTM, capabilities=FROM_SCRATCH,
+    name="fast-lstm", family="lstm", factory=FastLSTM, capabilities=FAST,
     description="LSTM from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )
 FAST_GRU = ImplSpec(
-    name="fast-gru", family="gru", factory=FastGRU, capabilities=FROM_SCRATCH,
+    name="fast-gru", family="gru", factory=FastGRU, capabilities=FAST,
     description="GRU from scratch, input projection hoisted out of the loop (one GEMM)",
     origin="builtin",
 )

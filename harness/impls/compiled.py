@@ -88,7 +88,9 @@ class CompiledRecurrent:
     """run_direction with the input projection hoisted and the step compiled."""
 
     step: ClassVar[Callable]
-    harness_capabilities: ClassVar = {"compiled": True, "devices": {"cpu"}}
+    # torch.compile's aot_autograd does not differentiate its backward graphs (it raises)
+    harness_capabilities: ClassVar = {"compiled": True, "devices": {"cpu"},
+                                      "double_backward": False}
     harness_check_timeout = 600  # a check that compiles a new variant in a fresh process
 
     def run_direction(self, slot: int, x: Tensor, state: State, mask: Tensor | None,

@@ -243,8 +243,18 @@ class Recurrence(torch.autograd.Function):
         return (output, *final)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, d_out, *d_state):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative is coming
+            raise RuntimeError(
+                "the fast layers' backward pass is hand-written and not differentiable: "
+                "double backward (create_graph=True) is not supported; use torch's module")
+        return Recurrence.first_backward(ctx, d_out, *d_state)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def first_backward(ctx, d_out, *d_state):
+        """The backward pass (once_differentiable alone would not stop a second derivative
+        with respect to the inputs saved in ctx: it returns zeros for those)."""
         ctx.saved_tensors  # noqa: B018 - raises if a saved tensor was modified in place
         run = ctx.run
         dx, d_state0, dw = run.backward(d_out, d_state, need_x=ctx.needs_input_grad[2])

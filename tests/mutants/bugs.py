@@ -865,3 +865,36 @@ class HoistedWideGRU(ScratchGRU):
         z = torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)
         return ((1 - z) * n + z * h,)
+
+
+class SavedDerivativeSigmoid(torch.autograd.Function):
+    """sigmoid whose forward saves the derivative s (1 - s) for backward: right first
+    derivatives, but inside forward autograd is off, so to a second derivative the saved
+    derivative is a constant."""
+
+    @staticmethod
+    def forward(ctx, a):
+        s = torch.sigmoid(a)
+        ctx.save_for_backward(s * (1 - s))
+        return s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (derivative,) = ctx.saved_tensors
+        return grad * derivative
+
+
+class SavedDerivativeLSTM(ScratchLSTM):
+    """Every gate through SavedDerivativeSigmoid: second derivatives miss a term."""
+
+    def cell(self, slot, x_t, state):
+        w = self.weights(slot)
+        h, c = state
+        gates = F.linear(x_t, w["ih"], w["b_ih"]) + F.linear(h, w["hh"], w["b_hh"])
+        i, f, g, o = gates.chunk(4, dim=1)
+        sigmoid = SavedDerivativeSigmoid.apply
+        c = sigmoid(f) * c + sigmoid(i) * torch.tanh(g)
+        h = sigmoid(o) * torch.tanh(c)
+        if w["hr"] is not None:
+            h = F.linear(h, w["hr"])
+        return h, c
