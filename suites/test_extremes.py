@@ -108,7 +108,8 @@ def test_gradients_stay_finite(subject, check):
 
 def op_stress_grid(fam):
     long = {"f-high": 2000}
-    return [OP_BASE.with_(seq_len=long.get(stress, 300), batch=1, heads=2, stress=stress)
+    return [OP_BASE.with_(seq_len=long.get(stress, 300), batch=1,
+                          heads=8 if stress == "mixed-heads" else 2, stress=stress)
             for stress in fam.stresses]
 
 
@@ -134,7 +135,8 @@ def test_op_gate_stress(subject, check):
 
 
 @pytest.mark.autograd
-@cases(lambda fam: [OP_BASE.with_(seq_len=100, batch=1, heads=2, stress=stress)
+@cases(lambda fam: [OP_BASE.with_(seq_len=100, batch=1,
+                                  heads=8 if stress == "mixed-heads" else 2, stress=stress)
                     for stress in fam.stresses if stress != "unnormalised"], kind="op")
 def test_op_gradients_stay_finite(subject, check):
     """At every gate stress (100 steps), every gradient — dq, dk, dv, the gates', the initial

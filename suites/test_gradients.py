@@ -237,8 +237,12 @@ def op_grid(fam):
             OP_BASE.with_(seq_len=83, batch=1, lengths=(1, 17, 0, 65)),
             OP_BASE.with_(seq_len=64, with_state=False), OP_BASE.with_(seq_len=40, scale=0.3),
             OP_BASE.with_(seq_len=65, final_state=False),  # the training call: o alone
-            OP_BASE.with_(seq_len=100, chunk_size=16)]  # seven chunks: the state's gradient
-    # carried back across many boundaries, not one
+            OP_BASE.with_(seq_len=100, chunk_size=16),  # seven chunks: the state's gradient
+            # carried back across many boundaries, not one
+            # decays strong enough that chunked forms take their masked-exponential path
+            *(OP_BASE.with_(seq_len=65, stress=stress,
+                            heads=8 if stress == "mixed-heads" else OP_BASE.heads)
+              for stress in ("s0.1", "mixed-heads") if stress in fam.stresses)]
 
 
 @cases(op_grid, kind="op")

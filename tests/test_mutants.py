@@ -97,6 +97,7 @@ MUTANTS = [
     ("OwnGeneratorDropoutGRU", "gru", "state", "dropout_follows_torch_s_seed"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
+    ("SortedIndicesGRU", "gru", "padding", "matches_reference"),
     ("SavedDerivativeLSTM", "lstm", "gradients", "second_derivatives"),
     ("ReverseFromZerosGRU", "gru", "state", "given_hx_is_used"),
     ("ReversedConcatLSTM", "lstm", "shapes", "values_match_reference"),
@@ -189,6 +190,11 @@ OP_MUTANTS = [
     ("LogOfSigmoidMLSTM", "mlstm", "extremes", "op_gradients_stay_finite"),
     ("IgnoredChunkSizeScalarDecay", "scalar_decay", "chunking", "chunk_size_takes_effect"),
     ("InputDtypeScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("MeanDecayFactoredScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
+    ("DetachedMaskGatedDelta", "gated_delta", "gradients", "op_gradients_match_reference"),
+    ("DecodeScaleDroppedScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("TrailingEmptyDroppedScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
+    ("Float32ScaleGatedDelta", "gated_delta", "values", "matches_reference"),
     ("WidenedBfloat16OutputGatedDelta", "gated_delta", "values", "matches_reference"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]

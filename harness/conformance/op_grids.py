@@ -17,6 +17,10 @@ def values(fam) -> list[OpCase]:
               BASE.with_(seq_len=64, key_dim=16, value_dim=100),
               BASE.with_(seq_len=65, with_state=False),
               BASE.with_(seq_len=65, dtype="float64"),
+              # K^-1/2 not exact in float32 (16^-1/2 is): a scale computed or cached in
+              # float32 shows in a float64 call
+              BASE.with_(seq_len=40, key_dim=100, value_dim=24, dtype="float64"),
+              BASE.with_(seq_len=1, scale=1.0),  # a one-token (decode) call with a scale
               BASE.with_(seq_len=100, heads=1, dtype="float64", with_state=False),
               # the op's own initial state, in eight rows: where a first input gate is below
               # its log forget gate, mLSTM's m_0 shows in every output (eps e^m, 1e-7 here)
@@ -36,4 +40,5 @@ def varlen(fam) -> list[OpCase]:
             one.with_(seq_len=83, lengths=(1, 17, 0, 65)),
             one.with_(seq_len=130, lengths=(64, 1, 65), dtype="float64"),
             one.with_(seq_len=40, lengths=(20, 20), with_state=False),
-            one.with_(seq_len=64, lengths=(5, 35, 24), scale=0.3)]  # a scale with cu_seqlens
+            one.with_(seq_len=64, lengths=(5, 35, 24), scale=0.3),  # a scale with cu_seqlens
+            one.with_(seq_len=22, lengths=(5, 17, 0, 0))]  # empty sequences at the end

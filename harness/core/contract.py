@@ -135,8 +135,12 @@ def call(
             lengths = torch.full((x.size(1 - time_dim),), x.size(time_dim), dtype=torch.int64)
         result = module(*args, lengths=lengths)
     elif lengths is not None:
+        # Packed as a user packs: lengths already longest first with torch's default
+        # (enforce_sorted=True: the PackedSequence has no sorted_indices), any other order with
+        # enforce_sorted=False.
+        ordered = bool((lengths[:-1] >= lengths[1:]).all())
         packed = pack_padded_sequence(
-            x, lengths, batch_first=case.batch_first, enforce_sorted=False
+            x, lengths, batch_first=case.batch_first, enforce_sorted=ordered
         )
         result = module(packed) if hx is None else module(packed, hx)
     else:

@@ -34,6 +34,10 @@ DECAY_STRESSES = {
     "s10": "g = logσ(U[0,1]) / 10: decays near 1",
     "zero-some": "g = 0 (decay exactly 1) at a third of the positions",
     "zero-all": "g = 0 everywhere: no decay at all",
+    "mixed-heads": "the last head's decays strong (g = logσ(U[0,1]) / 0.25, about e^-2 a "
+                   "step), the others gentle: heads as unlike as Mamba-2's per-head A (a "
+                   "decision taken over every head at once, as whether to factor the decays, "
+                   "fails on the one); drawn with 8 heads",
 }
 DELTA_STRESSES = {
     **DECAY_STRESSES,
@@ -65,6 +69,8 @@ def log_decay(case: OpCase, generator: torch.Generator) -> Tensor:
     uniform = torch.rand(shape, generator=generator, dtype=torch.float64)
     divisor = {"s0.01": 0.01, "s0.1": 0.1, "s1": 1.0, "s10": 10.0}.get(case.stress, 8.0)
     g = F.logsigmoid(uniform) / divisor
+    if case.stress == "mixed-heads":
+        g[..., -1] = F.logsigmoid(uniform[..., -1]) / 0.25
     if case.stress == "zero-all":
         return torch.zeros_like(g)
     if case.stress == "zero-some":

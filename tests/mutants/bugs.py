@@ -898,3 +898,15 @@ class SavedDerivativeLSTM(ScratchLSTM):
         if w["hr"] is not None:
             h = F.linear(h, w["hr"])
         return h, c
+
+
+class SortedIndicesGRU(ScratchGRU):
+    """Reorders a PackedSequence's final states with its unsorted_indices unconditionally: they
+    are None when the batch was packed with enforce_sorted=True (torch's default, lengths
+    already longest first), and index_select fails."""
+
+    def forward(self, input, hx=None, **kwargs):
+        if isinstance(input, torch.nn.utils.rnn.PackedSequence):
+            order = input.unsorted_indices.argsort()  # TypeError when None
+            del order
+        return super().forward(input, hx, **kwargs)

@@ -10,7 +10,7 @@ from unittest import mock
 
 import torch
 
-from harness.ops import gated_delta, mlstm, scalar_decay
+from harness.ops import gated_delta, mlstm, scalar_decay, sequences
 from harness.ops.sequences import as_tuple, chunked, chunks, decay_mask
 
 
@@ -597,3 +597,70 @@ def WidenedBfloat16OutputGatedDelta(q, k, v, g, beta, *, scale=None, initial_sta
 
 WidenedBfloat16OutputGatedDelta.harness_capabilities = {
     "dtypes": ["float32", "float64", "bfloat16"]}
+
+
+def MeanDecayFactoredScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                 output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Decides whether to factor e^(b_t - b_j) as e^(b_t) e^(-b_j) from the mean cumulative
+    log decay over the batch and heads, not the strongest: one head decaying much faster than
+    the others (Mamba-2's per-head A) overflows e^(-b) there, NaN."""
+    mean_decides = lambda b: bool(b[..., -1].mean() >= -sequences.FACTORED_DECAY)  # noqa: E731
+    with mock.patch("harness.ops.scalar_decay.factored_decays", mean_decides):
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def detached_mask(g):
+    return decay_mask(g).detach()
+
+
+def DetachedMaskGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The strong-decay path's decay mask detached ("it is just a mask"): right outputs, and
+    no gradient through the mask into g whenever a call takes that path."""
+    with mock.patch("harness.ops.gated_delta.decay_mask", detached_mask):
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def DecodeScaleDroppedScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                  output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A one-token (decode) fast path that calls the recurrent form without passing scale on:
+    K^-1/2 used whatever the caller asked, at T = 1 only."""
+    if q.shape[1] == 1 and cu_seqlens is None:
+        return scalar_decay.scalar_decay_recurrent(q, k, v, g, initial_state=initial_state,
+                                                   output_final_state=output_final_state)
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def TrailingEmptyDroppedScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                    output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Counts the sequences of cu_seqlens from the tokens' sequence ids (a bincount without
+    minlength): empty sequences at the end vanish, and the final state has too few rows."""
+    if cu_seqlens is not None:
+        ids = torch.repeat_interleave(torch.arange(cu_seqlens.numel() - 1), cu_seqlens.diff())
+        kept = torch.bincount(ids).numel()
+        cu_seqlens = cu_seqlens[:kept + 1]
+        if initial_state is not None:
+            initial_state = initial_state[:kept]
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def Float32ScaleGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The default scale computed as a float32 tensor (torch.tensor(K) ** -0.5): exact for K =
+    16 or 64, a relative 3e-8 off for K = 100, which a float64 call keeps."""
+    if scale is None:
+        scale = float(torch.tensor(float(k.shape[-1]), dtype=torch.float32) ** -0.5)
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                         initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
