@@ -66,6 +66,17 @@ class Signature:
 # Layout helpers: the case's layout to time-major (T, B, F) and back --------------------------
 
 
+def hx_parts(inputs: Inputs) -> tuple[Tensor, ...]:
+    """hx as a tuple of its parts ((h_0,) or (h_0, c_0))."""
+    hx = inputs.hx
+    return hx if isinstance(hx, tuple) else (hx,)
+
+
+def replace_hx(inputs: Inputs, parts: tuple[Tensor, ...] | None) -> Inputs:
+    hx = None if parts is None else parts if len(parts) == 2 else parts[0]
+    return Inputs(inputs.x, inputs.lengths, hx)
+
+
 def to_time_major(x: Tensor, case: Case) -> Tensor:
     if case.unbatched:
         return x.unsqueeze(1)

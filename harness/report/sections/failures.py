@@ -49,16 +49,22 @@ def reproduce(row: pd.Series) -> str:
         origin=str(row["origin"] or ""))])
 
 
-def alone_lines(row: pd.Series) -> list[str]:
-    """What re-running the failure alone in a fresh process showed, when it was done."""
-    metrics = row["metrics"] if isinstance(row["metrics"], dict) else {}
-    if metrics.get("alone") == "failed":
-        return ["Fails alone too: confirmed in a fresh process.", ""]
-    if metrics.get("alone") != "passed":
+def alone_lines(group: pd.DataFrame) -> list[str]:
+    """What re-running the failure alone in a fresh process showed, when it was done: on the
+    check's first failing case, which need not be the smallest one the section shows."""
+    confirmed = [row for _, row in group.iterrows()
+                 if isinstance(row["metrics"], dict) and "alone" in row["metrics"]]
+    if not confirmed:
+        return []
+    row = confirmed[0]
+    case = "" if row["case_id"] == group.iloc[0]["case_id"] else f" (case {code(row['case_id'])})"
+    if row["metrics"]["alone"] == "failed":
+        return [f"Fails alone too{case}: confirmed in a fresh process.", ""]
+    if row["metrics"]["alone"] != "passed":
         return []
     target = shlex.split(reproduce(row))[:-2]  # the same command without -k: the whole suite
-    return ["**Passed when run alone** in a fresh process: this check fails only after the "
-            "checks that ran before it in the same process (process-wide state leaked). "
+    return [f"**Passed when run alone**{case} in a fresh process: this check fails only after "
+            "the checks that ran before it in the same process (process-wide state leaked). "
             f"Reproduce with them: {code(shlex.join([*target, '--workers', '0']))}.", ""]
 
 
@@ -136,7 +142,7 @@ def failures(frame: pd.DataFrame, output: Path | None = None) -> list[str]:
                           f"{said['raises']}") if said else []),
             f"Reproduce: {code(reproduce(first))}",
             "",
-            *alone_lines(first),
+            *alone_lines(group),
         ]
         if first["machine"]:
             lines += [f"Machine: {md(first['machine'])}.", ""]
