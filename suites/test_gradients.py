@@ -76,14 +76,14 @@ def test_input_gradients_with_frozen_parameters(subject, check):
     match_reference(subject, check, subject.inputs(), frozen=True)
 
 
-@cases(lambda fam: [BASE.with_(seq_len=600, batch=2, hidden_size=8, with_hx=True,
+@cases(lambda fam: [BASE.with_(seq_len=300, batch=2, hidden_size=8, with_hx=True,
                                dtype="float64",
                                radius=None if fam.recurrence == "none" else 1.0)])
 def test_gradient_reaches_h0_over_long_sequences(subject, check):
-    """600 steps, float64, the recurrent weights at spectral radius 1: a gradient into the
-    final state alone (none into the output's steps) reaches h_0 (and c_0) through all 600
+    """300 steps, float64, the recurrent weights at spectral radius 1: a gradient into the
+    final state alone (none into the output's steps) reaches h_0 (and c_0) through all 300
     steps, and equals the reference's there, held to a millionth of its own size — tiny after
-    600 steps, never exactly zero. Truncated backpropagation built into the layer (the state
+    300 steps, never exactly zero. Truncated backpropagation built into the layer (the state
     detached every few hundred steps) gives exactly zero, which equals the reference to any
     absolute tolerance."""
     case = subject.case

@@ -244,8 +244,8 @@ def twin_rows(inputs: Inputs) -> Inputs:
     return Inputs(x, inputs.lengths, hx)
 
 
-@cases(lambda fam: [BASE.with_(seq_len=20, batch=4, num_layers=2, dropout=0.3),
-                    BASE.with_(seq_len=20, batch=4, num_layers=2, dropout=0.3,
+@cases(lambda fam: [BASE.with_(seq_len=10, batch=4, num_layers=2, dropout=0.3),
+                    BASE.with_(seq_len=10, batch=4, num_layers=2, dropout=0.3,
                                bidirectional=True)])
 def test_dropout_moves_outputs_as_torch_s_does(subject, check):
     """Over many training calls, dropout changes the output (from eval mode's) as torch's does:
