@@ -189,7 +189,7 @@ class Family:
         return matmul_flops(self, case, phase)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # the checks' small modules; a few wide ones at most
 def built_once(build: Callable[..., nn.Module], arguments: tuple[tuple[str, Any], ...]
                ) -> nn.Module:
     """The module ``build(**arguments)``, built once per process and never handed out (copies
