@@ -12,6 +12,7 @@ from harness.conformance.gradients import finite_where_the_reference_is
 from harness.conformance.grids import BASE
 from harness.conformance.op_checks import gradients_finite, outputs_match
 from harness.conformance.op_grids import BASE as OP_BASE
+from harness.conformance.op_grids import stressed
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.conformance.values import finite_and_close
@@ -108,8 +109,7 @@ def test_gradients_stay_finite(subject, check):
 
 def op_stress_grid(fam):
     long = {"f-high": 2000}
-    return [OP_BASE.with_(seq_len=long.get(stress, 300), batch=1,
-                          heads=8 if stress == "mixed-heads" else 2, stress=stress)
+    return [stressed(OP_BASE.with_(seq_len=long.get(stress, 300), batch=1, heads=2), stress)
             for stress in fam.stresses]
 
 
@@ -135,8 +135,7 @@ def test_op_gate_stress(subject, check):
 
 
 @pytest.mark.autograd
-@cases(lambda fam: [OP_BASE.with_(seq_len=100, batch=1,
-                                  heads=8 if stress == "mixed-heads" else 2, stress=stress)
+@cases(lambda fam: [stressed(OP_BASE.with_(seq_len=100, batch=1, heads=2), stress)
                     for stress in fam.stresses if stress != "unnormalised"], kind="op")
 def test_op_gradients_stay_finite(subject, check):
     """At every gate stress (100 steps), every gradient — dq, dk, dv, the gates', the initial

@@ -20,6 +20,7 @@ from harness.conformance.gradients import (
 from harness.conformance.grids import BASE, layouts, varlen
 from harness.conformance.op_checks import gradients_match
 from harness.conformance.op_grids import BASE as OP_BASE
+from harness.conformance.op_grids import stressed
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.backprop import Upstream, meaning
@@ -240,8 +241,7 @@ def op_grid(fam):
             OP_BASE.with_(seq_len=100, chunk_size=16),  # seven chunks: the state's gradient
             # carried back across many boundaries, not one
             # decays strong enough that chunked forms take their masked-exponential path
-            *(OP_BASE.with_(seq_len=65, stress=stress,
-                            heads=8 if stress == "mixed-heads" else OP_BASE.heads)
+            *(stressed(OP_BASE.with_(seq_len=65), stress)
               for stress in ("s0.1", "mixed-heads") if stress in fam.stresses)]
 
 

@@ -8,6 +8,13 @@ from harness.core.op_case import OpCase
 
 BASE = OpCase(seq_len=63, batch=2, heads=4, key_dim=16, value_dim=16, with_state=True)
 
+STRESS_HEADS = {"mixed-heads": 8}  # gate stresses drawn over more heads than a grid's own
+
+
+def stressed(case: OpCase, stress: str) -> OpCase:
+    """``case`` under the family's gate stress ``stress``, over the heads it is drawn for."""
+    return case.with_(stress=stress, heads=STRESS_HEADS.get(stress, case.heads))
+
 
 def values(fam) -> list[OpCase]:
     cases = [BASE.with_(seq_len=t) for t in (1, 15, 63, 64, 65, 100)]
