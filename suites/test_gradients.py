@@ -13,6 +13,7 @@ from harness.conformance.checks import Tolerance
 from harness.conformance.gradients import (
     NoGradient,
     backward,
+    follows_the_forward,
     match_reference,
     padded_mask,
     require_graph,
@@ -111,6 +112,18 @@ def test_gradient_reaches_h0_over_long_sequences(subject, check):
                                 f"of it after {case.seq_len} steps to compare")
         check.close(f"d loss / d {name} after {case.seq_len} steps", found, expected,
                     Tolerance(1e-6 * size))
+
+
+@cases(lambda fam: [BASE.with_(seq_len=6, num_layers=2, dropout=0.5, dtype="float64",
+                               with_hx=True)])
+def test_gradients_with_dropout_follow_the_forward(subject, check):
+    """In training with dropout, the gradient is the gradient of the forward pass it follows:
+    after one torch.manual_seed the masks are the same call after call, so the input's gradient
+    along a random direction equals the training loss's central difference along it (float64).
+    Activation checkpointing that does not replay torch's RNG state (preserve_rng_state=False)
+    recomputes another mask in the backward pass: the gradient of another function than the
+    forward computed, with the forward itself right."""
+    follows_the_forward(subject, check)
 
 
 @cases(lambda fam: [c for c in varlen(fam)])

@@ -501,3 +501,26 @@ def test_a_gradient_that_overflows_is_named_by_its_check(tmp_path, flag, target,
         assert "non-finite values where the reference has none" in r["message"]
         assert "F.logsigmoid" in found["sentence"]
     assert "its gradients are NaN or inf at an extreme" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("target", "family_name", "named"), [
+    ("RecomputedDropoutGRU", "gru", True),
+    ("WrongGateDerivativeLSTM", "lstm", False),  # wrong in eval mode too: not a mask's doing
+])
+def test_a_mask_redrawn_in_backward_is_named_only_when_eval_mode_is_right(tmp_path, target,
+                                                                          family_name, named):
+    """A gradient in training with dropout that is not its forward's is named as masks redrawn
+    in the backward pass only where the same comparison holds in eval mode; a backward pass
+    wrong in both modes gets the generic diagnosis, never that name."""
+    out = tmp_path / "out"
+    code = main(["run", "--impl-class", f"tests.mutants.bugs:{target}", "--family",
+                 family_name, "--suite", "gradients", "-k",
+                 "gradients_with_dropout_follow_the_forward", "--workers", "0",
+                 "--confirm-alone", "0", "--out", str(out)])
+    assert code == 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    assert failed
+    for r in failed:
+        signatures = r["metrics"]["diagnosis"]["signatures"]
+        assert ("dropout mask redrawn in backward" in signatures) is named, signatures

@@ -95,6 +95,7 @@ MUTANTS = [
     ("TruncatedLongBackpropGRU", "gru", "gradients", "gradient_reaches_h0_over_long_sequences"),
     ("FrozenNoGradLSTM", "lstm", "gradients", "input_gradients_with_frozen_parameters"),
     ("OwnGeneratorDropoutGRU", "gru", "state", "dropout_follows_torch_s_seed"),
+    ("RecomputedDropoutGRU", "gru", "gradients", "gradients_with_dropout_follow_the_forward"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
     ("SortedIndicesGRU", "gru", "padding", "matches_reference"),

@@ -34,7 +34,7 @@ from harness.core.backprop import (  # noqa: F401 (leaf_inputs, require_graph: t
     state_leaves,
     uses_torch_names,
 )
-from harness.core.contract import Inputs
+from harness.core.contract import Inputs, Outputs
 from harness.core.failed import Explained
 from harness.core.subject import NEARBY, Subject, nudged
 
@@ -167,6 +167,66 @@ def finite_where_the_reference_is(subject: Subject, check, label: str,
         if found is not None:
             finite_like(check, f"d loss / d {name}, {label}", found, grad, gradient=True,
                         at=label)
+
+
+MASK_REDRAWN = (
+    "its gradient in training with dropout is not the gradient of the forward pass it follows, "
+    "and in eval mode it is: the backward pass used other dropout masks than the forward — "
+    "activation checkpointing that recomputes without replaying torch's RNG state "
+    "(torch.utils.checkpoint with preserve_rng_state=False), or a mask drawn again in a custom "
+    "backward; keep the forward's masks (save them, or replay the RNG state)")
+
+
+def follows_the_forward(subject: Subject, check) -> None:
+    """Training with dropout: the input's gradient along a random direction equals the central
+    difference of the training loss along it, every call after one torch.manual_seed (the same
+    masks), in the case's (float64) dtype. Where it does not and it does in eval mode, the
+    failure is ``Explained`` (MASK_REDRAWN): the backward pass saw other masks than the
+    forward."""
+    case = subject.case
+    module, inputs = subject.build(gradients=True), subject.inputs()
+    found = directional_error(subject, module.train(), inputs)
+    label = ("d loss / d input along a random direction, against the training loss's central "
+             "difference (one seed for every call)")
+    try:
+        check.close(label, *found)
+    except CheckFailed as failure:
+        predicted, difference, bound = directional_error(subject, module.eval(), inputs,
+                                                         case=case.with_(training=False))
+        if float((predicted - difference).abs().max()) <= bound.atol:
+            raise Explained(str(failure), pattern="dropout mask redrawn in backward",
+                            sentence=MASK_REDRAWN) from None
+        raise
+
+
+def directional_error(subject: Subject, module: nn.Module, inputs: Inputs, *,
+                      case=None) -> tuple[Tensor, Tensor, Tolerance]:
+    """(the input's gradient along a seeded random direction, the loss's central difference
+    along it, their bound): every call of ``module`` after torch.manual_seed(the case's seed)."""
+    case = case or subject.case.with_(training=True)
+
+    def seeded(i: Inputs) -> Outputs:
+        with torch.random.fork_rng(devices=[] if case.device == "cpu" else None):
+            torch.manual_seed(case.data_seed)
+            return subject.run(module, i, case=case)
+
+    got, upstream = backward(seeded, module, inputs, None, seed=case.data_seed)
+    if got.wrt["input"] is None:
+        raise NoGradient("no gradient reaches the input")
+    generator = torch.Generator().manual_seed(case.data_seed + 7)
+    direction = torch.randn(inputs.x.shape, generator=generator, dtype=torch.float64).to(
+        inputs.x)  # the input's own layout and dtype
+    step = 1e-6
+
+    def loss_at(shift: float) -> Tensor:
+        with torch.no_grad():
+            moved = Inputs(inputs.x + shift * direction, inputs.lengths, inputs.hx)
+            return upstream.loss(seeded(moved)).double().cpu()
+
+    difference = (loss_at(step) - loss_at(-step)) / (2 * step)
+    predicted = (got.wrt["input"].double() * direction.double()).sum().cpu()
+    return (predicted.reshape(1), difference.reshape(1),
+            Tolerance(1e-6 * max(1.0, float(difference.abs()))))
 
 
 def twin_gradients(subject: Subject, reference: nn.Module, inputs: Inputs, upstream: Upstream

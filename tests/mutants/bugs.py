@@ -910,3 +910,13 @@ class SortedIndicesGRU(ScratchGRU):
             order = input.unsorted_indices.argsort()  # TypeError when None
             del order
         return super().forward(input, hx, **kwargs)
+
+
+class RecomputedDropoutGRU(ScratchGRU):
+    """Saves memory in training: dropout between layers under torch.utils.checkpoint
+    (use_reentrant=False), recomputed in the backward pass, with preserve_rng_state=False to
+    skip the RNG bookkeeping. The recompute draws another mask: the forward is right, its
+    gradient belongs to another mask."""
+
+    def drop(self, x):
+        return checkpoint(super().drop, x, use_reentrant=False, preserve_rng_state=False)
