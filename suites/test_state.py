@@ -11,15 +11,17 @@ import contextlib
 import warnings
 
 import torch
+from torch import Tensor
 
 from harness.conformance import dropout
-from harness.conformance.checks import Tolerance
+from harness.conformance.checks import CheckFailed, Tolerance
 from harness.conformance.grids import BASE, product
 from harness.conformance.op_checks import outputs_match
 from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
+from harness.core.failed import Explained
 from harness.core.op_subject import OpInputs
 from harness.core.subject import Subject, reference_weights
 
@@ -292,6 +294,59 @@ def test_dropout_follows_torch_s_seed(subject, check):
     check.close("training output after torch.manual_seed(s), twice", outputs[1], outputs[0],
                 Tolerance(0.0))
     check.differs("training output after another seed", outputs[2], outputs[0])
+
+
+def mirrored(weights: dict[str, Tensor], h_out: int) -> dict[str, Tensor]:
+    """Weights under which, at T=1 from zero states, the first layer's two directions output
+    the same values, and the second layer's input weights read their difference: every
+    ``*_l0_reverse`` tensor a copy of its ``*_l0``, and weight_ih_l1 (and its reverse)
+    [A, -A] over the (forward, backward) halves of its input. Without dropout the second layer
+    sees no input at all; with a mask per direction it sees what the masks keep apart."""
+    out = dict(weights)
+    for name in weights:
+        if name.endswith("_l0_reverse"):
+            out[name] = weights[name.removesuffix("_reverse")].clone()
+    for name in ("weight_ih_l1", "weight_ih_l1_reverse"):
+        w = weights[name].clone()  # (gates * H, 2 * h_out)
+        w[:, h_out:] = -w[:, :h_out]
+        out[name] = w
+    return out
+
+
+@cases(lambda fam: [BASE.with_(seq_len=1, batch=8, num_layers=2, dropout=0.5,
+                               bidirectional=True)])
+def test_dropout_masks_each_direction_apart(subject, check):
+    """Dropout between bidirectional layers draws one mask over both directions' features, not
+    one shared by feature j of the forward and feature j of the backward direction. At T=1,
+    with the directions' weights equal and the next layer reading their difference
+    (``mirrored``), eval mode gives that layer no input; in training, a mask per direction does
+    (torch's), a mask shared by the two does not: training's output would equal eval's."""
+    case, inputs = subject.case, subject.inputs()
+
+    def train_and_eval(weights):
+        module = subject.build(weights)
+        evaluated = run_in_mode(subject, module, inputs, training=False).output.detach()
+        with torch.random.fork_rng(devices=[] if case.device == "cpu" else None):
+            torch.manual_seed(case.data_seed)
+            return run_in_mode(subject, module, inputs, training=True).output.detach(), evaluated
+
+    try:
+        check.differs("output in training vs eval, the directions' outputs equal and the next "
+                      "layer reading their difference",
+                      *train_and_eval(mirrored(subject.weights(), case.h_out)))
+    except CheckFailed as failure:
+        trained, evaluated = train_and_eval(subject.weights())
+        if float((trained - evaluated).abs().max()) > 100 * check.strict.atol:  # it drops
+            raise Explained(str(failure), pattern="dropout mask shared by the directions",
+                            sentence=SHARED_DIRECTIONS) from None
+        raise
+
+
+SHARED_DIRECTIONS = (
+    "dropout between its bidirectional layers drops feature j of the forward and of the "
+    "backward direction together: one mask drawn for half the features and used for both "
+    "halves; torch draws one mask over the whole (T, B, 2H) output, each direction's features "
+    "their own")
 
 
 @cases(lambda fam: [BASE.with_(dtype="float64"),

@@ -503,24 +503,32 @@ def test_a_gradient_that_overflows_is_named_by_its_check(tmp_path, flag, target,
     assert "its gradients are NaN or inf at an extreme" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize(("target", "family_name", "named"), [
-    ("RecomputedDropoutGRU", "gru", True),
-    ("WrongGateDerivativeLSTM", "lstm", False),  # wrong in eval mode too: not a mask's doing
+@pytest.mark.parametrize(("target", "family_name", "check", "pattern", "named"), [
+    ("RecomputedDropoutGRU", "gru", "gradients_with_dropout_follow_the_forward",
+     "dropout mask redrawn in backward", True),
+    # wrong in eval mode too: not a mask's doing
+    ("WrongGateDerivativeLSTM", "lstm", "gradients_with_dropout_follow_the_forward",
+     "dropout mask redrawn in backward", False),
+    ("DirectionSharedDropoutLSTM", "lstm", "dropout_masks_each_direction_apart",
+     "dropout mask shared by the directions", True),
+    # no dropout in training at all: not a shared mask
+    ("IgnoredDropoutGRU", "gru", "dropout_masks_each_direction_apart",
+     "dropout mask shared by the directions", False),
 ])
-def test_a_mask_redrawn_in_backward_is_named_only_when_eval_mode_is_right(tmp_path, target,
-                                                                          family_name, named):
+def test_a_dropout_mistake_is_named_only_where_its_control_experiment_says_so(
+        tmp_path, target, family_name, check, pattern, named):
     """A gradient in training with dropout that is not its forward's is named as masks redrawn
-    in the backward pass only where the same comparison holds in eval mode; a backward pass
-    wrong in both modes gets the generic diagnosis, never that name."""
+    in the backward pass only where the same comparison holds in eval mode; training equal to
+    eval under mirrored directions is named a mask shared by the directions only where the
+    module drops at all. Otherwise the generic diagnosis, never those names."""
     out = tmp_path / "out"
     code = main(["run", "--impl-class", f"tests.mutants.bugs:{target}", "--family",
-                 family_name, "--suite", "gradients", "-k",
-                 "gradients_with_dropout_follow_the_forward", "--workers", "0",
-                 "--confirm-alone", "0", "--out", str(out)])
+                 family_name, "-k", check, "--workers", "0", "--confirm-alone", "0",
+                 "--out", str(out)])
     assert code == 1
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    failed = [r for r in records if r["outcome"] == "failed"]
+    failed = [r for r in records if r["outcome"] == "failed" and r["check"] == check]
     assert failed
     for r in failed:
-        signatures = r["metrics"]["diagnosis"]["signatures"]
-        assert ("dropout mask redrawn in backward" in signatures) is named, signatures
+        signatures = (r["metrics"] or {}).get("diagnosis", {}).get("signatures", [])
+        assert (pattern in signatures) is named, signatures

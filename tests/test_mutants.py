@@ -96,6 +96,8 @@ MUTANTS = [
     ("FrozenNoGradLSTM", "lstm", "gradients", "input_gradients_with_frozen_parameters"),
     ("OwnGeneratorDropoutGRU", "gru", "state", "dropout_follows_torch_s_seed"),
     ("RecomputedDropoutGRU", "gru", "gradients", "gradients_with_dropout_follow_the_forward"),
+    ("DirectionSharedDropoutLSTM", "lstm", "state", "dropout_masks_each_direction_apart"),
+    ("IgnoredDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
     ("SortedIndicesGRU", "gru", "padding", "matches_reference"),

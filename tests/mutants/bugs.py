@@ -920,3 +920,22 @@ class RecomputedDropoutGRU(ScratchGRU):
 
     def drop(self, x):
         return checkpoint(super().drop, x, use_reentrant=False, preserve_rng_state=False)
+
+
+class DirectionSharedDropoutLSTM(ScratchLSTM):
+    """Dropout between layers with one mask for feature j of both directions: the mask drawn
+    for (T, B, H) and applied to each direction's half of the (T, B, 2H) output."""
+
+    def drop(self, x):
+        if self.num_directions == 1:
+            return super().drop(x)
+        half = x.shape[-1] // 2
+        keep = F.dropout(torch.ones_like(x[..., :half]), self.dropout, training=True)
+        return x * torch.cat([keep, keep], dim=-1)
+
+
+class IgnoredDropoutGRU(ScratchGRU):
+    """Takes the ``dropout`` argument and never drops: training computes as eval does."""
+
+    def drop(self, x):
+        return x
