@@ -80,6 +80,7 @@ VALUE_MUTANTS = [
     ("families:RatioMinLSTM", "minlstm", BASE, "overflows"),
     ("families:SigmoidCandidateMinGRU", "mingru", BASE, "candidate-sigmoid"),
     ("families:NoActivationMinLSTM", "minlstm", BASE, "g-missing"),
+    ("families:StepPathMinLSTM", "minlstm", BASE, "steps-otherwise"),
     ("families:UnscaledInputRGLRU", "rglru", BASE, "input-scale-missing"),
     ("families:NoDecayConstantRGLRU", "rglru", BASE, "decay-constant-missing"),
     ("families:TanhIndRNN", "indrnn", BASE, "tanh-instead-of-relu"),

@@ -114,6 +114,7 @@ FAMILY_MUTANTS = [
     ("ScanIgnoresH0MinGRU", "mingru", "streaming", "split_sequence_equals_whole"),
     ("GTwiceMinGRU", "mingru", "shapes", "values_match_reference"),
     ("WhereOverflowMinGRU", "mingru", "extremes", "gradients_stay_finite"),
+    ("StepPathMinLSTM", "minlstm", "many-to-many", "stepwise_equals_full_sequence"),
     ("SoftplusAsWrittenRGLRU", "rglru", "numerics", "precision_like_the_reference"),
     ("SoftplusAsWrittenRGLRU", "rglru", "numerics", "precision_over_long_sequences"),
     ("SwappedBlocksMinLSTM", "minlstm", "shapes", "values_match_reference"),

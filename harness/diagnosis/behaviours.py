@@ -190,6 +190,30 @@ def drops_top_layer(subject: Subject) -> bool:
     return not torch.allclose(last, out.h_n[-1])
 
 
+def steps_otherwise(subject: Subject) -> bool:
+    """Called one step at a time (T=1 calls, the final state carried as the next call's hx, as
+    decoding and streaming call it), it computes otherwise than in one call over the same
+    steps, which agrees with the reference (one direction, fixed lengths: the case's shape)."""
+    case = subject.case.with_(bidirectional=False, lengths=None)
+    subject = Subject(subject.spec, case)
+    module, inputs = subject.build(), subject.inputs()
+    time = 1 if case.batch_first and not case.unbatched else 0
+    with torch.no_grad():
+        want = subject.run_reference(inputs)
+        if not close(subject.run(module, cloned(inputs)).detach(), want, subject):
+            return False  # the whole call is wrong already: a signature's matter
+        state, outputs = inputs.hx, []
+        for t in range(case.seq_len):
+            step = Inputs(inputs.x.narrow(time, t, 1).clone(), None, state)
+            got = subject.run(module, step, case=case.with_(seq_len=1)).detach()
+            got = Outputs(got.output.clone(), got.h_n.clone(),
+                          None if got.c_n is None else got.c_n.clone())  # no shared buffer
+            outputs.append(got.output)
+            state = got.state
+    stepped = Outputs(torch.cat(outputs, time), got.h_n, got.c_n)
+    return not close(stepped, want, subject)
+
+
 BEHAVIOURS = (
     Behaviour("state-kept-between-calls",
               "keeps the last call's final state and starts the next call (hx=None) from it",
@@ -217,6 +241,12 @@ BEHAVIOURS = (
               "an exponential overflows (tanh or sigmoid written with exp, an unclamped exp, a "
               "0 / 0 of two underflowing gates): use torch's activations or clamp",
               overflows),
+    Behaviour("steps-otherwise",
+              "computes a call of one step (T=1, as decoding and streaming call it) otherwise "
+              "than the same steps inside one longer call",
+              "a path taken only for one-step calls (a decoding fast path, a T == 1 branch) "
+              "differs from the sequence path: make it compute the reference's step, or remove "
+              "it", steps_otherwise),
 )
 
 

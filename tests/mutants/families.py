@@ -219,3 +219,19 @@ class SoftplusAsWrittenRGLRU(RGLRULoop):
         r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)
         log_a = -8.0 * torch.sigmoid(r_pre) * torch.log(1 + torch.exp(-w["hh"]))
         return (log_a.exp() * h + input_scale(log_a) * (torch.sigmoid(i_pre) * x_t),)
+
+
+class StepPathMinLSTM(MinLSTMScan):
+    """A decoding fast path: one step (T=1, as generation calls it) skips the scan and takes
+    the gates as they come, σ(f) h + σ(i) g(h̃), without normalising them to sum to one."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if x.shape[0] != 1:
+            return super().run_direction(slot, x, state, mask, reverse)
+        w = self.weights(slot)
+        f_pre, i_pre, h_pre = F.linear(x[0], w["ih"], w["b_ih"]).chunk(3, dim=1)  # (B, H) each
+        h = torch.sigmoid(f_pre) * state[0] + torch.sigmoid(i_pre) * g(h_pre)
+        if mask is not None:
+            h = torch.where(mask[0].unsqueeze(1), h, state[0])
+        out = h if mask is None else h * mask[0].unsqueeze(1)
+        return out.unsqueeze(0), (h,)
