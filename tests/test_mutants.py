@@ -259,13 +259,35 @@ def only(suite: str, check: str) -> str:
     return f"{check} and not ({' or '.join(others)})" if others else check
 
 
+def in_slow_tier(row) -> bool:
+    """Whether a (mutant, family, suite, check) row runs in the slow tier only (its mutant
+    named without its module, as SLOW_ROWS names it)."""
+    return (row[1], row[2]) in SLOW or (row[0].rpartition(":")[2], row[3]) in SLOW_ROWS
+
+
 def marked(rows):
     """pytest params of (mutant, family, suite, check) rows, the SLOW suites and rows marked
     slow."""
     return [pytest.param(*row, id=f"{row[0]}-{row[3]}",
-                         marks=[pytest.mark.slow] if (row[1], row[2]) in SLOW
-                         or (row[0], row[3]) in SLOW_ROWS else [])
+                         marks=[pytest.mark.slow] if in_slow_tier(row) else [])
             for row in rows]
+
+
+def controls() -> list:
+    """pytest params of (family, suite, checks): the checks of each family's suite that rows
+    catch mutants with, those of CI's rows apart from those only slow rows use (marked slow)."""
+    tiers: dict[tuple[str, str, bool], set[str]] = {}
+    for row in MUTANTS:
+        tiers.setdefault((row[1], row[2], in_slow_tier(row)), set()).add(row[3])
+    params = []
+    for (family, suite, slow), checks in sorted(tiers.items()):
+        if slow:
+            checks = checks - tiers.get((family, suite, False), set())
+        if checks:
+            params.append(pytest.param(family, suite, tuple(sorted(checks)),
+                                       id=f"{family}-{suite}{'-slow' if slow else ''}",
+                                       marks=[pytest.mark.slow] if slow else []))
+    return params
 
 
 @pytest.mark.parametrize(("mutant", "family", "suite", "check"), marked(MUTANTS))
@@ -285,13 +307,10 @@ def test_suite_catches_mutant(mutant, family, suite, check, tmp_path):
             failed[0]["message"]
 
 
-@pytest.mark.parametrize(("family", "suite"), [
-    pytest.param(f, s, marks=[pytest.mark.slow] if (f, s) in SLOW else [])
-    for f, s in sorted({(f, s) for _, f, s, _ in MUTANTS})])
-def test_correct_classes_pass_the_same_suites(family, suite, tmp_path):
+@pytest.mark.parametrize(("family", "suite", "checks"), controls())
+def test_correct_classes_pass_the_same_suites(family, suite, checks, tmp_path):
     """The control: the classes the mutants were derived from pass the checks that catch the
     mutants, so each failure above is the bug's doing."""
-    checks = sorted({c for _, f, s, c in MUTANTS if (f, s) == (family, suite)})
     code, records = run_suite(CORRECT[family], family, suite, tmp_path, " or ".join(checks))
     failed = [f"{r['check']}[{r['case_id']}]: {r['message']}" for r in records
               if r["outcome"] == "failed"]
