@@ -178,3 +178,18 @@ def test_op_cu_seqlens_with_two_batch_rows(subject, check):
                                                              *inputs.gates)),
                               *inputs.initial_state])
     op_refuses(subject, check, "cu_seqlens with B = 2", doubled)
+
+
+@cases(lambda fam: OP_CASES[1:], kind="op")
+def test_op_cu_seqlens_invalid(subject, check):
+    """Offsets that do not run from 0 to T without going back (the last short of T, one
+    decreasing, the first not 0) are refused, as the reference refuses them, not answered with
+    steps left out (zeros in o where no sequence covers them) or read twice."""
+    inputs = subject.inputs()
+    steps = inputs.q.shape[1]
+    for what, offsets in ((f"cu_seqlens ending at T - 2 = {steps - 2}", [0, 10, 10, steps - 2]),
+                          ("cu_seqlens going back", [0, 10, 5, steps]),
+                          ("cu_seqlens starting at 2", [2, 10, 10, steps])):
+        bad = torch.tensor(offsets, dtype=inputs.cu_seqlens.dtype,
+                           device=inputs.cu_seqlens.device)
+        op_refuses(subject, check, what, dataclasses.replace(inputs, cu_seqlens=bad))

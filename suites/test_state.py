@@ -8,6 +8,7 @@ the initial state or cu_seqlens, and no returned buffer that the next call overw
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 
 import torch
@@ -22,7 +23,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.contract import Inputs
 from harness.core.failed import Explained
-from harness.core.op_subject import OpInputs
+from harness.core.op_subject import OpInputs, OpSubject
 from harness.core.subject import Subject, reference_weights
 
 SUITE = SuiteInfo(order=50)
@@ -423,3 +424,17 @@ def test_op_calls_do_not_leak_state(subject, check):
     for (name, now), was in zip(again.named().items(), first.named().values()):
         check.close(f"{name} of the same call, after another call", now, was, EXACT)
     outputs_match(subject, check, first_inputs)
+
+
+@cases(lambda fam: [OP_BASE.with_(seq_len=12, batch=1, lengths=(5, 7))], kind="op")
+def test_op_cu_seqlens_refilled_in_place(subject, check):
+    """A caller that keeps one cu_seqlens buffer and refills it in place for its next batch (a
+    serving loop's preallocated offsets) gets the answer for the new offsets: nothing derived
+    from cu_seqlens is kept by the tensor's identity (functools.lru_cache over the tensor, a
+    dict keyed by id or data_ptr) from one call to the next."""
+    first = subject.inputs()
+    subject.run(first)
+    moved = OpSubject(subject.spec, subject.case.with_(lengths=(7, 5)))
+    buffer = first.cu_seqlens
+    buffer.copy_(moved.case.cu_seqlens.to(buffer))  # [0, 5, 12] -> [0, 7, 12], in place
+    outputs_match(moved, check, dataclasses.replace(moved.inputs(), cu_seqlens=buffer))

@@ -200,6 +200,11 @@ OP_MUTANTS = [
     ("TrailingEmptyDroppedScalarDecay", "scalar_decay", "varlen", "op_sequences_alone"),
     ("Float32ScaleGatedDelta", "gated_delta", "values", "matches_reference"),
     ("WidenedBfloat16OutputGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("BucketedVarlenMLSTM", "mlstm", "varlen", "op_sequences_alone"),
+    ("TwoLevelInverseGatedDelta", "gated_delta", "chunking", "chunk_size_invariance"),
+    ("RememberedOffsetsScalarDecay", "scalar_decay", "state", "op_cu_seqlens_refilled_in_place"),
+    ("Float32MaskGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("UncheckedOffsetsScalarDecay", "scalar_decay", "errors", "op_cu_seqlens_invalid"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

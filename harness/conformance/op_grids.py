@@ -37,6 +37,10 @@ def values(fam) -> list[OpCase]:
               # as a bfloat16 model calls it: o in bfloat16, the state in float32
               BASE.with_(seq_len=100, dtype="bfloat16"),
               BASE.with_(seq_len=65, dtype="bfloat16", with_state=False)]
+    # float64 under strong decays (e^-10 to e^-69 a step): a path taken only there (the
+    # masked exponential of segment sums) that builds a buffer in float32 shows at 1e-10
+    cases += [stressed(BASE.with_(seq_len=65, dtype="float64"), stress)
+              for stress in ("s0.1", "s0.01") if stress in fam.stresses]
     return cases
 
 
@@ -48,4 +52,7 @@ def varlen(fam) -> list[OpCase]:
             one.with_(seq_len=130, lengths=(64, 1, 65), dtype="float64"),
             one.with_(seq_len=40, lengths=(20, 20), with_state=False),
             one.with_(seq_len=64, lengths=(5, 35, 24), scale=0.3),  # a scale with cu_seqlens
-            one.with_(seq_len=22, lengths=(5, 17, 0, 0))]  # empty sequences at the end
+            one.with_(seq_len=22, lengths=(5, 17, 0, 0)),  # empty sequences at the end
+            # equal lengths apart, each with its own initial and final state: sequences
+            # batched by length must come back in their own rows
+            one.with_(seq_len=27, lengths=(5, 17, 5))]

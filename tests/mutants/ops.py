@@ -664,3 +664,104 @@ def Float32ScaleGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
                                          initial_state=initial_state,
                                          output_final_state=output_final_state,
                                          cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def BucketedVarlenMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                        output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Variable-length sequences of equal length run as one batch (fewer, larger calls): the
+    outputs go back to each sequence's steps, the final states come back bucket by bucket, in
+    the order of the lengths, not of the sequences."""
+    if cu_seqlens is None:
+        return mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, chunk_size=chunk_size)
+    bounds = cu_seqlens.tolist()
+    spans = list(itertools.pairwise(bounds))
+    states = None if initial_state is None else as_tuple(initial_state)
+    o, finals = torch.zeros_like(v), []
+    for length in dict.fromkeys(end - start for start, end in spans):
+        rows = [n for n, (start, end) in enumerate(spans) if end - start == length]
+        pick = [torch.cat([t[:, spans[n][0]:spans[n][1]] for n in rows]) for t in (q, k, v, i, f)]
+        start = None if states is None else tuple(s[rows] for s in states)
+        out, last = mlstm.mlstm_chunk(*pick, scale=scale, initial_state=start,
+                                      output_final_state=True, chunk_size=chunk_size)
+        for r, n in enumerate(rows):
+            o[:, spans[n][0]:spans[n][1]] = out[r:r + 1]
+        finals.append(last)
+    final = tuple(torch.cat(parts) for parts in zip(*finals))
+    return o, final if output_final_state else None
+
+
+def TwoLevelInverseGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                              output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The chunked WY form whose (I + A)^-1 merges 16 x 16 blocks for at most two levels (enough
+    for chunks of 64): a chunk of 128 gets its two 64 x 64 diagonal blocks inverted and the
+    block below them left zero."""
+    inverse = gated_delta.unit_inverse
+
+    def two_levels(a):
+        c = a.shape[-1]
+        if c <= 64:
+            return inverse(a)
+        out = torch.zeros_like(a)
+        for start in range(0, c, 64):
+            end = min(start + 64, c)
+            out[..., start:end, start:end] = inverse(a[..., start:end, start:end].clone())
+        return out
+
+    with mock.patch.object(gated_delta, "unit_inverse", two_levels):
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+@functools.lru_cache(maxsize=16)
+def remembered_offsets(cu_seqlens, batch: int, seq_len: int) -> list[int]:
+    """sequences.offsets memoised by its arguments: a tensor hashes by identity."""
+    return sequences.offsets(cu_seqlens, batch, seq_len)
+
+
+def RememberedOffsetsScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                 output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """cu_seqlens turned into offsets once per tensor (functools.lru_cache, to save the host
+    sync of .tolist() on every call): a caller refilling its cu_seqlens buffer in place gets
+    the old offsets."""
+    with mock.patch.object(sequences, "offsets", remembered_offsets):
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def Float32MaskGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                          output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The strong-decay path's masked exponential built in float32 whatever the inputs (a
+    buffer made with torch.zeros(...) and no dtype): a float64 call is right to 1e-8 there."""
+    with mock.patch.object(gated_delta, "decay_mask",
+                           lambda gc: decay_mask(gc.float()).to(gc.dtype)):
+        return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                             initial_state=initial_state,
+                                             output_final_state=output_final_state,
+                                             cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def UncheckedOffsetsScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """cu_seqlens taken as given (no check that it runs from 0 to T without going back), o
+    preallocated with zeros and written sequence by sequence: steps no sequence covers stay
+    zero, and nothing is refused."""
+    if cu_seqlens is None:
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               chunk_size=chunk_size)
+    o, finals = torch.zeros_like(v), []
+    for n, (start, end) in enumerate(itertools.pairwise(cu_seqlens.tolist())):
+        start, end = min(start, end), max(start, end)
+        mine = None if initial_state is None else initial_state[n:n + 1]
+        out, last = scalar_decay.scalar_decay_chunk(
+            q[:, start:end], k[:, start:end], v[:, start:end], g[:, start:end], scale=scale,
+            initial_state=mine, output_final_state=True, chunk_size=chunk_size)
+        o[:, start:end] = out
+        finals.append(last)
+    return o, torch.cat(finals) if output_final_state else None
