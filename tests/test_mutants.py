@@ -205,6 +205,7 @@ OP_MUTANTS = [
     ("RememberedOffsetsScalarDecay", "scalar_decay", "state", "op_cu_seqlens_refilled_in_place"),
     ("Float32MaskGatedDelta", "gated_delta", "values", "matches_reference"),
     ("UncheckedOffsetsScalarDecay", "scalar_decay", "errors", "op_cu_seqlens_invalid"),
+    ("GroupsRestartScalarDecay", "scalar_decay", "values", "matches_reference"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

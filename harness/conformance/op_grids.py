@@ -37,6 +37,9 @@ def values(fam) -> list[OpCase]:
               # as a bfloat16 model calls it: o in bfloat16, the state in float32
               BASE.with_(seq_len=100, dtype="bfloat16"),
               BASE.with_(seq_len=65, dtype="bfloat16", with_state=False)]
+    # a large call (2^19 values in q): work split into blocks only at large sizes (groups of
+    # chunks held in the caches, tiles over T) must carry the state from block to block
+    cases.append(BASE.with_(seq_len=1024, batch=2, key_dim=64, value_dim=64))
     # float64 under strong decays (e^-10 to e^-69 a step): a path taken only there (the
     # masked exponential of segment sums) that builds a buffer in float32 shows at 1e-10
     cases += [stressed(BASE.with_(seq_len=65, dtype="float64"), stress)

@@ -765,3 +765,33 @@ def UncheckedOffsetsScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
         o[:, start:end] = out
         finals.append(last)
     return o, torch.cat(finals) if output_final_state else None
+
+
+def restarting_chunked(region, q, k, v, gates, state, chunk_size, *, copy=True):
+    """sequences.chunked with every group of a region's whole chunks started from the state the
+    region began with: the state reached at the end of a group is not handed to the next."""
+    outputs = []
+    lay_out = sequences.chunk_major if copy else sequences.chunk_view
+    for part, size in sequences.regions(q.shape[1], chunk_size):
+        pieces = [lay_out(t[:, part], size) for t in (q, k, v, *gates)]
+        parts, begin = [], state
+        for group in sequences.groups(pieces[0].shape[0], pieces[0][0].numel()):
+            qc, kc, vc, *gc = (p[group] for p in pieces)
+            o, state = region(qc, kc, vc, tuple(gc), begin)
+            parts.append(o)
+        outputs.append(sequences.from_chunk_major(parts))
+    if not outputs:
+        return v.new_zeros(v.shape), state
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)), state
+
+
+def GroupsRestartScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Chunks processed in groups that fit the caches, each group started from the initial
+    state instead of the state the previous group reached: right until a call is large enough
+    for a second group (2^18 values of q per group)."""
+    with mock.patch.object(scalar_decay, "chunked", restarting_chunked):
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
