@@ -1,6 +1,7 @@
 """shapes: output, h_n and c_n have torch's shapes, dtype and device in every layout, and equal
 the reference's values; h_n is never batch-first and its rows are layer-major; a new module's
-parameters are drawn as torch's (for torch's own families)."""
+parameters are drawn as torch's, and a class built with torch's arguments given positionally,
+in torch's order, is the same layer (for torch's own families)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def grid(fam):
         # projection, a fused kernel, a blocked product)
         BASE.with_(input_size=48, hidden_size=64, with_hx=True),
         BASE.with_(input_size=16, hidden_size=256, batch=2, num_layers=2, bidirectional=True),
+        # a batch wider than the tiles an implementation splits it into (8 or 16 rows), each
+        # row with its own initial state
+        BASE.with_(batch=19, num_layers=2, with_hx=True),
     ]
     if fam.supports_proj:
         chosen += [
@@ -171,3 +175,34 @@ def test_parameters_initialised_like_torch(subject, check):
     check.holds("the parameters' spread", 0.9 * spread <= pooled <= 1.1 * spread,
                 f"the parameters as built have standard deviation {pooled:.3g}; torch's "
                 f"U(-{bound:.3g}, {bound:.3g}) has {spread:.3g}")
+
+
+def positional_order(fam) -> tuple[str, ...]:
+    """torch's constructor arguments in the order torch.nn.RNN, LSTM and GRU take them
+    positionally: the Elman RNN's nonlinearity fourth, LSTM's proj_size last."""
+    return ("input_size", "hidden_size", "num_layers", *fam.extra_kwargs, "bias", "batch_first",
+            "dropout", "bidirectional", *(("proj_size",) if fam.supports_proj else ()))
+
+
+@cases(lambda fam: [BASE.with_(num_layers=2, bias=False, batch_first=True, bidirectional=True,
+                               with_hx=True)] if torch_defines_initialisation(fam) else [])
+def test_built_positionally_as_torch(subject, check):
+    """A class with torch's constructor takes its arguments positionally in torch's order, as
+    torch.nn.RNN(3, 7, 2, "relu") or nn.LSTM(3, 7, 2, False, True) are written in models:
+    built so, with every argument away from its default, it equals the reference. A signature
+    that moves one argument (nonlinearity after bidirectional, as LSTM's order has no place for
+    it) builds another layer without a word: bias="relu" is true."""
+    case, spec, fam = subject.case, subject.spec, subject.family_def
+    if not isinstance(spec.factory, type):
+        check.not_supported(f"{spec.name} is built by a function, not a class: positional "
+                            "arguments are a class's contract")
+    given = {**case.torch_kwargs(), "proj_size": case.proj_size,
+             **fam.constructor_kwargs(case.proj_size)}
+    values = [given[name] for name in positional_order(fam)]
+    if fam.supports_proj and not case.proj_size:
+        values.pop()  # proj_size left at its default: a class without it is not at fault
+    module = spec.factory(*values, device=torch.device(case.device),
+                          dtype=case.torch_dtype).eval()
+    spec.load_weights(module, {k: v.to(case.device) for k, v in subject.weights().items()})
+    inputs = subject.inputs()
+    check.outputs_close(subject.run(module, inputs), subject.run_reference(inputs))

@@ -939,3 +939,36 @@ class IgnoredDropoutGRU(ScratchGRU):
 
     def drop(self, x):
         return x
+
+
+class PositionalNonlinearityRNN(ScratchRNN):
+    """The constructor in LSTM's and GRU's order with nonlinearity added last, where torch's
+    RNN takes it fourth: MyRNN(3, 7, 2, "relu") builds a tanh RNN with bias="relu" (true) and
+    every later argument shifted. By keyword it is its parent exactly."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, nonlinearity="tanh", device=None,
+                 dtype=None):
+        super().__init__(input_size, hidden_size, num_layers=num_layers,
+                         nonlinearity=nonlinearity, bias=bias, batch_first=batch_first,
+                         dropout=dropout, bidirectional=bidirectional, device=device,
+                         dtype=dtype)
+
+
+class SlicedBatchGRU(ScratchGRU):
+    """Batches wider than 8 rows run 8 rows at a time (a kernel's tile), each slice's initial
+    state read from hx's first rows instead of its own."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        batch = x.shape[1]
+        if batch <= 8:
+            return super().run_direction(slot, x, state, mask, reverse)
+        outputs, finals = [], []
+        for start in range(0, batch, 8):
+            stop = min(start + 8, batch)
+            out, final = super().run_direction(
+                slot, x[:, start:stop], tuple(s[:stop - start] for s in state),
+                None if mask is None else mask[:, start:stop], reverse)
+            outputs.append(out)
+            finals.append(final)
+        return torch.cat(outputs, 1), tuple(torch.cat(parts, 0) for parts in zip(*finals))
