@@ -14,6 +14,8 @@ Three forms of the same maths:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -37,34 +39,44 @@ def recurrent_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, St
 
 
 def chunk_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
-    return chunked(region, q * scale, k, v, gates, state, chunk_size)
+    return chunked(functools.partial(region, scale=scale), q, k, v, gates, state, chunk_size,
+                   copy=False)
 
 
-def region(qc, kc, vc, gates, state) -> tuple[Tensor, State]:
-    """Whole chunks, chunk-major: qc (scaled), kc (N, B, H, c, K); vc (N, B, H, c, V); g
-    (N, B, H, c). Every chunk's products at once — its intra-chunk outputs, what it adds to the
-    state (U_n) and how it decays it (e^(b_C)) — then the states themselves,
-    S_(n+1) = e^(b_C) S_n + U_n, one elementwise step per chunk, and every chunk's read of its
-    incoming state at once."""
+def region(qc, kc, vc, gates, state, scale) -> tuple[Tensor, State]:
+    """Whole chunks as chunk-major views (``chunk_view``): qc (unscaled), kc (N, B, H, c, K);
+    vc (N, B, H, c, V); g (N, B, H, c). Every chunk's products at once — its intra-chunk
+    outputs, what it adds to the state (U_n) and how it decays it (e^(b_C)) — then the states
+    themselves, S_(n+1) = e^(b_C) S_n + U_n, one elementwise step per chunk into one buffer,
+    and every chunk's read of its incoming state at once. q and k are laid out chunk-major by
+    the first product that scales them (no copy of their own); v once."""
     (gc,), (s,) = gates, state
+    gc, vc = gc.contiguous(), vc.contiguous()
     b = gc.cumsum(-1)  # (N, B, H, c): log decay from each chunk's start
-    reads = qc * b.exp().unsqueeze(-1)  # how each step reads the chunk's incoming state
+    reads = (b.exp() * scale).unsqueeze(-1) * qc  # how each step reads the incoming state
     if factored_decays(b):  # e^(b_t - b_j) as e^(b_t) e^(-b_j): no (c, c) exponential
-        keys = kc * (-b).exp().unsqueeze(-1)
+        keys = (-b).exp().unsqueeze(-1) * kc
         o = (reads @ keys.mT).tril_() @ vc  # intra-chunk: (N, B, H, c, V)
         writes = (keys * b[..., -1:].exp().unsqueeze(-1)).mT  # (N, B, H, K, c)
     else:  # strong decays: the masked exponential of segment sums (every exponent <= 0)
         gamma = decay_mask(gc)  # (N, B, H, c, c): e^(b_t - b_j), j <= t
-        o = (qc @ kc.mT * gamma) @ vc
-        writes = (kc * gamma[..., -1, :].unsqueeze(-1)).mT
+        kc = kc.contiguous()
+        o = ((scale * qc) @ kc.mT * gamma) @ vc
+        writes = (gamma[..., -1, :].unsqueeze(-1) * kc).mT
     carry = b[..., -1].exp()[..., None, None]  # (N, B, H, 1, 1)
     added = writes @ vc  # U_n: (N, B, H, K, V)
-    starts = []
-    for n in range(added.shape[0]):
-        starts.append(s)
-        s = torch.addcmul(added[n], s, carry[n])
-    o += reads @ torch.stack(starts)
-    return o, (s,)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (qc, kc, vc, gc, s)):
+        states = [s]  # for autograd: no writes into a buffer
+        for n in range(added.shape[0]):
+            states.append(torch.addcmul(added[n], states[-1], carry[n]))
+        starts = torch.stack(states)
+    else:  # S_0 .. S_N written into one buffer
+        starts = s.new_empty(added.shape[0] + 1, *s.shape)
+        starts[0] = s
+        for n in range(added.shape[0]):
+            torch.addcmul(added[n], starts[n], carry[n], out=starts[n + 1])
+    o += reads @ starts[:-1]
+    return o, (starts[-1],)
 
 
 def parallel_core(q, k, v, gates, state, scale, chunk_size) -> tuple[Tensor, State]:
