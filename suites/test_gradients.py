@@ -35,7 +35,10 @@ def grid(fam):
     chosen += varlen(fam)
     chosen += [BASE.with_(batch=None, num_layers=2, with_hx=True),
                BASE.with_(dtype="float64", num_layers=2, bidirectional=True, with_hx=True),
-               BASE.with_(bias=False, with_hx=True)]
+               BASE.with_(bias=False, with_hx=True),
+               # batch x hidden past 4096, where fast layers switch to folded or blocked
+               # kernels, backward passes included
+               BASE.with_(seq_len=3, batch=65, input_size=8, hidden_size=64, with_hx=True)]
     if fam.supports_proj:
         chosen.append(BASE.with_(proj_size=4, num_layers=2, bidirectional=True, with_hx=True))
     return chosen
@@ -66,6 +69,16 @@ def test_parameter_gradients_when_training(subject, check):
     the reference's. (Layers wrapped in torch.utils.checkpoint with use_reentrant=True, say,
     give none then: no input of a checkpointed part needs a gradient.)"""
     match_reference(subject, check, subject.inputs(), inputs_need_grad=False)
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(lengths=(3, 5, 1), num_layers=2, bidirectional=True)])
+def test_two_calls_in_one_graph(subject, check):
+    """The module called twice before one backward pass (an encoder shared by two inputs, a
+    siamese pair, a sequence and its reverse): every gradient is the sum over both calls, as
+    the reference's. A hand-written backward that keeps its saved tensors or a workspace on
+    the module, not per call, mixes the two."""
+    match_reference(subject, check, subject.inputs(), calls=2)
 
 
 @cases(lambda fam: [BASE.with_(with_hx=True),

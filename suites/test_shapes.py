@@ -34,6 +34,8 @@ def grid(fam):
         # a batch wider than the tiles an implementation splits it into (8 or 16 rows), each
         # row with its own initial state
         BASE.with_(batch=19, num_layers=2, with_hx=True),
+        # batch x hidden past 4096, where fast layers switch to folded or blocked kernels
+        BASE.with_(seq_len=3, batch=65, input_size=8, hidden_size=64, with_hx=True),
     ]
     if fam.supports_proj:
         chosen += [

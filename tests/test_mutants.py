@@ -100,6 +100,8 @@ MUTANTS = [
     ("IgnoredDropoutGRU", "gru", "state", "dropout_only_between_layers_in_training"),
     ("PositionalNonlinearityRNN", "rnn_relu", "shapes", "built_positionally_as_torch"),
     ("SlicedBatchGRU", "gru", "shapes", "values_match_reference"),
+    ("ForgottenFoldFastGRU", "gru", "gradients", "gradients_match_reference"),
+    ("WorkspaceGradFastRNN", "rnn_tanh", "gradients", "two_calls_in_one_graph"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),
     ("SortedIndicesGRU", "gru", "padding", "matches_reference"),
@@ -353,6 +355,9 @@ DEPLOY_MUTANTS = [
 ]
 # The built-in entries the first five derive from pass the same checks.
 DEPLOY_CONTROLS = [
+    # the correct parents of the fast-layer mutants in tests.mutants.bugs
+    ("tests.mutants.bugs:TorchGatesFastGRU", "gru", "gradients", "gradients_match_reference"),
+    ("tests.mutants.bugs:TorchGatesFastRNN", "rnn_tanh", "gradients", "two_calls_in_one_graph"),
     ("harness.impls.int8:Int8LSTM", "lstm", "shapes", "values_match_reference"),
     ("harness.impls.compiled:CompiledGRU", "gru", "compile", "compile_captures_graphs"),
     ("harness.impls.script_lstm:ScriptLSTM", "lstm", "gradients", "gradcheck"),

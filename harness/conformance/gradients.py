@@ -17,6 +17,7 @@ harness.core.backprop's: the diagnosis reads the same gradients.)
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -63,23 +64,38 @@ def padded_mask(subject: Subject) -> Tensor | None:
     return padded.unsqueeze(-1)
 
 
+def twice(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
+    """``run`` called twice in one graph — on the inputs, then on -0.7 times them (the same
+    lengths and hx) — and the two results summed: one backward pass then goes through both
+    calls of one module, as a weight-shared encoder's does."""
+    def both(inputs: Inputs) -> Outputs:
+        first = run(inputs)
+        second = run(Inputs(inputs.x * -0.7, inputs.lengths, inputs.hx))
+        c_n = None if first.c_n is None else first.c_n + second.c_n
+        return Outputs(first.output + second.output, first.h_n + second.h_n, c_n)
+    return both
+
+
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,
-                    *, inputs_need_grad: bool = True, frozen: bool = False) -> None:
+                    *, inputs_need_grad: bool = True, frozen: bool = False,
+                    calls: int = 1) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
     respect to the input, the initial state and every parameter equal the reference's:
     parameters by name when the module uses the reference's names, else by directional
     derivatives through the weight loader (``inputs_need_grad`` False: the parameters' only,
     the inputs needing no gradient, as a training batch does; ``frozen``: every parameter of
-    both modules needing none, as a frozen encoder's, so the input's and state's only)."""
+    both modules needing none, as a frozen encoder's, so the input's and state's only;
+    ``calls`` 2: both modules called ``twice`` in one graph)."""
     case = subject.case
     module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
     if frozen:
         module.requires_grad_(False)
         reference.requires_grad_(False)
-    got, upstream = backward(lambda i: subject.run(module, i), module, inputs, None,
+    repeat = twice if calls == 2 else (lambda run: run)
+    got, upstream = backward(repeat(lambda i: subject.run(module, i)), module, inputs, None,
                              seed=case.data_seed, inputs_need_grad=inputs_need_grad)
-    want, _ = backward(lambda i: subject.run_reference(i, reference), reference,
+    want, _ = backward(repeat(lambda i: subject.run_reference(i, reference)), reference,
                        inputs.to("cpu"), upstream, seed=case.data_seed,
                        inputs_need_grad=inputs_need_grad)
     require_gradients(got, want)
@@ -88,6 +104,8 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
                                                    upstream))
 
     def rounding(kind: str, name: str, expected: Tensor):
+        if calls != 1:  # the twins are one call's: no rounding measured for two
+            return None
         return lambda: rounding_over(expected, [(low[kind][name], high[kind][name])
                                                 for low, high in twins()])
 

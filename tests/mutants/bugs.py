@@ -16,7 +16,9 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.checkpoint import checkpoint
 
+from harness.impls.cells import GRURun, RNNRun
 from harness.impls.course_cell import ScratchRNN
+from harness.impls.fast import FastGRU, FastRNN
 from harness.impls.scratch import ScratchGRU, ScratchLSTM
 
 # --- gate maths ---------------------------------------------------------------------------------
@@ -972,3 +974,64 @@ class SlicedBatchGRU(ScratchGRU):
             outputs.append(out)
             finals.append(final)
         return torch.cat(outputs, 1), tuple(torch.cat(parts, 0) for parts in zip(*finals))
+
+
+class ForgottenFoldRun(GRURun):
+    """GRURun whose backward forgets that W_hn h + b_hn was saved doubled (the folded tanh)."""
+
+    def backward(self, d_out, d_state, need_x):
+        folded, self.fold = self.fold, False  # dL/dr not halved
+        try:
+            return super().backward(d_out, d_state, need_x)
+        finally:
+            self.fold = folded
+
+
+class TorchGatesFastGRU(FastGRU):
+    """The fast GRU with its gate maths in torch operators (no compiled kernels): from 4096
+    elements a step (batch x hidden) its tanh is folded into the weights. It claims what the
+    registry's fast layers claim (its backward is not differentiable again)."""
+
+    gate_kernel = "torch"
+    harness_capabilities: ClassVar[dict] = {"zero_length": True, "double_backward": False}
+
+
+class ForgottenFoldFastGRU(TorchGatesFastGRU):
+    """A hand-written backward that forgets the folded tanh's factor 2 in the reset gate's
+    gradient: right below 4096 elements a step (batch x hidden), every gradient off from there
+    on (the reset gate's twice too large)."""
+
+    run_class = ForgottenFoldRun
+
+
+class WorkspaceRun(RNNRun):
+    """RNNRun whose weight_hh gradient is accumulated into a workspace kept on the weight,
+    zeroed by each forward and returned as the gradient itself."""
+
+    def forward(self):
+        weight = self.w["hh"]
+        if getattr(weight, "grad_workspace", None) is None:
+            weight.grad_workspace = torch.zeros_like(weight)
+        weight.grad_workspace.zero_()
+        return super().forward()
+
+    def backward(self, d_out, d_state, need_x):
+        dx, state, grads = super().backward(d_out, d_state, need_x)
+        grads["hh"] = self.w["hh"].grad_workspace.add_(grads["hh"])
+        return dx, state, grads
+
+
+class TorchGatesFastRNN(FastRNN):
+    """The fast Elman RNN with its gate maths in torch operators, claiming what the registry's
+    fast layers claim."""
+
+    gate_kernel = "torch"
+    harness_capabilities: ClassVar[dict] = {"zero_length": True, "double_backward": False}
+
+
+class WorkspaceGradFastRNN(TorchGatesFastRNN):
+    """The fast RNN's backward accumulating weight_hh's gradient into a workspace kept per
+    weight (zeroed by forward) and returning that buffer: one call, one backward is right; two
+    calls in one graph (a shared encoder) mix their gradients."""
+
+    run_class = WorkspaceRun
