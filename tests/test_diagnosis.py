@@ -43,6 +43,7 @@ VALUE_MUTANTS = [
     ("bugs:LastPaddedStepLSTM", "lstm", VARLEN, "h-n-at-last-padded-step"),
     ("bugs:CarriedPaddingGRU", "gru", VARLEN, "padding-not-zeroed"),
     ("bugs:SortedOrderLSTM", "lstm", VARLEN, "h-n-in-sorted-order"),
+    ("bugs:SortedCellStateLSTM", "lstm", VARLEN, "c-n-in-sorted-order"),
     ("bugs:IgnoresHxRNN", "rnn_tanh", BASE, "h0-ignored"),
     ("bugs:DirectionMajorGRU", "gru", BASE.with_(num_layers=2, bidirectional=True),
      "h-n-direction-major"),

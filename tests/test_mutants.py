@@ -101,6 +101,7 @@ MUTANTS = [
     ("PositionalNonlinearityRNN", "rnn_relu", "shapes", "built_positionally_as_torch"),
     ("SlicedBatchGRU", "gru", "shapes", "values_match_reference"),
     ("ForgottenFoldFastGRU", "gru", "gradients", "gradients_match_reference"),
+    ("SortedCellStateLSTM", "lstm", "padding", "matches_reference"),
     ("WorkspaceGradFastRNN", "rnn_tanh", "gradients", "two_calls_in_one_graph"),
     ("ZeroStateAttributeLSTM", "lstm", "state", "converted_after_building"),
     ("HoistedWideGRU", "gru", "shapes", "values_match_reference"),

@@ -122,9 +122,25 @@ def sorted_state(o: Outputs, case: Case, inputs: Inputs) -> Outputs:
     return with_rows(o, lambda rows: rows.index_select(1, order.to(rows.device)))
 
 
-def padding_signatures() -> list[Signature]:
+def sorted_cell_state(o: Outputs, case: Case, inputs: Inputs) -> Outputs:
+    order = torch.sort(torch.tensor(case.lengths), descending=True).indices
+    return Outputs(o.output, o.h_n, o.c_n.index_select(1, order.to(o.c_n.device)))
+
+
+def unsorted(case: Case) -> bool:
+    """Whether the case's lengths are not already longest first (their packed order differs)."""
+    return list(case.lengths) != sorted(case.lengths, reverse=True)
+
+
+def padding_signatures(has_cell: bool) -> list[Signature]:
     varlen = lambda case: case.varlen and not case.unbatched  # noqa: E731
-    return [
+    cell = [Signature("c-n-in-sorted-order",
+                      "c_n's sequences in the packed (length-sorted) order, h_n's put back",
+                      "put c_n back in the caller's order with the PackedSequence's "
+                      "unsorted_indices, as h_n is",
+                      outputs=sorted_cell_state,
+                      applies=lambda case: varlen(case) and unsorted(case))] if has_cell else []
+    return cell + [
         Signature("state-runs-through-padding",
                   "padded steps updating the state (h_n read after step T-1, not length-1)",
                   "a sequence's final state is the one after its last valid step: mask the "
@@ -194,7 +210,7 @@ def chunk_signatures(has_cell: bool) -> list[Signature]:
 def generic(family) -> list[Signature]:
     """The signatures every module family gets, for ``family``'s layout."""
     found = state_signatures(family.has_cell) + time_signatures() + layout_signatures() \
-        + padding_signatures() + precision_signatures() \
+        + padding_signatures(family.has_cell) + precision_signatures() \
         + chunk_signatures(family.has_cell)
     # bias_hh exists with a recurrent matrix only (harness.core.layer.NamedParameters)
     found += bias_signatures(("bias_ih", "bias_hh") if family.recurrence == "matrix"

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.checkpoint import checkpoint
 
 from harness.impls.cells import GRURun, RNNRun
@@ -1035,3 +1035,14 @@ class WorkspaceGradFastRNN(TorchGatesFastRNN):
     calls in one graph (a shared encoder) mix their gradients."""
 
     run_class = WorkspaceRun
+
+
+class SortedCellStateLSTM(ScratchLSTM):
+    """A packed batch run in the packed (length-sorted) order with h_n put back in the
+    caller's order and c_n not: c_n's rows stay sorted by length."""
+
+    def forward(self, input, hx=None, **kwargs):
+        output, (h, c) = super().forward(input, hx, **kwargs)
+        if isinstance(input, PackedSequence) and input.sorted_indices is not None:
+            c = c.index_select(1, input.sorted_indices)
+        return output, (h, c)
