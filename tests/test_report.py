@@ -299,3 +299,31 @@ def test_machines_of_one_name_are_labelled_by_what_differs(tmp_path):
     assert machines == {"AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 23 49 0]",
                         "AMD EPYC (AVX512)",
                         "AMD EPYC (AVX2) [CPU family/model/stepping AuthenticAMD 25 1 1]"}
+
+
+def timed(impl: str, seconds: float) -> list[Record]:
+    """Two worker processes' samples of one inference timing of a gru entry at B=64."""
+    case = {"seq_len": 5, "batch": 64, "input_size": 3, "hidden_size": 4}
+    return [Record(impl=impl, family="gru", suite="latency", check="inference",
+                   outcome="passed", case_id="T5-B64-I3-H4", case=case,
+                   metrics={"samples_s": [seconds * f for f in (1.0, 1.01, 0.99)],
+                            "worker": worker}) for worker in (0, 1)]
+
+
+def test_timings_at_other_thread_counts_are_never_pooled(tmp_path):
+    # one machine, two runs: at 1 thread fast-gru takes twice torch-gru's time, at 2 threads
+    # half of it; pooled, the two would look alike
+    one = make_run(tmp_path / "a", timed("torch-gru", 0.001) + timed("fast-gru", 0.002),
+                   replace(INFO, threads=1))
+    two = make_run(tmp_path / "b", timed("torch-gru", 0.002) + timed("fast-gru", 0.001),
+                   replace(INFO, run_id="run-2", threads=2))
+    text = render([one, two], tmp_path / "report.md")
+    machine = md(INFO.processor)
+    assert f"## Latency on {machine}, 1 thread" in text
+    assert f"## Latency on {machine}, 2 threads" in text
+    verdict = text.split("## Verdict")[1].split("\n## ")[0]
+    assert "fast-gru, is 2.00x" in verdict  # the first run's ratio, not a pool of both
+    assert f"Speed in this verdict: on {machine}, 1 thread (4 of 8 timings; also timed on " \
+           f"{machine}, 2 threads)" in verdict
+    # the conformance side is one machine: no row per thread count
+    assert f"{machine}, 1 thread" not in text.split("## Conformance")[1].split("\n## ")[0]

@@ -1,8 +1,9 @@
 """Records as one pandas DataFrame: the single input of every report section.
 
 All records of the given run directories, each row with the machine it ran on (named by what
-tells machines apart) and its run directory. A run given twice is refused: it would count
-twice.
+tells machines apart; a timing's also by its torch thread count where runs on one machine used
+different ones: timings at one and at two threads are different series, never pooled) and its
+run directory. A run given twice is refused: it would count twice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harness.core.machine import labels
+from harness.latency.jobs import LATENCY
 from harness.records import ResultsError, RunInfo, load_run, record_rows
 
 
@@ -29,18 +31,29 @@ def to_frame(dirs: Sequence[str | os.PathLike]) -> tuple[list[RunInfo], pd.DataF
         seen[info.run_id] = directory
         infos.append(info)
         runs.append((directory, records))
-    # Machines are named by what tells them apart (two "AMD EPYC" of different ISA levels).
-    names = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
+    machines = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
     rows = []
-    for (directory, records), name in zip(runs, names):
+    for (directory, records), machine, setting in zip(runs, machines, settings(infos)):
         for row in record_rows(records):
-            row["machine"] = name
+            row["machine"] = setting if row["suite"] == LATENCY else machine
             row["run_dir"] = str(directory)
             rows.append(row)
     columns = ["impl", "family", "suite", "check", "outcome", "case_id", "case", "max_error",
                "tolerance", "rtol", "compared", "duration_s", "message", "nodeid", "origin",
                "metrics", "run_id", "machine", "run_dir"]
     return infos, pd.DataFrame(rows, columns=columns)
+
+
+def settings(infos: Sequence[RunInfo]) -> list[str]:
+    """Per run, what its timings were measured on: the machine, named by what tells machines
+    apart (two "AMD EPYC" of different ISA levels), plus the torch thread count where runs on
+    that machine used different ones ("AMD EPYC (AVX2), 2 threads")."""
+    names = labels([(i.fingerprint, i.processor, i.cuda) for i in infos])
+    counts: dict[str, set[int]] = {}
+    for name, info in zip(names, infos):
+        counts.setdefault(name, set()).add(info.threads)
+    return [f"{name}, {info.threads} thread{'' if info.threads == 1 else 's'}"
+            if len(counts[name]) > 1 else name for name, info in zip(names, infos)]
 
 
 def warn(message: str) -> None:

@@ -8,7 +8,8 @@ geometric mean over its shapes of the ratio of medians to the family's baseline 
 or the reference loop), with its 95% bootstrap interval (harness.latency.ratios). The table's
 latency and memory columns are at the headline regime, the standard shape at B=64 where it was
 timed (the shape the deployment and latency tables show); a timing marked noisy counts against
-nothing but is counted here.
+nothing but is counted here. Speed comes from one machine and thread count (the one with the
+most timings) when the report merges several: their samples are never pooled.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def memory_ratio(measured: dict, impl: str, baseline: str, regime: Regime,
 def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
     if frame.empty:
         return []
-    records = records_of(frame[frame["suite"] == LATENCY])
+    latency = frame[frame["suite"] == LATENCY]
+    setting, others = speed_setting(latency)
+    records = records_of(latency[latency["machine"] == setting])
     measured = timings(records)
     where = regimes_of(records)
     checks = frame[~frame["suite"].isin([*measured_names(), "registry"])]
@@ -157,8 +160,11 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
         if column in table and (table[column].isin(["—", "", "baseline"])).all():
             table = table.drop(columns=column)
     at = (" at " + " / ".join(sorted(headlines))) if headlines else ""
+    pooled = ([f"Speed in this verdict: on {md(setting)} ({others}); timings of different "
+               "machines or thread counts are never pooled, and the latency section gives "
+               "each.", ""] if others else [])
     return ["## Verdict", "",
-            *[line for s in sentences if s for line in s], "", *left_out(frame),
+            *[line for s in sentences if s for line in s], "", *pooled, *left_out(frame),
             table.to_markdown(index=False, disable_numparse=True), "",
             "Per family, the baseline first, then conforming implementations fastest first. "
             "*conformance*: ✅ every check passed (how many), ❌ how many failed; *n/s* the share "
@@ -173,6 +179,21 @@ def render(frame: pd.DataFrame, output: Path | None) -> list[str]:
             "the latency details). *adding*, "
             "*recall*: the sequence lengths and numbers of pairs solved. *noisy*: timings whose "
             "blocks or processes disagree (see the latency details).", ""]
+
+
+def speed_setting(latency: pd.DataFrame) -> tuple[str | None, str]:
+    """The machine (with its thread count, ``harness.report.frame.settings``) whose timings
+    the verdict's speed figures come from — the one with the most timings, the first given on
+    a tie — and, when there are others, a clause naming them ("" when there are none)."""
+    counts = latency["machine"].value_counts(sort=False)
+    if counts.empty:
+        return None, ""
+    chosen = max(counts.index, key=lambda m: (counts[m], -list(counts.index).index(m)))
+    rest = [m for m in counts.index if m != chosen]
+    if not rest:
+        return chosen, ""
+    return chosen, (f"{counts[chosen]} of {counts.sum()} timings; also timed on "
+                    + ", ".join(md(m) for m in rest))
 
 
 def left_out(frame: pd.DataFrame) -> list[str]:
