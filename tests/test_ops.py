@@ -287,3 +287,42 @@ def test_an_mlstm_form_with_a_constant_stabiliser_passes_the_gradient_checks(tmp
     assert {r["outcome"] for r in records} <= {"passed", "not supported"}, [
         r["message"] for r in records if r["outcome"] == "failed"]
     assert code == 0 and sum(r["outcome"] == "passed" for r in records) >= 8
+
+
+PICKY_OPS = '''
+"""A kernel for T a multiple of 4 only, and one of another family's signature."""
+from harness.ops.scalar_decay import scalar_decay_chunk
+
+
+def multiple_of_four(q, k, v, g, **kwargs):
+    if q.shape[1] % 4:
+        raise RuntimeError(f"T={q.shape[1]} must be a multiple of 4")
+    return scalar_decay_chunk(q, k, v, g, **kwargs)
+
+
+def two_gates(q, k, v, g, beta, *, output_final_state=False):
+    raise AssertionError("never called")
+'''
+
+
+def test_an_op_raising_on_some_cases_is_checked_and_one_of_another_signature_refused(
+        tmp_path, monkeypatch, capsys):
+    (tmp_path / "pickyops.py").write_text(PICKY_OPS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "--impl-fn", "pickyops:multiple_of_four", "--family", "scalar_decay",
+                 "--suite", "values", "-k", "matches_reference and (T15-B2-H4-K16-V16-state or "
+                 "T64-B2-H4-K16-V16-state)", "--workers", "0", "--out", "run"]) == 1
+    records = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").open()]
+    values = [r for r in records if r["check"] == "matches_reference"]
+    raised = [r for r in values if r["outcome"] == "failed"]
+    assert [r["case"]["seq_len"] for r in raised] == [15]
+    assert "T=15 must be a multiple of 4" in raised[0]["message"]
+    assert [r["case"]["seq_len"] for r in values if r["outcome"] == "passed"] == [64]
+    capsys.readouterr()
+    assert main(["run", "--impl-fn", "pickyops:two_gates", "--family", "scalar_decay",
+                 "--workers", "0", "--out", "refused"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "does not take family scalar_decay's arguments (q, k, v, g" in error
+    assert "missing a required argument: 'beta'" in error
+    assert not (tmp_path / "refused" / "records.jsonl").exists()

@@ -3,14 +3,16 @@ MODULE:FUNCTION`` (the same list: either takes either), with ``[--family FAMILY]
 
 The object is imported (the current directory is importable, as with ``python -m``), described
 by an ImplSpec from what it declares, and tried once on a tiny probe case — a class built and
-loaded with the reference weights, an op called — so that a malformed path, a module that does
-not import, an object of another family, or one that does not build or run with the contract's
-arguments is one line before anything runs.
+loaded with the reference weights, an op's signature bound to its family's call — so that a
+malformed path, a module that does not import, an object of another family, or one that does
+not build with or take the contract's arguments is one line before anything runs. An op is not
+called here: one that raises on some cases is under test, and those cases are failed checks.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 
@@ -113,11 +115,19 @@ def spec_for_function(path: str, fn, family_name: str | None) -> ImplSpec:
     if spec.family_def.kind != "op":
         raise TypeError(f"--impl-fn {path!r} is not an nn.Module class: family {spec.family} "
                         "checks classes; a function is checked against an op family")
+    # The signature is checked by binding the family's call to it, not by calling: an op that
+    # takes the arguments but raises on some case (a kernel for T a multiple of 16 only, say)
+    # is an implementation under test, whose every raising case is a failed check.
     probe = OpSubject(spec, OpCase(seq_len=3, heads=1, key_dim=2, value_dim=2))
+    inputs = probe.inputs()
     try:
-        probe.run(probe.inputs())
-    except Exception as error:
-        raise ValueError(f"--impl-fn {path!r} does not run with family {spec.family}'s "
-                         f"arguments (q, k, v, {', '.join(spec.family_def.gates)}) "
-                         f"({one_line(error)})") from None
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: its calls say what is wrong
+        return spec
+    try:
+        signature.bind(inputs.q, inputs.k, inputs.v, *inputs.gates, output_final_state=True)
+    except TypeError as error:
+        raise ValueError(f"--impl-fn {path!r} does not take family {spec.family}'s "
+                         f"arguments (q, k, v, {', '.join(spec.family_def.gates)}, "
+                         f"output_final_state=...): {one_line(error)}") from None
     return spec
