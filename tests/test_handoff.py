@@ -41,7 +41,7 @@ def test_a_verdict_under_workers_leaves_torch_to_them_and_run_json_describes_the
 def test_bad_input_only_a_worker_can_see_is_one_line_and_exit_2(tmp_path):
     """A class whose name the command confirms without importing it, but which does not build
     with torch's arguments: the workers find it, the run stops before any check, and the
-    command says it in one line; the results directory it made is gone."""
+    command says it in one line, once; the results directory it made is gone."""
     (tmp_path / "nobuild.py").write_text(textwrap.dedent("""
         import torch
 
@@ -59,6 +59,8 @@ def test_bad_input_only_a_worker_can_see_is_one_line_and_exit_2(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("seq-harness: error: --impl-class 'nobuild:NoBuild'"), last
     assert "passed" not in done.stdout and not out.exists()
+    # said once: not again in pytest's "! _pytest.outcomes.Exit: ... !" banner above
+    assert (done.stdout + done.stderr).count("does not build") == 1, done.stdout + done.stderr
 
 
 def test_names_are_confirmed_only_where_they_are_there():

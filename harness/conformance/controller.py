@@ -36,10 +36,25 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
     if handoff is None:
         return
     if handoff.error is not None:  # before any check is handed out
+        config.pluginmanager.register(QuietExit(config.pluginmanager.get_plugin(
+            "terminalreporter")))
         pytest.exit(handoff.error, returncode=pytest.ExitCode.USAGE_ERROR)
     if not config.stash.get(BROKEN_WRITTEN, False):
         config.stash[BROKEN_WRITTEN] = True
         record_broken(config, handoff.broken)
+
+
+class QuietExit:
+    """Keeps pytest's terminal from repeating a worker's usage error in its "!" banner: the
+    command says it in one line (``seq-harness: error: ...``) once the session has ended."""
+
+    def __init__(self, terminal) -> None:
+        self.terminal = terminal
+
+    @pytest.hookimpl(trylast=True)  # after the terminal has kept the exception to show
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if self.terminal is not None and isinstance(excinfo.value, pytest.exit.Exception):
+            self.terminal._keyboardinterrupt_memo = None
 
 
 def record_broken(config: pytest.Config, broken: Mapping[str, str]) -> None:
