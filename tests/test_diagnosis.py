@@ -223,6 +223,42 @@ def test_the_smallest_failing_case_is_found_and_said_in_words():
     assert describe(smallest) == "T=1, B=1, I=1, H=1, one layer, no bias"
 
 
+def test_a_smaller_case_that_hangs_ends_the_shrinking_not_the_check():
+    """A candidate that never returns ends the shrinking at the last case that failed, within
+    the shrinking's budget; the check's own deadline (an outer timer) runs on."""
+    import signal
+    import time
+
+    from harness.conformance.isolation import deadline
+    from harness.diagnosis.shrink import shrink
+
+    def still_fails(case: Case) -> bool:
+        if case.seq_len < 4:
+            time.sleep(60)  # a loop that never ends below 4 steps
+        return True
+
+    spec = spec_of("bugs:SwappedGatesLSTM", "lstm")
+    with deadline(50.0):
+        started = time.monotonic()
+        smallest = shrink(spec, BASE.with_(seq_len=5), still_fails, budget_s=1.0)
+        took, (left, _) = time.monotonic() - started, signal.getitimer(signal.ITIMER_REAL)
+    assert smallest.seq_len == 5 and took < 5
+    assert 40 < left < 50  # still armed, less what the shrinking took
+
+
+def test_a_part_s_time_limit_defers_to_a_check_deadline_due_first():
+    import time
+
+    from harness.conformance.isolation import CheckTimeout, deadline
+    from harness.core.time_limit import PartTimeout, bounded
+
+    # the check's deadline is due first: it fires, as it would have
+    with pytest.raises(CheckTimeout), deadline(0.3), bounded(10.0):
+        time.sleep(5)
+    with pytest.raises(PartTimeout), bounded(0.2):  # alone: its own limit
+        time.sleep(5)
+
+
 def test_gate_names_must_name_every_gate():
     with pytest.raises(ValueError, match=r"gate_names .* name 2 gates; expected 3"):
         Family("odd", family("gru").reference, gates=3, gate_names=("r", "z"))
@@ -452,6 +488,9 @@ def test_every_diagnosed_failure_of_a_mutant_has_a_script_that_reproduces_it(
     failed = [r for r in records if r["outcome"] == "failed" and r["check"] == check]
     assert failed
     explained = [r["metrics"]["diagnosis"] for r in failed if "diagnosis" in (r["metrics"] or {})]
+    # a failure the check named itself (harness.core.failed.Explained: nothing tried, no error
+    # measured) keeps the report's reproduce command instead of a script
+    explained = [d for d in explained if d.get("tried") or d.get("error") is not None]
     assert all(d.get("script") and d.get("smallest") for d in explained), explained
     for script in {d["script"] for d in explained}:
         done = subprocess.run([sys.executable, str(out / script)], capture_output=True,

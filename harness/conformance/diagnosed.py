@@ -13,6 +13,7 @@ from harness.conformance.suites import needs_autograd, suite_name
 from harness.core.case import Case
 from harness.core.failed import Explained
 from harness.core.op_case import OpCase
+from harness.core.time_limit import PartTimeout, bounded
 from harness.diagnosis.diagnose import Diagnoser, diagnosis_case
 from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_diagnose import OpDiagnoser
@@ -39,6 +40,21 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
             "smallest": ", ".join(filter(None, (describe(case), error.at))), "error": None,
             "tried": 0}
         return error.sentence
+    if (spec.name, STOPPED) in diagnosers:
+        return (f"not diagnosed: an earlier diagnosis of {spec.name} did not finish within "
+                f"{DIAGNOSIS_S:g} s")
+    try:
+        with bounded(DIAGNOSIS_S):
+            return diagnose(item, spec, case, error, diagnosers)
+    except PartTimeout:  # the check keeps the failure it found; later ones are not diagnosed
+        diagnosers[(spec.name, STOPPED)] = True
+        return (f"none: the diagnosis did not finish within {DIAGNOSIS_S:g} s (a call of the "
+                "implementation on a smaller or transformed case did not return)")
+
+
+def diagnose(item: pytest.Function, spec, case: Case | OpCase, error: Exception,
+             diagnosers: dict) -> str | None:
+    """``diagnosed``'s search, for a check that failed (CheckFailed) or raised."""
     if type(error) is not CheckFailed:
         return raised(item, spec, case, error, diagnosers)
     if spec.name not in diagnosers:
@@ -52,6 +68,10 @@ def diagnosed(item: pytest.Function, error: Exception, diagnosers: dict) -> str 
         said["script"] = script
     item.funcargs["check"].metrics["diagnosis"] = said
     return diagnosis.sentence
+
+
+DIAGNOSIS_S = 30.0  # one failed check's diagnosis; past it, the failure stands undiagnosed
+STOPPED = "stopped"  # diagnosers' key (name, STOPPED): a diagnosis of name ran out of time
 
 
 def raised(item: pytest.Function, spec, case: Case | OpCase, error: Exception,

@@ -29,7 +29,7 @@ from harness.diagnosis.diagnose import Diagnoser
 from harness.diagnosis.found import Diagnosis
 from harness.diagnosis.op_behaviours import copies, shown
 from harness.diagnosis.op_signatures import OpSignature, of
-from harness.diagnosis.shrink import BUDGET_S, fewer
+from harness.diagnosis.shrink import BUDGET_S, fewer, within
 
 MATCH = 10.0  # the diagnosis' bound, in multiples of the family's tolerance
 
@@ -144,7 +144,12 @@ def shrink(spec: ImplSpec, case: OpCase, still_fails: Callable[[OpCase], bool] |
     while moved and time.monotonic() - started < budget_s:
         moved = False
         for candidate in smaller(current):
-            if spec.why_not(candidate) is None and still_fails(candidate):
+            if spec.why_not(candidate) is not None:
+                continue
+            failing = within(budget_s - (time.monotonic() - started), still_fails, candidate)
+            if failing is None:  # out of time, or a candidate that did not return within it
+                return current
+            if failing:
                 current, moved = candidate, True
                 break
     return current

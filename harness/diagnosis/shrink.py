@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from harness.core.case import Case
 from harness.core.op_case import OpCase
 from harness.core.spec import ImplSpec
+from harness.core.time_limit import PartTimeout, bounded
 
 BUDGET_S = 10.0  # seconds one diagnosis may spend shrinking before it settles
 
@@ -112,7 +113,22 @@ def shrink(spec: ImplSpec, case: Case, still_fails: Callable[[Case], bool],
             candidate = family.adapt(candidate)
             if candidate == current or spec.why_not(candidate) is not None:
                 continue
-            if still_fails(candidate):
+            fails = within(budget_s - (time.monotonic() - started), still_fails, candidate)
+            if fails is None:  # out of time, or a candidate that did not return within it
+                return current
+            if fails:
                 current, moved = candidate, True
                 break
     return current
+
+
+def within(seconds: float, still_fails: Callable, candidate) -> bool | None:
+    """Whether ``candidate`` still fails, or None when that took more than ``seconds`` (an
+    implementation that hangs on a smaller case ends the shrinking there, not the check)."""
+    if seconds <= 0:
+        return None
+    try:
+        with bounded(seconds):
+            return bool(still_fails(candidate))
+    except PartTimeout:
+        return None
