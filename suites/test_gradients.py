@@ -87,8 +87,13 @@ def test_input_gradients_with_frozen_parameters(subject, check):
     """Every parameter frozen (requires_grad False, as a pretrained encoder under a trainable
     embedding or a prompt being tuned): the gradients with respect to the input and h_0 still
     equal the reference's. A fast path that runs under torch.no_grad() once no parameter needs
-    a gradient leaves everything below the layer untrained."""
+    a gradient leaves everything below the layer untrained. With an initial state, once more
+    with the input needing no gradient (a tuned h_0 under a frozen model fed data): a
+    hand-written backward that returns early when neither the input nor a weight needs a
+    gradient forgets h_0."""
     match_reference(subject, check, subject.inputs(), frozen=True)
+    if subject.case.with_hx:
+        match_reference(subject, check, subject.inputs(), frozen=True, state_only=True)
 
 
 @cases(lambda fam: [BASE.with_(seq_len=300, batch=2, hidden_size=8, with_hx=True,

@@ -25,15 +25,16 @@ def grid(fam):
         BASE.with_(batch=None, batch_first=True),  # unbatched ignores batch_first
         BASE.with_(batch=0),
         BASE.with_(bias=False, num_layers=2),
+        BASE.with_(bias=False, dtype="float64"),  # zero biases made for bias=False: in float64
         BASE.with_(num_layers=2, bidirectional=True, dtype="float64"),
         BASE.with_(batch_first=True, with_hx=True, num_layers=2),
         # wide layers, where fast implementations switch to another path (a hoisted input
         # projection, a fused kernel, a blocked product)
         BASE.with_(input_size=48, hidden_size=64, with_hx=True),
         BASE.with_(input_size=16, hidden_size=256, batch=2, num_layers=2, bidirectional=True),
-        # a batch wider than the tiles an implementation splits it into (8 or 16 rows), each
-        # row with its own initial state
-        BASE.with_(batch=19, num_layers=2, with_hx=True),
+        # a batch wider than the tiles an implementation splits it into (8, 16 or 128 rows,
+        # the last one partial), each row with its own initial state
+        BASE.with_(batch=200, num_layers=2, with_hx=True),
         # batch x hidden past 4096, where fast layers switch to folded or blocked kernels
         BASE.with_(seq_len=3, batch=65, input_size=8, hidden_size=64, with_hx=True),
     ]

@@ -111,6 +111,10 @@ MUTANTS = [
     ("ReversedConcatLSTM", "lstm", "shapes", "values_match_reference"),
     ("ZeroBiasGRU", "gru", "shapes", "parameters_initialised_like_torch"),
     ("ForgetBiasOneLSTM", "lstm", "shapes", "parameters_initialised_like_torch"),
+    ("ZeroStateCacheGRU", "gru", "state", "converted_after_building"),
+    ("NoBiasZerosGRU", "gru", "shapes", "values_match_reference"),
+    ("TiledBatchLSTM", "lstm", "shapes", "values_match_reference"),
+    ("EarlyReturnBackwardRNN", "rnn_tanh", "gradients", "input_gradients_with_frozen_parameters"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.

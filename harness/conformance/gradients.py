@@ -78,14 +78,15 @@ def twice(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
 
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,
                     *, inputs_need_grad: bool = True, frozen: bool = False,
-                    calls: int = 1) -> None:
+                    calls: int = 1, state_only: bool = False) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
     respect to the input, the initial state and every parameter equal the reference's:
     parameters by name when the module uses the reference's names, else by directional
     derivatives through the weight loader (``inputs_need_grad`` False: the parameters' only,
     the inputs needing no gradient, as a training batch does; ``frozen``: every parameter of
     both modules needing none, as a frozen encoder's, so the input's and state's only;
-    ``calls`` 2: both modules called ``twice`` in one graph)."""
+    ``calls`` 2: both modules called ``twice`` in one graph; ``state_only``: the initial
+    state needing a gradient and the input none, as a tuned h_0's)."""
     case = subject.case
     module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
@@ -94,10 +95,11 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
         reference.requires_grad_(False)
     repeat = twice if calls == 2 else (lambda run: run)
     got, upstream = backward(repeat(lambda i: subject.run(module, i)), module, inputs, None,
-                             seed=case.data_seed, inputs_need_grad=inputs_need_grad)
+                             seed=case.data_seed, inputs_need_grad=inputs_need_grad,
+                             state_only=state_only)
     want, _ = backward(repeat(lambda i: subject.run_reference(i, reference)), reference,
                        inputs.to("cpu"), upstream, seed=case.data_seed,
-                       inputs_need_grad=inputs_need_grad)
+                       inputs_need_grad=inputs_need_grad, state_only=state_only)
     require_gradients(got, want)
     tol = check.tolerance_of("gradient")  # see harness.conformance.tolerance
     twins = functools.cache(lambda: twin_gradients(subject, reference, inputs.to("cpu"),

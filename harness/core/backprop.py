@@ -61,6 +61,13 @@ def leaf_inputs(inputs: Inputs) -> Inputs:
     return Inputs(inputs.x.detach().clone().requires_grad_(True), inputs.lengths, hx)
 
 
+def state_leaf_inputs(inputs: Inputs) -> Inputs:
+    """x copied, needing no gradient, and copies of hx that require grad: a tuned initial
+    state (a learned h_0 under a frozen model fed data)."""
+    leaves = leaf_inputs(inputs)
+    return Inputs(inputs.x.detach().clone(), inputs.lengths, leaves.hx)
+
+
 def state_leaves(inputs: Inputs) -> dict[str, Tensor]:
     hx = inputs.hx
     if hx is None:
@@ -101,17 +108,24 @@ def require_graph(outputs: Outputs, *, inputs_need_grad: bool = True) -> None:
 
 def backward(
     run: Callable[[Inputs], Outputs], module: nn.Module, inputs: Inputs, upstream: Upstream | None,
-    *, seed: int, inputs_need_grad: bool = True,
+    *, seed: int, inputs_need_grad: bool = True, state_only: bool = False,
 ) -> tuple[Gradients, Upstream]:
     """Run forward on leaf copies of the inputs, backward from ``upstream`` (drawn from ``seed``
     when None), and collect every gradient (None where none reached). NoGradient when the
     outputs are not part of a graph at all. ``inputs_need_grad`` False: the inputs as a
-    training batch is, needing no gradient; the parameters' gradients only."""
-    leaves = leaf_inputs(inputs) if inputs_need_grad else inputs.copy()
+    training batch is, needing no gradient; the parameters' gradients only. ``state_only``:
+    hx needs a gradient and x none (``state_leaf_inputs``)."""
+    if state_only:
+        leaves = state_leaf_inputs(inputs)
+    else:
+        leaves = leaf_inputs(inputs) if inputs_need_grad else inputs.copy()
     outputs = run(leaves)
     upstream = upstream or Upstream.like(outputs, seed=seed)
     require_graph(outputs, inputs_need_grad=inputs_need_grad)
-    named = {"input": leaves.x, **state_leaves(leaves)} if inputs_need_grad else {}
+    if state_only:
+        named = state_leaves(leaves)
+    else:
+        named = {"input": leaves.x, **state_leaves(leaves)} if inputs_need_grad else {}
     params = dict(module.named_parameters())
     trained = {n: p for n, p in params.items() if p.requires_grad}  # a frozen one gets None
     targets = [*named.values(), *trained.values()]
