@@ -1,8 +1,9 @@
 """chunking: an op that works in chunks gives the reference's answer at every chunk size it
 accepts (1, 16, 32, 64), at a length that is no multiple of any (T=100): the tail chunk, the
 state carried across each boundary and the cumulative decay restarted at each chunk's start;
-and at 128, over two whole chunks and a tail (T=300): work done in blocks within a chunk (a
-triangular inverse by levels of 16 x 16 blocks) must hold beyond the sizes tried first."""
+and at 128, over two whole chunks and a tail (T=300), and at 48, three 16-blocks: work done
+in blocks within a chunk (a triangular inverse by levels of 16 x 16 blocks) must hold beyond
+the sizes tried first and at sizes that are no power of two."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ SUITE = SuiteInfo(order=12)
 
 @cases(lambda fam: [BASE.with_(seq_len=100, chunk_size=c) for c in (1, 16, 32, 64)]
        + [BASE.with_(seq_len=100, chunk_size=16, stress="s1", with_state=False),
-          BASE.with_(seq_len=300, chunk_size=128)], kind="op")
+          BASE.with_(seq_len=300, chunk_size=128),
+          BASE.with_(seq_len=100, chunk_size=48)], kind="op")
 def test_chunk_size_invariance(subject, check):
     outputs_match(subject, check)
 

@@ -215,6 +215,13 @@ OP_MUTANTS = [
     ("Float32MaskGatedDelta", "gated_delta", "values", "matches_reference"),
     ("UncheckedOffsetsScalarDecay", "scalar_decay", "errors", "op_cu_seqlens_invalid"),
     ("GroupsRestartScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("DecodeAlwaysStateScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("DecodeNeedsStateGatedDelta", "gated_delta", "values", "matches_reference"),
+    ("DecodeBfloat16StateMLSTM", "mlstm", "values", "matches_reference"),
+    ("SegmentsRestartScalarDecay", "scalar_decay", "values", "matches_reference"),
+    ("TokenPerSequenceGatedDelta", "gated_delta", "varlen", "op_sequences_alone"),
+    ("MultipleOf16InverseGatedDelta", "gated_delta", "chunking", "chunk_size_invariance"),
+    ("FirstChunkDecidesScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -1,6 +1,7 @@
 """Case grids the op suites share: fla's shapes — lengths around chunk boundaries (1, 15, 63,
-64, 65, 100, 1000), head dimensions that are not powers of two (100), one and several heads,
-variable lengths with empty and length-1 sequences — small enough for exact comparisons."""
+64, 65, 100, 1000, 2100), decode calls, head dimensions that are not powers of two (100), one
+and several heads, variable lengths with empty and length-1 sequences — small enough for exact
+comparisons."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def values(fam) -> list[OpCase]:
               # float32 shows in a float64 call
               BASE.with_(seq_len=40, key_dim=100, value_dim=24, dtype="float64"),
               BASE.with_(seq_len=1, scale=1.0),  # a one-token (decode) call with a scale
+              # decode calls as generation makes them: the first token (no cache yet), one
+              # not asking for the state back, one from a bfloat16 model (its state float32)
+              BASE.with_(seq_len=1, with_state=False),
+              BASE.with_(seq_len=1, final_state=False),
+              BASE.with_(seq_len=1, dtype="bfloat16"),
               BASE.with_(seq_len=100, heads=1, dtype="float64", with_state=False),
               # the op's own initial state, in eight rows: where a first input gate is below
               # its log forget gate, mLSTM's m_0 shows in every output (eps e^m, 1e-7 here)
@@ -40,6 +46,8 @@ def values(fam) -> list[OpCase]:
     # a large call (2^19 values in q): work split into blocks only at large sizes (groups of
     # chunks held in the caches, tiles over T) must carry the state from block to block
     cases.append(BASE.with_(seq_len=1024, batch=2, key_dim=64, value_dim=64))
+    # past 2048 steps, where long sequences are cut into segments that carry the state
+    cases.append(BASE.with_(seq_len=2100, batch=1, heads=1))
     # float64 under strong decays (e^-10 to e^-69 a step): a path taken only there (the
     # masked exponential of segment sums) that builds a buffer in float32 shows at 1e-10
     cases += [stressed(BASE.with_(seq_len=65, dtype="float64"), stress)
@@ -58,4 +66,7 @@ def varlen(fam) -> list[OpCase]:
             one.with_(seq_len=22, lengths=(5, 17, 0, 0)),  # empty sequences at the end
             # equal lengths apart, each with its own initial and final state: sequences
             # batched by length must come back in their own rows
-            one.with_(seq_len=27, lengths=(5, 17, 5))]
+            one.with_(seq_len=27, lengths=(5, 17, 5)),
+            # as many tokens as sequences, not one each: continuous batching's decode step
+            # (one token per sequence) must not be assumed from the count
+            one.with_(seq_len=3, lengths=(2, 0, 1))]

@@ -34,6 +34,9 @@ DECAY_STRESSES = {
     "s10": "g = logσ(U[0,1]) / 10: decays near 1",
     "zero-some": "g = 0 (decay exactly 1) at a third of the positions",
     "zero-all": "g = 0 everywhere: no decay at all",
+    "strengthening": "gentle decays (g = logσ(U[0,1]) / 50) over the first 64 steps, strong "
+                     "ones after (/ 0.25, about e^-3 a step): a decision taken on the first "
+                     "chunk's decays (whether to factor them, say) fails on later chunks",
     "mixed-heads": "the last head's decays strong (g = logσ(U[0,1]) / 0.25, about e^-2 a "
                    "step), the others gentle: heads as unlike as Mamba-2's per-head A (a "
                    "decision taken over every head at once, as whether to factor the decays, "
@@ -71,6 +74,9 @@ def log_decay(case: OpCase, generator: torch.Generator) -> Tensor:
     g = F.logsigmoid(uniform) / divisor
     if case.stress == "mixed-heads":
         g[..., -1] = F.logsigmoid(uniform[..., -1]) / 0.25
+    if case.stress == "strengthening":
+        g = torch.cat([F.logsigmoid(uniform[:, :64]) / 50, F.logsigmoid(uniform[:, 64:]) / 0.25],
+                      dim=1)
     if case.stress == "zero-all":
         return torch.zeros_like(g)
     if case.stress == "zero-some":

@@ -795,3 +795,149 @@ def GroupsRestartScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                                initial_state=initial_state,
                                                output_final_state=output_final_state,
                                                cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+# --- round 7: corners the grids did not build ----------------------------------------------------
+
+
+def decode_step(q, k, v, g, scale, initial_state):
+    """One scalar-decay step for a decode fast path: o (B, 1, H, V) and the new state."""
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    s = (q.new_zeros(q.shape[0], q.shape[2], q.shape[3], v.shape[3], dtype=dtype)
+         if initial_state is None else initial_state.to(dtype))
+    qt, kt, vt, gt = (x[:, 0].to(dtype) for x in (q, k, v, g))
+    s = s * gt.exp()[..., None, None] + kt[..., None] * vt[..., None, :]
+    return torch.einsum("bhk,bhkv->bhv", qt * scale, s)[:, None].to(v.dtype), s
+
+
+def DecodeAlwaysStateScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                 output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A one-token (decode) fast path that hands back the updated cache whether it was asked
+    for or not."""
+    if q.shape[1] == 1 and cu_seqlens is None:
+        return decode_step(q, k, v, g, scale, initial_state)
+    return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
+                                           output_final_state=output_final_state,
+                                           cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def DecodeNeedsStateGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """A decode fast path written for generation, where a cache always exists: at T = 1 it
+    reads initial_state unconditionally, and a first token without a cache raises."""
+    if q.shape[1] == 1 and cu_seqlens is None:
+        dtype = initial_state.dtype  # the cache's
+        s = initial_state * g[:, 0].to(dtype).exp()[..., None, None]
+        kt, vt, bt = k[:, 0].to(dtype), v[:, 0].to(dtype), beta[:, 0].to(dtype)
+        error = vt - torch.einsum("bhkv,bhk->bhv", s, kt)
+        s = s + kt[..., None] * (bt[..., None] * error)[..., None, :]
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        o = torch.einsum("bhk,bhkv->bhv", q[:, 0].to(dtype) * scale, s)[:, None].to(v.dtype)
+        return o, s if output_final_state else None
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                         initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def DecodeBfloat16StateMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """A one-token call returns its cache in the inputs' dtype ("the cache is bf16 like the
+    model"): C, n and m rounded to 8 bits."""
+    o, state = mlstm.mlstm_chunk(q, k, v, i, f, scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                 chunk_size=chunk_size)
+    if q.shape[1] == 1 and state is not None:
+        state = tuple(part.to(q.dtype) for part in state)
+    return o, state
+
+
+DecodeBfloat16StateMLSTM.harness_capabilities = {"dtypes": ["float32", "float64", "bfloat16"]}
+
+
+def SegmentsRestartScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Sequences longer than 2048 steps run segment by segment to cap memory, each segment
+    started from the caller's initial_state instead of the state the last one reached."""
+    if cu_seqlens is not None or q.shape[1] <= 2048:
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    outputs, state = [], None
+    for start in range(0, q.shape[1], 2048):
+        part = slice(start, start + 2048)
+        o, state = scalar_decay.scalar_decay_chunk(
+            q[:, part], k[:, part], v[:, part], g[:, part], scale=scale,
+            initial_state=initial_state, output_final_state=True, chunk_size=chunk_size)
+        outputs.append(o)
+    return torch.cat(outputs, 1), state if output_final_state else None
+
+
+def TokenPerSequenceGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """Continuous batching's decode path: as many tokens as sequences is taken to mean one
+    token each, run as a batch of one-step sequences — lengths (2, 0, 1) have it too."""
+    if cu_seqlens is not None and q.shape[1] == cu_seqlens.numel() - 1:
+        o, s = gated_delta.gated_delta_recurrent(
+            *(x.transpose(0, 1) for x in (q, k, v, g, beta)), scale=scale,
+            initial_state=initial_state, output_final_state=True)
+        return o.transpose(0, 1), s if output_final_state else None
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                         initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def multiple_of_16_inverse(a):
+    """gated_delta.unit_inverse with the chunk padded to a multiple of 16 instead of 16 x a
+    power of two: three 16-blocks (chunk 48) cannot be merged pairwise."""
+    c = a.shape[-1]
+    if c <= gated_delta.BLOCK:
+        return gated_delta.nilpotent_inverse(a)
+    size = -(-c // gated_delta.BLOCK) * gated_delta.BLOCK
+    a = torch.nn.functional.pad(a, (0, size - c, 0, size - c))
+    count, block = size // gated_delta.BLOCK, gated_delta.BLOCK
+    inverse = torch.zeros_like(a)
+    diagonal = gated_delta.nilpotent_inverse(gated_delta.diagonal_blocks(a, count, block))
+    gated_delta.diagonal_blocks(inverse, count, block).copy_(diagonal)
+    while count > 1:
+        count //= 2
+        merged = -(diagonal[..., 1::2, :, :] @ gated_delta.lower_blocks(a, count, block)
+                   @ diagonal[..., 0::2, :, :])
+        gated_delta.lower_blocks(inverse, count, block).copy_(merged)
+        block *= 2
+        if count > 1:
+            diagonal = gated_delta.diagonal_blocks(inverse, count, block).clone()
+    return inverse[..., :c, :c]
+
+
+def MultipleOf16InverseGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                                  output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """Takes any chunk size, pads T to whole chunks with inert steps (g = 0, beta = 0: the
+    state passes unchanged), as a kernel whose blocks are whole chunks does, but its blocked
+    inverse only merges powers of two of 16-blocks: right at 16, 32, 64 or 128, not at 48."""
+    steps = q.shape[1]
+    pad = 0 if cu_seqlens is not None else -steps % chunk_size
+    if pad:
+        q, k, v = (torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v))
+        g, beta = (torch.nn.functional.pad(x, (0, 0, 0, pad)) for x in (g, beta))
+    with mock.patch.object(gated_delta, "unit_inverse", multiple_of_16_inverse):
+        o, state = gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                                 initial_state=initial_state,
+                                                 output_final_state=output_final_state,
+                                                 cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return o[:, :steps], state
+
+
+def FirstChunkDecidesScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                                 output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Whether to factor e^(b_t - b_j) into e^(b_t) e^(-b_j) decided on the first chunk's
+    decays alone ("decays are stationary"): where they strengthen later, e^(-b) overflows."""
+    first = functools.partial(lambda b, decide: decide(b[:1]), decide=sequences.factored_decays)
+    with mock.patch.object(scalar_decay, "factored_decays", first):
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
