@@ -283,6 +283,15 @@ def test_op_gradients_match_reference(subject, check):
     gradients_match(subject, check)
 
 
+@cases(lambda fam: [OP_BASE.with_(seq_len=65)], kind="op")
+def test_op_gradients_with_the_initial_state_detached(subject, check):
+    """The initial state passed as a plain tensor, needing no gradient — a decode cache, or the
+    state carried by truncated backpropagation: dq, dk, dv and the gates' gradients still equal
+    the reference's. A hand-written backward that keeps the initial state only when it needs a
+    gradient of its own recomputes the states from zeros."""
+    gradients_match(subject, check, state_needs_grad=False)
+
+
 @cases(lambda fam: [OP_BASE.with_(seq_len=5, batch=1, heads=1, key_dim=3, value_dim=2,
                                   dtype="float64"),
                     OP_BASE.with_(seq_len=5, batch=1, heads=1, key_dim=3, value_dim=2,

@@ -222,6 +222,8 @@ OP_MUTANTS = [
     ("TokenPerSequenceGatedDelta", "gated_delta", "varlen", "op_sequences_alone"),
     ("MultipleOf16InverseGatedDelta", "gated_delta", "chunking", "chunk_size_invariance"),
     ("FirstChunkDecidesScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
+    ("StatesFromZerosScalarDecay", "scalar_decay", "gradients",
+     "op_gradients_with_the_initial_state_detached"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -72,13 +72,17 @@ def dtypes_match(got: OpOutputs, want: OpOutputs) -> None:
                               f"{what}")
 
 
-def gradients_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None) -> None:
-    """Every gradient equals the reference's (the gradient bound, and the case's rounding)."""
+def gradients_match(subject: OpSubject, check: Check, inputs: OpInputs | None = None, *,
+                    state_needs_grad: bool = True) -> None:
+    """Every gradient equals the reference's (the gradient bound, and the case's rounding);
+    ``state_needs_grad`` False: the initial state passed as a plain tensor (no gradient asked
+    of it), the others' gradients compared."""
     inputs = subject.inputs() if inputs is None else inputs
     got, grads = gradients(subject.spec.factory, subject, inputs, None,
-                           chunk_size=subject.case.chunk_size)
+                           chunk_size=subject.case.chunk_size, state_needs_grad=state_needs_grad)
     reference = subject.family_def.reference
-    want, _ = gradients(reference, subject, inputs.to("cpu"), grads)
+    want, _ = gradients(reference, subject, inputs.to("cpu"), grads,
+                        state_needs_grad=state_needs_grad)
     labels = names(subject, inputs)
     missing = [n for n, g, w in zip(labels, got, want) if w is not None and g is None]
     if missing:

@@ -212,11 +212,15 @@ def meaning(out: OpOutputs, subject: OpSubject, inputs: OpInputs) -> OpOutputs:
 
 
 def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | None, *,
-              chunk_size: int | None = None) -> tuple[list[Tensor | None], list[Tensor]]:
+              chunk_size: int | None = None, state_needs_grad: bool = True,
+              ) -> tuple[list[Tensor | None], list[Tensor]]:
     """d loss / d each input (None where none reached) of ``fn`` on leaf copies of ``inputs``,
     and the upstream gradients used (into the final state too when the op returns one, through
-    what it means: ``meaning``)."""
+    what it means: ``meaning``). ``state_needs_grad`` False: the initial state a plain tensor,
+    as a decode cache or a detached carried state is passed (its gradients None)."""
     leaves = inputs.leaves()
+    if not state_needs_grad and leaves.initial_state is not None:
+        leaves = replace(leaves, initial_state=tuple(s.detach() for s in leaves.initial_state))
     final = subject.final
     out = meaning(call_op(fn, leaves, subject.family_def, final=final, chunk_size=chunk_size),
                   subject, inputs)
@@ -224,7 +228,9 @@ def gradients(fn, subject: OpSubject, inputs: OpInputs, grads: list[Tensor] | No
     if not any(t.requires_grad for t in out.named().values()):
         raise NoGradient("no gradient reaches q, k, v, the gates or the initial state: the "
                          "outputs were computed without autograd")
-    found = torch.autograd.grad(loss(out, grads), list(leaves.tensors()), allow_unused=True)
-    return list(found), grads
+    tensors = list(leaves.tensors())
+    wanted = [t for t in tensors if t.requires_grad]
+    found = iter(torch.autograd.grad(loss(out, grads), wanted, allow_unused=True))
+    return [next(found) if t.requires_grad else None for t in tensors], grads
 
 

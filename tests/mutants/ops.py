@@ -941,3 +941,53 @@ def FirstChunkDecidesScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                                initial_state=initial_state,
                                                output_final_state=output_final_state,
                                                cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+class RecomputedStates(torch.autograd.Function):
+    """Scalar decay step by step with a hand-written backward that recomputes the states (no
+    state per step saved, as fla's kernels), from the initial state only when that needs a
+    gradient: from zeros otherwise, to save its memory."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, s0, scale):  # q, k (B, T, H, K); g (B, T, H); s0 (B, H, K, V)
+        s, outputs = s0, []
+        for t in range(q.shape[1]):
+            s = s * g[:, t].exp()[..., None, None] + k[:, t, :, :, None] * v[:, t, :, None, :]
+            outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, s))
+        ctx.scale = scale
+        ctx.save_for_backward(q, k, v, g, s0 if ctx.needs_input_grad[4] else torch.zeros_like(s0))
+        return torch.stack(outputs, 1), s
+
+    @staticmethod
+    def backward(ctx, do, ds):
+        q, k, v, g, s0 = ctx.saved_tensors
+        states = [s0]
+        for t in range(q.shape[1]):
+            states.append(states[-1] * g[:, t].exp()[..., None, None]
+                          + k[:, t, :, :, None] * v[:, t, :, None, :])
+        dq, dk, dv, dg = (torch.zeros_like(x) for x in (q, k, v, g))
+        for t in reversed(range(q.shape[1])):
+            decay = g[:, t].exp()[..., None, None]
+            ds = ds + (ctx.scale * q[:, t])[..., None] * do[:, t, :, None, :]
+            dq[:, t] = ctx.scale * torch.einsum("bhkv,bhv->bhk", states[t + 1], do[:, t])
+            dk[:, t] = torch.einsum("bhkv,bhv->bhk", ds, v[:, t])
+            dv[:, t] = torch.einsum("bhkv,bhk->bhv", ds, k[:, t])
+            dg[:, t] = (decay * ds * states[t]).sum((-1, -2))
+            ds = ds * decay
+        return dq, dk, dv, dg, ds, None
+
+
+def recomputed_core(q, k, v, gates, state, scale, chunk_size):
+    if q.shape[1] == 0:
+        return v.new_zeros(v.shape), state
+    o, final = RecomputedStates.apply(q, k, v, gates[0], state[0], scale)
+    return o, (final,)
+
+
+def StatesFromZerosScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None):
+    """Its hand-written backward recomputes the states from zeros when the initial state needs
+    no gradient (a decode cache, truncated backpropagation): dq and dg wrong there alone."""
+    return scalar_decay.call(recomputed_core, q, k, v, g, scale=scale,
+                             initial_state=initial_state, output_final_state=output_final_state,
+                             cu_seqlens=cu_seqlens)
