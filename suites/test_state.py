@@ -11,13 +11,15 @@ import contextlib
 import dataclasses
 import warnings
 
+import pytest
 import torch
 from torch import Tensor
 
 from harness.conformance import dropout
 from harness.conformance.checks import CheckFailed, Tolerance
+from harness.conformance.gradients import match_reference
 from harness.conformance.grids import BASE, product
-from harness.conformance.op_checks import outputs_match
+from harness.conformance.op_checks import gradients_match, outputs_match
 from harness.conformance.op_grids import BASE as OP_BASE
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
@@ -428,6 +430,29 @@ def test_op_calls_do_not_leak_state(subject, check):
     for (name, now), was in zip(again.named().items(), first.named().values()):
         check.close(f"{name} of the same call, after another call", now, was, EXACT)
     outputs_match(subject, check, first_inputs)
+
+
+@pytest.mark.autograd
+@cases(lambda fam: [BASE, BASE.with_(num_layers=2, lengths=(5, 2, 4))])
+def test_trains_after_an_inference_call(subject, check):
+    """Called first under torch.inference_mode (an evaluation or generation pass), then in
+    training: outputs and every gradient equal the reference's. Anything the first call cached
+    (a zero state, a mask, a scale) is an inference tensor, which autograd refuses to save."""
+    module, inputs = subject.build(gradients=True), subject.inputs()
+    with torch.inference_mode():
+        subject.run(module, inputs)
+    match_reference(subject, check, subject.inputs(), module)
+
+
+@pytest.mark.autograd
+@cases(lambda fam: [OP_BASE.with_(seq_len=65)], kind="op")
+def test_op_trains_after_an_inference_call(subject, check):
+    """Called first under torch.inference_mode, then with autograd: every gradient equals the
+    reference's (a scale or mask the first call cached is an inference tensor, which autograd
+    refuses to save)."""
+    with torch.inference_mode():
+        subject.run(subject.inputs())
+    gradients_match(subject, check)
 
 
 @cases(lambda fam: [OP_BASE.with_(seq_len=12, batch=1, lengths=(5, 7))], kind="op")

@@ -115,6 +115,7 @@ MUTANTS = [
     ("NoBiasZerosGRU", "gru", "shapes", "values_match_reference"),
     ("TiledBatchLSTM", "lstm", "shapes", "values_match_reference"),
     ("EarlyReturnBackwardRNN", "rnn_tanh", "gradients", "input_gradients_with_frozen_parameters"),
+    ("InferenceCachedStateGRU", "gru", "state", "trains_after_an_inference_call"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.
@@ -224,6 +225,7 @@ OP_MUTANTS = [
     ("FirstChunkDecidesScalarDecay", "scalar_decay", "extremes", "op_gate_stress"),
     ("StatesFromZerosScalarDecay", "scalar_decay", "gradients",
      "op_gradients_with_the_initial_state_detached"),
+    ("CachedScaleTensorGatedDelta", "gated_delta", "state", "op_trains_after_an_inference_call"),
 ]
 MUTANTS += [(f"ops:{m}", *rest) for m, *rest in OP_MUTANTS]
 

@@ -1136,3 +1136,17 @@ class EarlyReturnBackwardRNN(ScratchRNN):
         x = x.flip(0) if reverse else x
         out = EarlyReturnRecurrence.apply(F.linear(x, w_ih, linear.bias), state[0], w_hh)
         return (out.flip(0) if reverse else out), (out[-1],)
+
+
+class InferenceCachedStateGRU(ScratchGRU):
+    """The zero initial state cached per batch size, dtype and device at the first call: made
+    under torch.inference_mode, it is an inference tensor, and training then raises."""
+
+    def initial_state(self, hx, *, batch, batched, like):
+        if hx is not None:
+            return super().initial_state(hx, batch=batch, batched=batched, like=like)
+        cache = self.__dict__.setdefault("_zeros", {})
+        key = (batch, like.dtype, like.device)
+        if key not in cache:
+            cache[key] = super().initial_state(None, batch=batch, batched=batched, like=like)
+        return cache[key]

@@ -991,3 +991,21 @@ def StatesFromZerosScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
     return scalar_decay.call(recomputed_core, q, k, v, g, scale=scale,
                              initial_state=initial_state, output_final_state=output_final_state,
                              cu_seqlens=cu_seqlens)
+
+
+@functools.cache
+def cached_scale(key_dim: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(key_dim ** -0.5, dtype=dtype)
+
+
+def CachedScaleTensorGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=None,
+                                output_final_state=False, cu_seqlens=None, chunk_size=32):
+    """The default scale kept as a cached tensor per (K, dtype) (no host copy per call): made
+    by a first call under torch.inference_mode, it is an inference tensor, and every later
+    training call raises."""
+    if scale is None:
+        q, scale = q * cached_scale(q.shape[-1], q.dtype), 1.0
+    return gated_delta.gated_delta_chunk(q, k, v, g, beta, scale=scale,
+                                         initial_state=initial_state,
+                                         output_final_state=output_final_state,
+                                         cu_seqlens=cu_seqlens, chunk_size=chunk_size)
