@@ -11,6 +11,7 @@ import torch
 
 from harness.conformance.checks import Tolerance
 from harness.conformance.gradients import (
+    IN_PLACE_REFUSALS,
     NoGradient,
     backward,
     follows_the_forward,
@@ -26,6 +27,7 @@ from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
 from harness.core.backprop import Upstream, meaning
 from harness.core.contract import Inputs
+from harness.core.text import one_line
 
 SUITE = SuiteInfo(order=80, autograd=True)
 
@@ -79,6 +81,25 @@ def test_two_calls_in_one_graph(subject, check):
     the reference's. A hand-written backward that keeps its saved tensors or a workspace on
     the module, not per call, mixes the two."""
     match_reference(subject, check, subject.inputs(), calls=2)
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(num_layers=2, bidirectional=True, batch_first=True)])
+def test_output_changed_in_place_before_backward(subject, check):
+    """1 added in place to the output before the loss (a residual, out += x, as a layer's
+    forward adds its input): torch's modules allow it, and every gradient is still theirs. A
+    hand-written backward that keeps its outputs on ctx instead of save_for_backward (no
+    version check) reads the changed values and gives other gradients, silently. A backward
+    that refuses the change, as autograd does where it saved that output (torch's LSTM on its
+    oneDNN path), compares nothing: not supported, saying so."""
+    try:
+        match_reference(subject, check, subject.inputs(), in_place=True)
+    except RuntimeError as error:
+        if not any(said in str(error) for said in IN_PLACE_REFUSALS):
+            raise
+        check.not_supported("its backward refuses an output changed in place (autograd: "
+                            f"{one_line(error)[:120]}), as torch's LSTM does on its oneDNN "
+                            "path: nothing to compare")
 
 
 @cases(lambda fam: [BASE.with_(with_hx=True),

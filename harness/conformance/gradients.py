@@ -76,9 +76,23 @@ def twice(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
     return both
 
 
+# What autograd says when a backward needs a tensor that was changed in place after the forward
+IN_PLACE_REFUSALS = ("modified by an inplace operation", "is being modified inplace")
+
+
+def changed_in_place(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
+    """``run`` with 1 added in place to the output it returned, before the loss (a residual,
+    out += x): the gradients of the loss are the same as without it."""
+    def changed(inputs: Inputs) -> Outputs:
+        got = run(inputs)
+        got.output.add_(1.0)
+        return got
+    return changed
+
+
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,
                     *, inputs_need_grad: bool = True, frozen: bool = False,
-                    calls: int = 1, state_only: bool = False) -> None:
+                    calls: int = 1, state_only: bool = False, in_place: bool = False) -> None:
     """Outputs, final states and the gradients of the same random upstream gradients with
     respect to the input, the initial state and every parameter equal the reference's:
     parameters by name when the module uses the reference's names, else by directional
@@ -86,7 +100,9 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
     the inputs needing no gradient, as a training batch does; ``frozen``: every parameter of
     both modules needing none, as a frozen encoder's, so the input's and state's only;
     ``calls`` 2: both modules called ``twice`` in one graph; ``state_only``: the initial
-    state needing a gradient and the input none, as a tuned h_0's)."""
+    state needing a gradient and the input none, as a tuned h_0's; ``in_place``: the output
+    ``changed_in_place`` before the loss, the implementation's: the reference's gradients are
+    the same without the change, which its own backward may refuse)."""
     case = subject.case
     module = subject.build(gradients=True) if module is None else module
     reference = subject.reference()
@@ -94,7 +110,9 @@ def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module |
         module.requires_grad_(False)
         reference.requires_grad_(False)
     repeat = twice if calls == 2 else (lambda run: run)
-    got, upstream = backward(repeat(lambda i: subject.run(module, i)), module, inputs, None,
+    change = changed_in_place if in_place else (lambda run: run)  # the implementation's alone
+    got, upstream = backward(change(repeat(lambda i: subject.run(module, i))), module, inputs,
+                             None,
                              seed=case.data_seed, inputs_need_grad=inputs_need_grad,
                              state_only=state_only)
     want, _ = backward(repeat(lambda i: subject.run_reference(i, reference)), reference,

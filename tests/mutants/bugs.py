@@ -1097,17 +1097,32 @@ class TiledBatchLSTM(ScratchLSTM):
         return torch.cat(outputs, axis), (torch.cat(hs, 1), torch.cat(cs, 1))
 
 
+def tanh_steps(xw: Tensor, h0: Tensor, w_hh: Tensor) -> Tensor:
+    """h_t = tanh(xw_t + h_(t-1) W_hh^T) for every t: (T, B, H), xw the input projection."""
+    steps, h = [], h0
+    for t in range(xw.shape[0]):
+        h = torch.tanh(xw[t] + h @ w_hh.t())
+        steps.append(h)
+    return torch.stack(steps)
+
+
+def tanh_steps_backward(grad_out: Tensor, out: Tensor, h0: Tensor, w_hh: Tensor):
+    """tanh_steps' gradients with respect to xw, h0 and W_hh, written by hand."""
+    before = torch.cat([h0.unsqueeze(0), out[:-1]])
+    d_pre, carry = torch.empty_like(out), torch.zeros_like(h0)
+    for t in range(out.shape[0] - 1, -1, -1):
+        d_pre[t] = (grad_out[t] + carry) * (1 - out[t] * out[t])
+        carry = d_pre[t] @ w_hh
+    return d_pre, carry, torch.einsum("tbi,tbj->ij", d_pre, before)
+
+
 class EarlyReturnRecurrence(torch.autograd.Function):
-    """h_t = tanh(xw_t + h_(t-1) W_hh^T) with a hand-written backward that returns early when
-    neither xw nor W_hh needs a gradient — written when h_0 was always zeros, it forgets h_0."""
+    """tanh_steps with a hand-written backward that returns early when neither xw nor W_hh
+    needs a gradient — written when h_0 was always zeros, it forgets h_0."""
 
     @staticmethod
-    def forward(ctx, xw, h0, w_hh):  # xw (T, B, H): the input projection, biases included
-        steps, h = [], h0
-        for t in range(xw.shape[0]):
-            h = torch.tanh(xw[t] + h @ w_hh.t())
-            steps.append(h)
-        out = torch.stack(steps)
+    def forward(ctx, xw, h0, w_hh):
+        out = tanh_steps(xw, h0, w_hh)
         ctx.save_for_backward(out, h0, w_hh)
         return out
 
@@ -1116,17 +1131,31 @@ class EarlyReturnRecurrence(torch.autograd.Function):
         out, h0, w_hh = ctx.saved_tensors
         if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
             return None, None, None
-        before = torch.cat([h0.unsqueeze(0), out[:-1]])
-        d_pre, carry = torch.empty_like(out), torch.zeros_like(h0)
-        for t in range(out.shape[0] - 1, -1, -1):
-            d_pre[t] = (grad_out[t] + carry) * (1 - out[t] * out[t])
-            carry = d_pre[t] @ w_hh
-        return d_pre, carry, torch.einsum("tbi,tbj->ij", d_pre, before)
+        return tanh_steps_backward(grad_out, out, h0, w_hh)
+
+
+class CtxKeptRecurrence(torch.autograd.Function):
+    """tanh_steps keeping its outputs as a ctx attribute (not save_for_backward, to skip the
+    version bookkeeping): a change made in place to the returned output before backward (a
+    residual, out += x) changes the gradients, silently."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, w_hh):
+        out = tanh_steps(xw, h0, w_hh)
+        ctx.save_for_backward(h0, w_hh)
+        ctx.out = out
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return tanh_steps_backward(grad_out, ctx.out, *ctx.saved_tensors)
 
 
 class EarlyReturnBackwardRNN(ScratchRNN):
     """The course's tanh cell over unpadded input through EarlyReturnRecurrence: with every
     weight frozen and the input fed as data, a learned h_0 gets no gradient."""
+
+    recurrence = EarlyReturnRecurrence
 
     def run_direction(self, slot, x, state, mask, reverse):
         if mask is not None or self.nonlinearity != "tanh":
@@ -1134,8 +1163,19 @@ class EarlyReturnBackwardRNN(ScratchRNN):
         linear = self.cells[slot].input_to_hidden
         w_ih, w_hh = linear.weight.split([x.shape[2], self.hidden_size], dim=1)
         x = x.flip(0) if reverse else x
-        out = EarlyReturnRecurrence.apply(F.linear(x, w_ih, linear.bias), state[0], w_hh)
+        out = self.recurrence.apply(F.linear(x, w_ih, linear.bias), state[0], w_hh)
         return (out.flip(0) if reverse else out), (out[-1],)
+
+
+class CtxKeptOutputsRNN(EarlyReturnBackwardRNN):
+    """The course's tanh cell through CtxKeptRecurrence, one direction's output returned as it
+    came (no copy into a joined tensor): out += residual before the loss, and the gradients
+    are computed from the changed outputs."""
+
+    recurrence = CtxKeptRecurrence
+
+    def join(self, outputs):
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
 
 class InferenceCachedStateGRU(ScratchGRU):
