@@ -97,6 +97,29 @@ MODES = ((contextlib.nullcontext, ""), (torch.no_grad, " under no_grad"),
          (torch.inference_mode, " under inference_mode"))
 
 
+@cases(lambda fam: [BASE, BASE.with_(num_layers=2, bidirectional=True, with_hx=True)])
+def test_input_refilled_in_place_is_seen(subject, check):
+    """One input buffer refilled in place between two calls (a serving loop's preallocated
+    batch, a staging buffer), with autograd, under no_grad and under inference_mode: the second
+    call answers for the new contents. Anything derived from the input and kept by the
+    tensor's identity (a projection cached by data_ptr and shape) answers for the old."""
+    module = subject.build()
+    for mode, where in MODES:
+        first, second = subject.inputs(), subject.inputs(salt=1)
+        buffer = first.x.clone()
+        with mode():
+            subject.run(module, Inputs(buffer, first.lengths, first.hx))
+        with torch.no_grad():
+            buffer.copy_(second.x)
+        with mode():
+            got = subject.run(module, Inputs(buffer, second.lengths, second.hx))
+        try:
+            check.outputs_close(got.detach(), subject.run_reference(second))
+        except CheckFailed as failure:
+            raise CheckFailed(f"the second call, on the buffer refilled in place{where}: "
+                              f"{failure}") from None
+
+
 def snapshot(outputs_or_inputs):
     """Clones of every tensor, to compare against after later calls."""
     return [t.detach().clone() for t in tensors(outputs_or_inputs)]

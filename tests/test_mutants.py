@@ -145,6 +145,7 @@ FAMILY_MUTANTS = [
     ("NoDecayConstantRGLRU", "rglru", "shapes", "values_match_reference"),
     ("TanhIndRNN", "indrnn", "shapes", "values_match_reference"),
     ("ReluBeforeRecurrenceIndRNN", "indrnn", "shapes", "values_match_reference"),
+    ("ProjectionCacheMinGRU", "mingru", "state", "input_refilled_in_place_is_seen"),
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 

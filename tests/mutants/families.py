@@ -13,7 +13,7 @@ from harness.families.minimal import MinGRULoop, MinLSTMLoop, g, log_g, normalis
 from harness.families.rglru import RGLRULoop, input_scale, log_decay
 from harness.impls.diagonal import RGLRUScan
 from harness.impls.minimal_scan import MinGRUScan, MinLSTMScan
-from harness.impls.scan import doubling_scan, masked
+from harness.impls.scan import chunked_affine, doubling_scan, masked, masked_affine
 
 
 class ChunkedMinGRU(MinGRUScan):
@@ -235,3 +235,27 @@ class StepPathMinLSTM(MinLSTMScan):
             h = torch.where(mask[0].unsqueeze(1), h, state[0])
         out = h if mask is None else h * mask[0].unsqueeze(1)
         return out.unsqueeze(0), (h,)
+
+
+class ProjectionCacheMinGRU(ChunkedMinGRU):
+    """A serving cache: without autograd, the input projection is kept per input tensor, keyed
+    by its data pointer and shape (the weights compared by value, so writes through .data are
+    seen). A caller that refills one preallocated input buffer in place gets the projection
+    of its old contents."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        if torch.is_grad_enabled():
+            return super().run_direction(slot, x, state, mask, reverse)
+        w, cache = self.weights(slot), self.__dict__.setdefault("_projections", {})
+        key, hit = (x.data_ptr(), tuple(x.shape), slot), None
+        if key in cache and torch.equal(cache[key][1], w["ih"]):
+            hit = cache[key][0]
+        if hit is None:
+            hit = F.linear(x, w["ih"], w["b_ih"])
+            cache[key] = (hit, w["ih"].clone())
+        proj, mask = (hit.flip(0), None if mask is None else mask.flip(0)) if reverse else (
+            hit, mask)
+        a, b = masked_affine(*self.decay_and_input(proj), mask)
+        h = chunked_affine(a, b, state[0], chunk_size=self.chunk_size)
+        out = h if mask is None else h * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (h[-1],)
