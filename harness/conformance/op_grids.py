@@ -42,7 +42,11 @@ def values(fam) -> list[OpCase]:
               BASE.with_(seq_len=100, final_state=False),  # as training calls it
               # as a bfloat16 model calls it: o in bfloat16, the state in float32
               BASE.with_(seq_len=100, dtype="bfloat16"),
-              BASE.with_(seq_len=65, dtype="bfloat16", with_state=False)]
+              BASE.with_(seq_len=65, dtype="bfloat16", with_state=False),
+              # float16 where an op declares it (its range ends at 65504: e^(-b) of a chunk's
+              # decays overflows there unless computed wider)
+              BASE.with_(seq_len=100, dtype="float16"),
+              BASE.with_(seq_len=1, dtype="float16")]
     # a large call (2^19 values in q): work split into blocks only at large sizes (groups of
     # chunks held in the caches, tiles over T) must carry the state from block to block
     cases.append(BASE.with_(seq_len=1024, batch=2, key_dim=64, value_dim=64))

@@ -18,7 +18,7 @@ from harness.ops.scalar_decay import (
 # A recurrent loop's backward keeps every step's state: up to 2^28 elements (1 GB in float32).
 # A parallel form builds several T x T matrices per sequence and head: up to 2^24 elements each
 # (T=2048 at B=1, H=4; at T=4096 it takes 3 s a call where the chunked form takes 20 ms).
-DTYPES = frozenset({"float32", "float64", "bfloat16"})  # bfloat16 computed in float32
+DTYPES = frozenset({"float32", "float64", "bfloat16", "float16"})  # half types computed in float32
 RECURRENT = OpCapabilities(form="recurrent", max_elements=2 ** 28, dtypes=DTYPES)
 CHUNKED = OpCapabilities(chunk_sizes="any", form="chunk", dtypes=DTYPES)
 PARALLEL = OpCapabilities(form="parallel", max_elements=2 ** 24, dtypes=DTYPES)

@@ -1009,3 +1009,34 @@ def CachedScaleTensorGatedDelta(q, k, v, g, beta, *, scale=None, initial_state=N
                                          initial_state=initial_state,
                                          output_final_state=output_final_state,
                                          cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def Float16NativeScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                             output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Widens bfloat16 to float32 (its mantissa is short) but computes float16 as it comes
+    ("fast enough natively"): a chunk's factored decays e^(-b) overflow float16's 65504."""
+    def narrow(dtype):
+        return torch.float32 if dtype == torch.bfloat16 else dtype
+
+    with mock.patch.object(sequences, "compute_dtype", narrow):
+        return scalar_decay.scalar_decay_chunk(q, k, v, g, scale=scale,
+                                               initial_state=initial_state,
+                                               output_final_state=output_final_state,
+                                               cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+
+
+def Bfloat16OnlyOutputMLSTM(q, k, v, i, f, *, scale=None, initial_state=None,
+                            output_final_state=False, cu_seqlens=None, chunk_size=64):
+    """Half inputs widened to float32, o cast back only for bfloat16 ("the half type we train
+    in"): float16 inputs get a float32 o."""
+    half = q.dtype in (torch.float16, torch.bfloat16)
+    o, state = mlstm.mlstm_chunk(*(x.float() if half else x for x in (q, k, v, i, f)),
+                                 scale=scale, initial_state=initial_state,
+                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                 chunk_size=chunk_size)
+    return (o.to(q.dtype) if q.dtype == torch.bfloat16 else o), state
+
+
+HALF_TYPES = {"dtypes": ["float32", "float64", "bfloat16", "float16"]}
+Float16NativeScalarDecay.harness_capabilities = HALF_TYPES
+Bfloat16OnlyOutputMLSTM.harness_capabilities = HALF_TYPES
