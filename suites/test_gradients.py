@@ -305,6 +305,18 @@ def test_op_gradients_match_reference(subject, check):
 
 
 @cases(lambda fam: [OP_BASE.with_(seq_len=65)], kind="op")
+def test_op_gradients_from_non_contiguous_inputs(subject, check):
+    """q, k, v and the gates as views of head-first tensors and the state stored [N, H, V, K]
+    (values::non_contiguous_inputs' inputs), through the backward pass too: every gradient
+    equals the reference's. A hand-written backward that flattens what it saved with .view
+    raises there, though the forward took the views."""
+    views = subject.inputs().strided()
+    if views.leaves().q.is_contiguous():
+        check.fail("the harness failed to keep the inputs non-contiguous through the leaves")
+    gradients_match(subject, check, views)
+
+
+@cases(lambda fam: [OP_BASE.with_(seq_len=65)], kind="op")
 def test_op_gradients_with_the_initial_state_detached(subject, check):
     """The initial state passed as a plain tensor, needing no gradient — a decode cache, or the
     state carried by truncated backpropagation: dq, dk, dv and the gates' gradients still equal

@@ -228,6 +228,8 @@ OP_MUTANTS = [
     ("StatesFromZerosScalarDecay", "scalar_decay", "gradients",
      "op_gradients_with_the_initial_state_detached"),
     ("CachedScaleTensorGatedDelta", "gated_delta", "state", "op_trains_after_an_inference_call"),
+    ("FlattenedInputsScalarDecay", "scalar_decay", "gradients",
+     "op_gradients_from_non_contiguous_inputs"),
     ("Float16NativeScalarDecay", "scalar_decay", "values", "matches_reference"),
     ("Bfloat16OnlyOutputMLSTM", "mlstm", "values", "matches_reference"),
 ]

@@ -943,52 +943,92 @@ def FirstChunkDecidesScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                                cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
+def decay_steps(q, k, v, g, s0, scale):
+    """Scalar decay step by step: o (B, T, H, V) and the final state; q, k (B, T, H, K)."""
+    s, outputs = s0, []
+    for t in range(q.shape[1]):
+        s = s * g[:, t].exp()[..., None, None] + k[:, t, :, :, None] * v[:, t, :, None, :]
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, s))
+    return torch.stack(outputs, 1), s
+
+
+def decay_steps_backward(q, k, v, g, s0, scale, do, ds):
+    """decay_steps' gradients by hand, the states recomputed from s0 (none saved per step, as
+    fla's kernels): dq, dk, dv, dg and d s0."""
+    states = [s0]
+    for t in range(q.shape[1]):
+        states.append(states[-1] * g[:, t].exp()[..., None, None]
+                      + k[:, t, :, :, None] * v[:, t, :, None, :])
+    dq, dk, dv, dg = (torch.zeros_like(x) for x in (q, k, v, g))
+    for t in reversed(range(q.shape[1])):
+        decay = g[:, t].exp()[..., None, None]
+        ds = ds + (scale * q[:, t])[..., None] * do[:, t, :, None, :]
+        dq[:, t] = scale * torch.einsum("bhkv,bhv->bhk", states[t + 1], do[:, t])
+        dk[:, t] = torch.einsum("bhkv,bhv->bhk", ds, v[:, t])
+        dv[:, t] = torch.einsum("bhkv,bhk->bhv", ds, k[:, t])
+        dg[:, t] = (decay * ds * states[t]).sum((-1, -2))
+        ds = ds * decay
+    return dq, dk, dv, dg, ds
+
+
 class RecomputedStates(torch.autograd.Function):
-    """Scalar decay step by step with a hand-written backward that recomputes the states (no
-    state per step saved, as fla's kernels), from the initial state only when that needs a
-    gradient: from zeros otherwise, to save its memory."""
+    """decay_steps with a hand-written backward that keeps the initial state only when it
+    needs a gradient of its own, and otherwise recomputes the states from zeros (to save
+    its memory)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, g, s0, scale):  # q, k (B, T, H, K); g (B, T, H); s0 (B, H, K, V)
-        s, outputs = s0, []
-        for t in range(q.shape[1]):
-            s = s * g[:, t].exp()[..., None, None] + k[:, t, :, :, None] * v[:, t, :, None, :]
-            outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, s))
+    def forward(ctx, q, k, v, g, s0, scale):
         ctx.scale = scale
         ctx.save_for_backward(q, k, v, g, s0 if ctx.needs_input_grad[4] else torch.zeros_like(s0))
-        return torch.stack(outputs, 1), s
+        return decay_steps(q, k, v, g, s0, scale)
+
+    @staticmethod
+    def backward(ctx, do, ds):
+        return (*decay_steps_backward(*ctx.saved_tensors, ctx.scale, do, ds), None)
+
+
+class FlattenedInputsStates(torch.autograd.Function):
+    """decay_steps with a hand-written backward that flattens the saved q and k with .view for
+    its launch grid: right from contiguous inputs, an error from q and k that are views of
+    head-first tensors (the forward takes them)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, s0, scale):
+        ctx.scale = scale
+        ctx.save_for_backward(q, k, v, g, s0)
+        return decay_steps(q, k, v, g, s0, scale)
 
     @staticmethod
     def backward(ctx, do, ds):
         q, k, v, g, s0 = ctx.saved_tensors
-        states = [s0]
-        for t in range(q.shape[1]):
-            states.append(states[-1] * g[:, t].exp()[..., None, None]
-                          + k[:, t, :, :, None] * v[:, t, :, None, :])
-        dq, dk, dv, dg = (torch.zeros_like(x) for x in (q, k, v, g))
-        for t in reversed(range(q.shape[1])):
-            decay = g[:, t].exp()[..., None, None]
-            ds = ds + (ctx.scale * q[:, t])[..., None] * do[:, t, :, None, :]
-            dq[:, t] = ctx.scale * torch.einsum("bhkv,bhv->bhk", states[t + 1], do[:, t])
-            dk[:, t] = torch.einsum("bhkv,bhv->bhk", ds, v[:, t])
-            dv[:, t] = torch.einsum("bhkv,bhk->bhv", ds, k[:, t])
-            dg[:, t] = (decay * ds * states[t]).sum((-1, -2))
-            ds = ds * decay
-        return dq, dk, dv, dg, ds, None
+        q, k = (t.view(-1, *t.shape[2:]).view(t.shape) for t in (q, k))
+        return (*decay_steps_backward(q, k, v, g, s0, ctx.scale, do, ds), None)
 
 
-def recomputed_core(q, k, v, gates, state, scale, chunk_size):
-    if q.shape[1] == 0:
-        return v.new_zeros(v.shape), state
-    o, final = RecomputedStates.apply(q, k, v, gates[0], state[0], scale)
-    return o, (final,)
+def by_hand(function):
+    """A scalar-decay core (harness.ops.sequences.run's) through the autograd.Function."""
+    def core(q, k, v, gates, state, scale, chunk_size):
+        if q.shape[1] == 0:
+            return v.new_zeros(v.shape), state
+        o, final = function.apply(q, k, v, gates[0], state[0], scale)
+        return o, (final,)
+    return core
 
 
 def StatesFromZerosScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
                                output_final_state=False, cu_seqlens=None):
     """Its hand-written backward recomputes the states from zeros when the initial state needs
     no gradient (a decode cache, truncated backpropagation): dq and dg wrong there alone."""
-    return scalar_decay.call(recomputed_core, q, k, v, g, scale=scale,
+    return scalar_decay.call(by_hand(RecomputedStates), q, k, v, g, scale=scale,
+                             initial_state=initial_state, output_final_state=output_final_state,
+                             cu_seqlens=cu_seqlens)
+
+
+def FlattenedInputsScalarDecay(q, k, v, g, *, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None):
+    """Its hand-written backward flattens q and k with .view: the forward takes them as views
+    of head-first tensors, the backward raises."""
+    return scalar_decay.call(by_hand(FlattenedInputsStates), q, k, v, g, scale=scale,
                              initial_state=initial_state, output_final_state=output_final_state,
                              cu_seqlens=cu_seqlens)
 
