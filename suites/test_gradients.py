@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.conformance.calls import IN_PLACE_REFUSALS
 from harness.conformance.checks import Tolerance
 from harness.conformance.gradients import (
-    IN_PLACE_REFUSALS,
     NoGradient,
     backward,
     follows_the_forward,
@@ -100,6 +100,19 @@ def test_output_changed_in_place_before_backward(subject, check):
         check.not_supported("its backward refuses an output changed in place (autograd: "
                             f"{one_line(error)[:120]}), as torch's LSTM does on its oneDNN "
                             "path: nothing to compare")
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True),
+                    BASE.with_(with_hx=True, lengths=(3, 5, 1), num_layers=2)])
+def test_gradients_through_a_zero_initial_state(subject, check):
+    """hx given as zeros that need a gradient (a learned initial state, initialised to zeros
+    as most are): every gradient, h_0's included, equals the reference's. A log-space scan
+    that takes log(h_0) is right forward and NaN backward there."""
+    inputs = subject.inputs()
+    hx = inputs.hx
+    zeros = tuple(h.new_zeros(h.shape) for h in hx) if isinstance(hx, tuple) else (
+        hx.new_zeros(hx.shape))
+    match_reference(subject, check, Inputs(inputs.x, inputs.lengths, zeros))
 
 
 @cases(lambda fam: [BASE.with_(with_hx=True),

@@ -146,6 +146,7 @@ FAMILY_MUTANTS = [
     ("TanhIndRNN", "indrnn", "shapes", "values_match_reference"),
     ("ReluBeforeRecurrenceIndRNN", "indrnn", "shapes", "values_match_reference"),
     ("ProjectionCacheMinGRU", "mingru", "state", "input_refilled_in_place_is_seen"),
+    ("LogOfH0MinLSTM", "minlstm", "gradients", "gradients_through_a_zero_initial_state"),
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 

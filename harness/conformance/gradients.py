@@ -17,11 +17,11 @@ harness.core.backprop's: the diagnosis reads the same gradients.)
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from harness.conformance.calls import changed_in_place, twice
 from harness.conformance.checks import CheckFailed, Tolerance
 from harness.conformance.rounding import rounding_over
 from harness.core.backprop import (  # noqa: F401 (leaf_inputs, require_graph: the suites')
@@ -62,32 +62,6 @@ def padded_mask(subject: Subject) -> Tensor | None:
     padded = torch.arange(case.seq_len).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
     padded = padded.t() if case.batch_first else padded
     return padded.unsqueeze(-1)
-
-
-def twice(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
-    """``run`` called twice in one graph — on the inputs, then on -0.7 times them (the same
-    lengths and hx) — and the two results summed: one backward pass then goes through both
-    calls of one module, as a weight-shared encoder's does."""
-    def both(inputs: Inputs) -> Outputs:
-        first = run(inputs)
-        second = run(Inputs(inputs.x * -0.7, inputs.lengths, inputs.hx))
-        c_n = None if first.c_n is None else first.c_n + second.c_n
-        return Outputs(first.output + second.output, first.h_n + second.h_n, c_n)
-    return both
-
-
-# What autograd says when a backward needs a tensor that was changed in place after the forward
-IN_PLACE_REFUSALS = ("modified by an inplace operation", "is being modified inplace")
-
-
-def changed_in_place(run: Callable[[Inputs], Outputs]) -> Callable[[Inputs], Outputs]:
-    """``run`` with 1 added in place to the output it returned, before the loss (a residual,
-    out += x): the gradients of the loss are the same as without it."""
-    def changed(inputs: Inputs) -> Outputs:
-        got = run(inputs)
-        got.output.add_(1.0)
-        return got
-    return changed
 
 
 def match_reference(subject: Subject, check, inputs: Inputs, module: nn.Module | None = None,

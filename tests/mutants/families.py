@@ -259,3 +259,29 @@ class ProjectionCacheMinGRU(ChunkedMinGRU):
         h = chunked_affine(a, b, state[0], chunk_size=self.chunk_size)
         out = h if mask is None else h * mask.unsqueeze(2)
         return (out.flip(0) if reverse else out), (h[-1],)
+
+
+class LogOfH0MinLSTM(ChunkedMinLSTM):
+    """Heinsen's log-space scan over blocks of 8 steps, each block's incoming state entering as
+    torch.log(h), as the paper's pseudocode writes it: the forward is right (log 0 = -inf is a
+    valid logcumsumexp term), the gradient into an h_0 of zeros (a learned initial state
+    initialised to zeros) is NaN."""
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        w = self.weights(slot)
+        if reverse:
+            x, mask = x.flip(0), None if mask is None else mask.flip(0)
+        log_a, log_b = self.log_decay_and_input(F.linear(x, w["ih"], w["b_ih"]))
+        if mask is not None:  # padded steps: no decay, nothing added
+            valid = mask.unsqueeze(2)
+            log_a = torch.where(valid, log_a, torch.zeros_like(log_a))
+            log_b = torch.where(valid, log_b, torch.full_like(log_b, -1e4))
+        pieces, h = [], state[0]
+        for start in range(0, x.shape[0], 8):
+            decays = torch.cumsum(log_a[start:start + 8], dim=0)
+            terms = torch.cat([torch.log(h).unsqueeze(0), log_b[start:start + 8] - decays])
+            pieces.append(torch.exp(decays + torch.logcumsumexp(terms, dim=0)[1:]))
+            h = pieces[-1][-1]
+        steps = torch.cat(pieces) if pieces else x.new_zeros(0, *state[0].shape)
+        out = steps if mask is None else steps * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (steps[-1] if pieces else state[0],)
