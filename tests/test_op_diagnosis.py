@@ -170,6 +170,7 @@ def test_every_op_signature_changes_the_reference_where_it_applies(family):
 def test_a_run_records_and_reports_an_op_diagnosis(tmp_path, capsys):
     code = main(["run", "--impl-fn", "tests.mutants.ops:DecayAfterDeltaGatedDelta", "--family",
                  "gated_delta", "--suite", "values", "--workers", "0", "--confirm-alone", "0",
+                 "-k", "matches_reference and (T63-B2-H4-K16-V16-state or T1-B2-H4-K16-V16)",
                  "--out", str(tmp_path)])
     assert code == 1
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
