@@ -3,10 +3,11 @@
 inputs x100 (saturating gates) at B=8 (B=64 at ``--scale full``). For output, h_n and c_n
 separately: the largest absolute error, the relative RMS error ||ref - impl||_2 / ||ref||_2 and
 the 99th percentile absolute error against torch's float module with the same weights. The
-figures are recorded whatever they are; the check fails only on a non-finite value, or beyond a
-tolerance the implementation declares (the family's defaults are set for the small exact-check
-sizes of the other suites, not for H=512: there float32 rounding alone reaches ~1e-4 with
-saturating inputs)."""
+figures are recorded whatever they are; the check fails on a non-finite value, or beyond the
+tolerance — the one the implementation declares, or the family's raised to 16 times the
+reference's own float32 rounding on the case, as every value check's is (at H=512 float32
+rounding alone reaches ~1e-4 with saturating inputs): a path taken only at large sizes (a
+projection computed in pieces, a tiled kernel) is judged where it runs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 from harness.conformance.accuracy import figures_of
 from harness.conformance.plugin import cases
 from harness.conformance.suites import SuiteInfo
-from harness.conformance.tolerance import FAMILY
 from harness.latency.grids import LATENCY_GRIDS
 
 SUITE = SuiteInfo(order=5, quick=False, measured=True)
@@ -36,12 +36,7 @@ def measure(subject, check, *, scale: float, quantity: str) -> None:
         tensors={name: figures_of(named[name], expected)
                  for name, expected in want.named().items() if name in named},
     )
-    if check.source == FAMILY:  # nothing declared: a measurement only
-        for name, expected in want.named().items():
-            check.measure(f"{name} (vs {check.reference_name})", named[name], expected,
-                          measure="output")
-    else:
-        check.outputs_close(got, want, check.tolerance_of(quantity))
+    check.outputs_close(got, want, check.tolerance_of(quantity))
 
 
 @pytest.mark.time_limit(3)

@@ -117,6 +117,7 @@ MUTANTS = [
     ("EarlyReturnBackwardRNN", "rnn_tanh", "gradients", "input_gradients_with_frozen_parameters"),
     ("InferenceCachedStateGRU", "gru", "state", "trains_after_an_inference_call"),
     ("CtxKeptOutputsRNN", "rnn_tanh", "gradients", "output_changed_in_place_before_backward"),
+    ("PiecewiseProjectionGRU", "gru", "accuracy", "error_at_standard_shape"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.
