@@ -43,6 +43,12 @@ class Diagnosis:
             if others:
                 said += " (they also equal " + "; ".join(s.says for s in others) + ")"
             return said
+        if self.backward and not self.differing:
+            return (f"its forward pass equals {self.reference} on this case, and so do its "
+                    "gradients in a plain call: the bug is in the backward pass as this check "
+                    "calls it (twice in one graph, an output changed in place, a zero or "
+                    "detached initial state, a frozen model, after an inference call: see the "
+                    "check's description; the report's reproduce command runs it)")
         if self.backward:
             which = ""
             if self.differing:  # the directions of one parameter gradient said once
