@@ -5,8 +5,10 @@ and the reference loops of families that have no torch module — shares this ma
 layouts (time-major, batch-first, unbatched, PackedSequence, padded plus ``lengths=``), masking
 of padded steps, directions, stacked layers, dropout between layers, the initial state and its
 validation with torch's own error types. A layer only defines its parameters and ``cell``, one
-time step of one (layer, direction); or overrides ``run_direction`` to run a whole sequence its
-own way (a hoisted projection, a parallel scan).
+time step of one (layer, direction); or, where a step's input side reads no state (minGRU,
+minLSTM, RG-LRU, IndRNN), ``drive`` (that side, for the whole sequence at once) and ``recur`` (the
+step that remains); or overrides ``run_direction`` to run a whole sequence its own way (a parallel
+scan).
 """
 
 from __future__ import annotations
@@ -99,8 +101,27 @@ class RecurrentLayer(nn.Module):
     # The recurrence --------------------------------------------------------------------------
 
     def cell(self, slot: int, x_t: Tensor, state: State) -> State:
-        """One time step of (layer, direction) number ``slot``: x_t (B, in) -> new state."""
-        raise NotImplementedError
+        """One time step of (layer, direction) number ``slot``: x_t (B, in) -> new state. By
+        default ``recur`` over ``drive`` of x_t: a layer whose gates read the state defines its
+        own."""
+        return self.recur(slot, self.drive(slot, x_t), state)
+
+    def drive(self, slot: int, x: Tensor) -> tuple[Tensor, ...]:
+        """A step's input side, for a layer whose gates read the input only: x (..., in) -> the
+        tensors ``recur`` takes, each (..., features). ``run_direction`` computes it for every
+        step at once, which is the same arithmetic as step by step, and far fewer calls."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither cell nor drive")
+
+    def recur(self, slot: int, driven: tuple[Tensor, ...], state: State) -> State:
+        """The rest of one step: ``drive``'s tensors for this step (B, features) and the state
+        -> the new state."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither cell nor recur")
+
+    @property
+    def drives_ahead(self) -> bool:
+        """The step is ``recur`` over ``drive`` (``cell`` not redefined, by this class or by a
+        subclass changing the step): the input side can be computed for the whole sequence."""
+        return type(self).cell is RecurrentLayer.cell
 
     def forward(
         self,
@@ -168,15 +189,21 @@ class RecurrentLayer(nn.Module):
         """
         seq_len = x.shape[0]
         outputs: list[Tensor] = [x.new_empty(0)] * seq_len
+        # Every step's input side at once where the step reads it alone: (B, features) each.
+        driven = None
+        if self.drives_ahead:
+            driven = list(zip(*(part.unbind(0) for part in self.drive(slot, x))))
+        steps = x.unbind(0)  # (B, in) each
+        valid = None if mask is None else mask.unsqueeze(2).unbind(0)  # (B, 1) each
         for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
-            new = self.cell(slot, x[t], state)
-            if mask is None:
+            new = (self.cell(slot, steps[t], state) if driven is None
+                   else self.recur(slot, driven[t], state))
+            if valid is None:
                 state = new
                 outputs[t] = new[0]
             else:
-                valid = mask[t].unsqueeze(1)  # (B, 1)
-                state = tuple(torch.where(valid, n, s) for n, s in zip(new, state))
-                outputs[t] = torch.where(valid, new[0], torch.zeros_like(new[0]))
+                state = tuple(torch.where(valid[t], n, s) for n, s in zip(new, state))
+                outputs[t] = torch.where(valid[t], new[0], 0.0)
         return torch.stack(outputs), state
 
     # The state -------------------------------------------------------------------------------
@@ -215,6 +242,11 @@ class CellState:
         return tuple(hx)
 
 
+# role -> the prefix of torch's parameter name, as NamedParameters.weights returns them
+ROLES = (("ih", "weight_ih"), ("hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh"),
+         ("hr", "weight_hr"))
+
+
 class NamedParameters(RecurrentLayer):
     """Parameters named as torch's (weight_ih_l0, bias_hh_l1_reverse, weight_hr_l0), shaped by
     the family's layout, so a reference state_dict loads by name.
@@ -231,6 +263,9 @@ class NamedParameters(RecurrentLayer):
         super().__init__(*args, **kwargs)
         rows, factory = self.gates * self.hidden_size, self._factory
         self._suffixes = [suffix for _layer, suffix, _in in self.slots()]
+        # slot -> (role, torch's parameter name): ``weights`` runs once per step of a loop
+        self._names = [tuple((role, prefix + suffix) for role, prefix in ROLES)
+                       for suffix in self._suffixes]
         for _layer, suffix, in_features in self.slots():
             shapes = {"weight_ih" + suffix: (rows, in_features)}
             if self.recurrence == "matrix":
@@ -249,14 +284,6 @@ class NamedParameters(RecurrentLayer):
 
     def weights(self, slot: int) -> dict[str, Tensor | None]:
         """This slot's parameters by role: ih, hh, b_ih, b_hh, hr (None where absent)."""
-        suffix = self._suffixes[slot]
-        return {
-            role: getattr(self, f"{prefix}{suffix}", None)
-            for role, prefix in (
-                ("ih", "weight_ih"),
-                ("hh", "weight_hh"),
-                ("b_ih", "bias_ih"),
-                ("b_hh", "bias_hh"),
-                ("hr", "weight_hr"),
-            )
-        }
+        found = self._parameters  # registered ones first: nn.Module's getattr is slow
+        return {role: found[name] if name in found else getattr(self, name, None)
+                for role, name in self._names[slot]}

@@ -16,16 +16,20 @@ from harness.core.layer import NamedParameters, State
 
 
 class IndRNNLoop(NamedParameters):
-    """The IndRNN reference: the recurrence one step at a time, exactly as written."""
+    """The IndRNN reference: the recurrence one step at a time, exactly as written (W x + b,
+    which reads x alone, for every step first)."""
 
     mode: ClassVar[str] = "IndRNN"
     gates: ClassVar[int] = 1
     recurrence: ClassVar[str] = "diagonal"
 
-    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+    def drive(self, slot: int, x: Tensor) -> tuple[Tensor]:
         w = self.weights(slot)
-        (h,) = state
-        return (torch.relu(F.linear(x_t, w["ih"], w["b_ih"]) + w["hh"] * h),)
+        return (F.linear(x, w["ih"], w["b_ih"]),)  # (..., H)
+
+    def recur(self, slot: int, driven: tuple[Tensor, ...], state: State) -> State:
+        (projected,), (h,) = driven, state
+        return (torch.relu(projected + self.weights(slot)["hh"] * h),)
 
 
 INDRNN = Family(

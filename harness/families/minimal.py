@@ -47,33 +47,43 @@ def normalised_gates(f_pre: Tensor, i_pre: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class MinGRULoop(NamedParameters):
-    """The minGRU reference: the recurrence one step at a time, exactly as written."""
+    """The minGRU reference: the recurrence one step at a time, exactly as written (the gates,
+    which read x alone, for every step first: h' = (1 - z) h + z h̃ is the same arithmetic)."""
 
     mode: ClassVar[str] = "minGRU"
     gates: ClassVar[int] = 2
     recurrence: ClassVar[str] = "none"
 
-    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+    def drive(self, slot: int, x: Tensor) -> tuple[Tensor, Tensor]:
         w = self.weights(slot)
-        (h,) = state
-        z_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)  # (B, H) each
+        z_pre, h_pre = F.linear(x, w["ih"], w["b_ih"]).chunk(2, dim=-1)  # (..., H) each
         z = torch.sigmoid(z_pre)
-        return ((1 - z) * h + z * g(h_pre),)
+        return 1 - z, z * g(h_pre)  # what keeps h, what is written
+
+    def recur(self, slot: int, driven: tuple[Tensor, ...], state: State) -> State:
+        keep, write = driven
+        (h,) = state
+        return (keep * h + write,)
 
 
 class MinLSTMLoop(NamedParameters):
-    """The minLSTM reference: the recurrence one step at a time, exactly as written."""
+    """The minLSTM reference: the recurrence one step at a time, exactly as written (the gates,
+    which read x alone, for every step first: h' = f' h + i' h̃ is the same arithmetic)."""
 
     mode: ClassVar[str] = "minLSTM"
     gates: ClassVar[int] = 3
     recurrence: ClassVar[str] = "none"
 
-    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+    def drive(self, slot: int, x: Tensor) -> tuple[Tensor, Tensor]:
         w = self.weights(slot)
-        (h,) = state
-        f_pre, i_pre, h_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(3, dim=1)  # (B, H) each
+        f_pre, i_pre, h_pre = F.linear(x, w["ih"], w["b_ih"]).chunk(3, dim=-1)  # (..., H) each
         f_norm, i_norm = normalised_gates(f_pre, i_pre)
-        return (f_norm * h + i_norm * g(h_pre),)
+        return f_norm, i_norm * g(h_pre)
+
+    def recur(self, slot: int, driven: tuple[Tensor, ...], state: State) -> State:
+        keep, write = driven
+        (h,) = state
+        return (keep * h + write,)
 
 
 MINGRU = Family(

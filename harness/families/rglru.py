@@ -49,18 +49,24 @@ def griffin_decays(weights: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class RGLRULoop(NamedParameters):
-    """The RG-LRU reference: the recurrence one step at a time, exactly as written."""
+    """The RG-LRU reference: the recurrence one step at a time, exactly as written (a and the
+    input term, which read x alone, for every step first: h' = a h + sqrt(1 - a²) (i x) is the
+    same arithmetic)."""
 
     mode: ClassVar[str] = "RG-LRU"
     gates: ClassVar[int] = 2
     recurrence: ClassVar[str] = "diagonal"
 
-    def cell(self, slot: int, x_t: Tensor, state: State) -> State:
+    def drive(self, slot: int, x: Tensor) -> tuple[Tensor, Tensor]:
         w = self.weights(slot)
-        (h,) = state
-        r_pre, i_pre = F.linear(x_t, w["ih"], w["b_ih"]).chunk(2, dim=1)  # (B, H) each
+        r_pre, i_pre = F.linear(x, w["ih"], w["b_ih"]).chunk(2, dim=-1)  # (..., H) each
         log_a = log_decay(r_pre, w["hh"])
-        return (log_a.exp() * h + input_scale(log_a) * (torch.sigmoid(i_pre) * x_t),)
+        return log_a.exp(), input_scale(log_a) * (torch.sigmoid(i_pre) * x)
+
+    def recur(self, slot: int, driven: tuple[Tensor, ...], state: State) -> State:
+        a, written = driven
+        (h,) = state
+        return (a * h + written,)
 
 
 class RGLRUFamily(Family):
