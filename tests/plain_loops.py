@@ -32,11 +32,12 @@ class PlainElman(NamedParameters):
     mode: ClassVar[str] = "RNN"
     gates: ClassVar[int] = 1
 
-    def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", *args, **kwargs) -> None:  # torch's order
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
                              "'relu'.")
-        super().__init__(*args, **kwargs)
+        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
         self.nonlinearity = nonlinearity
 
     def cell(self, slot: int, x_t: Tensor, state: State) -> State:
