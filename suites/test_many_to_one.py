@@ -56,9 +56,8 @@ def test_last_valid_step_is_the_final_state(subject, check):
     """The forward half of output at each sequence's last valid step is the top layer's forward
     h_n; the reverse half at step 0 is its reverse h_n. Needs no reference."""
     case = subject.case
-    inputs = subject.inputs()
-    got = subject.run(subject.build(), inputs)
-    last = last_valid_step(got.output, inputs.lengths, batch_first=case.batch_first)
+    got = subject.first_call()
+    last = last_valid_step(got.output, subject.inputs().lengths, batch_first=case.batch_first)
     top = (case.num_layers - 1) * case.num_directions
     check.close("output at the last valid step (forward half) vs h_n",
                 last[:, : case.h_out], got.h_n[top])

@@ -1,7 +1,8 @@
 """shapes: output, h_n and c_n have torch's shapes, dtype and device in every layout, and equal
 the reference's values; h_n is never batch-first and its rows are layer-major; a new module's
 parameters are drawn as torch's, and a class built with torch's arguments given positionally,
-in torch's order, is the same layer (for torch's own families)."""
+in torch's order, is the same layer (for torch's own families). The first three checks of a case
+look at one call of a freshly built module (Subject.first_call), made once."""
 
 from __future__ import annotations
 
@@ -70,8 +71,7 @@ def expected_shapes(case, fam):
 @cases(grid)
 def test_output_and_state_shapes(subject, check):
     case = subject.case
-    got = subject.run(subject.build(), subject.inputs())
-    named = got.named()
+    named = subject.first_call().named()
     for name, shape in expected_shapes(case, subject.family_def).items():
         check.shape(name, named.get(name), shape)
         if named[name].dtype != case.torch_dtype:
@@ -82,8 +82,7 @@ def test_output_and_state_shapes(subject, check):
 
 @cases(grid)
 def test_values_match_reference(subject, check):
-    inputs = subject.inputs()
-    check.outputs_close(subject.run(subject.build(), inputs), subject.run_reference(inputs))
+    check.outputs_close(subject.first_call(), subject.reference_call())
 
 
 @cases(grid)
@@ -93,7 +92,7 @@ def test_h_n_rows_are_layer_major(subject, check):
     case = subject.case
     if case.batch == 0:
         check.not_supported("an empty batch has no rows to compare")
-    got = subject.run(subject.build(), subject.inputs())
+    got = subject.first_call()
     output, h_n = got.output, got.h_n
     if case.unbatched:
         output, h_n = output.unsqueeze(1), h_n.unsqueeze(1)

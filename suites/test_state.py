@@ -27,6 +27,7 @@ from harness.core.contract import Inputs
 from harness.core.failed import Explained
 from harness.core.op_subject import OpInputs, OpSubject
 from harness.core.subject import Subject, reference_weights
+from harness.core.twins import TwinKey, builder_name, digest, shared
 
 SUITE = SuiteInfo(order=50)
 
@@ -272,6 +273,26 @@ def twin_rows(inputs: Inputs) -> Inputs:
     return Inputs(x, inputs.lengths, hx)
 
 
+def torch_s_moves(subject: Subject, inputs: Inputs) -> dropout.Moves:
+    """How dropout moves the reference's output over its training calls: the same for every
+    implementation of the family on the case, so computed once per process (harness.core.twins)
+    for the reference, case and inputs."""
+    case, family = subject.case, subject.family_def
+
+    def compute() -> dropout.Moves:
+        reference = subject.reference()
+        torch_eval = subject.run_reference(inputs, reference.eval()).output.detach()
+        reference.train()
+        return dropout.moves(lambda: subject.run_reference(inputs, reference).output,
+                             torch_eval, seed=case.data_seed + 100_000)
+
+    hx = inputs.hx if isinstance(inputs.hx, tuple) else (inputs.hx,)
+    content = digest([("x", inputs.x), ("lengths", inputs.lengths),
+                      *((f"hx{n}", h) for n, h in enumerate(hx))])
+    return shared(TwinKey(("dropout moves", family.name, builder_name(family.build_reference)),
+                          case, True, content, compute))
+
+
 @cases(lambda fam: [BASE.with_(seq_len=10, batch=4, num_layers=2, dropout=0.3),
                     BASE.with_(seq_len=10, batch=4, num_layers=2, dropout=0.3,
                                bidirectional=True)])
@@ -283,16 +304,12 @@ def test_dropout_moves_outputs_as_torch_s_does(subject, check):
     distribution: no single call can be."""
     case = subject.case
     module, inputs = subject.build(), twin_rows(subject.inputs())
-    reference = subject.reference()
     training = case.with_(training=True)
+    theirs = torch_s_moves(subject, inputs)  # before the implementation sees the inputs
     mine_eval = run_in_mode(subject, module, inputs, training=False).output.detach()
-    torch_eval = subject.run_reference(inputs, reference.eval()).output.detach()
     module.train()
-    reference.train()
     mine = dropout.moves(lambda: subject.run(module, inputs, case=training).output, mine_eval,
                          seed=case.data_seed, device=case.device)
-    theirs = dropout.moves(lambda: subject.run_reference(inputs, reference).output,
-                           torch_eval, seed=case.data_seed + 100_000)
     check.count("dropout's change of the output, per training call", 4 * dropout.CALLS)
     found = dropout.differences(mine, theirs)
     if found:

@@ -286,3 +286,46 @@ def test_a_family_s_implementations_share_one_twin_and_other_content_does_not():
     other = second.run_reference(second.inputs(), second.reference(doubled)).twin()
     assert other is not twin and not torch.equal(other.outputs.output, twin.outputs.output)
     assert first.run_reference(first.inputs(salt=1)).twin() is not twin
+
+
+class CountedGRU(torch.nn.GRU):
+    """torch's GRU counting its calls (class-wide), raising on the first when told to."""
+
+    calls = 0
+    raise_first = False
+
+    def forward(self, *args, **kwargs):
+        type(self).calls += 1
+        if type(self).raise_first and type(self).calls == 1:
+            raise RuntimeError("first call fails")
+        return super().forward(*args, **kwargs)
+
+
+def test_a_case_s_checks_share_one_call_of_the_implementation_and_of_the_reference():
+    """The checks that look at one fresh call on the case's inputs share it (Subject.first_call):
+    one build and call per implementation and case in a process, copied so that a buffer the
+    implementation writes later cannot change it; the reference's (reference_call) is shared by
+    the family's implementations. A call that raises is not kept: the next check calls again."""
+    from harness.conformance.grids import BASE
+    from harness.core.spec import ImplSpec
+    from harness.core.subject import Subject
+    from harness.registry import choose
+
+    case = BASE.with_(seq_len=6, with_hx=True, seed=93)
+    counted = ImplSpec(name="counted-gru", family="gru", factory=CountedGRU)
+    CountedGRU.calls, CountedGRU.raise_first = 0, True
+    subject = Subject(counted, case)
+    with pytest.raises(RuntimeError, match="first call fails"):
+        subject.first_call()
+    got = subject.first_call()
+    assert subject.first_call() is got and Subject(counted, case).first_call() is got
+    assert CountedGRU.calls == 2
+    other = Subject(counted, case.with_(seed=94)).first_call()
+    assert CountedGRU.calls == 3 and not torch.equal(other.output, got.output)
+    assert not got.output.requires_grad and got.output._base is None  # a copy of its own
+
+    torch_gru = Subject(choose(impls=["torch-gru"]).specs[0], case)
+    want = torch_gru.reference_call()
+    assert Subject(counted, case).reference_call() is want
+    assert torch.equal(torch_gru.first_call().output, want.output)
+    torch.testing.assert_close(got.output, want.output, atol=1e-6, rtol=0)

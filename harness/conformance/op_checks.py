@@ -103,7 +103,7 @@ def rounding_of_gradient(twins, index: int, expected: Tensor):
 def gradient_twins(subject: OpSubject, inputs: OpInputs, grads: list[Tensor]):
     """The reference's gradients in the case's dtype and the other precision, at the case's
     point and nearby ones (harness.conformance.rounding)."""
-    from harness.core.subject import NEARBY, nudged
+    from harness.core.twins import NEARBY, nudged
 
     case = subject.case
     other = torch.float32 if case.dtype == "float64" else torch.float64

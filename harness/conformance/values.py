@@ -19,17 +19,21 @@ from harness.core.contract import Inputs
 from harness.core.subject import Subject
 
 
-def finite_and_close(subject: Subject, check: Check, inputs: Inputs, quantity: str,
+def finite_and_close(subject: Subject, check: Check, inputs: Inputs | None, quantity: str,
                      weights: dict[str, Tensor] | None = None) -> None:
     """The implementation's outputs (with ``weights``, or the case's reference weights) are
     finite and equal the reference's with the same weights, held to the tolerance of
-    ``quantity`` ("large" inputs or "long" sequences: harness.conformance.tolerance)."""
-    got = subject.run(subject.build(weights), inputs)
+    ``quantity`` ("large" inputs or "long" sequences: harness.conformance.tolerance).
+    ``inputs`` None: the case's own with its weights, the calls other checks share."""
+    if inputs is None and weights is None:
+        got, want = subject.first_call(), subject.reference_call()
+    else:
+        inputs = subject.inputs() if inputs is None else inputs
+        got = subject.run(subject.build(weights), inputs)
+        want = subject.run_reference(inputs, subject.reference(weights))
     for name, tensor in got.named().items():
         check.finite(name, tensor)
-    reference = subject.reference(weights)
-    check.outputs_close(got, subject.run_reference(inputs, reference),
-                        check.tolerance_of(quantity))
+    check.outputs_close(got, want, check.tolerance_of(quantity))
 
 
 def precise_as_the_reference(subject: Subject, check: Check, label: str, *,

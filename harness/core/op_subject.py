@@ -20,8 +20,7 @@ from harness.core.contract import ContractError, Twin, describe
 from harness.core.op_case import OpCase
 from harness.core.op_family import OpFamily
 from harness.core.spec import ImplSpec
-from harness.core.subject import NEARBY, nudged
-from harness.core.twins import TwinKey, builder_name, digest, shared
+from harness.core.twins import NEARBY, TwinKey, builder_name, digest, nudged, shared
 
 OTHER = {"float64": "float32"}  # the twin's precision: float64, or float32 for a float64 case
 

@@ -19,7 +19,17 @@ from harness.core.case import DTYPES, Case
 from harness.core.contract import Inputs, Outputs, Twin, call
 from harness.core.families import Family, family
 from harness.core.spec import Capabilities, ImplSpec
-from harness.core.twins import TwinKey, builder_name, digest, shared
+from harness.core.twins import (
+    NEARBY,
+    SharedCall,
+    TwinKey,
+    builder_name,
+    copied,
+    digest,
+    nudged,
+    shared,
+    shared_call,
+)
 
 
 def reference_weights(case: Case, fam: Family) -> dict[str, Tensor]:
@@ -200,6 +210,27 @@ class Subject:
         return call(module, self.spec.capabilities, case, inputs,
                     has_cell=self.family_def.has_cell)
 
+    def first_call(self) -> Outputs:
+        """A freshly built implementation's outputs on the case's inputs (``inputs()``), copied:
+        made once per process for the implementation and case, and read by each check that looks
+        at that call alone (its shapes, its h_n rows, its values against the reference)."""
+        return shared_call(SharedCall(
+            ("implementation", self.spec.name), id(self.spec), self.case,
+            lambda: (self.spec, copied(self.run(self.build(), self.inputs())))))[1]
+
+    def reference_call(self) -> Outputs:
+        """The reference's outputs on the case's inputs, with their twin, no graph: made once per
+        process for the family and case (which fixes the weights and inputs)."""
+        family = self.family_def
+
+        def compute() -> tuple[object, Outputs]:
+            with torch.no_grad():
+                return None, self.run_reference(self.inputs())
+
+        return shared_call(SharedCall(
+            ("reference", family.name, builder_name(family.build_reference)), 0, self.case,
+            compute))[1]
+
     def run_reference(
         self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None,
         device: str = "cpu",
@@ -262,14 +293,3 @@ class Subject:
             out = call(module, Capabilities(), case.with_(dtype=dtype),
                        inputs.to(dtype=DTYPES[dtype]), has_cell=family.has_cell)
         return out.detach()
-
-
-NEARBY = 3  # further samples of a case's rounding, each at a nudged point
-NUDGE = 2.0 ** -20  # relative size of the nudge: a few float32 units in the last place
-
-
-def nudged(tensor: Tensor, generator: torch.Generator) -> Tensor:
-    """``tensor`` times (1 + NUDGE u), u uniform in [-1, 1): the same problem, rounded anew
-    (zeros, such as padded steps, stay zeros)."""
-    noise = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
-    return (tensor.detach().double() * (1 + NUDGE * noise)).to(tensor.dtype)

@@ -72,7 +72,7 @@ class GlobalStateGRU(ScratchGRU):
 
 
 class WornOutGRU(ScratchGRU):
-    """Right until it has run 40 times in one process, then off by 1e-3: a process-wide cache
+    """Right until it has run 20 times in one process, then off by 1e-3: a process-wide cache
     filling up (TorchScript's compile cache, a global buffer). Alone, any one check passes."""
 
     # class-level on purpose: the state that leaks between checks
@@ -81,7 +81,7 @@ class WornOutGRU(ScratchGRU):
     def forward(self, input, hx=None, **kwargs):
         output, h_n = super().forward(input, hx, **kwargs)
         self.calls_in_this_process[0] += 1
-        if self.calls_in_this_process[0] > 40:
+        if self.calls_in_this_process[0] > 20:
             return output + 1e-3, h_n
         return output, h_n
 
