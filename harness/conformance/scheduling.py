@@ -1,5 +1,9 @@
 """How pytest-xdist hands the checks to the worker processes: a torch.compile'd implementation's
-checks all to one worker, every other check one at a time, longest first.
+checks all to one worker, every other check one at a time, longest first; with no compiled
+implementation, by work stealing (each worker a contiguous half of the checks, longest first, an
+idle one taking half of what the other has left): xdist's load scheduling costs its controller
+about 2 ms a check, against 0.7 ms (9,000 trivial checks on two workers of a 2-vCPU EPYC: 31 s
+against 16 s), time the workers lose on a machine with as many cores as workers.
 
 Each worker process compiles every graph variant it meets anew (dynamo and inductor's caches are
 per process; inductor's on-disk cache is cold on a fresh machine and fills too late for a second
@@ -14,7 +18,7 @@ It applies to the default distribution (``-n N`` alone); any other ``--dist`` is
 from __future__ import annotations
 
 import pytest
-from xdist.scheduler import LoadGroupScheduling, LoadScheduling
+from xdist.scheduler import LoadGroupScheduling, WorkStealingScheduling
 
 
 class CompiledTogether(LoadGroupScheduling):
@@ -65,12 +69,12 @@ class CompiledTogether(LoadGroupScheduling):
 class UntilCollected:
     """The scheduler of the xdist controller of a run with a results directory, which does not
     know the compiled implementations until its workers hand them off (harness.conformance.
-    handoff): xdist's load scheduling follows the workers as they come, and at the first
+    handoff): xdist's work stealing follows the workers as they come, and at the first
     collection hands them to CompiledTogether if any implementation is compiled."""
 
     def __init__(self, config: pytest.Config, log) -> None:
         self.config, self.log = config, log
-        self.scheduler = LoadScheduling(config, log)
+        self.scheduler = WorkStealingScheduling(config, log)
         self.decided = False
 
     def add_node_collection(self, node, collection) -> None:
@@ -103,4 +107,5 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
         return UntilCollected(config, log)
     compiled = frozenset(s.name for s in selection(config).specs
                          if getattr(s.capabilities, "compiled", False))  # ops: no such claim
-    return CompiledTogether(config, log, compiled) if compiled else None
+    return (CompiledTogether(config, log, compiled) if compiled
+            else WorkStealingScheduling(config, log))
