@@ -1,7 +1,8 @@
 """numerics: outputs stay finite, and equal the reference's, on large-magnitude inputs (x100)
-and on long sequences (T=1000) (harness.conformance.values says how they are compared); and a
-float32 implementation is as precise as float32 allows: its distance to the float64 answer stays
-within a small multiple of the float32 reference's own, with ordinary, small and saturating
+and on long sequences (T=1000; T=4500 for the families a scan computes)
+(harness.conformance.values says how they are compared); and a float32 implementation is as
+precise as float32 allows: its distance to the float64 answer stays within a small multiple of
+the float32 reference's own, with ordinary, small and saturating
 values, the family's weight regimes (Family.weight_regimes: RG-LRU's decays near 1) and over
 thousands of steps (harness.conformance.rounding)."""
 
@@ -23,8 +24,13 @@ def large_grid(fam):
 
 def long_grid(fam):
     long = BASE.with_(seq_len=1000, batch=2)
-    return [long, long.with_(num_layers=2, bidirectional=True),
-            long.with_(lengths=(1000, 613), with_hx=True)]
+    chosen = [long, long.with_(num_layers=2, bidirectional=True),
+              long.with_(lengths=(1000, 613), with_hx=True)]
+    if fam.recurrence != "matrix":
+        # Where parallel scans live (a recurrence linear in h, or diagonal): past the 4,096
+        # steps a scan kernel's block, or its grid, holds (the carry from block to block)
+        chosen.append(BASE.with_(seq_len=4500, batch=2, with_hx=True))
+    return chosen
 
 
 @cases(large_grid)

@@ -285,3 +285,20 @@ class LogOfH0MinLSTM(ChunkedMinLSTM):
         steps = torch.cat(pieces) if pieces else x.new_zeros(0, *state[0].shape)
         out = steps if mask is None else steps * mask.unsqueeze(2)
         return (out.flip(0) if reverse else out), (steps[-1] if pieces else state[0],)
+
+
+class BlockRestartMinGRU(ChunkedMinGRU):
+    """A sequence longer than 4,096 steps (a kernel's block of time steps, or its launch grid's
+    limit) runs block by block, each block from the initial state instead of the state the
+    previous block ended in: right at every T up to 4,096."""
+
+    BLOCK = 4096
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        outputs, final = [], state
+        for start in range(0, x.shape[0], self.BLOCK):
+            part = None if mask is None else mask[start:start + self.BLOCK]
+            out, final = super().run_direction(slot, x[start:start + self.BLOCK], state, part,
+                                               reverse)
+            outputs.append(out)
+        return torch.cat(outputs), final
