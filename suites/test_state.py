@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import warnings
 
 import pytest
@@ -413,6 +414,29 @@ def test_converted_after_building(subject, check):
     subject.spec.load_weights(module, {name: value.to(case.device)
                                        for name, value in subject.weights().items()})
     check.outputs_close(subject.run(module, inputs), subject.run_reference(inputs))
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True, num_layers=2)])
+def test_saved_whole_and_loaded(subject, check):
+    """torch.save(module) and torch.load give a module that computes the same, after one call
+    (as a model is checkpointed whole, mid-training or for serving): an attribute pickle cannot
+    write (a lambda, a local class, an open handle or session) fails the save, and state kept
+    outside the parameters, buffers and attributes is lost by the load."""
+    if not subject.spec.capabilities.picklable:
+        check.not_supported(f"{subject.spec.name} declares it is not saved by pickling "
+                            "(picklable: False)")
+    module, inputs = subject.build(), subject.inputs()
+    before = subject.run(module, inputs).detach()
+    buffer = io.BytesIO()
+    try:
+        torch.save(module, buffer)
+    except Exception as error:  # pickle's own types: PicklingError, AttributeError, TypeError
+        check.fail(f"torch.save(module) raises {type(error).__name__}: "
+                   f"{' '.join(str(error).split())[:200]}")
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    check.outputs_close(subject.run(loaded, inputs).detach(), before,
+                        against="the module before it was saved")
 
 
 @cases(lambda fam: [BASE.with_(dropout=0.5), BASE.with_(dropout=0.5,

@@ -118,6 +118,7 @@ MUTANTS = [
     ("InferenceCachedStateGRU", "gru", "state", "trains_after_an_inference_call"),
     ("CtxKeptOutputsRNN", "rnn_tanh", "gradients", "output_changed_in_place_before_backward"),
     ("PiecewiseProjectionGRU", "gru", "accuracy", "error_at_standard_shape"),
+    ("LambdaGateGRU", "gru", "state", "saved_whole_and_loaded"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.

@@ -21,7 +21,7 @@ CONTRACT_PARTS = {
     "packed": "PackedSequence input", "lengths": "padded input + lengths=",
     "multi_layer": "num_layers > 1", "unbatched": "unbatched input", "no_bias": "bias=False",
     "autograd": "autograd", "compiled": "compiled (torch.compile)",
-    "double_backward": "double backward",
+    "double_backward": "double backward", "picklable": "torch.save of the whole module",
 }
 
 
@@ -49,6 +49,9 @@ class Capabilities:
     double_backward: its backward pass is itself differentiable (a gradient penalty, MAML).
         False (a hand-written backward, torch.compile's) makes the second-derivative check
         *not supported*; such an implementation should raise when asked, never return zeros.
+    picklable: torch.save(module) and torch.load give the same layer, as a checkpoint of a whole
+        model does. False where another format is the way to save it (a TorchScript module:
+        torch.jit.save) makes that check *not supported*, saying so.
     only: constructor arguments it takes one value of, and no other: {"bias": False} for a
         class built on bias-free projections, {"batch_first": True}, {"num_layers": 1},
         {"bidirectional": False}. Every case then runs with that value (``adapt``); a case
@@ -71,6 +74,7 @@ class Capabilities:
     autograd: bool = True
     compiled: bool = False
     double_backward: bool = True
+    picklable: bool = True
     only: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:

@@ -126,6 +126,13 @@ class OnnxRuntimeMixin:
     def state_names(self) -> list[str]:
         return ["h0", "c0"] if self.mode == "LSTM" else ["h0"]
 
+    def __getstate__(self) -> dict:
+        """torch.save and deepcopy leave the session out (it cannot be pickled): it is a cache
+        of the export, made again at a loaded copy's first call."""
+        state = super().__getstate__()
+        state.pop("_onnx", None)
+        return state
+
     def forward(self, input: Tensor, hx=None):
         x, _, batched = time_major(input, None, mode=self.mode, batch_first=self.batch_first,
                                    input_size=self.input_size)  # (T, B, I); torch's errors

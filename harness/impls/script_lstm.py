@@ -149,8 +149,8 @@ class ScriptLSTM(nn.Module):
     """A scripted stack of LSTM cells (PyTorch's custom_lstms.py pattern) with torch's contract."""
 
     harness_family = "lstm"
-    harness_capabilities = {  # noqa: RUF012
-        "packed": False, "proj_size": False, "devices": {"cpu"}}
+    harness_capabilities = {  # noqa: RUF012  (a TorchScript stack is saved by torch.jit.save)
+        "packed": False, "proj_size": False, "devices": {"cpu"}, "picklable": False}
     cell_class = LSTMCell  # the scripted cell every layer loops
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,

@@ -1216,3 +1216,12 @@ class PiecewiseProjectionGRU(ScratchGRU):
             h = new if valid is None else torch.where(valid, new, h)
             outputs[t] = new if valid is None else torch.where(valid, new, torch.zeros_like(new))
         return torch.stack(outputs), (h,)
+
+
+class LambdaGateGRU(ScratchGRU):
+    """The gate activation kept as a lambda attribute (self.gate = lambda a: torch.sigmoid(a)):
+    right in every call, but torch.save(model) cannot pickle it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate = lambda a: torch.sigmoid(a)  # the bug: a lambda attribute
