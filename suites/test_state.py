@@ -8,6 +8,7 @@ the initial state or cu_seqlens, and no returned buffer that the next call overw
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import warnings
@@ -437,6 +438,25 @@ def test_saved_whole_and_loaded(subject, check):
     loaded = torch.load(buffer, weights_only=False)
     check.outputs_close(subject.run(loaded, inputs).detach(), before,
                         against="the module before it was saved")
+
+
+@cases(lambda fam: [BASE.with_(with_hx=True, num_layers=2)])
+def test_deep_copies_compute_apart(subject, check):
+    """copy.deepcopy(module) after a call, other weights loaded into the copy (an EMA or teacher
+    model, a MAML inner loop): the copy computes with its weights and the original with its
+    own. A trace, a scripted or compiled helper kept as an attribute is deep-copied with
+    parameters of its own, which the weights loaded into the copy never reach."""
+    module, inputs = subject.build(), subject.inputs()
+    subject.run(module, inputs)
+    other = {name: value * 0.5 for name, value in subject.weights().items()}
+    copied = copy.deepcopy(module)
+    subject.spec.load_weights(copied, {name: value.to(subject.case.device)
+                                       for name, value in other.items()})
+    check.outputs_close(subject.run(copied, inputs),
+                        subject.run_reference(inputs, subject.reference(other)),
+                        against="the reference with the weights loaded into the copy")
+    check.outputs_close(subject.run(module, inputs), subject.run_reference(inputs),
+                        against="the reference with the original's weights")
 
 
 @cases(lambda fam: [BASE.with_(dropout=0.5), BASE.with_(dropout=0.5,

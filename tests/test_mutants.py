@@ -119,6 +119,7 @@ MUTANTS = [
     ("CtxKeptOutputsRNN", "rnn_tanh", "gradients", "output_changed_in_place_before_backward"),
     ("PiecewiseProjectionGRU", "gru", "accuracy", "error_at_standard_shape"),
     ("LambdaGateGRU", "gru", "state", "saved_whole_and_loaded"),
+    ("TracedOnceGRU", "gru", "state", "deep_copies_compute_apart"),
 ]
 
 # The families torch does not have (tests.mutants.families), each against its correct parent.

@@ -1225,3 +1225,32 @@ class LambdaGateGRU(ScratchGRU):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.gate = lambda a: torch.sigmoid(a)  # the bug: a lambda attribute
+
+
+class _TorchGRUForward(torch.nn.Module):
+    """torch's GRU forward of ``gru`` as a module of its own, for torch.jit.trace."""
+
+    def __init__(self, gru):
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, x, h):
+        return torch.nn.GRU.forward(self.gru, x, h)
+
+
+class TracedOnceGRU(torch.nn.GRU):
+    """torch's GRU traced at its first call per input shape (a serving speed-up) and the trace
+    run after: right, and right after weights change in place, but copy.deepcopy copies each
+    trace with parameters of its own, so weights loaded into the copy never reach it."""
+
+    def forward(self, input, hx=None):
+        if not isinstance(input, Tensor) or hx is None or isinstance(hx, tuple):
+            return super().forward(input, hx)
+        traces = self.__dict__.setdefault("_traces", {})
+        key = (tuple(input.shape), tuple(hx.shape), input.dtype, self.training)
+        if key not in traces:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traces[key] = torch.jit.trace(_TorchGRUForward(self), (input, hx),
+                                              check_trace=False)
+        return traces[key](input, hx)
