@@ -41,6 +41,10 @@ def test_large_inputs(subject, check):
 @cases(long_grid)
 def test_long_sequence(subject, check):
     finite_and_close(subject, check, None, "long")
+    if subject.case.seq_len > 4096:  # a scan's blocks: where its models' slow memory lives too
+        for transform in subject.family_def.weight_regimes.values():
+            finite_and_close(subject, check, subject.inputs(), "long",
+                             weights=transform(subject.weights()))
 
 
 # label -> (weights x, inputs x): values as drawn; small pre-activations, where a formula that

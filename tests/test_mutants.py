@@ -151,6 +151,7 @@ FAMILY_MUTANTS = [
     ("ProjectionCacheMinGRU", "mingru", "state", "input_refilled_in_place_is_seen"),
     ("LogOfH0MinLSTM", "minlstm", "gradients", "gradients_through_a_zero_initial_state"),
     ("BlockRestartMinGRU", "mingru", "numerics", "long_sequence"),
+    ("UnscannedCarryMinGRU", "mingru", "numerics", "long_sequence"),
 ]
 MUTANTS += [(f"families:{m}", *rest) for m, *rest in FAMILY_MUTANTS]
 

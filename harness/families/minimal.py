@@ -46,6 +46,26 @@ def normalised_gates(f_pre: Tensor, i_pre: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(difference), torch.sigmoid(-difference)
 
 
+def long_memory(blocks: int, shifts: tuple[float, ...]):
+    """A weight regime where the state forgets over thousands of steps, as trained models' slow
+    units do: each gate block's bias shifted (``shifts``, one per block, over ``blocks`` stacked
+    H-row blocks of bias_ih): minGRU's z to σ(-7) ≈ 1e-3, minLSTM's f' to about 1 - 1e-3. A case
+    without biases keeps its weights."""
+
+    def regime(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        found = dict(weights)
+        for name, value in weights.items():
+            if name.startswith("bias_ih"):
+                parts = list(value.chunk(blocks))
+                found[name] = torch.cat([part + shift for part, shift in zip(parts, shifts)])
+        return found
+
+    return regime
+
+
+LONG_MEMORY = "long memory (a gate bias that keeps the state over thousands of steps)"
+
+
 class MinGRULoop(NamedParameters):
     """The minGRU reference: the recurrence one step at a time, exactly as written (the gates,
     which read x alone, for every step first: h' = (1 - z) h + z h̃ is the same arithmetic)."""
@@ -88,11 +108,13 @@ class MinLSTMLoop(NamedParameters):
 
 MINGRU = Family(
     "mingru", MinGRULoop, gates=2, recurrence="none", state_domain="positive", order=10,
+    weight_regimes={LONG_MEMORY: long_memory(2, (-7.0, 0.0))},
     gate_names=("z", "h̃"), signatures=f"{STEPS}:mingru_signatures",
     description="minGRU: h' = (1 - z) h + z g(W_h x), z = σ(W_z x); gates from x only",
 )
 MINLSTM = Family(
     "minlstm", MinLSTMLoop, gates=3, recurrence="none", state_domain="positive", order=11,
+    weight_regimes={LONG_MEMORY: long_memory(3, (7.0, -7.0, 0.0))},
     gate_names=("f", "i", "h̃"), signatures=f"{STEPS}:minlstm_signatures",
     description="minLSTM: h' = f' h + i' g(W_h x), f', i' normalised to sum to 1",
 )

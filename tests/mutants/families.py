@@ -302,3 +302,37 @@ class BlockRestartMinGRU(ChunkedMinGRU):
                                                reverse)
             outputs.append(out)
         return torch.cat(outputs), final
+
+
+class UnscannedCarryMinGRU(ChunkedMinGRU):
+    """A long-sequence path (T >= 4096) that scans 1024-step blocks side by side from zero, then
+    adds each block's carry-in: the previous block's own final state, not the state the scan
+    reached there (the carries are never scanned across blocks). Only a state that outlives a
+    block, a slow-forgetting gate, shows it."""
+
+    BLOCK = 1024
+
+    def run_direction(self, slot, x, state, mask, reverse):
+        steps, block = x.shape[0], self.BLOCK
+        if steps < 4 * block:
+            return super().run_direction(slot, x, state, mask, reverse)
+        w = self.weights(slot)
+        if reverse:
+            x, mask = x.flip(0), None if mask is None else mask.flip(0)
+        a, b = masked_affine(*self.decay_and_input(F.linear(x, w["ih"], w["b_ih"])), mask)
+        blocks = -(-steps // block)
+        a = torch.cat([a, a.new_ones(blocks * block - steps, *a.shape[1:])])  # (blocks*1024, B, H)
+        b = torch.cat([b, b.new_zeros(blocks * block - steps, *b.shape[1:])])
+        rows, width = a.shape[1], a.shape[2]
+
+        def side_by_side(t):  # (blocks * 1024, B, H) -> (1024, blocks * B, H)
+            return t.view(blocks, block, rows, width).transpose(0, 1).reshape(block, -1, width)
+
+        local = chunked_affine(side_by_side(a), side_by_side(b), a.new_zeros(blocks * rows, width),
+                               chunk_size=self.chunk_size)
+        decay = torch.cumprod(side_by_side(a), dim=0)
+        local, decay = (t.view(block, blocks, rows, width).transpose(0, 1) for t in (local, decay))
+        carry = torch.cat([state[0].unsqueeze(0), local[:-1, -1]])  # the bug: never scanned
+        h = (local + decay * carry.unsqueeze(1)).reshape(blocks * block, rows, width)[:steps]
+        out = h if mask is None else h * mask.unsqueeze(2)
+        return (out.flip(0) if reverse else out), (h[-1],)
