@@ -216,20 +216,20 @@ class Subject:
         at that call alone (its shapes, its h_n rows, its values against the reference)."""
         return shared_call(SharedCall(
             ("implementation", self.spec.name), id(self.spec), self.case,
-            lambda: (self.spec, copied(self.run(self.build(), self.inputs())))))[1]
+            lambda: copied(self.run(self.build(), self.inputs()))))
 
     def reference_call(self) -> Outputs:
         """The reference's outputs on the case's inputs, with their twin, no graph: made once per
         process for the family and case (which fixes the weights and inputs)."""
         family = self.family_def
 
-        def compute() -> tuple[object, Outputs]:
+        def compute() -> Outputs:
             with torch.no_grad():
-                return None, self.run_reference(self.inputs())
+                return self.run_reference(self.inputs())
 
         return shared_call(SharedCall(
             ("reference", family.name, builder_name(family.build_reference)), 0, self.case,
-            compute))[1]
+            compute))
 
     def run_reference(
         self, inputs: Inputs, module: nn.Module | None = None, *, case: Case | None = None,

@@ -87,13 +87,13 @@ def copied(outputs: Outputs) -> Outputs:
 class SharedCall:
     """One call that several checks of a case ask for alike: what it runs (``what``: the
     implementation's name or the family's reference; ``owner``: the id of the ImplSpec, which
-    ``compute`` returns alongside the outputs so that it outlives its key), the case, and how
-    to compute it (not compared)."""
+    ``compute`` holds, so the id is its own while the call is kept), the case, and how to
+    compute it (not compared)."""
 
     what: tuple[str, ...]
     owner: int
     case: object  # a Case or an OpCase, hashable
-    compute: Callable[[], tuple[object, Outputs]] = field(repr=False)
+    compute: Callable[[], Outputs] = field(repr=False)
 
     @property
     def identity(self) -> tuple:
@@ -111,7 +111,7 @@ class SharedCall:
 CALLS_KEPT = 1024
 
 
-def shared_call(key: SharedCall) -> tuple[object, Outputs]:
+def shared_call(key: SharedCall) -> Outputs:
     """The outputs for ``key``, computed by the first check that asks for them in this
     process (an exception is not kept: the next check computes it again). In training with
     dropout every call draws anew: nothing is shared."""
@@ -121,7 +121,7 @@ def shared_call(key: SharedCall) -> tuple[object, Outputs]:
 
 
 @functools.lru_cache(maxsize=CALLS_KEPT)
-def kept_call(key: SharedCall) -> tuple[object, Outputs]:
+def kept_call(key: SharedCall) -> Outputs:
     return key.compute()
 
 
