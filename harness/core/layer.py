@@ -193,7 +193,7 @@ class RecurrentLayer(nn.Module):
         driven = None
         if self.drives_ahead:
             driven = list(zip(*(part.unbind(0) for part in self.drive(slot, x))))
-        steps = x.unbind(0)  # (B, in) each
+        steps = x.unbind(0) if driven is None else ()  # (B, in) each, for cell
         valid = None if mask is None else mask.unsqueeze(2).unbind(0)  # (B, 1) each
         for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
             new = (self.cell(slot, steps[t], state) if driven is None
